@@ -1,0 +1,253 @@
+// Blocking and threading for the cdist / dot / paired shapes (kernels: simd/isa/*).
+//
+// cdist tiles: the output is cut into tasks of (up to kRowsPerTask rows of A) x (one block of
+// B rows). A block of B is packed into the tile kernel's panel layout in a per-thread scratch
+// buffer sized to stay in L2 (about 256 KiB), then every row of the task's A slice is run
+// against it. Repacking a B block once per task costs under 1% of the task's arithmetic.
+// Norms (squared for L2, inverse for cosine) are computed once per operand before the tiles,
+// so the epilogue only reads them.
+//
+// One-to-many: when A has very few rows, packing B would double the memory traffic of what is a
+// bandwidth-bound scan, so each A row streams over B once with the many kernels instead, and
+// the threads split B's rows.
+#include "brute/distances.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/errors.hpp"
+#include "common/parallel.hpp"
+#include "simd/dispatch.hpp"
+
+namespace pysim::brute {
+namespace {
+
+using simd::Epilogue;
+
+constexpr std::size_t kRowsPerTask = 128;
+constexpr std::size_t kPackedBytes = 256 * 1024;
+constexpr std::size_t kManyMaxRows = 2;  // A rows at or below this use the one-to-many path
+
+template <typename T>
+const simd::Kernels<T>& kernels(const simd::KernelTable& t);
+template <>
+const simd::Kernels<float>& kernels<float>(const simd::KernelTable& t) {
+    return t.f32;
+}
+template <>
+const simd::Kernels<double>& kernels<double>(const simd::KernelTable& t) {
+    return t.f64;
+}
+
+Epilogue epilogue_for(Metric metric) {
+    switch (metric) {
+    case Metric::sqeuclidean: return Epilogue::l2sq;
+    case Metric::euclidean: return Epilogue::l2;
+    case Metric::cosine: return Epilogue::cosine;
+    case Metric::ip: return Epilogue::ip;
+    case Metric::mahalanobis: break;
+    }
+    throw std::invalid_argument("metric: mahalanobis must be mapped to euclidean before the core");
+}
+
+// Clamps a cosine distance to [0, 2] but lets NaN through, so non-finite input stays visible
+// to the caller's finiteness check (std::max(0, NaN) would return 0).
+template <typename T>
+T clamp_cosine(T v) {
+    return v < T(0) ? T(0) : (v > T(2) ? T(2) : v);
+}
+
+template <typename T>
+T inverse_norm(T squared) {
+    return squared > T(0) ? T(1) / std::sqrt(squared) : T(0);
+}
+
+// Euclidean from the norm expansion loses precision when the distance is tiny next to the
+// norms (catastrophic cancellation, then sqrt magnifies it: an absolute error e in the square
+// becomes sqrt(e) in the distance). Entries whose square falls below a small fraction of
+// |a|^2 + |b|^2 are recomputed directly as sqrt(sum (a - b)^2), which keeps euclidean within the
+// dtype's accuracy relative to the norms. Only near pairs qualify, so the cost is a scan of
+// the tile's outputs, which are still in cache.
+template <typename T>
+void refine_near_pairs(const T* a, std::size_t i0, std::size_t rows, const T* b, std::size_t j0,
+                       std::size_t cols, std::size_t dim, const std::vector<T>& a_sq,
+                       const std::vector<T>& b_sq, T* out, std::size_t ldo,
+                       simd::PairFn<T> l2sq) {
+    const T ratio = sizeof(T) == 4 ? T(1e-3) : T(1e-7);
+    for (std::size_t i = i0; i < i0 + rows; ++i) {
+        T* o = out + i * ldo;
+        for (std::size_t j = j0; j < j0 + cols; ++j) {
+            if (o[j] * o[j] < ratio * (a_sq[i] + b_sq[j]))
+                o[j] = std::sqrt(l2sq(a + i * dim, b + j * dim, dim));
+        }
+    }
+}
+
+template <typename T>
+void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
+           T* out, std::size_t threads) {
+    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    std::vector<T> a_aux, b_aux;
+    if (ep == Epilogue::l2sq || ep == Epilogue::l2 || ep == Epilogue::cosine) {
+        a_aux.resize(m);
+        b_aux.resize(n);
+        squared_norms(a, m, dim, a_aux.data(), threads);
+        squared_norms(b, n, dim, b_aux.data(), threads);
+        if (ep == Epilogue::cosine) {
+            for (auto& v : a_aux) v = inverse_norm(v);
+            for (auto& v : b_aux) v = inverse_norm(v);
+        }
+    }
+    const std::size_t nr = k.tile_nr;
+    std::size_t block = kPackedBytes / (sizeof(T) * std::max<std::size_t>(1, dim));
+    block = std::max(nr, std::min<std::size_t>(4096, block / nr * nr));
+    const std::size_t row_blocks = (m + kRowsPerTask - 1) / kRowsPerTask;
+    const std::size_t col_blocks = (n + block - 1) / block;
+    const auto pack = k.pack.fn;
+    const auto tile = k.tile.fn;
+    parallel_for(row_blocks * col_blocks, threads, 1, [&](std::size_t begin, std::size_t end) {
+        thread_local std::vector<T> packed;
+        for (std::size_t task = begin; task < end; ++task) {
+            const std::size_t cb = task % col_blocks, rb = task / col_blocks;
+            const std::size_t j0 = cb * block, cols = std::min(block, n - j0);
+            const std::size_t i0 = rb * kRowsPerTask, rows = std::min(kRowsPerTask, m - i0);
+            const std::size_t need = (cols + nr - 1) / nr * nr * dim;
+            if (packed.size() < need) packed.resize(need);
+            pack(b + j0 * dim, dim, cols, dim, packed.data());
+            simd::TileArgs<T> g{a + i0 * dim,
+                                dim,
+                                rows,
+                                packed.data(),
+                                cols,
+                                dim,
+                                ep,
+                                a_aux.empty() ? nullptr : a_aux.data() + i0,
+                                b_aux.empty() ? nullptr : b_aux.data() + j0,
+                                out + i0 * n + j0,
+                                n};
+            tile(g);
+            if (ep == Epilogue::l2) refine_near_pairs(a, i0, rows, b, j0, cols, dim, a_aux, b_aux,
+                                                      out, n, k.l2sq.fn);
+        }
+    });
+}
+
+template <typename T>
+void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim,
+                 Epilogue ep, T* out, std::size_t threads) {
+    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    const std::size_t grain = balanced_grain(n, threads, 4096);
+    for (std::size_t i = 0; i < m; ++i) {
+        const T* q = a + i * dim;
+        T* o = out + i * n;
+        const T q_inv = ep == Epilogue::cosine ? inverse_norm(k.norm2.fn(q, q, dim)) : T(0);
+        parallel_for(n, threads, grain, [&](std::size_t begin, std::size_t end) {
+            const T* rows = b + begin * dim;
+            const std::size_t count = end - begin;
+            T* o_chunk = o + begin;
+            switch (ep) {
+            case Epilogue::l2sq: k.l2sq_many.fn(q, rows, count, dim, o_chunk); break;
+            case Epilogue::l2:
+                k.l2sq_many.fn(q, rows, count, dim, o_chunk);
+                for (std::size_t j = 0; j < count; ++j) o_chunk[j] = std::sqrt(o_chunk[j]);
+                break;
+            case Epilogue::dot: k.dot_many.fn(q, rows, count, dim, o_chunk); break;
+            case Epilogue::ip:
+                k.dot_many.fn(q, rows, count, dim, o_chunk);
+                for (std::size_t j = 0; j < count; ++j) o_chunk[j] = T(1) - o_chunk[j];
+                break;
+            case Epilogue::cosine: {
+                T norms[256];
+                for (std::size_t s = 0; s < count; s += 256) {
+                    const std::size_t c = std::min<std::size_t>(256, count - s);
+                    k.dot_norm_many.fn(q, rows + s * dim, c, dim, o_chunk + s, norms);
+                    for (std::size_t j = 0; j < c; ++j) {
+                        const T sim = o_chunk[s + j] * q_inv * inverse_norm(norms[j]);
+                        o_chunk[s + j] = clamp_cosine(T(1) - sim);
+                    }
+                }
+                break;
+            }
+            }
+        });
+    }
+}
+
+template <typename T>
+void run(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
+         T* out, std::size_t threads) {
+    require(dim > 0, "dim must be positive");
+    if (m == 0 || n == 0) return;
+    if (m <= kManyMaxRows) {
+        one_to_many(a, m, b, n, dim, ep, out, threads);
+    } else {
+        tiled(a, m, b, n, dim, ep, out, threads);
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void cdist(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Metric metric,
+           T* out, std::size_t threads) {
+    run(a, m, b, n, dim, epilogue_for(metric), out, threads);
+}
+
+template <typename T>
+void dot(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, T* out,
+         std::size_t threads) {
+    run(a, m, b, n, dim, Epilogue::dot, out, threads);
+}
+
+template <typename T>
+void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metric, T* out,
+            std::size_t threads) {
+    const Epilogue ep = epilogue_for(metric);
+    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    parallel_for(m, threads, balanced_grain(m, threads, 1024),
+                 [&](std::size_t begin, std::size_t end) {
+                     for (std::size_t i = begin; i < end; ++i) {
+                         const T* x = a + i * dim;
+                         const T* y = b + i * dim;
+                         T v;
+                         switch (ep) {
+                         case Epilogue::l2sq: v = k.l2sq.fn(x, y, dim); break;
+                         case Epilogue::l2: v = std::sqrt(k.l2sq.fn(x, y, dim)); break;
+                         case Epilogue::ip: v = T(1) - k.dot.fn(x, y, dim); break;
+                         case Epilogue::cosine: {
+                             const T sim = k.dot.fn(x, y, dim) * inverse_norm(k.norm2.fn(x, x, dim)) *
+                                           inverse_norm(k.norm2.fn(y, y, dim));
+                             v = clamp_cosine(T(1) - sim);
+                             break;
+                         }
+                         default: v = k.dot.fn(x, y, dim); break;
+                         }
+                         out[i] = v;
+                     }
+                 });
+}
+
+template <typename T>
+void squared_norms(const T* rows, std::size_t n, std::size_t dim, T* out, std::size_t threads) {
+    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    parallel_for(n, threads, balanced_grain(n, threads, 2048),
+                 [&](std::size_t begin, std::size_t end) {
+                     k.norms.fn(rows + begin * dim, end - begin, dim, out + begin);
+                 });
+}
+
+#define PYSIM_INSTANTIATE(T)                                                                   \
+    template void cdist<T>(const T*, std::size_t, const T*, std::size_t, std::size_t, Metric,   \
+                           T*, std::size_t);                                                   \
+    template void dot<T>(const T*, std::size_t, const T*, std::size_t, std::size_t, T*,         \
+                         std::size_t);                                                         \
+    template void paired<T>(const T*, const T*, std::size_t, std::size_t, Metric, T*,          \
+                            std::size_t);                                                      \
+    template void squared_norms<T>(const T*, std::size_t, std::size_t, T*, std::size_t);
+PYSIM_INSTANTIATE(float)
+PYSIM_INSTANTIATE(double)
+#undef PYSIM_INSTANTIATE
+
+}  // namespace pysim::brute

@@ -1,0 +1,35 @@
+// Runtime selection of the kernel table (see dispatch.cpp for the detection rules).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "simd/kernels.hpp"
+
+namespace pysim::simd {
+
+/// The active kernel table. Callers read it once per batch call, never cache it across calls.
+const KernelTable& active() noexcept;
+
+/// The table of a given level, or nullptr when that level cannot run here.
+const KernelTable* table_for(Isa isa) noexcept;
+
+/// Switches the active level; false (and no change) when the level cannot run here.
+bool set_active(Isa isa) noexcept;
+
+const char* isa_name(Isa isa) noexcept;
+bool parse_isa(const std::string& name, Isa& out) noexcept;
+
+/// Levels compiled into this build, and the subset this CPU can run.
+std::vector<Isa> compiled_isas();
+std::vector<Isa> runnable_isas();
+
+/// The best level this CPU can run.
+Isa detected_isa() noexcept;
+
+/// What PYSIM_SIMD asked for at start-up ("" when unset) and a note when the request could
+/// not be honoured ("" otherwise).
+std::string env_request();
+std::string override_note();
+
+}  // namespace pysim::simd

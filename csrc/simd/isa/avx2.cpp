@@ -1,0 +1,96 @@
+// AVX2 + FMA kernels (8 floats / 4 doubles per register, 16 registers).
+//
+// CMake compiles this file, and only this file, with -mavx2 -mfma -mf16c; dispatch.cpp calls
+// fill_avx2() only after cpuid + xgetbv confirmed AVX2, FMA, F16C and OS-enabled YMM state.
+// Tails use vmaskmov (masked load/store that never touches the bytes past the end), so no
+// scalar remainder loop and no read past the caller's buffer. Tile: 6 rows x 2 registers =
+// 12 accumulators + 2 B vectors + 1 broadcast = 15 of the 16 YMM registers.
+//
+// ODR rule: everything except fill_avx2 has internal linkage (generic_kernels.inl is included
+// inside the anonymous namespace), and no STL template is instantiated here.
+#include "simd/kernels.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+namespace pysim::simd {
+namespace {
+
+struct F32 {
+    using T = float;
+    using V = __m256;
+    static constexpr std::size_t W = 8;
+    static constexpr std::size_t MR = 6;
+    static __m256i mask(std::size_t count) noexcept {
+        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), iota);
+    }
+    static V zero() noexcept { return _mm256_setzero_ps(); }
+    static V set1(T s) noexcept { return _mm256_set1_ps(s); }
+    static V load(const T* p) noexcept { return _mm256_loadu_ps(p); }
+    static V load_partial(const T* p, std::size_t c) noexcept {
+        return _mm256_maskload_ps(p, mask(c));
+    }
+    static void store(T* p, V v) noexcept { _mm256_storeu_ps(p, v); }
+    static void store_partial(T* p, V v, std::size_t c) noexcept {
+        _mm256_maskstore_ps(p, mask(c), v);
+    }
+    static V add(V a, V b) noexcept { return _mm256_add_ps(a, b); }
+    static V sub(V a, V b) noexcept { return _mm256_sub_ps(a, b); }
+    static V mul(V a, V b) noexcept { return _mm256_mul_ps(a, b); }
+    static V max(V a, V b) noexcept { return _mm256_max_ps(a, b); }
+    static V min(V a, V b) noexcept { return _mm256_min_ps(a, b); }
+    static V fmadd(V a, V b, V c) noexcept { return _mm256_fmadd_ps(a, b, c); }
+    static V sqrt(V a) noexcept { return _mm256_sqrt_ps(a); }
+    static T reduce(V v) noexcept {
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+    }
+};
+
+struct F64 {
+    using T = double;
+    using V = __m256d;
+    static constexpr std::size_t W = 4;
+    static constexpr std::size_t MR = 6;
+    static __m256i mask(std::size_t count) noexcept {
+        const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+        return _mm256_cmpgt_epi64(_mm256_set1_epi64x(static_cast<long long>(count)), iota);
+    }
+    static V zero() noexcept { return _mm256_setzero_pd(); }
+    static V set1(T s) noexcept { return _mm256_set1_pd(s); }
+    static V load(const T* p) noexcept { return _mm256_loadu_pd(p); }
+    static V load_partial(const T* p, std::size_t c) noexcept {
+        return _mm256_maskload_pd(p, mask(c));
+    }
+    static void store(T* p, V v) noexcept { _mm256_storeu_pd(p, v); }
+    static void store_partial(T* p, V v, std::size_t c) noexcept {
+        _mm256_maskstore_pd(p, mask(c), v);
+    }
+    static V add(V a, V b) noexcept { return _mm256_add_pd(a, b); }
+    static V sub(V a, V b) noexcept { return _mm256_sub_pd(a, b); }
+    static V mul(V a, V b) noexcept { return _mm256_mul_pd(a, b); }
+    static V max(V a, V b) noexcept { return _mm256_max_pd(a, b); }
+    static V min(V a, V b) noexcept { return _mm256_min_pd(a, b); }
+    static V fmadd(V a, V b, V c) noexcept { return _mm256_fmadd_pd(a, b, c); }
+    static V sqrt(V a) noexcept { return _mm256_sqrt_pd(a); }
+    static T reduce(V v) noexcept {
+        __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+        s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
+        return _mm_cvtsd_f64(s);
+    }
+};
+
+#include "simd/isa/generic_kernels.inl"
+
+}  // namespace
+
+void fill_avx2(KernelTable& t) noexcept {
+    fill_kernels<F32>(t.f32, Isa::avx2);
+    fill_kernels<F64>(t.f64, Isa::avx2);
+}
+
+}  // namespace pysim::simd
+#endif

@@ -1,0 +1,83 @@
+// AVX-512 (F/DQ/BW/VL) kernels: 16 floats / 8 doubles per register, 32 registers, and
+// opmask registers that make every tail a single masked load or store.
+//
+// CMake compiles this file, and only this file, with -mavx512f -mavx512dq -mavx512bw
+// -mavx512vl -mfma; dispatch.cpp calls fill_avx512() only after cpuid + xgetbv confirmed the
+// four subsets and OS-enabled opmask/ZMM state. Tile: 8 rows x 2 registers = 16 accumulators
+// (MR x 2 FMAs per 2 + MR loads keeps the FMA ports, not the load ports, the bottleneck).
+//
+// ODR rule: everything except fill_avx512 has internal linkage (generic_kernels.inl is included
+// inside the anonymous namespace), and no STL template is instantiated here.
+#include "simd/kernels.hpp"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+namespace pysim::simd {
+namespace {
+
+struct F32 {
+    using T = float;
+    using V = __m512;
+    static constexpr std::size_t W = 16;
+    static constexpr std::size_t MR = 8;
+    static __mmask16 mask(std::size_t c) noexcept {
+        return static_cast<__mmask16>((1u << c) - 1u);
+    }
+    static V zero() noexcept { return _mm512_setzero_ps(); }
+    static V set1(T s) noexcept { return _mm512_set1_ps(s); }
+    static V load(const T* p) noexcept { return _mm512_loadu_ps(p); }
+    static V load_partial(const T* p, std::size_t c) noexcept {
+        return _mm512_maskz_loadu_ps(mask(c), p);
+    }
+    static void store(T* p, V v) noexcept { _mm512_storeu_ps(p, v); }
+    static void store_partial(T* p, V v, std::size_t c) noexcept {
+        _mm512_mask_storeu_ps(p, mask(c), v);
+    }
+    static V add(V a, V b) noexcept { return _mm512_add_ps(a, b); }
+    static V sub(V a, V b) noexcept { return _mm512_sub_ps(a, b); }
+    static V mul(V a, V b) noexcept { return _mm512_mul_ps(a, b); }
+    static V max(V a, V b) noexcept { return _mm512_max_ps(a, b); }
+    static V min(V a, V b) noexcept { return _mm512_min_ps(a, b); }
+    static V fmadd(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
+    static V sqrt(V a) noexcept { return _mm512_sqrt_ps(a); }
+    static T reduce(V v) noexcept { return _mm512_reduce_add_ps(v); }
+};
+
+struct F64 {
+    using T = double;
+    using V = __m512d;
+    static constexpr std::size_t W = 8;
+    static constexpr std::size_t MR = 8;
+    static __mmask8 mask(std::size_t c) noexcept { return static_cast<__mmask8>((1u << c) - 1u); }
+    static V zero() noexcept { return _mm512_setzero_pd(); }
+    static V set1(T s) noexcept { return _mm512_set1_pd(s); }
+    static V load(const T* p) noexcept { return _mm512_loadu_pd(p); }
+    static V load_partial(const T* p, std::size_t c) noexcept {
+        return _mm512_maskz_loadu_pd(mask(c), p);
+    }
+    static void store(T* p, V v) noexcept { _mm512_storeu_pd(p, v); }
+    static void store_partial(T* p, V v, std::size_t c) noexcept {
+        _mm512_mask_storeu_pd(p, mask(c), v);
+    }
+    static V add(V a, V b) noexcept { return _mm512_add_pd(a, b); }
+    static V sub(V a, V b) noexcept { return _mm512_sub_pd(a, b); }
+    static V mul(V a, V b) noexcept { return _mm512_mul_pd(a, b); }
+    static V max(V a, V b) noexcept { return _mm512_max_pd(a, b); }
+    static V min(V a, V b) noexcept { return _mm512_min_pd(a, b); }
+    static V fmadd(V a, V b, V c) noexcept { return _mm512_fmadd_pd(a, b, c); }
+    static V sqrt(V a) noexcept { return _mm512_sqrt_pd(a); }
+    static T reduce(V v) noexcept { return _mm512_reduce_add_pd(v); }
+};
+
+#include "simd/isa/generic_kernels.inl"
+
+}  // namespace
+
+void fill_avx512(KernelTable& t) noexcept {
+    fill_kernels<F32>(t.f32, Isa::avx512);
+    fill_kernels<F64>(t.f64, Isa::avx512);
+}
+
+}  // namespace pysim::simd
+#endif

@@ -1,0 +1,251 @@
+// Kernel bodies shared by every ISA, written once against a small "vector traits" interface.
+//
+// Each file in this folder defines traits structs F32 and F64 for its instruction set and then
+// includes this file *inside an anonymous namespace*. Every function here therefore has internal
+// linkage in that translation unit and is compiled with that unit's -m flags only: the linker can
+// never merge an AVX-512 instantiation into code that runs on an older CPU (the ODR hazard of
+// templates and inline functions in ISA units). That is why this is an .inl with no include
+// guard and no namespace of its own, and why it uses no STL.
+//
+// Traits interface (X):
+//   T, V                      scalar type and vector type
+//   W                         lanes per vector;  MR  rows per register block of the tile kernel
+//   zero(), set1(s), load(p), load_partial(p, count), store(p, v), store_partial(p, v, count)
+//   add, sub, mul, fmadd(a, b, c) = a * b + c, max, min, sqrt, reduce(v) = sum of lanes
+//
+// Layouts: pair and many kernels read plain rows. The tile kernel reads A rows in place
+// (row stride lda) and B from panels of NR = 2 W rows packed dimension-major, so one k step
+// loads two vectors of B and broadcasts MR values of A into MR x 2 accumulators (MR x 2 FMAs
+// per 2 + MR loads: compute-bound). Epilogues are fused: every output is written once.
+
+template <class X>
+typename X::T pair_dot(const typename X::T* a, const typename X::T* b, std::size_t dim) noexcept {
+    using V = typename X::V;
+    constexpr std::size_t W = X::W;
+    V acc0 = X::zero(), acc1 = X::zero(), acc2 = X::zero(), acc3 = X::zero();
+    std::size_t i = 0;
+    for (; i + 4 * W <= dim; i += 4 * W) {
+        acc0 = X::fmadd(X::load(a + i), X::load(b + i), acc0);
+        acc1 = X::fmadd(X::load(a + i + W), X::load(b + i + W), acc1);
+        acc2 = X::fmadd(X::load(a + i + 2 * W), X::load(b + i + 2 * W), acc2);
+        acc3 = X::fmadd(X::load(a + i + 3 * W), X::load(b + i + 3 * W), acc3);
+    }
+    for (; i + W <= dim; i += W) acc0 = X::fmadd(X::load(a + i), X::load(b + i), acc0);
+    if (i < dim) {
+        acc1 = X::fmadd(X::load_partial(a + i, dim - i), X::load_partial(b + i, dim - i), acc1);
+    }
+    return X::reduce(X::add(X::add(acc0, acc1), X::add(acc2, acc3)));
+}
+
+template <class X>
+typename X::T pair_l2sq(const typename X::T* a, const typename X::T* b,
+                        std::size_t dim) noexcept {
+    using V = typename X::V;
+    constexpr std::size_t W = X::W;
+    V acc0 = X::zero(), acc1 = X::zero(), acc2 = X::zero(), acc3 = X::zero();
+    std::size_t i = 0;
+    for (; i + 4 * W <= dim; i += 4 * W) {
+        const V d0 = X::sub(X::load(a + i), X::load(b + i));
+        const V d1 = X::sub(X::load(a + i + W), X::load(b + i + W));
+        const V d2 = X::sub(X::load(a + i + 2 * W), X::load(b + i + 2 * W));
+        const V d3 = X::sub(X::load(a + i + 3 * W), X::load(b + i + 3 * W));
+        acc0 = X::fmadd(d0, d0, acc0);
+        acc1 = X::fmadd(d1, d1, acc1);
+        acc2 = X::fmadd(d2, d2, acc2);
+        acc3 = X::fmadd(d3, d3, acc3);
+    }
+    for (; i + W <= dim; i += W) {
+        const V d = X::sub(X::load(a + i), X::load(b + i));
+        acc0 = X::fmadd(d, d, acc0);
+    }
+    if (i < dim) {
+        const V d = X::sub(X::load_partial(a + i, dim - i), X::load_partial(b + i, dim - i));
+        acc1 = X::fmadd(d, d, acc1);
+    }
+    return X::reduce(X::add(X::add(acc0, acc1), X::add(acc2, acc3)));
+}
+
+template <class X>
+typename X::T pair_norm2(const typename X::T* a, const typename X::T*, std::size_t dim) noexcept {
+    return pair_dot<X>(a, a, dim);
+}
+
+template <class X>
+void many_dot(const typename X::T* q, const typename X::T* rows, std::size_t n, std::size_t dim,
+              typename X::T* out) noexcept {
+    for (std::size_t r = 0; r < n; ++r) out[r] = pair_dot<X>(q, rows + r * dim, dim);
+}
+
+template <class X>
+void many_l2sq(const typename X::T* q, const typename X::T* rows, std::size_t n, std::size_t dim,
+               typename X::T* out) noexcept {
+    for (std::size_t r = 0; r < n; ++r) out[r] = pair_l2sq<X>(q, rows + r * dim, dim);
+}
+
+template <class X>
+void many_dot_norm(const typename X::T* q, const typename X::T* rows, std::size_t n,
+                   std::size_t dim, typename X::T* dots, typename X::T* norms) noexcept {
+    using V = typename X::V;
+    constexpr std::size_t W = X::W;
+    for (std::size_t r = 0; r < n; ++r) {
+        const typename X::T* b = rows + r * dim;
+        V d0 = X::zero(), d1 = X::zero(), n0 = X::zero(), n1 = X::zero();
+        std::size_t i = 0;
+        for (; i + 2 * W <= dim; i += 2 * W) {
+            const V b0 = X::load(b + i), b1 = X::load(b + i + W);
+            d0 = X::fmadd(X::load(q + i), b0, d0);
+            d1 = X::fmadd(X::load(q + i + W), b1, d1);
+            n0 = X::fmadd(b0, b0, n0);
+            n1 = X::fmadd(b1, b1, n1);
+        }
+        for (; i < dim; i += W) {
+            const std::size_t c = dim - i < W ? dim - i : W;
+            const V b0 = X::load_partial(b + i, c);
+            d0 = X::fmadd(X::load_partial(q + i, c), b0, d0);
+            n0 = X::fmadd(b0, b0, n0);
+        }
+        dots[r] = X::reduce(X::add(d0, d1));
+        norms[r] = X::reduce(X::add(n0, n1));
+    }
+}
+
+template <class X>
+void many_norms(const typename X::T* rows, std::size_t n, std::size_t dim,
+                typename X::T* out) noexcept {
+    for (std::size_t r = 0; r < n; ++r) out[r] = pair_dot<X>(rows + r * dim, rows + r * dim, dim);
+}
+
+template <class X>
+void pack_panels(const typename X::T* b, std::size_t ldb, std::size_t n, std::size_t dim,
+                 typename X::T* packed) noexcept {
+    constexpr std::size_t NR = 2 * X::W;
+    for (std::size_t j0 = 0; j0 < n; j0 += NR) {
+        typename X::T* panel = packed + j0 * dim;  // panels are NR * dim apart
+        const std::size_t cols = n - j0 < NR ? n - j0 : NR;
+        for (std::size_t j = 0; j < cols; ++j) {
+            const typename X::T* row = b + (j0 + j) * ldb;
+            for (std::size_t k = 0; k < dim; ++k) panel[k * NR + j] = row[k];
+        }
+        for (std::size_t j = cols; j < NR; ++j)
+            for (std::size_t k = 0; k < dim; ++k) panel[k * NR + j] = 0;
+    }
+}
+
+// One MR_ x NR block: rows a[0..MR_) against one packed panel, `cols` valid columns.
+template <class X, std::size_t MR_>
+void tile_block(const typename X::T* a, std::size_t lda, const typename X::T* panel,
+                std::size_t dim, std::size_t cols, const TileArgs<typename X::T>& g,
+                std::size_t row0, std::size_t col0) noexcept {
+    using T = typename X::T;
+    using V = typename X::V;
+    constexpr std::size_t W = X::W;
+    constexpr std::size_t NR = 2 * W;
+    V acc0[MR_], acc1[MR_];
+    for (std::size_t r = 0; r < MR_; ++r) acc0[r] = acc1[r] = X::zero();
+    for (std::size_t k = 0; k < dim; ++k) {
+        const V b0 = X::load(panel + k * NR);
+        const V b1 = X::load(panel + k * NR + W);
+        for (std::size_t r = 0; r < MR_; ++r) {
+            const V ar = X::set1(a[r * lda + k]);
+            acc0[r] = X::fmadd(ar, b0, acc0[r]);
+            acc1[r] = X::fmadd(ar, b1, acc1[r]);
+        }
+    }
+    const std::size_t c0 = cols < W ? cols : W;
+    const std::size_t c1 = cols > W ? cols - W : 0;
+    V bx0 = X::zero(), bx1 = X::zero();
+    const bool needs_aux = g.epilogue >= Epilogue::l2sq;
+    if (needs_aux) {
+        bx0 = X::load_partial(g.b_aux + col0, c0);
+        if (c1) bx1 = X::load_partial(g.b_aux + col0 + W, c1);
+    }
+    const V one = X::set1(T(1)), two = X::set1(T(2)), minus_two = X::set1(T(-2));
+    const V zero = X::zero();
+    for (std::size_t r = 0; r < MR_; ++r) {
+        V v0 = acc0[r], v1 = acc1[r];
+        switch (g.epilogue) {
+        case Epilogue::dot: break;
+        case Epilogue::ip:
+            v0 = X::sub(one, v0);
+            v1 = X::sub(one, v1);
+            break;
+        case Epilogue::l2sq:
+        case Epilogue::l2: {
+            const V ax = X::set1(g.a_aux[row0 + r]);
+            v0 = X::max(zero, X::fmadd(minus_two, v0, X::add(ax, bx0)));
+            v1 = X::max(zero, X::fmadd(minus_two, v1, X::add(ax, bx1)));
+            if (g.epilogue == Epilogue::l2) {
+                v0 = X::sqrt(v0);
+                v1 = X::sqrt(v1);
+            }
+            break;
+        }
+        case Epilogue::cosine: {
+            const V ax = X::set1(g.a_aux[row0 + r]);
+            v0 = X::min(two, X::max(zero, X::sub(one, X::mul(X::mul(v0, ax), bx0))));
+            v1 = X::min(two, X::max(zero, X::sub(one, X::mul(X::mul(v1, ax), bx1))));
+            break;
+        }
+        }
+        T* o = g.out + (row0 + r) * g.ldo + col0;
+        if (cols == NR) {
+            X::store(o, v0);
+            X::store(o + W, v1);
+        } else {
+            X::store_partial(o, v0, c0);
+            if (c1) X::store_partial(o + W, v1, c1);
+        }
+    }
+}
+
+template <class X, std::size_t R>
+void tile_rows_rest(std::size_t rest, const typename X::T* a, std::size_t lda,
+                    const typename X::T* panel, std::size_t dim, std::size_t cols,
+                    const TileArgs<typename X::T>& g, std::size_t row0,
+                    std::size_t col0) noexcept {
+    if constexpr (R > 0) {
+        if (rest == R) {
+            tile_block<X, R>(a, lda, panel, dim, cols, g, row0, col0);
+        } else {
+            tile_rows_rest<X, R - 1>(rest, a, lda, panel, dim, cols, g, row0, col0);
+        }
+    }
+}
+
+// Row blocks outer, panels inner: the MR x dim slice of A stays in L1 while the packed B block
+// (sized by the caller to fit L2) streams through.
+template <class X>
+void tile(const TileArgs<typename X::T>& g) noexcept {
+    constexpr std::size_t NR = 2 * X::W;
+    constexpr std::size_t MR = X::MR;
+    std::size_t i0 = 0;
+    for (; i0 + MR <= g.m; i0 += MR) {
+        for (std::size_t j0 = 0; j0 < g.n; j0 += NR) {
+            const std::size_t cols = g.n - j0 < NR ? g.n - j0 : NR;
+            tile_block<X, MR>(g.a + i0 * g.lda, g.lda, g.packed_b + j0 * g.dim, g.dim, cols, g,
+                              i0, j0);
+        }
+    }
+    if (i0 < g.m) {
+        for (std::size_t j0 = 0; j0 < g.n; j0 += NR) {
+            const std::size_t cols = g.n - j0 < NR ? g.n - j0 : NR;
+            tile_rows_rest<X, MR - 1>(g.m - i0, g.a + i0 * g.lda, g.lda, g.packed_b + j0 * g.dim,
+                                      g.dim, cols, g, i0, j0);
+        }
+    }
+}
+
+template <class X>
+void fill_kernels(Kernels<typename X::T>& k, Isa isa) noexcept {
+    k.dot = {&pair_dot<X>, isa};
+    k.l2sq = {&pair_l2sq<X>, isa};
+    k.norm2 = {&pair_norm2<X>, isa};
+    k.dot_many = {&many_dot<X>, isa};
+    k.l2sq_many = {&many_l2sq<X>, isa};
+    k.dot_norm_many = {&many_dot_norm<X>, isa};
+    k.norms = {&many_norms<X>, isa};
+    k.pack = {&pack_panels<X>, isa};
+    k.tile = {&tile<X>, isa};
+    k.tile_nr = 2 * X::W;
+    k.tile_mr = X::MR;
+}

@@ -1,0 +1,115 @@
+// Distance primitives and the table that runtime dispatch fills.
+//
+// Metrics are composed from a handful of primitives (see brute/distances.cpp):
+//   sqeuclidean = l2sq, euclidean = sqrt(l2sq), ip = 1 - dot,
+//   cosine = 1 - dot / (|a| |b|) with cached norms, mahalanobis = euclidean after x -> L x.
+// Three shapes: pair (one vector against one), many (one query against n contiguous rows, the
+// memory-bound shape), and tile (a register-blocked block of A rows against a packed block of B
+// rows, the compute-bound shape of cdist, with the metric's epilogue fused so every output is
+// written exactly once).
+//
+// Every kernel is noexcept, never allocates, reads exactly `dim` elements per vector and
+// assumes no alignment. This header is included by the per-ISA translation units, so it holds
+// declarations and plain structs only: no inline functions, no templates with bodies, no STL.
+//
+// Numerics: float32 kernels accumulate in float32 with several independent lanes (FMA where
+// the ISA has it); the error of a length-d reduction is bounded by about d * eps * sum|a_i b_i|
+// and in practice by sqrt(d) * eps * |a| |b|. float64 kernels accumulate in float64.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pysim::simd {
+
+enum class Isa : std::uint8_t { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+inline constexpr int kIsaCount = 4;
+
+/// f(a, b) over `dim` elements: dot, l2sq (squared Euclidean) or norm2 (a . a, b unused).
+template <typename T>
+using PairFn = T (*)(const T* a, const T* b, std::size_t dim) noexcept;
+
+/// out[i] = f(query, rows + i * dim) for i in [0, n); rows is C-contiguous (n, dim).
+template <typename T>
+using ManyFn = void (*)(const T* query, const T* rows, std::size_t n, std::size_t dim,
+                        T* out) noexcept;
+
+/// One pass over the rows for cosine: dots[i] = query . row_i, norms[i] = row_i . row_i.
+template <typename T>
+using DotNormManyFn = void (*)(const T* query, const T* rows, std::size_t n, std::size_t dim,
+                               T* dots, T* norms) noexcept;
+
+/// out[i] = rows_i . rows_i for i in [0, n).
+template <typename T>
+using NormsFn = void (*)(const T* rows, std::size_t n, std::size_t dim, T* out) noexcept;
+
+/// What the tile kernel writes for each (i, j) from the raw dot product s = a_i . b_j.
+///   dot:    s
+///   ip:     1 - s
+///   l2sq:   max(0, a_aux[i] + b_aux[j] - 2 s)        (aux = squared norms)
+///   l2:     sqrt(l2sq)
+///   cosine: clamp(1 - s * a_aux[i] * b_aux[j], 0, 2)  (aux = inverse norms, 0 for zero rows)
+enum class Epilogue : std::uint8_t { dot = 0, ip = 1, l2sq = 2, l2 = 3, cosine = 4 };
+
+/// Arguments of one tile call: rows [0, m) of A (row stride lda) against a packed block of n
+/// B rows, writing out[i * ldo + j].
+template <typename T>
+struct TileArgs {
+    const T* a;
+    std::size_t lda;
+    std::size_t m;
+    const T* packed_b;  // produced by PackFn for the same n and dim
+    std::size_t n;
+    std::size_t dim;
+    Epilogue epilogue;
+    const T* a_aux;  // length m (unused for dot / ip)
+    const T* b_aux;  // length n (unused for dot / ip)
+    T* out;
+    std::size_t ldo;
+};
+
+/// Packs n rows of B (row stride ldb) into the layout the same table's tile kernel reads:
+/// panels of `tile_nr` rows, dimension-major inside a panel, the last panel zero-padded.
+/// `packed` holds round_up(n, tile_nr) * dim elements.
+template <typename T>
+using PackFn = void (*)(const T* b, std::size_t ldb, std::size_t n, std::size_t dim,
+                        T* packed) noexcept;
+
+template <typename T>
+using TileFn = void (*)(const TileArgs<T>& args) noexcept;
+
+/// A kernel and the ISA that provided it; the ISA is what pysim.simd_info() reports.
+template <typename Fn>
+struct Slot {
+    Fn fn = nullptr;
+    Isa isa = Isa::scalar;
+};
+
+template <typename T>
+struct Kernels {
+    Slot<PairFn<T>> dot, l2sq, norm2;
+    Slot<ManyFn<T>> dot_many, l2sq_many;
+    Slot<DotNormManyFn<T>> dot_norm_many;
+    Slot<NormsFn<T>> norms;
+    Slot<PackFn<T>> pack;
+    Slot<TileFn<T>> tile;
+    std::size_t tile_nr = 4;  // panel width the pack/tile pair was built for
+    std::size_t tile_mr = 4;  // rows per register block (a hint for blocking)
+};
+
+/// Extra kernels added by later components (quantized codes and the like) live in their own
+/// structs next to this one; this table holds the float32/float64 primitives.
+struct KernelTable {
+    Isa isa = Isa::scalar;  // the level this table was built for
+    Kernels<float> f32;
+    Kernels<double> f64;
+};
+
+// Each file in simd/isa/ defines exactly one of these and nothing else with external linkage.
+// fill_<isa> overwrites only the slots it implements; the scalar kernels stay as fallbacks.
+void fill_scalar(KernelTable& table) noexcept;
+void fill_avx2(KernelTable& table) noexcept;    // defined only with PYSIM_HAVE_AVX2
+void fill_avx512(KernelTable& table) noexcept;  // defined only with PYSIM_HAVE_AVX512
+void fill_neon(KernelTable& table) noexcept;    // defined only with PYSIM_HAVE_NEON
+
+}  // namespace pysim::simd

@@ -1,0 +1,43 @@
+"""pysim: similarity learning and nearest-neighbour search with SIMD C++ kernels.
+
+The distance functions and indexes are imported eagerly (they need only numpy and the
+compiled core); the scikit-learn based estimators and metric learners are imported on first
+use, so ``import pysim`` stays light.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
+from . import _core
+from ._distances import cdist, dot, paired_distances, simd_info
+
+__version__: str = _core.__version__
+
+_LAZY: dict[str, str] = {}
+
+__all__ = [
+    "__version__",
+    "cdist",
+    "dot",
+    "paired_distances",
+    "simd_info",
+]
+
+if _core.simd_info()["override"]:
+    warnings.warn(_core.simd_info()["override"], RuntimeWarning, stacklevel=2)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pysim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

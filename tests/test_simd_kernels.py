@@ -1,0 +1,135 @@
+"""Every kernel shape x every ISA this CPU runs x dtype x metric x tail dimension, against a
+float64 reference, with tolerances relative to the norms (the contract's accuracy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reference
+from conftest import rel_tolerance
+
+import pysim
+
+DIMS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 257, 768]
+METRICS = ["sqeuclidean", "euclidean", "cosine", "ip"]
+DTYPES = [np.float32, np.float64]
+
+
+def misaligned(rng, shape, dtype):
+    """Contiguous but offset by one element from the allocator's alignment."""
+    size = int(np.prod(shape))
+    buf = np.empty(size + 1, dtype=dtype)[1:]
+    out = buf.reshape(shape)
+    out[...] = rng.standard_normal(shape)
+    return out
+
+
+def assert_close(got, want, scale, dtype):
+    assert got.dtype == dtype
+    assert got.shape == want.shape
+    err = np.abs(got.astype(np.float64) - want) / scale
+    assert err.max(initial=0) <= rel_tolerance(dtype), f"max relative error {err.max():.3g}"
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", METRICS)
+def test_cdist_tiles_match_reference(isa, rng, metric, dtype, dim):
+    # 19 x 37 rows: full register blocks plus ragged row and column tails on every ISA.
+    A = misaligned(rng, (19, dim), dtype)
+    B = misaligned(rng, (37, dim), dtype)
+    got = pysim.cdist(A, B, metric)
+    assert_close(got, reference.cdist(A, B, metric), reference.scale(A, B, metric), dtype)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", METRICS)
+def test_cdist_one_to_many_matches_reference(isa, rng, metric, dtype, dim):
+    q = misaligned(rng, (dim,), dtype)
+    B = misaligned(rng, (53, dim), dtype)
+    got = pysim.cdist(q, B, metric)
+    A = q[None]
+    assert_close(got, reference.cdist(A, B, metric), reference.scale(A, B, metric), dtype)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dot_matches_reference(isa, rng, dtype, dim):
+    A = misaligned(rng, (13, dim), dtype)
+    B = misaligned(rng, (41, dim), dtype)
+    for a in (A, A[:1]):
+        got = pysim.dot(a, B)
+        assert_close(got, reference.cdist(a, B, "dot"), reference.scale(a, B, "dot"), dtype)
+
+
+@pytest.mark.parametrize("dim", DIMS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", METRICS)
+def test_paired_matches_reference(isa, rng, metric, dtype, dim):
+    A = misaligned(rng, (11, dim), dtype)
+    B = misaligned(rng, (11, dim), dtype)
+    got = pysim.paired_distances(A, B, metric)
+    want = reference.paired(A, B, metric)
+    scale = np.diag(reference.scale(A, B, metric))
+    assert_close(got, want, scale, dtype)
+
+
+@pytest.mark.parametrize("dim", [3, 16, 33, 128])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mahalanobis_matches_reference(isa, rng, dtype, dim):
+    A = rng.standard_normal((9, dim)).astype(dtype)
+    B = rng.standard_normal((23, dim)).astype(dtype)
+    M = rng.standard_normal((dim, dim))
+    VI = M @ M.T / dim
+    want = reference.cdist(A, B, "mahalanobis", VI)
+    scale = reference.scale(A @ np.linalg.cholesky(VI), B @ np.linalg.cholesky(VI), "euclidean")
+    assert_close(pysim.cdist(A, B, "mahalanobis", VI=VI), want, scale, dtype)
+    assert_close(
+        pysim.paired_distances(A, B[:9], "mahalanobis", VI=VI),
+        reference.paired(A, B[:9], "mahalanobis", VI),
+        np.diag(scale[:, :9]),
+        dtype,
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean", "cosine"])
+def test_self_distance_diagonal_is_zero_and_never_negative(isa, rng, metric, dtype):
+    X = (rng.standard_normal((50, 96)) * 100 + 1000).astype(dtype)
+    D = pysim.cdist(X, X, metric)
+    assert (D >= 0).all()
+    tol = rel_tolerance(dtype) * (reference.scale(X, X, metric).diagonal())
+    assert (np.abs(np.diag(D)) <= tol).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cosine_of_zero_vectors_is_one(isa, dtype):
+    X = np.zeros((3, 20), dtype)
+    Y = np.ones((4, 20), dtype)
+    Y[0] = 0
+    np.testing.assert_array_equal(pysim.cdist(X, Y, "cosine"), np.ones((3, 4), dtype))
+    np.testing.assert_array_equal(pysim.cdist(X[:1], Y, "cosine"), np.ones((1, 4), dtype))
+    np.testing.assert_array_equal(pysim.paired_distances(X, Y[:3], "cosine"), np.ones(3, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_non_contiguous_input_is_copied_and_correct(isa, rng, dtype):
+    A = rng.standard_normal((40, 66)).astype(dtype)[:, ::2]  # strided columns
+    B = np.asfortranarray(rng.standard_normal((25, 33)).astype(dtype))
+    for metric in METRICS:
+        assert_close(
+            pysim.cdist(A, B, metric),
+            reference.cdist(A, B, metric),
+            reference.scale(A, B, metric),
+            dtype,
+        )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_blocks_cross_packing_boundaries(isa, rng, dtype):
+    # More rows than one task and more columns than one packed block of B.
+    A = rng.standard_normal((300, 40)).astype(dtype)
+    B = rng.standard_normal((2100, 40)).astype(dtype)
+    got = pysim.cdist(A, B, "sqeuclidean", threads=2)
+    assert_close(got, reference.cdist(A, B, "sqeuclidean"), reference.scale(A, B, "sqeuclidean"), dtype)
