@@ -16,7 +16,19 @@ from ._distances import cdist, dot, paired_distances, simd_info
 
 __version__: str = _core.__version__
 
-_LAZY: dict[str, str] = {}
+# name -> module that defines it, imported on first access.
+_LAZY: dict[str, str] = {
+    "BruteForceIndex": "._brute",
+    "KDTreeIndex": "._kdtree",
+    "HNSWIndex": "._hnsw",
+    "Whitening": ".metric_learning",
+    "NCA": ".metric_learning",
+    "LMNN": ".metric_learning",
+    "NearestNeighbors": ".neighbors",
+    "KNeighborsClassifier": ".neighbors",
+    "KNeighborsRegressor": ".neighbors",
+    "PairVerifier": ".neighbors",
+}
 
 __all__ = [
     "__version__",
@@ -31,6 +43,8 @@ if _core.simd_info()["override"]:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "metrics":
+        return importlib.import_module(".metrics", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pysim' has no attribute {name!r}")

@@ -16,6 +16,9 @@ namespace py = pybind11;
 namespace pysim::bindings {
 void bind_simd(py::module_& m);
 void bind_distances(py::module_& m);
+void bind_brute(py::module_& m);
+void bind_kdtree(py::module_& m);
+void bind_hnsw(py::module_& m);
 }  // namespace pysim::bindings
 
 namespace {
@@ -46,4 +49,7 @@ PYBIND11_MODULE(_core, m) {
     });
     pysim::bindings::bind_simd(m);
     pysim::bindings::bind_distances(m);
+    pysim::bindings::bind_brute(m);
+    pysim::bindings::bind_kdtree(m);
+    pysim::bindings::bind_hnsw(m);
 }
