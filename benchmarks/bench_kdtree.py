@@ -95,7 +95,7 @@ def dataset(name: str):
 def builder(contender: str, t: int):
     """A zero-argument function building this contender's tree over X (same call each time)."""
     if contender == "pysim":
-        return lambda X: pysim.KDTreeIndex(X, leaf_size=16, threads=t)
+        return lambda X: pysim.KDTreeIndex(X, threads=t)  # default leaf_size
     if contender == "scipy":
         spatial = peer("scipy.spatial")
         return lambda X: spatial.cKDTree(X, leafsize=16)
