@@ -145,6 +145,9 @@ class Traversal {
         std::uint32_t* hits = hits_.data();
         panel_(q, pts_ + s * d_, cnt, d_, buf);
         const T bound = res.bound();
+        std::uint32_t any = 0;  // a count the compiler vectorises: most leaves offer nothing
+        for (std::size_t i = 0; i < cnt; ++i) any += buf[i] <= bound ? 1 : 0;
+        if (any == 0) return;
         std::size_t nh = 0;
         for (std::size_t i = 0; i < cnt; ++i) {
             hits[nh] = static_cast<std::uint32_t>(i);
