@@ -36,12 +36,14 @@ namespace pysim::brute {
 namespace {
 
 constexpr std::size_t kManyMaxQueries = 2;        // at or below: one-to-many engine
-constexpr std::size_t kQueryBlockBytes = 256 * 1024;  // packed query block kept in L2
+constexpr std::size_t kQueryBlockBytes = 512 * 1024;  // packed query block kept in L2
 constexpr std::size_t kMaxQueryBlock = 1024;
 constexpr double kTaskMultiplyAdds = 4e9;         // about 0.1 s of work: Ctrl-C latency
 constexpr std::size_t kMinSplitRows = 4096;       // smaller splits cost more heaps than they save
 constexpr std::size_t kMaxSplitRows = std::size_t{1} << 20;  // one-to-many chunk (Ctrl-C)
 constexpr std::size_t kManyChunk = 256;           // rows per one-to-many kernel call
+constexpr double kTaskHeapBytes = 64.0 * (1 << 20);   // heaps of one task (large k)
+constexpr double kSplitHeapBytes = 256.0 * (1 << 20); // heaps kept across data splits
 
 template <typename T>
 const simd::Kernels<T>& kernels(const simd::KernelTable& t);
@@ -240,14 +242,20 @@ struct Plan {
     std::size_t split_rows = 0;
 };
 
+/// `heap_bytes`: per-query state of the sink (bounded heaps), 0 when negligible.
 template <typename T>
-Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads) {
+Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads,
+               double heap_bytes) {
     Plan p;
     threads = std::max<std::size_t>(1, threads);
     if (m <= kManyMaxQueries) {
         p.many = true;
         std::size_t splits = std::max(threads > 1 ? threads * 4 : 1, div_up(n, kMaxSplitRows));
         splits = std::max<std::size_t>(1, std::min(splits, n / kMinSplitRows));
+        if (heap_bytes > 0) {
+            const double cap = kSplitHeapBytes / (heap_bytes * static_cast<double>(m));
+            splits = std::max<std::size_t>(1, std::min<double>(splits, cap));
+        }
         p.split_rows = std::max<std::size_t>(1, div_up(n, splits));
         p.splits = std::max<std::size_t>(1, div_up(n, p.split_rows));
         return p;
@@ -257,6 +265,7 @@ Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads)
     const double per_query = static_cast<double>(n) * static_cast<double>(d);
     if (per_query > 0) qb = std::min<double>(qb, kTaskMultiplyAdds / per_query);
     if (threads > 1) qb = std::min(qb, round_up(div_up(m, threads), nr));
+    if (heap_bytes > 0) qb = std::min<double>(qb, kTaskHeapBytes / heap_bytes);
     qb = std::min(kMaxQueryBlock, std::max(nr, qb / nr * nr));
     p.qblock = qb;
     p.qblocks = div_up(m, qb);
@@ -264,6 +273,10 @@ Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads)
     if (threads > 1 && p.qblocks < 4 * threads) {
         splits = div_up(4 * threads, p.qblocks);
         splits = std::max<std::size_t>(1, std::min(splits, n / kMinSplitRows));
+        if (heap_bytes > 0) {
+            const double cap = kSplitHeapBytes / (heap_bytes * static_cast<double>(m));
+            splits = std::max<std::size_t>(1, std::min<double>(splits, cap));
+        }
     }
     p.split_rows = std::max<std::size_t>(1, div_up(n, splits));
     p.splits = std::max<std::size_t>(1, div_up(n, p.split_rows));
@@ -426,51 +439,91 @@ ErrorModel error_model(const Dataset<T>& data, const Queries<T>& q, std::size_t 
 }
 
 // ---------------------------------------------------------------------------------------------
-// k-NN sink: bounded heaps of kc approximate candidates, exact re-rank at the end.
+// k-NN sink: the kc smallest approximate candidates per query, exact re-rank at the end.
+
+/// The kc smallest (value, row) pairs offered so far, unordered. Offers are appended to a
+/// buffer of 2 kc; a full buffer is cut back to its kc smallest with nth_element. Amortised
+/// O(1) per offer with sequential writes, where a binary heap costs log(kc) scattered
+/// accesses (which miss the cache once a task's heaps outgrow L2, e.g. k = 1000).
+/// Rows are offered in ascending order within a data split, so a value equal to the bound
+/// loses the tie and can be refused: callers offer only v < bound().
+template <typename T>
+class Candidates {
+  public:
+    using Item = std::pair<T, index_t>;
+
+    void init(Item* storage, std::size_t kc) {
+        items_ = storage;
+        kc_ = kc;
+        size_ = 0;
+        bound_ = std::numeric_limits<T>::infinity();
+    }
+    T bound() const noexcept { return bound_; }
+    const Item* begin() const noexcept { return items_; }
+    const Item* end() const noexcept { return items_ + size_; }
+
+    /// Appends (v, j); returns the new bound.
+    T offer(T v, index_t j) {
+        items_[size_++] = {v, j};
+        if (size_ == 2 * kc_) {
+            std::nth_element(items_, items_ + kc_ - 1, items_ + size_);
+            size_ = kc_;
+            bound_ = items_[kc_ - 1].first;
+        }
+        return bound_;
+    }
+
+  private:
+    Item* items_ = nullptr;
+    std::size_t kc_ = 0, size_ = 0;
+    T bound_ = std::numeric_limits<T>::infinity();
+};
 
 template <typename T>
 class KnnSink {
   public:
-    using Ctx = TopK<T>*;
+    using Ctx = Candidates<T>*;
+    using Item = typename Candidates<T>::Item;
 
     KnnSink(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, std::size_t k, T* dist,
             index_t* idx)
         : data_(data), q_(q), plan_(plan), k_(k), kc_(candidates_for(k, data.n)), dist_(dist),
           idx_(idx) {
         if (plan.splits > 1) {
-            heaps_.reserve(plan.splits * q.m);
-            for (std::size_t i = 0; i < plan.splits * q.m; ++i) heaps_.emplace_back(kc_);
+            storage_.resize(plan.splits * q.m * 2 * kc_);
+            lists_.resize(plan.splits * q.m);
         }
     }
 
     Ctx begin(std::size_t s, std::size_t q0, std::size_t qc, T* thr) {
-        TopK<T>* h;
+        Candidates<T>* lists;
+        Item* storage;
         if (plan_.splits == 1) {
-            thread_local std::vector<TopK<T>> local;
-            local.clear();
-            for (std::size_t c = 0; c < qc; ++c) local.emplace_back(kc_);
-            h = local.data();
+            thread_local std::vector<Candidates<T>> local_lists;
+            thread_local std::vector<Item> local_storage;
+            if (local_lists.size() < qc) local_lists.resize(qc);
+            if (local_storage.size() < qc * 2 * kc_) local_storage.resize(qc * 2 * kc_);
+            lists = local_lists.data();
+            storage = local_storage.data();
         } else {
-            h = &heaps_[s * q_.m + q0];
+            lists = &lists_[s * q_.m + q0];
+            storage = &storage_[(s * q_.m + q0) * 2 * kc_];
         }
         for (std::size_t c = 0; c < qc; ++c) {
-            h[c].reset();
-            thr[c] = std::numeric_limits<T>::infinity();
+            lists[c].init(storage + c * 2 * kc_, kc_);
+            thr[c] = lists[c].bound();
         }
-        return h;
+        return lists;
     }
 
-    T hit(Ctx h, std::size_t c, T v, index_t j) {
-        h[c].push(v, j);
-        return h[c].worst();
-    }
+    T hit(Ctx lists, std::size_t c, T v, index_t j) { return lists[c].offer(v, j); }
 
-    void end(Ctx h, std::size_t, std::size_t q0, std::size_t qc) {
+    void end(Ctx lists, std::size_t, std::size_t q0, std::size_t qc) {
         if (plan_.splits != 1) return;
         Exact<T> exact(data_.metric, data_.dim);
-        std::vector<std::pair<T, index_t>> cand;
+        std::vector<Item> cand;
         for (std::size_t c = 0; c < qc; ++c) {
-            cand.assign(h[c].items().begin(), h[c].items().end());
+            cand.assign(lists[c].begin(), lists[c].end());
             finalize(q0 + c, cand, exact);
         }
     }
@@ -481,12 +534,12 @@ class KnnSink {
         const std::size_t m = q_.m;
         parallel_for(m, threads, balanced_grain(m, threads, 8), [&](std::size_t b, std::size_t e) {
             Exact<T> exact(data_.metric, data_.dim);
-            std::vector<std::pair<T, index_t>> cand;
+            std::vector<Item> cand;
             for (std::size_t i = b; i < e; ++i) {
                 cand.clear();
                 for (std::size_t s = 0; s < plan_.splits; ++s) {
-                    const auto& items = heaps_[s * m + i].items();
-                    cand.insert(cand.end(), items.begin(), items.end());
+                    const Candidates<T>& list = lists_[s * m + i];
+                    cand.insert(cand.end(), list.begin(), list.end());
                 }
                 finalize(i, cand, exact);
             }
@@ -494,7 +547,7 @@ class KnnSink {
     }
 
   private:
-    void finalize(std::size_t i, std::vector<std::pair<T, index_t>>& cand, Exact<T>& exact) {
+    void finalize(std::size_t i, std::vector<Item>& cand, Exact<T>& exact) {
         std::sort(cand.begin(), cand.end());
         if (cand.size() > kc_) cand.resize(kc_);
         const std::size_t have = cand.size();
@@ -531,7 +584,8 @@ class KnnSink {
     std::size_t k_, kc_;
     T* dist_;
     index_t* idx_;
-    std::vector<TopK<T>> heaps_;  // splits x m, only when the data is split
+    std::vector<Candidates<T>> lists_;  // splits x m, only when the data is split
+    std::vector<Item> storage_;         // their buffers, 2 kc each
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -665,7 +719,9 @@ void knn(const Dataset<T>& data, const T* queries, std::size_t m, std::size_t k,
         return;
     }
     const Queries<T> q = prepare_queries(data, queries, m, threads);
-    const Plan plan = make_plan<T>(m, data.n, data.dim, threads);
+    const double heap_bytes =
+        2.0 * static_cast<double>(candidates_for(k, data.n)) * sizeof(std::pair<T, index_t>);
+    const Plan plan = make_plan<T>(m, data.n, data.dim, threads, heap_bytes);
     KnnSink<T> sink(data, q, plan, k, dist, idx);
     if (plan.many) {
         run_many(data, q, plan, sink, threads);
@@ -686,7 +742,7 @@ RadiusResult<T> radius(const Dataset<T>& data, const T* queries, std::size_t m,
         return empty;
     }
     const Queries<T> q = prepare_queries(data, queries, m, threads);
-    const Plan plan = make_plan<T>(m, data.n, data.dim, threads);
+    const Plan plan = make_plan<T>(m, data.n, data.dim, threads, 0.0);
     RadiusSink<T> sink(data, q, plan, radii);
     if (plan.many) {
         run_many(data, q, plan, sink, threads);

@@ -2,7 +2,8 @@
 //
 // Blocked and fused: distance tiles (the packed, register-blocked tile kernels of
 // simd::active(); the one-to-many kernels for one or two queries) go straight into per-query
-// bounded heaps (common/topk.hpp) or radius candidate lists. The (m x n) distance matrix never
+// candidate buffers (the kc smallest, see Candidates in the .cpp) or radius candidate lists,
+// with a bounded heap (common/topk.hpp) for the exact final ranking. The (m x n) matrix never
 // exists; the largest scratch is one (data block x query block) tile, a few tens of KiB.
 //
 // Roles in the tile kernel are swapped relative to cdist: the *queries* are packed (they are
