@@ -112,6 +112,9 @@ def _hard_cases(rng, dtype):
     yield "constant_columns", const, base[:8]
     yield "d1", rng.integers(0, 5, (80, 1)).astype(float), np.array([[2.0], [2.5], [-7.0]])
     yield "far_queries", base, base[:6] * 1e4 + 5e3
+    # Rows far from the origin next to their spread: the norm expansion cannot separate the
+    # neighbours in float32, so the index rescans with the direct kernels.
+    yield "far_from_origin", base * 0.01 + 300.0, base[:9] * 0.01 + 300.0
     yield "integer_grid", rng.integers(-3, 4, (200, 3)).astype(float), rng.integers(-3, 4, (30, 3))
 
 

@@ -42,6 +42,7 @@ constexpr double kTaskMultiplyAdds = 4e9;         // about 0.1 s of work: Ctrl-C
 constexpr std::size_t kMinSplitRows = 4096;       // smaller splits cost more heaps than they save
 constexpr std::size_t kMaxSplitRows = std::size_t{1} << 20;  // one-to-many chunk (Ctrl-C)
 constexpr std::size_t kManyChunk = 256;           // rows per one-to-many kernel call
+constexpr std::size_t kDirectBlockBytes = 64 * 1024;  // data block of the direct batch engine
 constexpr double kTaskHeapBytes = 64.0 * (1 << 20);   // heaps of one task (large k)
 constexpr double kSplitHeapBytes = 256.0 * (1 << 20); // heaps kept across data splits
 
@@ -236,6 +237,7 @@ Queries<T> prepare_queries(const Dataset<T>& data, const T* rows, std::size_t m,
 
 struct Plan {
     bool many = false;        // one-to-many engine
+    bool direct = false;      // distances by sum (x - y)^2, not the norm expansion
     std::size_t qblock = 0;   // queries per block (tile engine)
     std::size_t qblocks = 0;
     std::size_t splits = 1;   // data splits, each with its own heaps / lists
@@ -250,6 +252,7 @@ Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads,
     threads = std::max<std::size_t>(1, threads);
     if (m <= kManyMaxQueries) {
         p.many = true;
+        p.direct = true;
         std::size_t splits = std::max(threads > 1 ? threads * 4 : 1, div_up(n, kMaxSplitRows));
         splits = std::max<std::size_t>(1, std::min(splits, n / kMinSplitRows));
         if (heap_bytes > 0) {
@@ -426,6 +429,40 @@ void run_many(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sin
     }
 }
 
+// Squared Euclidean by the direct kernels for a batch of queries (the rescan of queries the
+// norm expansion could not separate): one data block, small enough for L2, is reused by every
+// query of the task, so the scan is compute-bound rather than a pass over memory per query.
+template <typename T, typename Sink>
+void run_direct(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sink& sink,
+                std::size_t threads) {
+    const simd::Kernels<T>& K = kernels<T>(simd::active());
+    const std::size_t d = data.dim, m = q.m;
+    const std::size_t db = std::max<std::size_t>(16, kDirectBlockBytes / (d * sizeof(T)));
+    parallel_for(plan.qblocks * plan.splits, threads, 1, [&](std::size_t b, std::size_t e) {
+        thread_local std::vector<T> out, thr;
+        for (std::size_t task = b; task < e; ++task) {
+            const std::size_t qi = task / plan.splits, s = task % plan.splits;
+            const std::size_t q0 = qi * plan.qblock, qc = std::min(plan.qblock, m - q0);
+            const std::size_t j_begin = s * plan.split_rows;
+            const std::size_t j_end = std::min(data.n, j_begin + plan.split_rows);
+            if (out.size() < db) out.resize(db);
+            if (thr.size() < qc) thr.resize(qc);
+            auto ctx = sink.begin(s, q0, qc, thr.data());
+            for (std::size_t j0 = j_begin; j0 < j_end; j0 += db) {
+                const std::size_t rows = std::min(db, j_end - j0);
+                for (std::size_t c = 0; c < qc; ++c) {
+                    K.l2sq_many.fn(q.rows + (q0 + c) * d, data.rows + j0 * d, rows, d, out.data());
+                    T t = thr[c];
+                    for (std::size_t r = 0; r < rows; ++r)
+                        if (out[r] < t) t = sink.hit(ctx, c, out[r], static_cast<index_t>(j0 + r));
+                    thr[c] = t;
+                }
+            }
+            sink.end(ctx, s, q0, qc);
+        }
+    });
+}
+
 template <typename T>
 ErrorModel error_model(const Dataset<T>& data, const Queries<T>& q, std::size_t i, bool direct) {
     const double qn = static_cast<double>(q.sqn[i]);
@@ -485,10 +522,13 @@ class KnnSink {
     using Ctx = Candidates<T>*;
     using Item = typename Candidates<T>::Item;
 
+    /// Results of query i go to output row out_row[i] (i when out_row is null). With `retry`
+    /// set, a query whose candidates cannot be separated is flagged there instead of being
+    /// answered by the exact scan (the caller rescans it with the direct kernels).
     KnnSink(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, std::size_t k, T* dist,
-            index_t* idx)
+            index_t* idx, const std::size_t* out_row = nullptr, std::vector<char>* retry = nullptr)
         : data_(data), q_(q), plan_(plan), k_(k), kc_(candidates_for(k, data.n)), dist_(dist),
-          idx_(idx) {
+          idx_(idx), out_row_(out_row), retry_(retry) {
         if (plan.splits > 1) {
             storage_.resize(plan.splits * q.m * 2 * kc_);
             lists_.resize(plan.splits * q.m);
@@ -551,17 +591,22 @@ class KnnSink {
         std::sort(cand.begin(), cand.end());
         if (cand.size() > kc_) cand.resize(kc_);
         const std::size_t have = cand.size();
-        T* od = dist_ + i * k_;
-        index_t* oi = idx_ + i * k_;
+        const std::size_t row = out_row_ ? out_row_[i] : i;
+        T* od = dist_ + row * k_;
+        index_t* oi = idx_ + row * k_;
         exact.set_query(q_.rows + i * data_.dim);
         double limit = std::numeric_limits<double>::infinity();
         const std::size_t kk = std::min(k_, have);
         if (kk > 0) {
             limit = knn_limit(static_cast<double>(cand[kk - 1].first),
-                              error_model(data_, q_, i, plan_.many));
+                              error_model(data_, q_, i, plan_.direct));
         }
         const bool complete =
             data_.n <= kc_ || static_cast<double>(cand[kc_ - 1].first) > limit;
+        if (!complete && retry_ != nullptr) {
+            (*retry_)[i] = 1;
+            return;
+        }
         TopK<double> top(k_);
         if (complete) {
             for (const auto& [v, j] : cand) {
@@ -584,6 +629,8 @@ class KnnSink {
     std::size_t k_, kc_;
     T* dist_;
     index_t* idx_;
+    const std::size_t* out_row_;
+    std::vector<char>* retry_;
     std::vector<Candidates<T>> lists_;  // splits x m, only when the data is split
     std::vector<Item> storage_;         // their buffers, 2 kc each
 };
@@ -609,7 +656,7 @@ class RadiusSink {
                 r = r < 0 ? -std::numeric_limits<double>::infinity()
                           : r * r * (1 + 4 * std::numeric_limits<double>::epsilon());
             }
-            thr_[i] = threshold_above<T>(radius_limit(r, error_model(data, q, i, plan.many)));
+            thr_[i] = threshold_above<T>(radius_limit(r, error_model(data, q, i, plan.direct)));
         }
     }
 
@@ -722,13 +769,39 @@ void knn(const Dataset<T>& data, const T* queries, std::size_t m, std::size_t k,
     const double heap_bytes =
         2.0 * static_cast<double>(candidates_for(k, data.n)) * sizeof(std::pair<T, index_t>);
     const Plan plan = make_plan<T>(m, data.n, data.dim, threads, heap_bytes);
-    KnnSink<T> sink(data, q, plan, k, dist, idx);
+    // Squared Euclidean by the norm expansion can be too coarse to separate the candidates
+    // (rows far from the origin next to their spread): such queries are rescanned below with
+    // the direct kernels, whose error is relative to the distance itself.
+    const bool rescan = !plan.many && is_l2(data.metric);
+    std::vector<char> retry(rescan ? m : 0, 0);
+    KnnSink<T> sink(data, q, plan, k, dist, idx, nullptr, rescan ? &retry : nullptr);
     if (plan.many) {
         run_many(data, q, plan, sink, threads);
     } else {
         run_tiles(data, q, plan, sink, threads);
     }
     sink.finish(threads);
+    if (!rescan) return;
+    std::vector<std::size_t> rows;
+    for (std::size_t i = 0; i < m; ++i)
+        if (retry[i]) rows.push_back(i);
+    if (rows.empty()) return;
+    std::vector<T> sub(rows.size() * data.dim);
+    for (std::size_t r = 0; r < rows.size(); ++r)
+        std::copy_n(queries + rows[r] * data.dim, data.dim, sub.data() + r * data.dim);
+    Queries<T> q2;
+    q2.rows = sub.data();
+    q2.m = rows.size();
+    for (std::size_t i : rows) q2.sqn.push_back(q.sqn[i]);
+    Plan direct = make_plan<T>(q2.m, data.n, data.dim, threads, heap_bytes);
+    direct.direct = true;
+    KnnSink<T> exact_sink(data, q2, direct, k, dist, idx, rows.data());
+    if (direct.many) {
+        run_many(data, q2, direct, exact_sink, threads);
+    } else {
+        run_direct(data, q2, direct, exact_sink, threads);
+    }
+    exact_sink.finish(threads);
 }
 
 template <typename T>
