@@ -393,3 +393,45 @@ def test_other_index_kind_is_refused(tmp_path):
     _persist.save(path, "kdtree", {"n": 1}, {"data": np.zeros((1, 2))})
     with pytest.raises(ValueError, match=os.path.basename(path)):
         pysim.BruteForceIndex.load(path)
+
+
+@pytest.mark.parametrize("m", [1, 5, 70])
+def test_large_k_matches_reference(rng, m):
+    X = rng.standard_normal((9000, 6)).astype(np.float32)
+    Q = rng.standard_normal((m, 6)).astype(np.float32)
+    index = pysim.BruteForceIndex(X, "euclidean")
+    D1, I1 = _check(index, X, Q, 700, "euclidean", threads=1)
+    D2, I2 = index.query(Q, 700, threads=2)
+    np.testing.assert_array_equal(I1, I2)
+
+
+def test_queries_while_adding_from_other_threads(rng):
+    # Queries release the GIL and keep the arrays they started with; add() publishes new
+    # arrays atomically, so every query sees a consistent prefix of the rows.
+    import threading
+
+    X = rng.standard_normal((3000, 16)).astype(np.float32)
+    Q = rng.standard_normal((50, 16)).astype(np.float32)
+    index = pysim.BruteForceIndex(X[:1000])
+    errors = []
+
+    def worker():
+        try:
+            for _ in range(20):
+                D, I = index.query(Q, 5, threads=2)
+                assert (I >= 0).all() and (I < 3000).all()
+                exact = ((Q[:, None, :].astype(np.float64) - X[I].astype(np.float64)) ** 2).sum(-1)
+                np.testing.assert_allclose(D, exact, rtol=1e-6)
+                assert (np.diff(D, axis=1) >= 0).all()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for s in range(1000, 3000, 100):
+        index.add(X[s : s + 100])
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    _check(index, X, Q, 5, "sqeuclidean")

@@ -327,9 +327,9 @@ void scan_row(const double* row, double* thr, std::size_t cols, F&& hit) {
 // Engines. A Sink provides:
 //   Ctx begin(s, q0, qc, T* thr)       task start: queries [q0, q0+qc) over data split s;
 //                                      fills the initial thresholds
-//   T   hit(Ctx, c, T v, index_t j)    row j has D~ = v < thr[c] for query q0 + c; returns
+//   T   hit(Ctx&, c, T v, index_t j)    row j has D~ = v < thr[c] for query q0 + c; returns
 //                                      the new threshold of that query
-//   void end(Ctx, s, q0, qc)           task end
+//   void end(Ctx&, s, q0, qc)           task end
 
 template <typename T, typename Sink>
 void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sink& sink,
@@ -519,8 +519,14 @@ class Candidates {
 template <typename T>
 class KnnSink {
   public:
-    using Ctx = Candidates<T>*;
     using Item = typename Candidates<T>::Item;
+    /// One task's lists: owned by the task when the data is not split (freed when it ends),
+    /// else views of the per-(split, query) lists that outlive the tasks.
+    struct Ctx {
+        Candidates<T>* lists = nullptr;
+        std::vector<Candidates<T>> own_lists;
+        std::vector<Item> own_storage;
+    };
 
     /// Results of query i go to output row out_row[i] (i when out_row is null). With `retry`
     /// set, a query whose candidates cannot be separated is flagged there instead of being
@@ -536,34 +542,32 @@ class KnnSink {
     }
 
     Ctx begin(std::size_t s, std::size_t q0, std::size_t qc, T* thr) {
-        Candidates<T>* lists;
+        Ctx ctx;
         Item* storage;
         if (plan_.splits == 1) {
-            thread_local std::vector<Candidates<T>> local_lists;
-            thread_local std::vector<Item> local_storage;
-            if (local_lists.size() < qc) local_lists.resize(qc);
-            if (local_storage.size() < qc * 2 * kc_) local_storage.resize(qc * 2 * kc_);
-            lists = local_lists.data();
-            storage = local_storage.data();
+            ctx.own_lists.resize(qc);
+            ctx.own_storage.resize(qc * 2 * kc_);
+            ctx.lists = ctx.own_lists.data();
+            storage = ctx.own_storage.data();
         } else {
-            lists = &lists_[s * q_.m + q0];
+            ctx.lists = &lists_[s * q_.m + q0];
             storage = &storage_[(s * q_.m + q0) * 2 * kc_];
         }
         for (std::size_t c = 0; c < qc; ++c) {
-            lists[c].init(storage + c * 2 * kc_, kc_);
-            thr[c] = lists[c].bound();
+            ctx.lists[c].init(storage + c * 2 * kc_, kc_);
+            thr[c] = ctx.lists[c].bound();
         }
-        return lists;
+        return ctx;
     }
 
-    T hit(Ctx lists, std::size_t c, T v, index_t j) { return lists[c].offer(v, j); }
+    T hit(Ctx& ctx, std::size_t c, T v, index_t j) { return ctx.lists[c].offer(v, j); }
 
-    void end(Ctx lists, std::size_t, std::size_t q0, std::size_t qc) {
+    void end(Ctx& ctx, std::size_t, std::size_t q0, std::size_t qc) {
         if (plan_.splits != 1) return;
         Exact<T> exact(data_.metric, data_.dim);
         std::vector<Item> cand;
         for (std::size_t c = 0; c < qc; ++c) {
-            cand.assign(lists[c].begin(), lists[c].end());
+            cand.assign(ctx.lists[c].begin(), ctx.lists[c].end());
             finalize(q0 + c, cand, exact);
         }
     }
@@ -617,8 +621,7 @@ class KnnSink {
             for (std::size_t j = 0; j < data_.n; ++j)
                 top.push(exact.distance(data_.rows + j * data_.dim), static_cast<index_t>(j));
         }
-        thread_local std::vector<double> d64;
-        d64.resize(k_);
+        std::vector<double> d64(k_);
         top.extract_sorted(d64.data(), oi, k_);
         for (std::size_t c = 0; c < k_; ++c) od[c] = static_cast<T>(d64[c]);
     }
@@ -665,12 +668,12 @@ class RadiusSink {
         return {&lists_[s * q_.m + q0], thr_.data() + q0};
     }
 
-    T hit(Ctx ctx, std::size_t c, T v, index_t j) {
+    T hit(Ctx& ctx, std::size_t c, T v, index_t j) {
         ctx.lists[c].emplace_back(j, v);
         return ctx.thr[c];
     }
 
-    void end(Ctx ctx, std::size_t, std::size_t q0, std::size_t qc) {
+    void end(Ctx& ctx, std::size_t, std::size_t q0, std::size_t qc) {
         Exact<T> exact(data_.metric, data_.dim);
         for (std::size_t c = 0; c < qc; ++c) {
             List& list = ctx.lists[c];
