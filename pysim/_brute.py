@@ -167,7 +167,9 @@ class BruteForceIndex(PersistMixin):
         """
         rows = as_matrix(to_array(X, "X"), "X", self._dtype)
         if rows.shape[1] != self.dim:
-            raise ValueError(f"X must have {self.dim} columns (the index dimension), got {rows.shape[1]}")
+            raise ValueError(
+                f"X must have {self.dim} columns (the index dimension), got {rows.shape[1]}"
+            )
         if self._L is not None:
             rows = _map(rows, self._L, self._dtype)
         if len(rows) == 0:
@@ -197,7 +199,9 @@ class BruteForceIndex(PersistMixin):
         q = prepare_queries(Q, self.dim, self._dtype)
         return q if self._L is None else _map(q, self._L, self._dtype)
 
-    def query(self, Q: Any, k: int = 1, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def query(
+        self, Q: Any, k: int = 1, *, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest indexed rows of each query, exactly.
 
         Parameters
@@ -312,7 +316,9 @@ def _radii(r: Any, m: int) -> np.ndarray:
     if arr.ndim == 0:
         arr = np.full(m, float(arr))
     elif arr.shape != (m,):
-        raise ValueError(f"r must be a scalar or have shape ({m},) (one per query), got {arr.shape}")
+        raise ValueError(
+            f"r must be a scalar or have shape ({m},) (one per query), got {arr.shape}"
+        )
     if np.isnan(arr).any():
         raise ValueError("r contains NaN")
     return np.ascontiguousarray(arr)

@@ -13,11 +13,10 @@ import pickle
 
 import numpy as np
 import pytest
+import reference
 
 import pysim
 from pysim import _core
-
-import reference
 
 METRICS = ["sqeuclidean", "euclidean", "cosine", "ip", "mahalanobis"]
 DTYPES = [np.float32, np.float64]
@@ -39,12 +38,12 @@ def _expected(index, X, Q, k, metric, VI=None):
 
 
 def _check(index, X, Q, k, metric, VI=None, threads=None):
-    D, I = index.query(Q, k, threads=threads)
+    D, ind = index.query(Q, k, threads=threads)
     want_d, want_i = _expected(index, X, Q, k, metric, VI)
     dtype = index.dtype
-    assert D.dtype == dtype and I.dtype == np.int64
-    assert D.shape == I.shape == (len(np.atleast_2d(Q)), k)
-    np.testing.assert_array_equal(I, want_i)
+    assert D.dtype == dtype and ind.dtype == np.int64
+    assert D.shape == ind.shape == (len(np.atleast_2d(Q)), k)
+    np.testing.assert_array_equal(ind, want_i)
     # Distances are float64 values (summed in another order than numpy's) rounded to the dtype.
     Xr = index._state[0] if metric == "mahalanobis" else X
     Qr = index._queries(Q) if metric == "mahalanobis" else np.atleast_2d(Q)
@@ -53,10 +52,10 @@ def _check(index, X, Q, k, metric, VI=None, threads=None):
     np.testing.assert_allclose(D, want_d.astype(dtype), rtol=2 * np.finfo(dtype).eps, atol=atol)
     if metric == "mahalanobis":  # and close to the true VI distance of the original rows
         full = reference.cdist(np.atleast_2d(Q), X, "mahalanobis", VI)
-        got = np.take_along_axis(full, np.where(I < 0, 0, I), 1)
+        got = np.take_along_axis(full, np.where(ind < 0, 0, ind), 1)
         scale = np.abs(full).max() + 1
         np.testing.assert_allclose(D, got, rtol=0, atol=50 * np.finfo(dtype).eps * scale)
-    return D, I
+    return D, ind
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -133,18 +132,18 @@ def test_hard_data(rng, metric, dtype, case):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_padding_when_k_exceeds_n(dtype):
     X = np.arange(12, dtype=dtype).reshape(4, 3)
-    D, I = pysim.BruteForceIndex(X).query(X[1], k=7)
-    assert I.shape == (1, 7)
-    np.testing.assert_array_equal(I[0, 4:], -1)
+    D, ind = pysim.BruteForceIndex(X).query(X[1], k=7)
+    assert ind.shape == (1, 7)
+    np.testing.assert_array_equal(ind[0, 4:], -1)
     assert np.isinf(D[0, 4:]).all() and np.isfinite(D[0, :4]).all()
-    assert I[0, 0] == 1 and D[0, 0] == 0
+    assert ind[0, 0] == 1 and D[0, 0] == 0
 
 
 def test_empty_index_pads_and_add_fills():
     index = pysim.BruteForceIndex(np.empty((0, 3), np.float32))
     assert len(index) == 0 and index.dim == 3
-    D, I = index.query(np.ones((2, 3)), k=2)
-    assert (I == -1).all() and np.isinf(D).all()
+    D, ind = index.query(np.ones((2, 3)), k=2)
+    assert (ind == -1).all() and np.isinf(D).all()
     assert [len(x) for x in index.query_radius(np.ones((2, 3)), 5.0)] == [0, 0]
     index.add(np.eye(3))
     assert index.query(np.eye(3)[2], 1)[1][0, 0] == 2
@@ -181,9 +180,9 @@ def test_add_equals_building_at_once(rng, metric, dtype):
     whole = pysim.BruteForceIndex(X, metric, VI=VI)
     assert len(index) == len(X)
     Q = rng.standard_normal((11, d)).astype(dtype)
-    D, I = index.query(Q, 8)
+    D, ind = index.query(Q, 8)
     Dw, Iw = whole.query(Q, 8)
-    np.testing.assert_array_equal(I, Iw)
+    np.testing.assert_array_equal(ind, Iw)
     np.testing.assert_array_equal(D, Dw)
     _check(index, X, Q, 8, metric, VI)
 
@@ -418,9 +417,11 @@ def test_queries_while_adding_from_other_threads(rng):
     def worker():
         try:
             for _ in range(20):
-                D, I = index.query(Q, 5, threads=2)
-                assert (I >= 0).all() and (I < 3000).all()
-                exact = ((Q[:, None, :].astype(np.float64) - X[I].astype(np.float64)) ** 2).sum(-1)
+                D, ind = index.query(Q, 5, threads=2)
+                assert (ind >= 0).all() and (ind < 3000).all()
+                exact = ((Q[:, None, :].astype(np.float64) - X[ind].astype(np.float64)) ** 2).sum(
+                    -1
+                )
                 np.testing.assert_allclose(D, exact, rtol=1e-6)
                 assert (np.diff(D, axis=1) >= 0).all()
         except Exception as exc:  # noqa: BLE001 - reported below

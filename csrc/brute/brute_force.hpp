@@ -36,13 +36,12 @@ namespace pysim::brute {
 
 /// A read-only view of the indexed rows plus what the search needs precomputed.
 /// Mahalanobis never reaches the core (the Python layer maps rows through L: euclidean).
-template <typename T>
-struct Dataset {
-    const T* rows = nullptr;      // (n, dim), C-contiguous, finite
+template <typename T> struct Dataset {
+    const T* rows = nullptr; // (n, dim), C-contiguous, finite
     std::size_t n = 0;
     std::size_t dim = 0;
-    const T* sqnorms = nullptr;   // |row_j|^2, length n (brute::squared_norms)
-    double max_sqnorm = 0.0;      // max_j sqnorms[j]: bounds the identity's rounding error
+    const T* sqnorms = nullptr; // |row_j|^2, length n (brute::squared_norms)
+    double max_sqnorm = 0.0;    // max_j sqnorms[j]: bounds the identity's rounding error
     Metric metric = Metric::sqeuclidean;
 };
 
@@ -57,19 +56,17 @@ void knn(const Dataset<T>& data, const T* queries, std::size_t m, std::size_t k,
 /// the neighbours of query i are indices[indptr[i] : indptr[i+1]] with their distances.
 /// Within a query, results are in ascending row order, or by (distance, row) when `sort`.
 /// A negative radius gives no results; radii must not be NaN.
-template <typename T>
-struct RadiusResult {
+template <typename T> struct RadiusResult {
     std::vector<index_t> indptr;
     std::vector<index_t> indices;
     std::vector<T> distances;
 };
 
 template <typename T>
-RadiusResult<T> radius(const Dataset<T>& data, const T* queries, std::size_t m,
-                       const double* radii, bool sort, std::size_t threads);
+RadiusResult<T> radius(const Dataset<T>& data, const T* queries, std::size_t m, const double* radii,
+                       bool sort, std::size_t threads);
 
 /// Largest squared norm a row may have: beyond it a distance could overflow T.
-template <typename T>
-double max_safe_sqnorm() noexcept;
+template <typename T> double max_safe_sqnorm() noexcept;
 
-}  // namespace pysim::brute
+} // namespace pysim::brute
