@@ -436,3 +436,20 @@ def test_queries_while_adding_from_other_threads(rng):
         t.join()
     assert not errors, errors
     _check(index, X, Q, 5, "sqeuclidean")
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_radius_far_from_origin_mixed_engines(rng, metric):
+    # float32 rows around 300 with spread 0.01: the norm expansion cannot resolve radii of
+    # that size, so those queries take the direct engine; the queries near the origin with
+    # large radii keep the tile engine. Results must be exact either way, in query order.
+    far = (rng.standard_normal((600, 5)) * 0.01 + 300.0).astype(np.float32)
+    near = rng.standard_normal((600, 5)).astype(np.float32)
+    X = np.vstack([far, near])
+    Q = np.vstack([far[:4] + np.float32(0.003), near[:3], far[4:6]]).astype(np.float32)
+    D = reference.cdist(Q, X, metric)
+    S = [np.unique(row) for row in np.sort(D, axis=1)]
+    r = np.array([(row[20] + row[21]) / 2 for row in S])
+    got = pysim.BruteForceIndex(X, metric).query_radius(Q, r, threads=2)
+    for i in range(len(Q)):
+        np.testing.assert_array_equal(got[i], np.flatnonzero(D[i] <= r[i]))

@@ -48,8 +48,9 @@ constexpr std::size_t kMinSplitRows = 4096; // smaller splits cost more heaps th
 constexpr std::size_t kMaxSplitRows = std::size_t{1} << 20; // one-to-many chunk (Ctrl-C)
 constexpr std::size_t kManyChunk = 256;                     // rows per one-to-many kernel call
 constexpr std::size_t kDirectBlockBytes = 64 * 1024;        // data block of the direct batch engine
-constexpr double kTaskHeapBytes = 64.0 * (1 << 20);         // heaps of one task (large k)
-constexpr double kSplitHeapBytes = 256.0 * (1 << 20);       // heaps kept across data splits
+constexpr double kDirectRadiusRatio = 0.05;           // identity band / radius beyond which: direct
+constexpr double kTaskHeapBytes = 64.0 * (1 << 20);   // heaps of one task (large k)
+constexpr double kSplitHeapBytes = 256.0 * (1 << 20); // heaps kept across data splits
 
 // ---------------------------------------------------------------------------------------------
 // Prepared queries and the work plan.
@@ -576,6 +577,23 @@ template <typename T> class RadiusSink {
     std::vector<List> lists_; // splits x m
 };
 
+template <typename T>
+RadiusResult<T> radius_batch(const Dataset<T>& data, const T* queries, std::size_t m,
+                             const double* radii, bool sort, std::size_t threads, bool direct) {
+    const Queries<T> q = prepare_queries(data, queries, m, threads);
+    Plan plan = make_plan<T>(m, data.n, data.dim, threads, 0.0);
+    plan.direct = plan.direct || direct;
+    RadiusSink<T> sink(data, q, plan, radii);
+    if (plan.many) {
+        run_many(data, q, plan, sink, threads);
+    } else if (direct) {
+        run_direct(data, q, plan, sink, threads);
+    } else {
+        run_tiles(data, q, plan, sink, threads);
+    }
+    return sink.collect(sort);
+}
+
 template <typename T> void check_dataset(const Dataset<T>& data) {
     require(data.dim > 0, "dim must be positive");
     require(data.n == 0 || (data.rows != nullptr && data.sqnorms != nullptr),
@@ -658,15 +676,56 @@ RadiusResult<T> radius(const Dataset<T>& data, const T* queries, std::size_t m, 
         empty.indptr.assign(m + 1, 0);
         return empty;
     }
-    const Queries<T> q = prepare_queries(data, queries, m, threads);
-    const Plan plan = make_plan<T>(m, data.n, data.dim, threads, 0.0);
-    RadiusSink<T> sink(data, q, plan, radii);
-    if (plan.many) {
-        run_many(data, q, plan, sink, threads);
-    } else {
-        run_tiles(data, q, plan, sink, threads);
+    if (!is_l2(data.metric) || m <= kManyMaxQueries)
+        return radius_batch(data, queries, m, radii, sort, threads, false);
+    // The norm expansion's error is known before the scan: where it is not small next to the
+    // radius (rows far from the origin in float32), the direct engine is used for that query
+    // instead of collecting a flood of candidates to check in float64.
+    std::vector<T> sqn(m);
+    squared_norms(queries, m, data.dim, sqn.data(), threads);
+    std::vector<char> direct(m, 0);
+    std::size_t n_direct = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+        double r = std::max(0.0, radii[i]);
+        if (data.metric == Metric::euclidean)
+            r *= r;
+        const double band =
+            identity_l2_error<T>(static_cast<double>(sqn[i]), data.max_sqnorm, data.dim).abs;
+        direct[i] = band > kDirectRadiusRatio * r;
+        n_direct += direct[i] ? 1 : 0;
     }
-    return sink.collect(sort);
+    if (n_direct == 0 || n_direct == m)
+        return radius_batch(data, queries, m, radii, sort, threads, n_direct == m);
+    RadiusResult<T> part[2];
+    std::vector<std::size_t> rows[2];
+    for (int which = 0; which < 2; ++which) {
+        std::vector<T> sub;
+        std::vector<double> sub_r;
+        for (std::size_t i = 0; i < m; ++i) {
+            if (static_cast<int>(direct[i] != 0) != which)
+                continue;
+            rows[which].push_back(i);
+            sub.insert(sub.end(), queries + i * data.dim, queries + (i + 1) * data.dim);
+            sub_r.push_back(radii[i]);
+        }
+        part[which] = radius_batch(data, sub.data(), rows[which].size(), sub_r.data(), sort,
+                                   threads, which == 1);
+    }
+    RadiusResult<T> res;
+    res.indptr.assign(m + 1, 0);
+    std::size_t next[2] = {0, 0};
+    for (std::size_t i = 0; i < m; ++i) {
+        const int which = direct[i] ? 1 : 0;
+        const std::size_t r = next[which]++;
+        const auto& src = part[which];
+        const auto b = static_cast<std::size_t>(src.indptr[r]);
+        const auto e = static_cast<std::size_t>(src.indptr[r + 1]);
+        res.indices.insert(res.indices.end(), src.indices.begin() + b, src.indices.begin() + e);
+        res.distances.insert(res.distances.end(), src.distances.begin() + b,
+                             src.distances.begin() + e);
+        res.indptr[i + 1] = res.indptr[i] + static_cast<index_t>(e - b);
+    }
+    return res;
 }
 
 #define PYSIM_INSTANTIATE(T)                                                                       \
