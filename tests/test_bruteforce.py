@@ -449,7 +449,9 @@ def test_radius_far_from_origin_mixed_engines(rng, metric):
     Q = np.vstack([far[:4] + np.float32(0.003), near[:3], far[4:6]]).astype(np.float32)
     D = reference.cdist(Q, X, metric)
     S = [np.unique(row) for row in np.sort(D, axis=1)]
-    r = np.array([(row[20] + row[21]) / 2 for row in S])
+    # far queries: their 20 nearest; near queries: a wide radius (most of the near rows)
+    rank = [20] * 4 + [500] * 3 + [20] * 2
+    r = np.array([(row[t] + row[t + 1]) / 2 for row, t in zip(S, rank)])
     got = pysim.BruteForceIndex(X, metric).query_radius(Q, r, threads=2)
     for i in range(len(Q)):
         np.testing.assert_array_equal(got[i], np.flatnonzero(D[i] <= r[i]))
