@@ -223,6 +223,9 @@ class BruteForceIndex(PersistMixin):
         k = prepare_k(k)
         nt = resolve_threads(threads)
         q = self._queries(Q)
+        nbytes = len(q) * k * (self._dtype.itemsize + 8)
+        if nbytes > np.iinfo(np.intp).max:
+            raise MemoryError(f"a ({len(q)}, {k}) result needs {nbytes} bytes")
         data, norms, max_sq = self._state
         return getattr(_core, f"brute_knn_{self._sfx}")(data, norms, max_sq, self._code, q, k, nt)
 

@@ -455,3 +455,13 @@ def test_radius_far_from_origin_mixed_engines(rng, metric):
     got = pysim.BruteForceIndex(X, metric).query_radius(Q, r, threads=2)
     for i in range(len(Q)):
         np.testing.assert_array_equal(got[i], np.flatnonzero(D[i] <= r[i]))
+
+
+def test_huge_k_pads_or_raises_memory_error(rng):
+    X = rng.standard_normal((50, 3)).astype(np.float32)
+    index = pysim.BruteForceIndex(X)
+    D, ind = index.query(X[:2], k=100_000)  # work and scratch bounded by n, not k
+    assert (ind[:, 50:] == -1).all() and np.isinf(D[:, 50:]).all()
+    np.testing.assert_array_equal(np.sort(ind[:, :50], axis=1), np.tile(np.arange(50), (2, 1)))
+    with pytest.raises(MemoryError):
+        index.query(X, k=2**62)

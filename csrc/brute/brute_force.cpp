@@ -445,7 +445,8 @@ template <typename T> class KnnSink {
             (*retry_)[i] = 1;
             return;
         }
-        TopK<double> top(k_);
+        const std::size_t kept = std::min(k_, data_.n);  // at most n real results
+        TopK<double> top(kept);
         if (complete) {
             for (const auto& [v, j] : cand) {
                 if (static_cast<double>(v) > limit)
@@ -456,10 +457,14 @@ template <typename T> class KnnSink {
             for (std::size_t j = 0; j < data_.n; ++j)
                 top.push(exact.distance(data_.rows + j * data_.dim), static_cast<index_t>(j));
         }
-        std::vector<double> d64(k_);
-        top.extract_sorted(d64.data(), oi, k_);
-        for (std::size_t c = 0; c < k_; ++c)
+        std::vector<double> d64(kept);
+        top.extract_sorted(d64.data(), oi, kept);
+        for (std::size_t c = 0; c < kept; ++c)
             od[c] = static_cast<T>(d64[c]);
+        for (std::size_t c = kept; c < k_; ++c) {
+            od[c] = std::numeric_limits<T>::infinity();
+            oi[c] = kNoIndex;
+        }
     }
 
     const Dataset<T>& data_;
