@@ -451,7 +451,7 @@ def test_radius_far_from_origin_mixed_engines(rng, metric):
     S = [np.unique(row) for row in np.sort(D, axis=1)]
     # far queries: their 20 nearest; near queries: a wide radius (most of the near rows)
     rank = [20] * 4 + [500] * 3 + [20] * 2
-    r = np.array([(row[t] + row[t + 1]) / 2 for row, t in zip(S, rank)])
+    r = np.array([(row[t] + row[t + 1]) / 2 for row, t in zip(S, rank, strict=True)])
     got = pysim.BruteForceIndex(X, metric).query_radius(Q, r, threads=2)
     for i in range(len(Q)):
         np.testing.assert_array_equal(got[i], np.flatnonzero(D[i] <= r[i]))
@@ -465,3 +465,31 @@ def test_huge_k_pads_or_raises_memory_error(rng):
     np.testing.assert_array_equal(np.sort(ind[:, :50], axis=1), np.tile(np.arange(50), (2, 1)))
     with pytest.raises(MemoryError):
         index.query(X, k=2**62)
+
+
+def _mnist():
+    import gzip
+
+    from conftest import shared_data_dir
+
+    root = shared_data_dir()
+    if root is None or not (root / "mnist").is_dir():
+        pytest.skip("shared MNIST data not found (set PYSIM_DATA)")
+    with gzip.open(root / "mnist" / "t10k-images-idx3-ubyte.gz", "rb") as f:
+        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(10000, 784)
+    gt = np.load(root / "mnist" / "mnist10k_gt_top100.npy").astype(np.int64)
+    return X.astype(np.float32), gt
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_mnist_equals_published_ground_truth(metric):
+    # Real data with large norms (pixels 0..255, |x|^2 ~ 1e7) where the float32 norm
+    # expansion alone would misorder near-ties; the ground truth breaks ties by the smaller
+    # index and has no tie between ranks 100 and 101.
+    X, gt = _mnist()
+    index = pysim.BruteForceIndex(X[:9000], metric)
+    for threads in (1, 2):
+        D, ind = index.query(X[9000:], 100, threads=threads)
+        np.testing.assert_array_equal(ind, gt)
+    _, ind = index.query(X[9000:9002], 10)  # one-to-many engine
+    np.testing.assert_array_equal(ind, gt[:2, :10])
