@@ -107,6 +107,8 @@ class BruteForceIndex(PersistMixin):
         self._L = L
         self._VI = VI
         self._lock = threading.Lock()
+        self._knn = getattr(_core, f"brute_knn_{self._sfx}")
+        self._radius = getattr(_core, f"brute_radius_{self._sfx}")
         norms = self._norms_of(X, resolve_threads(None), "data")
         # Published state: (rows, squared norms, max squared norm), replaced as one tuple.
         self._state = (X, norms, float(norms.max()) if len(norms) else 0.0)
@@ -227,7 +229,7 @@ class BruteForceIndex(PersistMixin):
         if nbytes > np.iinfo(np.intp).max:
             raise MemoryError(f"a ({len(q)}, {k}) result needs {nbytes} bytes")
         data, norms, max_sq = self._state
-        return getattr(_core, f"brute_knn_{self._sfx}")(data, norms, max_sq, self._code, q, k, nt)
+        return self._knn(data, norms, max_sq, self._code, q, k, nt)
 
     def query_radius(
         self,
@@ -265,7 +267,7 @@ class BruteForceIndex(PersistMixin):
         q = self._queries(Q)
         radii = _radii(r, len(q))
         data, norms, max_sq = self._state
-        indptr, idx, dist = getattr(_core, f"brute_radius_{self._sfx}")(
+        indptr, idx, dist = self._radius(
             data, norms, max_sq, self._code, q, radii, bool(sort_results), nt
         )
         indices = split_csr(indptr, idx)
