@@ -14,6 +14,9 @@ import pickle
 import numpy as np
 import pytest
 import reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 import pysim
 from pysim import _core
@@ -493,3 +496,28 @@ def test_mnist_equals_published_ground_truth(metric):
         np.testing.assert_array_equal(ind, gt)
     _, ind = index.query(X[9000:9002], 10)  # one-to-many engine
     np.testing.assert_array_equal(ind, gt[:2, :10])
+
+
+@st.composite
+def _small_integer_problem(draw):
+    n, d, m = draw(st.integers(1, 40)), draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    ints = st.integers(-3, 3).map(float)
+    return draw(arrays(np.float64, (n, d), elements=ints)), draw(
+        arrays(np.float64, (m, d), elements=ints)
+    )
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    data=_small_integer_problem(),
+    k=st.integers(1, 45),
+    metric=st.sampled_from(["sqeuclidean", "euclidean", "cosine", "ip"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_property_small_integer_data_with_ties(data, k, metric, dtype):
+    # Small integers: many exact ties, all distances exact in float64, so the tie rule
+    # (smaller index first) is checked bit for bit.
+    X, Q = (a.astype(dtype) for a in data)
+    D, ind = pysim.BruteForceIndex(X, metric).query(Q, k, threads=2)
+    want_d, want_i = reference.knn(X.astype(np.float64), Q.astype(np.float64), k, metric)
+    np.testing.assert_array_equal(ind, want_i)
