@@ -3,10 +3,10 @@
 // candidates the error bound cannot separate (helpers in exact_rerank.hpp).
 //
 // Three engines feed one interface (a "sink": begin / hit / end per task):
-//   run_tiles  : m > 2 queries. Queries are packed once per call (in parallel) into the tile
+//   run_tiles  : m > 2 queries. Each task packs its query block into the tile
 //                kernel's panel layout; a task is (query block, data split). It walks its data
 //                rows DB at a time: one tile call writes a DB x (query block) slab into a
-//                thread-local buffer (L1/L2), which is scanned against per-query thresholds
+//                task-local buffer (L1/L2), which is scanned against per-query thresholds
 //                at once (SSE2 compare + movemask: hits are rare once the buffers are full).
 //   run_many   : 1 or 2 queries, a memory-bound scan. Packing would add a pass, so the
 //                one-to-many kernels stream over the rows; the rows are split across threads,
@@ -193,13 +193,6 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
     const simd::Kernels<T>& K = kernels<T>(simd::active());
     const std::size_t d = data.dim, m = q.m, nr = K.tile_nr;
     const std::size_t db = 4 * K.tile_mr; // data rows per tile call
-    std::vector<T> packed(round_up(m, nr) * d);
-    parallel_for(plan.qblocks, threads, 1, [&](std::size_t b, std::size_t e) {
-        for (std::size_t qi = b; qi < e; ++qi) {
-            const std::size_t q0 = qi * plan.qblock, qc = std::min(plan.qblock, m - q0);
-            K.pack.fn(q.rows + q0 * d, d, qc, d, packed.data() + q0 * d);
-        }
-    });
     simd::Epilogue ep = simd::Epilogue::l2sq;
     if (data.metric == Metric::cosine)
         ep = simd::Epilogue::cosine;
@@ -207,10 +200,15 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
         ep = simd::Epilogue::ip;
     const auto tile = K.tile.fn;
     parallel_for(plan.qblocks * plan.splits, threads, 1, [&](std::size_t b, std::size_t e) {
-        thread_local std::vector<T> out, thr, inv;
+        std::vector<T> out, thr, inv, packed; // per chunk of tasks: nothing outlives the call
         for (std::size_t task = b; task < e; ++task) {
             const std::size_t qi = task / plan.splits, s = task % plan.splits;
             const std::size_t q0 = qi * plan.qblock, qc = std::min(plan.qblock, m - q0);
+            // Packing per task (not once per call) keeps memory at one block per thread;
+            // it costs 1 / (rows in the split) of the task's arithmetic.
+            if (packed.size() < round_up(qc, nr) * d)
+                packed.resize(round_up(qc, nr) * d);
+            K.pack.fn(q.rows + q0 * d, d, qc, d, packed.data());
             const std::size_t j_begin = s * plan.split_rows;
             const std::size_t j_end = std::min(data.n, j_begin + plan.split_rows);
             if (out.size() < db * qc)
@@ -233,7 +231,7 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
                 simd::TileArgs<T> g{data.rows + j0 * d,
                                     d,
                                     rows,
-                                    packed.data() + q0 * d,
+                                    packed.data(),
                                     qc,
                                     d,
                                     ep,
@@ -305,7 +303,7 @@ void run_direct(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, S
     const std::size_t d = data.dim, m = q.m;
     const std::size_t db = std::max<std::size_t>(16, kDirectBlockBytes / (d * sizeof(T)));
     parallel_for(plan.qblocks * plan.splits, threads, 1, [&](std::size_t b, std::size_t e) {
-        thread_local std::vector<T> out, thr;
+        std::vector<T> out, thr;
         for (std::size_t task = b; task < e; ++task) {
             const std::size_t qi = task / plan.splits, s = task % plan.splits;
             const std::size_t q0 = qi * plan.qblock, qc = std::min(plan.qblock, m - q0);
@@ -445,7 +443,7 @@ template <typename T> class KnnSink {
             (*retry_)[i] = 1;
             return;
         }
-        const std::size_t kept = std::min(k_, data_.n);  // at most n real results
+        const std::size_t kept = std::min(k_, data_.n); // at most n real results
         TopK<double> top(kept);
         if (complete) {
             for (const auto& [v, j] : cand) {
