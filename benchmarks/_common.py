@@ -19,10 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pytest
-
-import datasets
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,9 +32,9 @@ import time
 
 import numpy as np
 import pytest
+from _common import adaptive_rounds, full, limit_threads, peer, record, rounds, threads
 
 import pysim
-from _common import adaptive_rounds, full, limit_threads, peer, record, rounds, threads
 from pysim import _core
 
 CASES = [(1000, 10000, 128), (1000, 10000, 768), (1, 1000000, 128), (10000, 10000, 16)]
@@ -50,6 +50,11 @@ SLOW_CALL = 2.0  # seconds: above this (quick run only) a contender is timed on 
 
 def case_id(case: tuple[int, int, int]) -> str:
     return "x".join(str(v) for v in case)
+
+
+def group(title: str, t: int) -> str:
+    """Benchmark group; the thread count joins the title only when several are compared."""
+    return title if len(THREADS) == 1 else f"{title} t={t}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -118,7 +123,8 @@ def _skip(reason: str):
 def _split_rows(fn, Y: np.ndarray, t: int, pool) -> np.ndarray:
     """Run a single-threaded one-to-many kernel on t slices of Y (faiss releases the GIL)."""
     bounds = np.linspace(0, len(Y), t + 1).astype(int)
-    parts = list(pool.map(lambda ab: fn(Y[ab[0] : ab[1]]), zip(bounds[:-1], bounds[1:])))
+    slices = zip(bounds[:-1], bounds[1:], strict=True)
+    parts = list(pool.map(lambda ab: fn(Y[ab[0] : ab[1]]), slices))
     return np.concatenate(parts)[None, :]
 
 
@@ -215,17 +221,26 @@ def make(contender: str, metric: str, t: int, pool):
 
 
 def timed_rows(fn, X: np.ndarray, Y: np.ndarray) -> int:
-    """All rows, or (quick run only) as many as fit in ~SLOW_CALL seconds for a slow peer."""
+    """All rows, or (quick run only) as many as fit in ~SLOW_CALL seconds for a slow peer.
+
+    The estimate comes from the faster of two calls on 64 rows after a warm-up call (first
+    calls pay for thread-pool start-up and page faults), and counts the per-call fixed cost
+    as per-row cost, so it errs towards timing all rows.
+    """
     m = len(X)
-    if full() or m <= 16:
+    probe = 64
+    if full() or m <= probe:
         return m
-    probe = min(m, 16)
-    t0 = time.perf_counter()
-    fn(X[:probe], Y)
-    per_row = (time.perf_counter() - t0) / probe
+    fn(X[:16], Y)
+    best = float("inf")
+    for _ in range(2):
+        t0 = time.perf_counter()
+        fn(X[:probe], Y)
+        best = min(best, time.perf_counter() - t0)
+    per_row = best / probe
     if per_row * m <= SLOW_CALL:
         return m
-    return int(min(m, max(probe, SLOW_CALL / 2 / per_row)))
+    return int(min(m, max(probe, SLOW_CALL / 2 / per_row // 16 * 16)))
 
 
 def run_timed(benchmark, contender: str, fn, X, Y, metric: str, t: int, *, L=None, **info):
@@ -283,7 +298,7 @@ def pool():
 @pytest.mark.parametrize(("case", "metric", "contender", "t"), list(_params()))
 def test_kernel(benchmark, pool, case, metric, contender, t):
     """cdist (or dot) of one case and metric for one contender."""
-    benchmark.group = f"{'dot' if metric == 'dot' else 'cdist'} {case_id(case)} {metric}"
+    benchmark.group = group(f"{'dot' if metric == 'dot' else 'cdist'} {case_id(case)} {metric}", t)
     X, Y = operands(case)
     with limit_threads(t):
         fn = make(contender, metric, t, pool)
@@ -311,7 +326,7 @@ def mahalanobis_data():
 def test_mahalanobis(benchmark, mahalanobis_data, contender, t):
     """cdist mahalanobis: pysim vs numpy (factor, transform, BLAS formula) vs scipy."""
     X, Y, VI, L = mahalanobis_data
-    benchmark.group = f"cdist {case_id(MAHALANOBIS_CASE)} mahalanobis"
+    benchmark.group = group(f"cdist {case_id(MAHALANOBIS_CASE)} mahalanobis", t)
     if contender in ("faiss", "simsimd"):
         _skip(f"{contender} has no mahalanobis cdist")
     if contender == "sklearn":
@@ -347,7 +362,7 @@ def isa_restore():
 @pytest.mark.parametrize("isa", _core._available_isas())
 def test_isa(benchmark, isa_restore, isa, metric, t):
     """pysim forced to each instruction set this CPU has: the speed-up over scalar."""
-    benchmark.group = f"isa {case_id(ISA_CASE)} {metric}"
+    benchmark.group = group(f"isa {case_id(ISA_CASE)} {metric}", t)
     X, Y = operands(ISA_CASE)
     previous = pysim.simd_info()["isa"]
     assert _core._set_isa(isa)

@@ -56,6 +56,9 @@ DEFAULT_QUERIES = 1000
 #: Neighbours kept in computed ground truth.
 GT_K = 100
 
+#: float64 elements in one score block of :func:`exact_knn` (64 MB).
+BLOCK_ELEMENTS = 8 << 20
+
 
 # --------------------------------------------------------------------------------------------
 # Format readers
@@ -476,9 +479,8 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.
     n, q = len(base), len(queries)
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
-    budget = 8 << 20  # float64 elements per score block
-    bstep = max(k, min(n, budget // 64))
-    qstep = max(1, min(q, budget // bstep))
+    bstep = max(k, min(n, BLOCK_ELEMENTS // 64))
+    qstep = max(1, min(q, BLOCK_ELEMENTS // bstep))
     best_d = np.full((q, k), np.inf)
     best_i = np.full((q, k), -1, np.int64)
     for b0 in range(0, n, bstep):
@@ -501,9 +503,13 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.
             for r in tied:
                 order = np.lexsort((ids, S[r]))[:kk]
                 part[r], pd[r] = order, S[r, order]
+            # Order the block's candidates by (distance, id); the previous best ids are all
+            # smaller than this block's, so a stable sort of the two keeps the tie rule.
+            pi = ids[part]
+            o = np.lexsort((pi, pd), axis=-1)
+            pd, pi = np.take_along_axis(pd, o, 1), np.take_along_axis(pi, o, 1)
             cd = np.concatenate([best_d[q0 : q0 + len(Q)], pd], 1)
-            ci = np.concatenate([best_i[q0 : q0 + len(Q)], ids[part]], 1)
-            # Previous best ids are all smaller than this block's: stable sort keeps the tie rule.
+            ci = np.concatenate([best_i[q0 : q0 + len(Q)], pi], 1)
             order = np.argsort(cd, axis=1, kind="stable")[:, :k]
             best_d[q0 : q0 + len(Q)] = np.take_along_axis(cd, order, 1)
             best_i[q0 : q0 + len(Q)] = np.take_along_axis(ci, order, 1)
