@@ -229,7 +229,9 @@ def ann_table(records: list[dict[str, Any]]) -> str | None:
             row: list[Any] = [ds, c, max(r["recall"] for r in rs)]
             for lvl in RECALL_LEVELS:
                 q = max((rate(r) for r in rs if r["recall"] >= lvl), default=None)
-                row.append("—" if q is None else f"{fmt(q)} ({ratio(best_pysim[lvl], q)})")
+                mine = best_pysim[lvl]
+                row.append("—" if q is None else fmt(q) if math.isnan(mine)
+                           else f"{fmt(q)} ({ratio(mine, q)})")
             rows.append(row)
     header = ["dataset", "contender", "max recall"] + [
         f"q/s at recall ≥ {lvl:.2f} (pysim ÷ this)" for lvl in RECALL_LEVELS]

@@ -416,13 +416,15 @@ def main(argv: list[str] | None = None) -> int:
         present = [HERE / m for m in mods if (HERE / m).is_file()]
         missing = [m for m in mods if not (HERE / m).is_file()]
         if not present:
-            why = f"{', '.join('benchmarks/' + m for m in missing)} does not exist yet"
+            why = (f"{', '.join('benchmarks/' + m for m in missing)} "
+                   f"{'does' if len(missing) == 1 else 'do'} not exist yet")
             print(f"skipped part {part!r}: {why}")
             skipped[part] = why
             continue
         part_notes = list(notes)
         if missing:
-            msg = f"{', '.join(missing)} does not exist yet (rest of the part ran)"
+            msg = (f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist "
+                   "yet (the rest of the part ran)")
             print(f"  note: {msg}")
             part_notes.append(msg)
         raw_path = out / "raw" / f"{part}-{stamp}.json"
