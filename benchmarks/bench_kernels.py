@@ -16,8 +16,8 @@ How it stays honest:
   1e-3); the error is stored with the timing.
 - A peer that is not installed is skipped with a printed reason.
 - Default (quick) run: the issue's shapes, but a contender whose full call would take more
-  than ~2 s (scipy, mostly) is timed on fewer query rows (``rows_timed`` in the JSON; speeds
-  are compared per pair, so this is fair), and rounds adapt to a ~2 s budget per contender.
+  than ~1 s (scipy, mostly) is timed on fewer query rows (``rows_timed`` in the JSON; speeds
+  are compared per pair, so this is fair), and rounds adapt to a ~1.5 s budget per contender.
   ``run.py --full`` (PYSIM_BENCH_FULL=1) times every contender on all rows with all rounds.
 
 GFLOP/s counts 2*m*n*d (one multiply-add per element pair; for mahalanobis the pairwise part
@@ -45,7 +45,7 @@ CONTENDERS = ["pysim", "numpy", "scipy", "sklearn", "faiss", "simsimd"]
 THREADS = threads((2,))
 CHECK_ROWS = 64
 PYSIM_TOL, PEER_TOL = 1e-5, 1e-3
-SLOW_CALL = 2.0  # seconds: above this (quick run only) a contender is timed on fewer rows
+SLOW_CALL = 1.0  # seconds: above this (quick run only) a contender is timed on fewer rows
 
 
 def case_id(case: tuple[int, int, int]) -> str:
@@ -72,12 +72,23 @@ def operands(case: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------------------------
 
 
-def reference(X: np.ndarray, Y: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """float64 result and the magnitude of its terms (the unit of the relative error)."""
-    A, B = X.astype(np.float64), Y.astype(np.float64)
-    na = np.linalg.norm(A, axis=1)[:, None]
-    nb = np.linalg.norm(B, axis=1)[None, :]
-    dots = A @ B.T
+def _terms(X: np.ndarray, Y: np.ndarray):
+    """float64 norms and products of the first CHECK_ROWS rows of X against all of Y."""
+    A, B = X[:CHECK_ROWS].astype(np.float64), Y.astype(np.float64)
+    return np.linalg.norm(A, axis=1)[:, None], np.linalg.norm(B, axis=1)[None, :], A @ B.T
+
+
+@functools.lru_cache(maxsize=1)
+def _case_terms(case: tuple[int, int, int]):
+    """:func:`_terms` of one case's operands, computed once for all its metrics and peers."""
+    return _terms(*operands(case))
+
+
+def reference(terms, metric: str, rows: int):
+    """float64 result on the first ``rows`` rows, and the magnitude of its terms (the unit of
+    the relative error)."""
+    na, nb, dots = terms
+    na, dots = na[:rows], dots[:rows]
     if metric in ("sqeuclidean", "euclidean"):
         # float64 cancellation error (~1e-16 of the norms) is far below the tolerances.
         return np.maximum(na**2 + nb**2 - 2 * dots, 0), na**2 + nb**2 + 1e-300
@@ -91,16 +102,19 @@ def reference(X: np.ndarray, Y: np.ndarray, metric: str) -> tuple[np.ndarray, np
 
 
 def check(contender: str, out, X: np.ndarray, Y: np.ndarray, metric: str, L=None) -> float:
-    """Max error relative to the norms on the first rows; fail the benchmark if too large."""
-    rows = min(len(X), CHECK_ROWS)
+    """Max error relative to the norms on the first rows; fail the benchmark if too large.
+
+    ``X``, ``Y`` are one case's full operands (their float64 terms are cached per case);
+    ``out`` may hold fewer rows (a slow peer timed on a subset).
+    """
+    rows = min(len(out), CHECK_ROWS)
     got = np.asarray(out)[:rows].astype(np.float64)
     if L is not None:  # mahalanobis: Euclidean distance between rows mapped by the factor
-        A, B = X[:rows].astype(np.float64) @ L, Y.astype(np.float64) @ L
-        ref, scale = reference(A, B, "sqeuclidean")
-        ref = np.sqrt(ref)
-        scale = np.sqrt(scale)
+        ref, scale = reference(_terms(X[:rows].astype(np.float64) @ L,
+                                      Y.astype(np.float64) @ L), "sqeuclidean", rows)
+        ref, scale = np.sqrt(ref), np.sqrt(scale)
     else:
-        ref, scale = reference(X[:rows], Y, metric)
+        ref, scale = reference(_case_terms((len(X), len(Y), X.shape[1])), metric, rows)
     if got.shape != ref.shape:
         pytest.fail(f"{contender}: output shape {got.shape}, expected {ref.shape}")
     err = float(np.max(np.abs(got - ref) / scale)) if got.size else 0.0
@@ -221,26 +235,34 @@ def make(contender: str, metric: str, t: int, pool):
 
 
 def timed_rows(fn, X: np.ndarray, Y: np.ndarray) -> int:
-    """All rows, or (quick run only) as many as fit in ~SLOW_CALL seconds for a slow peer.
+    """All rows, or (quick run only) as many as fit in ~SLOW_CALL / 2 seconds for a slow peer.
 
-    The estimate comes from the faster of two calls on 64 rows after a warm-up call (first
-    calls pay for thread-pool start-up and page faults), and counts the per-call fixed cost
-    as per-row cost, so it errs towards timing all rows.
+    The cost of a call is modelled as fixed + per-row (norms of Y, factorising VI and page
+    faults are fixed), fitted on 64 and 256 rows after a warm-up call (first calls pay for
+    thread-pool start-up); noise that makes the per-row cost look negative means "fast".
     """
     m = len(X)
-    probe = 64
-    if full() or m <= probe:
+    if full() or m <= 256:
         return m
+    t0 = time.perf_counter()
     fn(X[:16], Y)
-    best = float("inf")
+    t16 = time.perf_counter() - t0
+    if t16 * m / 16 <= SLOW_CALL:  # even counting everything as per-row cost: fast
+        return m
+    if t16 > SLOW_CALL / 8:  # very slow per row (scipy's mahalanobis): no further probing
+        return int(max(16, SLOW_CALL / 2 / t16 * 16 // 16 * 16))
+    t64 = float("inf")
     for _ in range(2):
         t0 = time.perf_counter()
-        fn(X[:probe], Y)
-        best = min(best, time.perf_counter() - t0)
-    per_row = best / probe
-    if per_row * m <= SLOW_CALL:
+        fn(X[:64], Y)
+        t64 = min(t64, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    fn(X[:256], Y)
+    per_row = max(0.0, (time.perf_counter() - t0 - t64) / 192)
+    if t64 + per_row * (m - 64) <= SLOW_CALL:
         return m
-    return int(min(m, max(probe, SLOW_CALL / 2 / per_row // 16 * 16)))
+    rows = 64 + (SLOW_CALL / 2 - t64) / per_row if per_row > 0 else m
+    return int(min(m, max(64, rows // 16 * 16)))
 
 
 def run_timed(benchmark, contender: str, fn, X, Y, metric: str, t: int, *, L=None, **info):
@@ -249,9 +271,9 @@ def run_timed(benchmark, contender: str, fn, X, Y, metric: str, t: int, *, L=Non
     t0 = time.perf_counter()
     out = fn(Xr, Y)  # warm-up call, also the one checked
     first = time.perf_counter() - t0
-    err = check(contender, out, Xr, Y, metric, L)
+    err = check(contender, out, X, Y, metric, L)
     del out
-    benchmark.pedantic(fn, args=(Xr, Y), rounds=adaptive_rounds(first), iterations=1)
+    benchmark.pedantic(fn, args=(Xr, Y), rounds=adaptive_rounds(first, 1.5), iterations=1)
     median = _median(benchmark, first)
     m, n, d = len(X), len(Y), X.shape[1]
     record(

@@ -430,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
         raw_path = out / "raw" / f"{part}-{stamp}.json"
         log_path = out / "raw" / f"{part}-{stamp}.log"
         res = run_part(part, present, env, args, raw_path, log_path)
+        with open(log_path.with_suffix(".events.jsonl"), "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(e, default=str) + "\n" for e in res["events"])
         part_notes += summarise_events(part, res["events"], log_path)
         env_ev = next((e for e in res["events"] if e["event"] == "env"), {})
         pm = dict(meta, simd_info=env_ev.get("simd_info"),
