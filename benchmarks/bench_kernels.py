@@ -395,9 +395,9 @@ def test_isa(benchmark, isa_restore, isa, metric, t):
         _core._set_isa(previous)
 
 
-@pytest.mark.parametrize("t", [2], ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("t", [max(THREADS)], ids=lambda t: f"t{t}")
 def test_read_bandwidth(benchmark, t):
-    """Yardstick: two Python threads each sum half of a 1 GB float32 array with numpy."""
+    """Yardstick: t Python threads (2 by default) each sum a share of a 1 GB float32 array."""
     benchmark.group = "read bandwidth (yardstick)"
     nbytes = 1_000_000_000
     A = np.ones(nbytes // 4, np.float32)

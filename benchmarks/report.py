@@ -73,7 +73,7 @@ def _contender_from_name(name: str) -> str:
 
 def rate(rec: dict[str, Any]) -> float:
     """Work per second, comparable within a group (higher is better)."""
-    for key in ("qps", "pairs_per_s", "items_per_s"):
+    for key in ("qps", "pairs_per_s", "items_per_s", "gflops", "gbps"):
         v = rec.get(key)
         if isinstance(v, (int, float)) and v > 0:
             return float(v)

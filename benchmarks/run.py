@@ -136,6 +136,18 @@ def _probe_numpy_blas(env: dict[str, str]) -> list[dict[str, Any]]:
         return []
 
 
+def preflight() -> str | None:
+    """Why the benchmark process could not run, checked in a child like it (or None)."""
+    code = "import pysim, pytest_benchmark, numpy"
+    res = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
+                         check=False, timeout=120)
+    if res.returncode == 0:
+        return None
+    last = (res.stderr.strip().splitlines() or ["?"])[-1]
+    return (f"{sys.executable} cannot import pysim and pytest-benchmark ({last}).\n"
+            'Install them first: pip install ".[bench]" (from the repository root).')
+
+
 def blas_environment(mode: str) -> tuple[dict[str, str], dict[str, Any]]:
     """The benchmark process's environment and a record of what was done to BLAS."""
     env = dict(os.environ)
@@ -350,6 +362,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}", file=sys.stderr)
         return 2
     t_start = time.time()
+    problem = preflight()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     out = args.out.resolve()
     (out / "raw").mkdir(parents=True, exist_ok=True)
     env, blas = blas_environment(args.blas_env)
@@ -374,12 +390,12 @@ def main(argv: list[str] | None = None) -> int:
             env["PYSIM_BENCH_MAX_QUERIES"] = str(args.max_queries)
         # Load once here: errors surface before anything runs, and the exact ground truth
         # (when the data has none) is computed and cached outside every timing.
-        os.environ["PYSIM_BENCH_CACHE"] = env["PYSIM_BENCH_CACHE"]
         import datasets
 
         t0 = time.time()
         try:
-            data = datasets.load_path(args.dataset, args.metric, max_queries=args.max_queries)
+            data = datasets.load_path(args.dataset, args.metric, max_queries=args.max_queries,
+                                      cache_dir=out / "cache")
         except (OSError, ValueError, ImportError) as exc:
             print(f"cannot use --dataset {args.dataset}: {exc}", file=sys.stderr)
             return 2

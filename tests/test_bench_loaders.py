@@ -394,3 +394,59 @@ def test_gzip_idx_is_really_gzipped(tmp_path):
     datasets.write_idx(tmp_path / "x.gz", np.arange(6, dtype=np.uint8).reshape(2, 3))
     with gzip.open(tmp_path / "x.gz", "rb") as f:
         assert f.read(4) == b"\x00\x00\x08\x02"
+
+
+# --- the driver, end to end on a toy part ----------------------------------------------------
+
+TOY_PART = '''
+import numpy as np
+import pytest
+from _common import ann_datasets, dataset, peer, record, recall_at_k
+
+
+@pytest.mark.parametrize("contender", ["pysim", "numpy", "notinstalled"])
+def test_toy(benchmark, contender):
+    benchmark.group = "toy 8x8"
+    if contender == "notinstalled":
+        peer("a_module_that_does_not_exist")
+    X = np.ones((8, 8), np.float32)
+    benchmark.pedantic(np.dot, args=(X, X), rounds=2, iterations=1)
+    record(benchmark, contender=contender, gflops=1.0 if contender == "pysim" else 0.5)
+
+
+@pytest.mark.parametrize("ef", [1, 4])
+@pytest.mark.parametrize("name", ann_datasets(["clustered-500x4"]))
+def test_toy_search(benchmark, name, ef):
+    d = dataset(name)
+    benchmark.group = f"search {d['name']}"
+    found = d["gt"][:, :10].copy()
+    found[:, ef:] = -1
+    benchmark.pedantic(lambda: None, rounds=2, iterations=1)
+    record(benchmark, contender="pysim", dataset=d["name"], recall=recall_at_k(found, d["gt"], 10),
+           qps=1000.0 * ef)
+'''
+
+
+def test_driver_end_to_end(tmp_path, monkeypatch, capsys):
+    import run
+
+    (tmp_path / "bench_toy.py").write_text(TOY_PART)
+    monkeypatch.setitem(run.PARTS, "toy", ([str(tmp_path / "bench_toy.py")], "a toy part"))
+    monkeypatch.setitem(run.PARTS, "ghost", (["bench_ghost_missing.py"], "never written"))
+    out = tmp_path / "results"
+    # --blas-env keep: tests never change the BLAS environment, not even for a child.
+    code = run.main(["--parts", "toy,ghost", "--out", str(out), "--blas-env", "keep", "--quiet",
+                     "--repeats", "2"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "skipped part 'ghost'" in printed and "does not exist yet" in printed
+    assert "a_module_that_does_not_exist not installed" in printed
+    md = (out / "toy.md").read_text()
+    assert "| toy 8x8 (GFLOP/s) | 1.00 | 0.500 | 2.00× |" in md
+    doc = json.loads((out / "toy.json").read_text())
+    assert doc["versions"]["numpy"] and doc["machine"]["cores"] >= 1
+    assert isinstance(doc["threadpool_info"], list) and doc["simd_info"]["isa"]
+    assert len(doc["records"]) == 4
+    assert (out / "toy-clustered-500x4-recall-qps.png").is_file()
+    assert "ghost" in (out / "summary.md").read_text()
+    assert list((out / "cache").glob("gt-clustered-500x4-*.npy"))
