@@ -235,7 +235,8 @@ def make(contender: str, metric: str, t: int, pool):
 
 
 def timed_rows(fn, X: np.ndarray, Y: np.ndarray) -> int:
-    """All rows, or (quick run only) as many as fit in ~SLOW_CALL / 2 seconds for a slow peer.
+    """All rows, or (quick run only, for a call estimated over 2 * SLOW_CALL) as many as fit in
+    about SLOW_CALL / 2 seconds.
 
     The cost of a call is modelled as fixed + per-row (norms of Y, factorising VI and page
     faults are fixed), fitted on 64 and 256 rows after a warm-up call (first calls pay for
@@ -247,7 +248,7 @@ def timed_rows(fn, X: np.ndarray, Y: np.ndarray) -> int:
     t0 = time.perf_counter()
     fn(X[:16], Y)
     t16 = time.perf_counter() - t0
-    if t16 * m / 16 <= SLOW_CALL:  # even counting everything as per-row cost: fast
+    if t16 * m / 16 <= 2 * SLOW_CALL:  # even counting everything as per-row cost: fast
         return m
     if t16 > SLOW_CALL / 8:  # very slow per row (scipy's mahalanobis): no further probing
         return int(max(16, SLOW_CALL / 2 / t16 * 16 // 16 * 16))
@@ -259,7 +260,7 @@ def timed_rows(fn, X: np.ndarray, Y: np.ndarray) -> int:
     t0 = time.perf_counter()
     fn(X[:256], Y)
     per_row = max(0.0, (time.perf_counter() - t0 - t64) / 192)
-    if t64 + per_row * (m - 64) <= SLOW_CALL:
+    if t64 + per_row * (m - 64) <= 2 * SLOW_CALL:  # margin: a noisy probe keeps all rows
         return m
     rows = 64 + (SLOW_CALL / 2 - t64) / per_row if per_row > 0 else m
     return int(min(m, max(64, rows // 16 * 16)))
