@@ -323,7 +323,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "issue specifies)")
     ap.add_argument("--repeats", type=int, default=None,
                     help="timed rounds per benchmark; the median is reported (default 5; the "
-                         "quick run uses fewer for calls over ~1 s)")
+                         "quick run fits a slow contender's rounds in about 1.5-2 s, at least "
+                         "one)")
     ap.add_argument("--full", action="store_true",
                     help="the per-issue workloads (MNIST, 1M x 3, 100k x 128, MNIST-PCA50...) "
                          "with every round; no time limit")
