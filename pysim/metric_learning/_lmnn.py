@@ -162,7 +162,7 @@ class ImpostorCache:
     too large for any slack to hold, so the cache pays off in the many small late steps.
     """
 
-    def __init__(self, data: LabelledData, slack: float = 0.25):
+    def __init__(self, data: LabelledData, slack: float = 0.05):
         self.data = data
         self.slack = slack
         self.Z0: np.ndarray | None = None
@@ -349,7 +349,7 @@ class LMNN(MahalanobisMixin):
                 L0.ravel(),
                 method="L-BFGS-B",
                 jac=True,
-                options={"maxiter": max_iter, "ftol": 1e-7, "gtol": 1e-6},
+                options={"maxiter": max_iter, "ftol": 1e-5, "gtol": 1e-5},
                 callback=report.callback,
             )
         report.done("converged" if result.success else f"stopped ({result.message})")
