@@ -154,8 +154,8 @@ def test_fit_and_accuracy(benchmark, contender, dataset):
     make = _contenders()[contender]
     if contender.startswith("metric-learn"):
         _metric_learn()  # skip with a reason if missing
-    if contender == "metric-learn-nca" and dataset == "mnist-pca50" and not full():
-        pytest.skip("metric-learn NCA on MNIST-PCA50 takes minutes")
+    if contender == "metric-learn-nca" and dataset in ("digits", "mnist-pca50") and not full():
+        pytest.skip("metric-learn NCA takes many minutes here; run with --full")
     result: dict[str, Any] = {}
 
     def run():

@@ -82,6 +82,17 @@ def test_nca_loss_and_gradient(rng, n_components, block):
     assert err <= 1e-5 * max(scale, 1.0)
 
 
+def test_nca_threads_agree(rng):
+    X = rng.standard_normal((300, 6))
+    y = rng.integers(0, 4, 300)
+    data = LabelledData(X, y)
+    L = 0.5 * rng.standard_normal((6, 6)).ravel()
+    one = nca_loss_grad(L, data, 6, block=32, threads=1)
+    three = nca_loss_grad(L, data, 6, block=32, threads=3)
+    np.testing.assert_allclose(three[0], one[0], rtol=1e-12)
+    np.testing.assert_allclose(three[1], one[1], rtol=1e-10, atol=1e-12)
+
+
 def naive_lmnn(L, X, y, targets, mu):
     """The LMNN loss by enumerating every triplet (original row order)."""
     Z = X @ L.T

@@ -11,11 +11,15 @@ outer product ``(x_a - x_b)(x_a - x_b)ᵀ``, so with the weights collected in a 
 matrix W (targets: ``1 - μ + μ·#active triplets``, impostors: ``-μ·#active triplets``) the
 gradient is ``2 L Xᵀ (diag(deg) - W - Wᵀ) X`` — one sparse product, O(nnz · d).
 
-The impostors are recomputed *exactly* at every evaluation, from the current L, so
-L-BFGS always sees the true loss and gradient (no stale active set to refresh): for each
-row block of class c, ``pysim.cdist`` gives the squared distances in the projected space
-to the rows of the other classes (contiguous slices, because rows are sorted by class) and
-those inside ``max_j d_ij + 1`` are kept. Nothing n x n is ever held.
+The impostor set is *exact* at every evaluation, for the current L, so L-BFGS always sees
+the true loss and gradient (no stale active set to refresh). A full search takes, for each
+row block of class c, the squared distances in the projected space from ``pysim.cdist`` to
+the rows of the other classes (contiguous slices, because rows are sorted by class) and
+keeps those inside ``max_j d_ij + 1``; nothing n x n is ever held. Full searches are
+needed only when L has moved far: ``ImpostorCache`` keeps the candidates of the last full
+search within a slightly larger radius and proves, row by row, that no impostor can lie
+outside them (rows where the proof fails are searched again), which makes the many small
+late L-BFGS steps cost O(candidates · d) instead of O(n² · d).
 """
 
 from __future__ import annotations
