@@ -24,11 +24,11 @@ from __future__ import annotations
 import functools
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
-
 from _common import full, limit_threads, peer, read_idx, record, require_data
 
 THREADS = 2
@@ -93,7 +93,7 @@ SMALL = ["iris", "wine", "breast-cancer", "digits"]
 DATASETS = SMALL + (["mnist-pca50"] if full() else [])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def splits(name: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """[(X_train, y_train, X_test, y_test)], standardised (small sets) or PCA-50 (MNIST)."""
     if name == "mnist-pca50":
@@ -163,7 +163,9 @@ def test_fit_and_accuracy(benchmark, contender, dataset):
             result["fit_s"], result["accuracy"], result["n_iter"] = evaluate(dataset, make)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    split = "first 5000 / last 5000" if dataset == "mnist-pca50" else f"{N_SPLITS}x stratified 70/30"
+    split = f"{N_SPLITS}x stratified 70/30"
+    if dataset == "mnist-pca50":
+        split = "first 5000 / last 5000"
     print(f"\n{dataset:14s} {contender:24s} acc {result['accuracy']:.4f}  "
           f"fit {result['fit_s']:.3f} s  iters {result['n_iter']}")
     record(
@@ -186,8 +188,9 @@ SPEED_SETS = ["digits"] + (["mnist-pca50"] if full() else [])
 @pytest.mark.parametrize("contender", ["pysim-nca", "sklearn-nca"])
 def test_nca_same_iterations(benchmark, contender, dataset):
     """NCA fit time at exactly `max_iter` L-BFGS iterations (tol=0), first split."""
-    import pysim
     from sklearn.neighbors import NeighborhoodComponentsAnalysis
+
+    import pysim
 
     max_iter = 30
     Xtr, ytr, Xte, yte = splits(dataset)[0]

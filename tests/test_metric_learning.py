@@ -140,13 +140,13 @@ def test_impostor_search_is_exact(rng):
     data = LabelledData(X, y)
     Z = X[data.order] @ rng.standard_normal((6, 6))
     radius = rng.uniform(1, 20, 150)
-    I, J, d = find_impostors(Z, data, radius)
+    ai, aj, d = find_impostors(Z, data, radius)
     D = ((Z[:, None] - Z[None]) ** 2).sum(-1)
     want = (D < radius[:, None]) & (data.codes[:, None] != data.codes[None, :])
     got = np.zeros_like(want)
-    got[I, J] = True
-    assert (got == want).all() and len(I) == want.sum()
-    np.testing.assert_allclose(d, D[I, J], rtol=1e-10, atol=1e-10)
+    got[ai, aj] = True
+    assert (got == want).all() and len(ai) == want.sum()
+    np.testing.assert_allclose(d, D[ai, aj], rtol=1e-10, atol=1e-10)
 
 
 def test_impostor_cache_gives_full_search_results(rng):
@@ -249,7 +249,8 @@ def test_transform_metric_and_pair_distance(rng, make, dtype):
     Xd = X.astype(dtype)
     Z = model.transform(Xd)
     assert Z.dtype == dtype
-    np.testing.assert_allclose(Z, Xd @ L.T.astype(dtype), rtol=1e-5 if dtype == np.float32 else 1e-12)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(Z, Xd @ L.T.astype(dtype), rtol=tol)
     M = model.get_mahalanobis_matrix()
     np.testing.assert_allclose(M, L.T @ L, rtol=1e-12)
     got = model.pair_distance(Xd[:30], Xd[30:60])
