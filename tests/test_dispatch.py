@@ -21,17 +21,20 @@ SNIPPET = (
 )
 
 
-def run_with(env_value: str) -> dict:
+def run_with(env_value: str, cwd) -> dict:
+    # A neutral working directory: `python -c` puts it first on sys.path, and the source tree's
+    # pysim/ (without the compiled module) must not shadow the installed package.
     env = dict(os.environ, PYSIM_SIMD=env_value)
     out = subprocess.run(
-        [sys.executable, "-c", SNIPPET], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", SNIPPET], env=env, capture_output=True, text=True, check=True,
+        cwd=cwd,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("level", _core._available_isas())
-def test_env_forces_an_available_level(level):
-    res = run_with(level)
+def test_env_forces_an_available_level(level, tmp_path):
+    res = run_with(level, tmp_path)
     assert res["info"]["isa"] == level
     assert res["info"]["requested"] == level
     assert res["info"]["override"] is None
@@ -39,8 +42,8 @@ def test_env_forces_an_available_level(level):
 
 
 @pytest.mark.parametrize("level", ["neon" if "avx2" in _core._available_isas() else "avx512", "bogus"])
-def test_unavailable_level_falls_back_with_warning(level):
-    res = run_with(level)
+def test_unavailable_level_falls_back_with_warning(level, tmp_path):
+    res = run_with(level, tmp_path)
     assert res["info"]["isa"] == res["info"]["detected"]
     assert level in res["info"]["override"]
     assert any(w.startswith("RuntimeWarning") for w in res["warnings"])
