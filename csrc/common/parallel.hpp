@@ -10,7 +10,8 @@
 // chunk stops the hand-out, and is rethrown on the caller after every helper has left the job.
 //
 // Interrupts: the caller polls an optional process-wide check (installed by the bindings; it
-// asks Python whether SIGINT arrived) between its chunks, at most every few milliseconds. When
+// asks Python whether SIGINT arrived) between its chunks, once per few milliseconds of work
+// (counted across consecutive jobs of the same thread, so many short jobs still poll). When
 // it fires, no new chunk starts and parallel_for throws pysim::Interrupted once helpers are done.
 // Chunks therefore must be short (well under a second) for Ctrl-C to feel immediate.
 #pragma once
