@@ -150,6 +150,11 @@ std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_g
                                  (n + target_chunks - 1) / target_chunks);
 }
 
+std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_grain,
+                           std::size_t max_grain) noexcept {
+    return std::min(balanced_grain(n, threads, min_grain), std::max(min_grain, max_grain));
+}
+
 void parallel_for(std::size_t n, std::size_t threads, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& fn) {
     if (n == 0) return;

@@ -47,4 +47,9 @@ void parallel_for(std::size_t n, std::size_t threads, std::size_t grain,
 /// `min_grain` items (for overhead).
 std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_grain) noexcept;
 
+/// As above, but never more than `max_grain` items per chunk (raised to `min_grain` if below),
+/// so that one chunk, and with it the Ctrl-C latency, stays short however large n is.
+std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_grain,
+                           std::size_t max_grain) noexcept;
+
 }  // namespace pysim
