@@ -207,7 +207,9 @@ def check_sources(root: Path) -> list[str]:
             problems.append(f"CMakeLists.txt:{no}: -march=native outside if(PYSIM_NATIVE)")
     pyproject = (root / "pyproject.toml").read_text()
     if not re.search(r"^PYSIM_NATIVE\s*=\s*false\s*$", pyproject, re.M):
-        problems.append("pyproject.toml: [tool.scikit-build.cmake.define] must set PYSIM_NATIVE = false")
+        problems.append(
+            "pyproject.toml: [tool.scikit-build.cmake.define] must set PYSIM_NATIVE = false"
+        )
     for no, line in enumerate(pyproject.splitlines(), 1):
         if NATIVE_FLAG.search(line):
             problems.append(f"pyproject.toml:{no}: {line.strip()}")

@@ -183,7 +183,9 @@ def header_field_mutations(valid: bytes) -> st.SearchStrategy[Case]:
         st.text(max_size=20),
         st.lists(st.integers(-3, 2**63), max_size=4),
     )
-    return st.builds(build, st.sampled_from(paths), st.sampled_from(["replace", "delete", "duplicate"]), values)
+    return st.builds(
+        build, st.sampled_from(paths), st.sampled_from(["replace", "delete", "duplicate"]), values
+    )
 
 
 def absurd_shape_mutations(valid: bytes) -> st.SearchStrategy[Case]:
@@ -239,15 +241,19 @@ def corruptions(valid: bytes) -> st.SearchStrategy[Case]:
     wrong_header_len = header_len.filter(lambda n: n != len(raw_header)).map(
         lambda n: (f"header length {n}", seal(raw_header, payload, header_len=n), False)
     )
-    wrong_magic = st.binary(min_size=8, max_size=8).filter(lambda m: m != _persist.MAGIC).map(
-        lambda m: (f"magic {m!r}", seal(raw_header, payload, magic=m), False)
+    wrong_magic = (
+        st.binary(min_size=8, max_size=8)
+        .filter(lambda m: m != _persist.MAGIC)
+        .map(lambda m: (f"magic {m!r}", seal(raw_header, payload, magic=m), False))
     )
     garbage_header = st.binary(max_size=96).map(
         lambda h: (f"header bytes {h[:32]!r}", seal(h, payload), False)
     )
     json_header = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
         max_leaves=12,
     ).map(lambda h: (f"header {h!r}"[:200], seal(json.dumps(h).encode(), payload), False))
     deep_header = st.integers(50, 200_000).map(
@@ -306,7 +312,7 @@ def exhaustive_corruptions(valid: bytes) -> Iterator[tuple[str, bytes]]:
 # Loading damaged input: ValueError, bounded allocation
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def asan_active() -> bool:
     """True when AddressSanitizer is loaded in this process (.ci/sanitize.sh)."""
     try:
@@ -412,7 +418,9 @@ def _check_rejected(
     assert used <= budget, f"{what}: allocated {used} bytes for a {input_size}-byte input"
     meter.record(used, input_size)
     if isinstance(outcome, ValueError):
-        assert must_mention in str(outcome), f"{what}: message {str(outcome)!r} lacks {must_mention!r}"
+        assert must_mention in str(outcome), (
+            f"{what}: message {str(outcome)!r} lacks {must_mention!r}"
+        )
         return 0
     if isinstance(outcome, BaseException):
         raise AssertionError(f"{what}: raised {type(outcome).__name__}: {outcome}") from outcome
@@ -513,9 +521,7 @@ def interrupt_latency(call: Callable[[], Any], delay: float) -> float:
     return caught - sent[0]
 
 
-def measure_interrupts(
-    call: Callable[[], Any], delay: float, attempts: int = 3
-) -> float:
+def measure_interrupts(call: Callable[[], Any], delay: float, attempts: int = 3) -> float:
     """`interrupt_latency`, retried with a shorter delay if the call ran shorter than expected
     (a loaded machine can fire the timer late)."""
     for _ in range(attempts):

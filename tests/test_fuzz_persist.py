@@ -23,11 +23,9 @@ import pickle
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from hardening_tools import (
     AllocationMeter,
+    address_space_cap,
     check_blob_rejected,
     check_file_rejected,
     corruptions,
@@ -36,6 +34,9 @@ from hardening_tools import (
     seal,
     split_container,
 )
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from pysim import _persist
 from pysim._index_base import PersistMixin
 
@@ -115,7 +116,9 @@ def test_fuzzed_containers(tmp_path, request, target):
         def run(case):
             what, data, may_succeed = case
             if target == "file":
-                ok = check_file_rejected(loads_file, data, path, meter, what, may_succeed=may_succeed)
+                ok = check_file_rejected(
+                    loads_file, data, path, meter, what, may_succeed=may_succeed
+                )
             else:
                 ok = check_blob_rejected(loads_pickle, data, meter, what, may_succeed=may_succeed)
             if ok:
@@ -176,7 +179,8 @@ def test_wrong_kind_names_both(tmp_path):
 
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
 def test_device_and_fifo_are_not_read_unbounded(tmp_path):
-    with pytest.raises(ValueError, match="regular file") as err:
+    # Capped, so that a regression fails with MemoryError instead of exhausting the machine.
+    with address_space_cap(256 << 20), pytest.raises(ValueError, match="regular file") as err:
         _persist.load("/dev/zero", KIND)
     assert "/dev/zero" in str(err.value)
     if hasattr(os, "mkfifo"):
@@ -309,7 +313,9 @@ def test_fuzzed_index_state(tmp_path, request, target):
         def run(case):
             what, data, may_succeed = case
             if target == "file":
-                ok = check_file_rejected(ToyIndex.load, data, path, meter, what, may_succeed=may_succeed)
+                ok = check_file_rejected(
+                    ToyIndex.load, data, path, meter, what, may_succeed=may_succeed
+                )
             else:
                 ok = check_blob_rejected(toy_unpickle, data, meter, what, may_succeed=may_succeed)
             counts["loaded" if ok else "rejected"] += 1

@@ -32,17 +32,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import pysim
 import reference
 from hardening_tools import (
     AllocationMeter,
-    address_space_cap,
     asan_active,
     measure_interrupts,
     report,
     rss_bytes,
 )
+
+import pysim
 from pysim import _core
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -232,7 +231,10 @@ def test_ctrl_c_in_a_separate_interpreter(request, tmp_path, threads):
     assert line == "interrupted", f"child said {line!r}; stderr: {err}"
     assert rest.split() == ["ok"], err
     assert child.returncode == 0, err
-    report(request.config, f"interrupt (separate interpreter) threads={threads}: {latency * 1e3:.1f} ms")
+    report(
+        request.config,
+        f"interrupt (separate interpreter) threads={threads}: {latency * 1e3:.1f} ms",
+    )
     assert latency < LATENCY_BOUND
 
 
@@ -424,3 +426,65 @@ def test_no_march_native_in_the_build():
     if build is not None:
         problems += checker.check_flags(build)
     assert problems == [], "\n".join(problems)
+
+
+COMDAT_HEADER = """
+__attribute__((noinline)) inline float sumsq(const float* a, int n) {
+    float s = 0;
+    for (int i = 0; i < n; ++i) s += a[i] * a[i];
+    return s;
+}
+"""
+
+
+def test_isa_checker_catches_leaks(tmp_path):
+    """The checker itself: AVX in a baseline object, an AVX copy of an inline function shared
+    with baseline code, and -march=native in the compile flags must all be reported."""
+    checker = _load_checker()
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None or shutil.which("objdump") is None or shutil.which("nm") is None:
+        pytest.skip("needs g++, objdump and nm")
+    if os.uname().machine != "x86_64":
+        pytest.skip("x86-64 only")
+    build = tmp_path / "build"
+    core = build / "CMakeFiles" / "pysim_core.dir" / "csrc"
+    (core / "brute").mkdir(parents=True)
+    (core / "simd" / "isa").mkdir(parents=True)
+    (tmp_path / "common.hpp").write_text(COMDAT_HEADER)
+    (tmp_path / "isa.cpp").write_text(
+        '#include "common.hpp"\nfloat isa_entry(const float* a, int n) { return sumsq(a, n); }\n'
+    )
+    (tmp_path / "base.cpp").write_text(
+        '#include "common.hpp"\nfloat base_entry(const float* a, int n) { return sumsq(a, n); }\n'
+    )
+    (tmp_path / "leak.cpp").write_text(
+        "void scale(float* a, int n) { for (int i = 0; i < n; ++i) a[i] *= 3; }\n"
+    )
+
+    def compile_(src: str, obj: Path, *flags: str) -> None:
+        subprocess.run([cxx, "-O3", *flags, "-c", str(tmp_path / src), "-o", str(obj)], check=True)
+
+    compile_("isa.cpp", core / "simd" / "isa" / "avx2.cpp.o", "-mavx2", "-mfma")
+    compile_("base.cpp", core / "brute" / "distances.cpp.o")
+    problems, summary = checker.check_objects(build)
+    assert summary == {"baseline_objects": 1, "isa_objects": 1, "weak_avx_functions": 1}
+    assert len(problems) == 1 and "sumsq" in problems[0] and "weak function" in problems[0]
+
+    compile_("leak.cpp", core / "brute" / "leak.cpp.o", "-mavx2")
+    problems, _ = checker.check_objects(build)
+    assert any("leak.cpp.o: AVX instruction" in p for p in problems)
+
+    rule = "CXX_COMPILER__pysim_core"
+    obj = "CMakeFiles/pysim_core.dir/csrc"
+    (build / "build.ninja").write_text(
+        f"build {obj}/brute/x.cpp.o: {rule} /src/csrc/brute/x.cpp\n"
+        "  FLAGS = -O3 -march=native\n"
+        f"build {obj}/simd/isa/avx2.cpp.o: {rule} /src/csrc/simd/isa/avx2.cpp\n"
+        "  FLAGS = -O3 -mavx2 -mfma\n"
+        f"build {obj}/common/y.cpp.o: {rule} /src/csrc/common/y.cpp\n"
+        "  FLAGS = -O3 -mavx512f\n"
+    )
+    flags = checker.check_flags(build)
+    assert len(flags) == 2
+    assert "x.cpp: compiled with -march=native" in flags[0]
+    assert "y.cpp: ISA flags" in flags[1]
