@@ -15,7 +15,9 @@ of ``pysim._persist`` today and every index's ``load`` / unpickling once the ind
   AddressSanitizer, which reserves terabytes of shadow address space).
 - ``interrupt_latency``: sends a real SIGINT to the main thread while a call runs and returns
   the delay until KeyboardInterrupt surfaces.
-- ``rss_bytes``: current resident set size, for leak tests.
+- ``rss_bytes`` / ``rss_growth_in_child``: resident set size, and its growth over many calls
+  measured in a fresh interpreter (leak tests).
+- ``unpickler_for``: the real unpickling path of an index with a chosen (damaged) container.
 - ``report``: figures (fuzz cases, latencies, RSS growth) printed in the terminal summary, so CI
   logs show the numbers the targets are about without ``-s``.
 """
@@ -23,11 +25,15 @@ of ``pysim._persist`` today and every index's ``load`` / unpickling once the ind
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
+import pickle
 import signal
 import struct
+import subprocess
+import sys
 import threading
 import time
 import tracemalloc
@@ -412,6 +418,7 @@ def _check_rejected(
     *,
     may_succeed: bool,
     factor: float,
+    exercise: Callable[[Any], Any] | None,
 ) -> int:
     used, outcome = meter.measure(call)
     budget = allocation_budget(input_size, factor)
@@ -425,6 +432,15 @@ def _check_rejected(
     if isinstance(outcome, BaseException):
         raise AssertionError(f"{what}: raised {type(outcome).__name__}: {outcome}") from outcome
     assert may_succeed, f"{what}: loaded without error"
+    if exercise is not None:
+        # A damaged file that still loads must give a usable object: using it may raise
+        # ValueError at most, never crash or raise anything else.
+        try:
+            exercise(outcome)
+        except ValueError:
+            pass
+        except Exception as exc:
+            raise AssertionError(f"{what}: loaded, then {type(exc).__name__}: {exc}") from exc
     return 1
 
 
@@ -437,16 +453,25 @@ def check_file_rejected(
     *,
     may_succeed: bool = False,
     factor: float = 16.0,
+    exercise: Callable[[Any], Any] | None = None,
 ) -> int:
     """Write `data` to `path` and load it: ValueError naming the path, bounded allocation.
 
     `may_succeed` allows a damaged-but-consistent file (a resealed header whose new values are
-    still valid) to load. Returns 1 if it loaded, 0 if it was rejected.
+    still valid) to load; `exercise(loaded)` (say, a query) then must not crash. Returns 1 if
+    it loaded, 0 if it was rejected.
     """
     with open(path, "wb") as f:
         f.write(data)
     return _check_rejected(
-        lambda: load(path), len(data), path, meter, what, may_succeed=may_succeed, factor=factor
+        lambda: load(path),
+        len(data),
+        path,
+        meter,
+        what,
+        may_succeed=may_succeed,
+        factor=factor,
+        exercise=exercise,
     )
 
 
@@ -458,8 +483,10 @@ def check_blob_rejected(
     *,
     may_succeed: bool = False,
     factor: float = 16.0,
+    exercise: Callable[[Any], Any] | None = None,
 ) -> int:
-    """Unpickle-style load of `blob`: ValueError("corrupt pysim pickle ..."), bounded allocation."""
+    """Unpickle-style load of `blob`: ValueError("corrupt pysim pickle ..."), bounded allocation
+    (arguments as for check_file_rejected)."""
     return _check_rejected(
         lambda: loads(blob),
         len(blob),
@@ -468,6 +495,7 @@ def check_blob_rejected(
         what,
         may_succeed=may_succeed,
         factor=factor,
+        exercise=exercise,
     )
 
 
@@ -543,3 +571,74 @@ def rss_bytes() -> int | None:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+_RSS_CHILD = """
+import json, os, sys
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+exec(compile(sys.argv[1], "<setup>", "exec"))
+_n, _warm = int(sys.argv[2]), int(sys.argv[3])
+for _i in range(_warm):  # caches, the pool's threads, numpy's allocator
+    calls[_i % len(calls)]()
+_before = _rss()
+for _i in range(_n):
+    calls[_i % len(calls)]()
+print(json.dumps({"before": _before, "after": _rss(), "calls": _n}))
+"""
+
+
+@dataclasses.dataclass
+class RssGrowth:
+    before: int
+    after: int
+    calls: int
+
+    @property
+    def growth(self) -> float:
+        return (self.after - self.before) / self.before
+
+    def describe(self) -> str:
+        return (
+            f"{self.calls} calls: {self.before / 2**20:.1f} MiB -> {self.after / 2**20:.1f} MiB "
+            f"({self.growth * 100:+.2f}%, {(self.after - self.before) / self.calls:.1f} bytes/call)"
+        )
+
+
+def rss_growth_in_child(setup: str, calls: int, *, warm_up: int = 1000, cwd: Any) -> RssGrowth:
+    """Resident-set growth over `calls` calls, measured in a fresh interpreter.
+
+    `setup` is Python source that defines ``calls``, a list of zero-argument callables used in
+    turn (for an index: add, query, remove...). A fresh process keeps the baseline small, so a
+    5% bound is tight, and keeps other tests' memory out of the figure. `cwd` must not be the
+    source tree (its pysim/ has no compiled module).
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, setup, str(calls), str(warm_up)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"RSS child failed ({proc.returncode}):\n{proc.stderr}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    return RssGrowth(res["before"], res["after"], res["calls"])
+
+
+def unpickler_for(obj: Any) -> Callable[[bytes], Any]:
+    """A function that unpickles `obj`'s pickle with its embedded container replaced by a given
+    blob, through the real pickle machinery (``obj.__reduce__`` must be PersistMixin's)."""
+    fn, (cls, _) = obj.__reduce__()
+
+    def unpickle(blob: bytes) -> Any:
+        class Carrier:
+            def __reduce__(self):
+                return fn, (cls, blob)
+
+        return pickle.loads(pickle.dumps(Carrier()))
+
+    return unpickle

@@ -33,6 +33,7 @@ from hardening_tools import (
     report,
     seal,
     split_container,
+    unpickler_for,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -259,6 +260,10 @@ class ToyIndex(PersistMixin):
         self.data = np.ascontiguousarray(data, dtype=np.float32)
         self.ids = np.ascontiguousarray(ids, dtype=np.int64)
 
+    def query(self) -> np.ndarray:
+        """What a loaded index is used for: rows looked up by id."""
+        return self.data[np.argsort(self.ids)]
+
     def _get_state(self):
         return {"n": len(self.ids), "dim": self.data.shape[1]}, {"data": self.data, "ids": self.ids}
 
@@ -281,17 +286,7 @@ def _toy() -> ToyIndex:
 
 
 TOY_BLOB = _toy().__reduce__()[1][1]
-
-
-def toy_unpickle(blob: bytes):
-    """pickle.loads of a pickle whose embedded container is `blob` (the real unpickle path)."""
-    fn, (cls, _) = _toy().__reduce__()
-
-    class Carrier:
-        def __reduce__(self):
-            return fn, (cls, blob)
-
-    return pickle.loads(pickle.dumps(Carrier()))
+toy_unpickle = unpickler_for(_toy())
 
 
 def test_toy_index_save_load_pickle(tmp_path):
@@ -312,12 +307,11 @@ def test_fuzzed_index_state(tmp_path, request, target):
         @given(corruptions(TOY_BLOB))
         def run(case):
             what, data, may_succeed = case
+            kwargs = {"may_succeed": may_succeed, "exercise": ToyIndex.query}
             if target == "file":
-                ok = check_file_rejected(
-                    ToyIndex.load, data, path, meter, what, may_succeed=may_succeed
-                )
+                ok = check_file_rejected(ToyIndex.load, data, path, meter, what, **kwargs)
             else:
-                ok = check_blob_rejected(toy_unpickle, data, meter, what, may_succeed=may_succeed)
+                ok = check_blob_rejected(toy_unpickle, data, meter, what, **kwargs)
             counts["loaded" if ok else "rejected"] += 1
 
         run()

@@ -19,7 +19,6 @@ The helpers live in hardening_tools.py so the index tests reuse them.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import signal
@@ -39,6 +38,7 @@ from hardening_tools import (
     measure_interrupts,
     report,
     rss_bytes,
+    rss_growth_in_child,
 )
 
 import pysim
@@ -317,54 +317,40 @@ def test_concurrent_callers_get_exact_results(rng):
 # Memory stays flat over repeated calls
 
 
-RSS_CHILD = textwrap.dedent(
-    """
-    import json, os, sys
-    import numpy as np
-    import pysim
-    from pysim import _core
+RSS_SETUP = """
+import numpy as np
+import pysim
+from pysim import _core
 
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+rng = np.random.default_rng(12345)
+A32 = rng.standard_normal((40, 24)).astype(np.float32)
+B32 = rng.standard_normal((70, 24)).astype(np.float32)
+A64, B64 = A32.astype(np.float64), B32.astype(np.float64)
+out = np.empty((40, 70), dtype=np.float32)
+bad = np.ones((3, 5))
+VI = np.eye(24)
 
-    rng = np.random.default_rng(int(sys.argv[2]))
-    A32 = rng.standard_normal((40, 24)).astype(np.float32)
-    B32 = rng.standard_normal((70, 24)).astype(np.float32)
-    A64, B64 = A32.astype(np.float64), B32.astype(np.float64)
-    out = np.empty((40, 70), dtype=np.float32)
-    bad = np.ones((3, 5))
-    VI = np.eye(24)
+def raises(fn):
+    try:
+        fn()
+    except (ValueError, TypeError):
+        return
+    raise AssertionError("expected an error")
 
-    def raises(fn):
-        try:
-            fn()
-        except (ValueError, TypeError):
-            return
-        raise AssertionError("expected an error")
-
-    calls = [
-        lambda: pysim.cdist(A32, B32, "euclidean", threads=2),
-        lambda: pysim.cdist(A64, B64, "cosine", threads=1),
-        lambda: pysim.cdist(A32[:1], B32, "sqeuclidean", threads=2),
-        lambda: pysim.cdist(A64[:2], B64, "ip"),
-        lambda: pysim.cdist(A32, B32, out=out),
-        lambda: pysim.cdist(A64, B64, "mahalanobis", VI=VI),
-        lambda: pysim.dot(A32, B32),
-        lambda: pysim.paired_distances(A64, A64[::-1], "euclidean"),
-        lambda: raises(lambda: pysim.cdist(A32, bad)),
-        lambda: raises(lambda: _core.cdist_f32(A32, B32[:, :5], _core.Metric.sqeuclidean, 1)),
-        lambda: raises(lambda: _core._pool_spin(1, 4, 0.0, 2, 1)),
-    ]
-    for i in range(1000):  # warm-up: caches, the pool's threads, numpy's allocator
-        calls[i % len(calls)]()
-    before = rss()
-    n = int(sys.argv[1])
-    for i in range(n):
-        calls[i % len(calls)]()
-    print(json.dumps({"before": before, "after": rss(), "calls": n}))
-    """
-)
+calls = [
+    lambda: pysim.cdist(A32, B32, "euclidean", threads=2),
+    lambda: pysim.cdist(A64, B64, "cosine", threads=1),
+    lambda: pysim.cdist(A32[:1], B32, "sqeuclidean", threads=2),
+    lambda: pysim.cdist(A64[:2], B64, "ip"),
+    lambda: pysim.cdist(A32, B32, out=out),
+    lambda: pysim.cdist(A64, B64, "mahalanobis", VI=VI),
+    lambda: pysim.dot(A32, B32),
+    lambda: pysim.paired_distances(A64, A64[::-1], "euclidean"),
+    lambda: raises(lambda: pysim.cdist(A32, bad)),
+    lambda: raises(lambda: _core.cdist_f32(A32, B32[:, :5], _core.Metric.sqeuclidean, 1)),
+    lambda: raises(lambda: _core._pool_spin(1, 4, 0.0, 2, 1)),
+]
+"""
 
 
 def test_rss_flat_over_10000_calls(request, tmp_path):
@@ -374,23 +360,9 @@ def test_rss_flat_over_10000_calls(request, tmp_path):
         pytest.skip("RSS is read from /proc (Linux only)")
     if asan_active():
         pytest.skip("under AddressSanitizer freed memory sits in quarantine; RSS is meaningless")
-    proc = subprocess.run(
-        [sys.executable, "-c", RSS_CHILD, "10000", "12345"],
-        cwd=tmp_path,  # never the source tree, whose pysim/ has no compiled module
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    before, after = res["before"], res["after"]
-    growth = (after - before) / before
-    report(
-        request.config,
-        f"RSS over {res['calls']} calls: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB "
-        f"({growth * 100:+.2f}%, {(after - before) / res['calls']:.1f} bytes/call)",
-    )
-    assert growth < 0.05
+    res = rss_growth_in_child(RSS_SETUP, 10_000, cwd=tmp_path)
+    report(request.config, f"RSS over {res.describe()}")
+    assert res.growth < 0.05
 
 
 # --------------------------------------------------------------------------------------------
