@@ -83,6 +83,12 @@ def test_every_isa_gives_the_same_neighbours(isa, rng):
     np.testing.assert_allclose(D, want_d, rtol=1e-4, atol=1e-4)
 
 
+def test_no_queries(rng):
+    index = build(rng.standard_normal((20, 4)).astype(np.float32))
+    D, I = index.query(np.empty((0, 4)), k=3)
+    assert D.shape == I.shape == (0, 3)
+
+
 def test_k_larger_than_index_pads(rng):
     X = rng.standard_normal((5, 4)).astype(np.float32)
     D, I = build(X).query(X[:2], k=8)
@@ -272,7 +278,9 @@ def test_filter_callable_and_array_agree(rng):
     Q = X[:20] + 0.01
     a = index.query(Q, k=5, filter=np.arange(0, 2000, 3))
     b = index.query(Q, k=5, filter=lambda i: i % 3 == 0)
+    c = index.query(Q, k=5, filter=set(range(0, 2000, 3)))
     np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[1], c[1])
 
 
 def test_filter_edge_cases(rng):
