@@ -396,6 +396,28 @@ def test_multithreaded_build_matches_serial_quality(rng):
         assert recall(index.query(Q, k=10, threads=threads)[1], want) >= 0.95
 
 
+def _unreachable(index):
+    """Live nodes that no link points to, on any level (no search can ever reach them)."""
+    meta, a = index._get_state()
+    n = len(a["levels"])
+    linked = np.zeros(n, bool)
+    for row, c in zip(a["links0"], a["counts0"]):
+        linked[row[:c]] = True
+    for row, c in zip(a["upper_links"], a["upper_counts"]):
+        linked[row[:c]] = True
+    linked[meta["entry"]] = True
+    return int((~linked & (a["status"] == 0)).sum())
+
+
+def test_threaded_build_keeps_every_point_reachable(rng):
+    X = embedded(rng, 8000, 32)
+    serial = build(X, M=8, ef_construction=64)
+    threaded = build(X, M=8, ef_construction=64, threads=8)
+    assert _unreachable(threaded) <= _unreachable(serial) + 1
+    _, I = threaded.query(X, k=1, ef=64)
+    assert (I[:, 0] == np.arange(8000)).mean() >= 0.998
+
+
 def test_concurrent_queries_while_adding_and_removing(rng):
     d = 16
     X = clustered(rng, 6000, d)
