@@ -42,6 +42,31 @@ struct LiveSelfAccept {
 
 }  // namespace
 
+// Publishes a node as in flight for the duration of its insertion. With more concurrent
+// insertions than entries, the extra ones simply go unpublished (they still link correctly;
+// only the mutual-visibility improvement is lost for them).
+class HnswIndex::InflightGuard {
+  public:
+    InflightGuard(HnswIndex& ix, slot_t s) : ix_(ix) {
+        for (std::size_t i = 0; i < kInflight; ++i) {
+            slot_t expected = kNoSlot;
+            if (ix_.inflight_[i].compare_exchange_strong(expected, s, std::memory_order_acq_rel)) {
+                index_ = i;
+                break;
+            }
+        }
+    }
+    ~InflightGuard() {
+        if (index_ < kInflight) ix_.inflight_[index_].store(kNoSlot, std::memory_order_release);
+    }
+    InflightGuard(const InflightGuard&) = delete;
+    InflightGuard& operator=(const InflightGuard&) = delete;
+
+  private:
+    HnswIndex& ix_;
+    std::size_t index_ = kInflight;
+};
+
 void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
                           const Progress& progress, std::vector<std::uint8_t>& started) {
     const simd::KernelTable& table = simd::active();  // once per add
@@ -99,6 +124,7 @@ void HnswIndex::insert(const Dist& proto, slot_t s, Scratch& sc) {
     }
     const auto ep = static_cast<slot_t>(e & 0xFFFFFFFFu);
     const int top_level = int(e >> 32) - 1;
+    const InflightGuard inflight(*this, s);
     const Dist dist = proto.rebind(graph_.code(s));
     Cand cur{dist(graph_.code(ep)), ep};
     cur = greedy_descent(graph_, dist, cur, top_level, level);
@@ -130,9 +156,25 @@ Cand HnswIndex::descend_and_link(const Dist& dist, slot_t s, int level, Cand ep,
         search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction,
                            level, sc, SelfAccept{s});
     }
-    if (sc.results.empty()) return ep;
     std::vector<Cand>& found = sc.work;
     sorted_results(sc, found);
+    // Nodes inserted concurrently are not reachable yet: offer them as candidates when they
+    // are as close as what the search kept.
+    bool added = false;
+    for (const auto& f : inflight_) {
+        const slot_t v = f.load(std::memory_order_acquire);
+        if (v == kNoSlot || v == s || graph_.level(v) < level) continue;
+        if (std::any_of(found.begin(), found.end(), [v](const Cand& c) { return c.id == v; })) {
+            continue;
+        }
+        const float d = dist(graph_.code(v));
+        if (found.size() < opt_.ef_construction || d < found.back().d) {
+            found.push_back({d, v});
+            added = true;
+        }
+    }
+    if (added) std::sort(found.begin(), found.end());
+    if (found.empty()) return ep;
     const Cand nearest = found.front();
     select_neighbors(graph_, dist, found, opt_.M, sc.chosen);
     connect(dist, s, level, sc.chosen, sc);

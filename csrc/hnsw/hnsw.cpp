@@ -77,6 +77,7 @@ HnswIndex::HnswIndex(const Options& opt)
       level_mult_(1.0 / std::log(double(std::max<std::size_t>(opt.M, 2)))) {
     require(opt.dim >= 1, "dim must be >= 1");
     require(opt.ef_construction >= 1, "ef_construction must be >= 1");
+    for (auto& f : inflight_) f.store(kNoSlot, std::memory_order_relaxed);
     if (opt.max_elements > 0) graph_.reserve_total(opt.max_elements);
 }
 
