@@ -33,11 +33,20 @@ from ._validation import (
 
 @functools.lru_cache(maxsize=1)
 def _physical_memory() -> int:
-    """Bytes of RAM on this machine (the largest output worth attempting), or intp max."""
+    """Bytes of memory this process may use (the largest output worth attempting): the RAM
+    of the machine, or a smaller cgroup (container) limit; intp max if neither is known."""
+    limit = int(np.iinfo(np.intp).max)
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        limit = min(limit, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (AttributeError, ValueError, OSError):  # Windows, or sysconf lacks the names
-        return int(np.iinfo(np.intp).max)
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = min(limit, int(f.read().strip()))
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            pass
+    return limit
 
 
 def _check_out_size(m: int, n: int, dtype: np.dtype) -> None:

@@ -45,7 +45,10 @@ import pysim
 from pysim import _core
 
 ROOT = Path(__file__).resolve().parent.parent
-LATENCY_BOUND = 1.0  # seconds from SIGINT to KeyboardInterrupt
+# Seconds from SIGINT to KeyboardInterrupt. Under AddressSanitizer (.ci/sanitize.sh: -O1,
+# instrumented, several times slower) that run checks the memory safety of the interrupted
+# paths; the latency contract itself is held by every uninstrumented run.
+LATENCY_BOUND = 3.0 if asan_active() else 1.0
 
 needs_sigint = pytest.mark.skipif(
     not hasattr(signal, "pthread_kill") or sys.platform == "win32",
