@@ -21,15 +21,23 @@ import time
 
 import numpy as np
 import pytest
-
-from _common import clustered, exact_knn, limit_threads, load_mnist, peer, recall_at_k, record, rounds
+from _common import (
+    clustered,
+    exact_knn,
+    limit_threads,
+    load_mnist,
+    peer,
+    recall_at_k,
+    record,
+    rounds,
+)
 
 K = 10
 THREADS = [1, 2]
 CONTENDERS = ["pysim", "faiss", "sklearn", "numpy"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dataset(case: str):
     if case == "mnist":
         d = load_mnist()
@@ -121,7 +129,7 @@ def test_clustered_100k(benchmark, contender, threads):
 # one query against a million rows: a read-bandwidth-bound scan
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _yardstick_array() -> np.ndarray:
     return np.ones(1 << 28, np.float32)  # 1 GiB
 

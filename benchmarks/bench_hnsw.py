@@ -56,7 +56,7 @@ _sweep: list[dict] = []
 # ---------------------------------------------------------------------------- data
 
 
-def dataset(name: str) -> dict:
+def dataset(name: str, *, with_truth: bool = True) -> dict:
     if name not in _data_cache:
         if name == "mnist":
             d = load_mnist()
@@ -66,7 +66,8 @@ def dataset(name: str) -> dict:
             n = 100_000 if full() else 20_000
             X = clustered(n + 1000, 128, seed=0)
             d = {"base": X[:n], "queries": X[n:], "metric": "euclidean"}
-            d["gt"] = exact_knn(d["base"], d["queries"], 100, "euclidean")
+            if with_truth:
+                d["gt"] = exact_knn(d["base"], d["queries"], 100, "euclidean")
         _data_cache[name] = d
     return _data_cache[name]
 
@@ -229,11 +230,24 @@ def test_memory(benchmark, name, contender):
 def _memory_child(contender: str, name: str) -> None:
     """Runs in a fresh process: resident-memory growth of one build."""
 
+    import ctypes
+    import gc
+
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except OSError:
+        trim = None
+
     def rss() -> int:
+        # Freed temporaries (input checks, the libraries' own scratch) must not count:
+        # hand free heap pages back to the OS before reading the resident size.
+        gc.collect()
+        if trim is not None:
+            trim(0)
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
-    d = dataset(name)
+    d = dataset(name, with_truth=False)
     adapter = ADAPTERS[contender]
     adapter.build(d["base"][:10], d["metric"], 1)  # import and warm up the library
     before = rss()

@@ -107,6 +107,8 @@ class BruteForceIndex(PersistMixin):
         self._L = L
         self._VI = VI
         self._lock = threading.Lock()
+        self._knn = getattr(_core, f"brute_knn_{self._sfx}")
+        self._radius = getattr(_core, f"brute_radius_{self._sfx}")
         norms = self._norms_of(X, resolve_threads(None), "data")
         # Published state: (rows, squared norms, max squared norm), replaced as one tuple.
         self._state = (X, norms, float(norms.max()) if len(norms) else 0.0)
@@ -167,7 +169,9 @@ class BruteForceIndex(PersistMixin):
         """
         rows = as_matrix(to_array(X, "X"), "X", self._dtype)
         if rows.shape[1] != self.dim:
-            raise ValueError(f"X must have {self.dim} columns (the index dimension), got {rows.shape[1]}")
+            raise ValueError(
+                f"X must have {self.dim} columns (the index dimension), got {rows.shape[1]}"
+            )
         if self._L is not None:
             rows = _map(rows, self._L, self._dtype)
         if len(rows) == 0:
@@ -197,7 +201,9 @@ class BruteForceIndex(PersistMixin):
         q = prepare_queries(Q, self.dim, self._dtype)
         return q if self._L is None else _map(q, self._L, self._dtype)
 
-    def query(self, Q: Any, k: int = 1, *, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def query(
+        self, Q: Any, k: int = 1, *, threads: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest indexed rows of each query, exactly.
 
         Parameters
@@ -219,8 +225,11 @@ class BruteForceIndex(PersistMixin):
         k = prepare_k(k)
         nt = resolve_threads(threads)
         q = self._queries(Q)
+        nbytes = len(q) * k * (self._dtype.itemsize + 8)
+        if nbytes > np.iinfo(np.intp).max:
+            raise MemoryError(f"a ({len(q)}, {k}) result needs {nbytes} bytes")
         data, norms, max_sq = self._state
-        return getattr(_core, f"brute_knn_{self._sfx}")(data, norms, max_sq, self._code, q, k, nt)
+        return self._knn(data, norms, max_sq, self._code, q, k, nt)
 
     def query_radius(
         self,
@@ -258,7 +267,7 @@ class BruteForceIndex(PersistMixin):
         q = self._queries(Q)
         radii = _radii(r, len(q))
         data, norms, max_sq = self._state
-        indptr, idx, dist = getattr(_core, f"brute_radius_{self._sfx}")(
+        indptr, idx, dist = self._radius(
             data, norms, max_sq, self._code, q, radii, bool(sort_results), nt
         )
         indices = split_csr(indptr, idx)
@@ -312,7 +321,9 @@ def _radii(r: Any, m: int) -> np.ndarray:
     if arr.ndim == 0:
         arr = np.full(m, float(arr))
     elif arr.shape != (m,):
-        raise ValueError(f"r must be a scalar or have shape ({m},) (one per query), got {arr.shape}")
+        raise ValueError(
+            f"r must be a scalar or have shape ({m},) (one per query), got {arr.shape}"
+        )
     if np.isnan(arr).any():
         raise ValueError("r contains NaN")
     return np.ascontiguousarray(arr)

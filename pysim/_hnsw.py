@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._index_base import PersistMixin, prepare_queries
+from ._index_base import PersistMixin
 from ._validation import (
     METRICS,
     as_matrix,
+    check_finite_array,
     check_k,
     check_metric,
     mahalanobis_factor,
@@ -260,14 +261,18 @@ class HNSWIndex(PersistMixin):
     # ------------------------------------------------------------------ input helpers
     def _rows(self, X: Any, name: str) -> np.ndarray:
         """Rows as C-contiguous float32 (m, dim) in the stored representation."""
-        if self._L is None:
-            return prepare_queries(X, self.dim, np.dtype(np.float32), name)
-        arr = as_matrix(to_array(X, name), name, np.float64)
+        arr = as_matrix(to_array(X, name), name, np.float64 if self._L is not None else np.float32,
+                        check_finite=False)
         if arr.shape[1] != self.dim:
             raise ValueError(
                 f"{name} must have {self.dim} columns (the index dimension), got {arr.shape[1]}"
             )
-        return np.ascontiguousarray(arr @ self._L.T, dtype=np.float32)
+        # Checked in blocks: a whole-array isfinite would allocate a quarter of the input.
+        for start in range(0, arr.shape[0], 1 << 16):
+            check_finite_array(arr[start : start + (1 << 16)], name)
+        if self._L is not None:
+            arr = np.ascontiguousarray(arr @ self._L.T, dtype=np.float32)
+        return arr
 
     def _allowed(self, filter: Any) -> tuple[np.ndarray, bool]:
         if filter is None:

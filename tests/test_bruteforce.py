@@ -13,11 +13,13 @@ import pickle
 
 import numpy as np
 import pytest
+import reference
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 import pysim
 from pysim import _core
-
-import reference
 
 METRICS = ["sqeuclidean", "euclidean", "cosine", "ip", "mahalanobis"]
 DTYPES = [np.float32, np.float64]
@@ -39,12 +41,12 @@ def _expected(index, X, Q, k, metric, VI=None):
 
 
 def _check(index, X, Q, k, metric, VI=None, threads=None):
-    D, I = index.query(Q, k, threads=threads)
+    D, ind = index.query(Q, k, threads=threads)
     want_d, want_i = _expected(index, X, Q, k, metric, VI)
     dtype = index.dtype
-    assert D.dtype == dtype and I.dtype == np.int64
-    assert D.shape == I.shape == (len(np.atleast_2d(Q)), k)
-    np.testing.assert_array_equal(I, want_i)
+    assert D.dtype == dtype and ind.dtype == np.int64
+    assert D.shape == ind.shape == (len(np.atleast_2d(Q)), k)
+    np.testing.assert_array_equal(ind, want_i)
     # Distances are float64 values (summed in another order than numpy's) rounded to the dtype.
     Xr = index._state[0] if metric == "mahalanobis" else X
     Qr = index._queries(Q) if metric == "mahalanobis" else np.atleast_2d(Q)
@@ -53,10 +55,10 @@ def _check(index, X, Q, k, metric, VI=None, threads=None):
     np.testing.assert_allclose(D, want_d.astype(dtype), rtol=2 * np.finfo(dtype).eps, atol=atol)
     if metric == "mahalanobis":  # and close to the true VI distance of the original rows
         full = reference.cdist(np.atleast_2d(Q), X, "mahalanobis", VI)
-        got = np.take_along_axis(full, np.where(I < 0, 0, I), 1)
+        got = np.take_along_axis(full, np.where(ind < 0, 0, ind), 1)
         scale = np.abs(full).max() + 1
         np.testing.assert_allclose(D, got, rtol=0, atol=50 * np.finfo(dtype).eps * scale)
-    return D, I
+    return D, ind
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -133,18 +135,18 @@ def test_hard_data(rng, metric, dtype, case):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_padding_when_k_exceeds_n(dtype):
     X = np.arange(12, dtype=dtype).reshape(4, 3)
-    D, I = pysim.BruteForceIndex(X).query(X[1], k=7)
-    assert I.shape == (1, 7)
-    np.testing.assert_array_equal(I[0, 4:], -1)
+    D, ind = pysim.BruteForceIndex(X).query(X[1], k=7)
+    assert ind.shape == (1, 7)
+    np.testing.assert_array_equal(ind[0, 4:], -1)
     assert np.isinf(D[0, 4:]).all() and np.isfinite(D[0, :4]).all()
-    assert I[0, 0] == 1 and D[0, 0] == 0
+    assert ind[0, 0] == 1 and D[0, 0] == 0
 
 
 def test_empty_index_pads_and_add_fills():
     index = pysim.BruteForceIndex(np.empty((0, 3), np.float32))
     assert len(index) == 0 and index.dim == 3
-    D, I = index.query(np.ones((2, 3)), k=2)
-    assert (I == -1).all() and np.isinf(D).all()
+    D, ind = index.query(np.ones((2, 3)), k=2)
+    assert (ind == -1).all() and np.isinf(D).all()
     assert [len(x) for x in index.query_radius(np.ones((2, 3)), 5.0)] == [0, 0]
     index.add(np.eye(3))
     assert index.query(np.eye(3)[2], 1)[1][0, 0] == 2
@@ -181,9 +183,9 @@ def test_add_equals_building_at_once(rng, metric, dtype):
     whole = pysim.BruteForceIndex(X, metric, VI=VI)
     assert len(index) == len(X)
     Q = rng.standard_normal((11, d)).astype(dtype)
-    D, I = index.query(Q, 8)
+    D, ind = index.query(Q, 8)
     Dw, Iw = whole.query(Q, 8)
-    np.testing.assert_array_equal(I, Iw)
+    np.testing.assert_array_equal(ind, Iw)
     np.testing.assert_array_equal(D, Dw)
     _check(index, X, Q, 8, metric, VI)
 
@@ -418,9 +420,11 @@ def test_queries_while_adding_from_other_threads(rng):
     def worker():
         try:
             for _ in range(20):
-                D, I = index.query(Q, 5, threads=2)
-                assert (I >= 0).all() and (I < 3000).all()
-                exact = ((Q[:, None, :].astype(np.float64) - X[I].astype(np.float64)) ** 2).sum(-1)
+                D, ind = index.query(Q, 5, threads=2)
+                assert (ind >= 0).all() and (ind < 3000).all()
+                exact = ((Q[:, None, :].astype(np.float64) - X[ind].astype(np.float64)) ** 2).sum(
+                    -1
+                )
                 np.testing.assert_allclose(D, exact, rtol=1e-6)
                 assert (np.diff(D, axis=1) >= 0).all()
         except Exception as exc:  # noqa: BLE001 - reported below
@@ -435,3 +439,85 @@ def test_queries_while_adding_from_other_threads(rng):
         t.join()
     assert not errors, errors
     _check(index, X, Q, 5, "sqeuclidean")
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_radius_far_from_origin_mixed_engines(rng, metric):
+    # float32 rows around 300 with spread 0.01: the norm expansion cannot resolve radii of
+    # that size, so those queries take the direct engine; the queries near the origin with
+    # large radii keep the tile engine. Results must be exact either way, in query order.
+    far = (rng.standard_normal((600, 5)) * 0.01 + 300.0).astype(np.float32)
+    near = rng.standard_normal((600, 5)).astype(np.float32)
+    X = np.vstack([far, near])
+    Q = np.vstack([far[:4] + np.float32(0.003), near[:3], far[4:6]]).astype(np.float32)
+    D = reference.cdist(Q, X, metric)
+    S = [np.unique(row) for row in np.sort(D, axis=1)]
+    # far queries: their 20 nearest; near queries: a wide radius (most of the near rows)
+    rank = [20] * 4 + [500] * 3 + [20] * 2
+    r = np.array([(row[t] + row[t + 1]) / 2 for row, t in zip(S, rank, strict=True)])
+    got = pysim.BruteForceIndex(X, metric).query_radius(Q, r, threads=2)
+    for i in range(len(Q)):
+        np.testing.assert_array_equal(got[i], np.flatnonzero(D[i] <= r[i]))
+
+
+def test_huge_k_pads_or_raises_memory_error(rng):
+    X = rng.standard_normal((50, 3)).astype(np.float32)
+    index = pysim.BruteForceIndex(X)
+    D, ind = index.query(X[:2], k=100_000)  # work and scratch bounded by n, not k
+    assert (ind[:, 50:] == -1).all() and np.isinf(D[:, 50:]).all()
+    np.testing.assert_array_equal(np.sort(ind[:, :50], axis=1), np.tile(np.arange(50), (2, 1)))
+    with pytest.raises(MemoryError):
+        index.query(X, k=2**62)
+
+
+def _mnist():
+    import gzip
+
+    from conftest import shared_data_dir
+
+    root = shared_data_dir()
+    if root is None or not (root / "mnist").is_dir():
+        pytest.skip("shared MNIST data not found (set PYSIM_DATA)")
+    with gzip.open(root / "mnist" / "t10k-images-idx3-ubyte.gz", "rb") as f:
+        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(10000, 784)
+    gt = np.load(root / "mnist" / "mnist10k_gt_top100.npy").astype(np.int64)
+    return X.astype(np.float32), gt
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
+def test_mnist_equals_published_ground_truth(metric):
+    # Real data with large norms (pixels 0..255, |x|^2 ~ 1e7) where the float32 norm
+    # expansion alone would misorder near-ties; the ground truth breaks ties by the smaller
+    # index and has no tie between ranks 100 and 101.
+    X, gt = _mnist()
+    index = pysim.BruteForceIndex(X[:9000], metric)
+    for threads in (1, 2):
+        D, ind = index.query(X[9000:], 100, threads=threads)
+        np.testing.assert_array_equal(ind, gt)
+    _, ind = index.query(X[9000:9002], 10)  # one-to-many engine
+    np.testing.assert_array_equal(ind, gt[:2, :10])
+
+
+@st.composite
+def _small_integer_problem(draw):
+    n, d, m = draw(st.integers(1, 40)), draw(st.integers(1, 6)), draw(st.integers(1, 5))
+    ints = st.integers(-3, 3).map(float)
+    return draw(arrays(np.float64, (n, d), elements=ints)), draw(
+        arrays(np.float64, (m, d), elements=ints)
+    )
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    data=_small_integer_problem(),
+    k=st.integers(1, 45),
+    metric=st.sampled_from(["sqeuclidean", "euclidean", "cosine", "ip"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_property_small_integer_data_with_ties(data, k, metric, dtype):
+    # Small integers: many exact ties, all distances exact in float64, so the tie rule
+    # (smaller index first) is checked bit for bit.
+    X, Q = (a.astype(dtype) for a in data)
+    D, ind = pysim.BruteForceIndex(X, metric).query(Q, k, threads=2)
+    want_d, want_i = reference.knn(X.astype(np.float64), Q.astype(np.float64), k, metric)
+    np.testing.assert_array_equal(ind, want_i)

@@ -38,8 +38,7 @@ brute::Dataset<T> dataset(const CArray<T>& data, const CArray<T>& sqnorms, doubl
     return ds;
 }
 
-template <typename T>
-py::array_t<T> sqnorms(const CArray<T>& data, int threads) {
+template <typename T> py::array_t<T> sqnorms(const CArray<T>& data, int threads) {
     const auto [n, d] = matrix_shape(data, "data");
     const std::size_t nt = checked_threads(threads);
     py::array_t<T> out(static_cast<py::ssize_t>(n));
@@ -94,8 +93,7 @@ py::tuple radius(const CArray<T>& data, const CArray<T>& norms, double max_sqnor
                           vector_to_array(std::move(res.distances)));
 }
 
-template <typename T>
-void def_dtype(py::module_& m, const char* suffix) {
+template <typename T> void def_dtype(py::module_& m, const char* suffix) {
     const std::string s = suffix;
     m.def(("brute_sqnorms_" + s).c_str(), &sqnorms<T>, py::arg("data").noconvert(),
           py::arg("threads"));
@@ -109,11 +107,11 @@ void def_dtype(py::module_& m, const char* suffix) {
     m.attr(("brute_max_safe_sqnorm_" + s).c_str()) = brute::max_safe_sqnorm<T>();
 }
 
-}  // namespace
+} // namespace
 
 void bind_brute(py::module_& m) {
     def_dtype<float>(m, "f32");
     def_dtype<double>(m, "f64");
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

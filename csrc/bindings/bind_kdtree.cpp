@@ -94,7 +94,15 @@ py::dict state(py::object self) {
     const auto d = static_cast<py::ssize_t>(tree.dim());
     py::dict out;
     out["points"] = view(tree.points(), {n * d}, self);
-    out["ids"] = view(tree.ids(), {n}, self);
+    const kdtree::IdMap& idmap = tree.ids();
+    if (idmap.wide()) {
+        out["ids"] = view(idmap.wide_ids(), {n}, self);
+    } else {  // saved as int64 whatever the width in memory
+        py::array_t<index_t> ids(n);
+        index_t* ip = ids.mutable_data();
+        for (std::size_t i = 0; i < tree.size(); ++i) ip[i] = idmap[i];
+        out["ids"] = ids;
+    }
     out["split_dims"] = dims;
     out["split_bounds"] = bounds;
     out["bbox"] = view(tree.bbox(), {2, d}, self);
@@ -129,7 +137,7 @@ std::unique_ptr<KdTree<T>> from_state(std::size_t n, std::size_t d, std::size_t 
     auto bounds = copy_array<T>(split_bounds, 2 * ni, "split_bounds");
     auto box = copy_array<T>(bbox, 2 * d, "bbox");
     py::gil_scoped_release nogil;
-    return std::make_unique<KdTree<T>>(n, d, leaf_size, std::move(pts), std::move(id),
+    return std::make_unique<KdTree<T>>(n, d, leaf_size, std::move(pts), id.data(),
                                        dims.data(), bounds.data(), ni, std::move(box));
 }
 

@@ -1,19 +1,21 @@
 // Fused blocked search for brute_force.hpp: tiles or one-to-many distances -> per-query
-// heaps / candidate lists -> exact float64 re-rank of the few candidates the error bound
-// cannot separate.
+// candidate buffers (k-NN) or candidate lists (radius) -> exact float64 re-rank of the few
+// candidates the error bound cannot separate (helpers in exact_rerank.hpp).
 //
-// Two engines feed one interface (a "sink": begin / hit / end per task):
-//   run_tiles : m > 2 queries. Queries are packed once per call (in parallel) into the tile
-//               kernel's panel layout; a task is (query block, data split). It walks its data
-//               rows DB at a time: one tile call writes a DB x (query block) slab into a
-//               thread-local buffer (L1/L2), which is scanned against per-query thresholds
-//               at once (SSE2 compare + movemask: hits are rare once the heaps are full).
-//   run_many  : 1 or 2 queries, a memory-bound scan. Packing would add a pass, so the
-//               one-to-many kernels stream over the rows; the rows are split across threads,
-//               each split with its own heap, merged when all splits are done.
+// Three engines feed one interface (a "sink": begin / hit / end per task):
+//   run_tiles  : m > 2 queries. Each task packs its query block into the tile
+//                kernel's panel layout; a task is (query block, data split). It walks its data
+//                rows DB at a time: one tile call writes a DB x (query block) slab into a
+//                task-local buffer (L1/L2), which is scanned against per-query thresholds
+//                at once (SSE2 compare + movemask: hits are rare once the buffers are full).
+//   run_many   : 1 or 2 queries, a memory-bound scan. Packing would add a pass, so the
+//                one-to-many kernels stream over the rows; the rows are split across threads,
+//                each split with its own candidates, merged when all splits are done.
+//   run_direct : the rescan, by sum (x - y)^2, of L2 queries whose candidates the norm
+//                expansion could not separate (rows far from the origin in float32).
 // Query blocks are sized so the packed block stays in L2 and one task stays short (Ctrl-C
 // is polled between tasks); data splits are added only when there are too few query blocks
-// to keep every thread busy, because splits cost one set of heaps each.
+// to keep every thread busy, because each split costs one set of candidate buffers.
 #include "brute/brute_force.hpp"
 
 #include <algorithm>
@@ -27,6 +29,7 @@
 #endif
 
 #include "brute/distances.hpp"
+#include "brute/exact_rerank.hpp"
 #include "common/errors.hpp"
 #include "common/parallel.hpp"
 #include "common/topk.hpp"
@@ -35,183 +38,28 @@
 namespace pysim::brute {
 namespace {
 
-constexpr std::size_t kManyMaxQueries = 2;        // at or below: one-to-many engine
-constexpr std::size_t kQueryBlockBytes = 512 * 1024;  // packed query block kept in L2
+using namespace detail; // NOLINT: this file is the only user of the detail helpers
+
+constexpr std::size_t kManyMaxQueries = 2;           // at or below: one-to-many engine
+constexpr std::size_t kQueryBlockBytes = 512 * 1024; // packed query block kept in L2
 constexpr std::size_t kMaxQueryBlock = 1024;
-constexpr double kTaskMultiplyAdds = 4e9;         // about 0.1 s of work: Ctrl-C latency
-constexpr std::size_t kMinSplitRows = 4096;       // smaller splits cost more heaps than they save
-constexpr std::size_t kMaxSplitRows = std::size_t{1} << 20;  // one-to-many chunk (Ctrl-C)
-constexpr std::size_t kManyChunk = 256;           // rows per one-to-many kernel call
-constexpr std::size_t kDirectBlockBytes = 64 * 1024;  // data block of the direct batch engine
+constexpr double kTaskMultiplyAdds = 4e9;   // about 0.1 s of work: Ctrl-C latency
+constexpr std::size_t kMinSplitRows = 4096; // smaller splits cost more heaps than they save
+constexpr std::size_t kMaxSplitRows = std::size_t{1} << 20; // one-to-many chunk (Ctrl-C)
+constexpr std::size_t kManyChunk = 256;                     // rows per one-to-many kernel call
+constexpr std::size_t kDirectBlockBytes = 64 * 1024;        // data block of the direct batch engine
+constexpr double kDirectRadiusRatio = 0.05;           // identity band / radius beyond which: direct
 constexpr double kTaskHeapBytes = 64.0 * (1 << 20);   // heaps of one task (large k)
 constexpr double kSplitHeapBytes = 256.0 * (1 << 20); // heaps kept across data splits
-
-template <typename T>
-const simd::Kernels<T>& kernels(const simd::KernelTable& t);
-template <>
-const simd::Kernels<float>& kernels<float>(const simd::KernelTable& t) {
-    return t.f32;
-}
-template <>
-const simd::Kernels<double>& kernels<double>(const simd::KernelTable& t) {
-    return t.f64;
-}
-
-std::size_t div_up(std::size_t a, std::size_t b) { return (a + b - 1) / b; }
-std::size_t round_up(std::size_t a, std::size_t b) { return div_up(a, b) * b; }
-
-template <typename T>
-T inverse_norm(T squared) {
-    return squared > T(0) ? T(1) / std::sqrt(squared) : T(0);
-}
-
-/// Candidates kept per query: k plus slack, so that a few near-ties at the k-th place do not
-/// force the exact fallback.
-std::size_t candidates_for(std::size_t k, std::size_t n) {
-    return std::min(n, k + std::max<std::size_t>(16, k / 2));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Error models: |D~ - D| <= abs + rel |D~| for an approximate distance D~ of exact distance D.
-
-struct ErrorModel {
-    double abs = 0.0;
-    double rel = 0.0;
-};
-
-template <typename T>
-constexpr double unit_roundoff() {
-    return std::numeric_limits<T>::epsilon() / 2;
-}
-
-// gamma_j of Higham; infinite (no pruning at all) when j u is not small.
-template <typename T>
-double gamma(std::size_t j) {
-    const double ju = static_cast<double>(j) * unit_roundoff<T>();
-    return ju < 0.25 ? ju / (1 - ju) : std::numeric_limits<double>::infinity();
-}
-
-// Absolute error that gradual underflow can add to a length-d reduction.
-template <typename T>
-double underflow_slack(std::size_t d) {
-    return 4.0 * static_cast<double>(d + 8) * std::numeric_limits<T>::denorm_min();
-}
-
-constexpr double kSafety = 1.05;  // covers the rounding of the bound's own arithmetic
-
-template <typename T>
-ErrorModel identity_l2_error(double qn, double max_sqnorm, std::size_t d) {
-    return {2 * gamma<T>(d + 8) * (qn + max_sqnorm) * kSafety + underflow_slack<T>(d), 0.0};
-}
-template <typename T>
-ErrorModel direct_l2_error(std::size_t d) {
-    return {underflow_slack<T>(d), gamma<T>(d + 8) * kSafety};
-}
-template <typename T>
-ErrorModel ip_error(double qn, double max_sqnorm, std::size_t d) {
-    const double u = unit_roundoff<T>();
-    return {(gamma<T>(d + 8) * std::sqrt(qn * max_sqnorm) + 2 * u) * kSafety +
-                underflow_slack<T>(d),
-            0.0};
-}
-template <typename T>
-ErrorModel cosine_error(std::size_t d) {
-    return {static_cast<double>(2 * d + 26) * unit_roundoff<T>() * kSafety + underflow_slack<T>(d),
-            0.0};
-}
-
-// The largest D~ whose point could still tie or beat the point ranked k-th at D~ = tau:
-// D_j >= D~_j - abs - rel D~_j must not exceed D_kth <= tau + abs + rel tau.
-double knn_limit(double tau, const ErrorModel& e) {
-    const double v = (tau * (1 + e.rel) + 2 * e.abs) / (1 - e.rel);
-    return v + std::abs(v) * 1e-12;
-}
-
-// The largest D~ whose exact distance can be <= r.
-double radius_limit(double r, const ErrorModel& e) {
-    const double v = (r + e.abs) / (1 - e.rel);
-    return v + std::abs(v) * 1e-12;
-}
-
-// The smallest T strictly above `limit`, so that `v < result` accepts every v <= limit.
-template <typename T>
-T threshold_above(double limit) {
-    if (std::isnan(limit) || limit == std::numeric_limits<double>::infinity())
-        return std::numeric_limits<T>::infinity();
-    if (limit == -std::numeric_limits<double>::infinity())
-        return -std::numeric_limits<T>::infinity();
-    T t = static_cast<T>(limit);
-    if (static_cast<double>(t) < limit) t = std::nextafter(t, std::numeric_limits<T>::infinity());
-    return std::nextafter(t, std::numeric_limits<T>::infinity());
-}
-
-bool is_l2(Metric m) { return m == Metric::sqeuclidean || m == Metric::euclidean; }
-
-// ---------------------------------------------------------------------------------------------
-// Exact distances in float64 (direct formulas, the reference's), one query at a time.
-
-template <typename T>
-class Exact {
-  public:
-    Exact(Metric metric, std::size_t dim)
-        : metric_(metric), dim_(dim), k64_(kernels<double>(simd::active())) {
-        if constexpr (!std::is_same_v<T, double>) {
-            query_.resize(dim);
-            row_.resize(dim);
-        }
-    }
-
-    void set_query(const T* q) {
-        q_ = convert(q, query_);
-        if (metric_ == Metric::cosine) qn_ = k64_.norm2.fn(q_, q_, dim_);
-    }
-
-    /// The metric's value (sqrt taken for euclidean), as the float64 reference computes it.
-    double distance(const T* row) {
-        const double* r = convert(row, row_);
-        switch (metric_) {
-        case Metric::sqeuclidean: return k64_.l2sq.fn(q_, r, dim_);
-        case Metric::euclidean:
-        case Metric::mahalanobis: return std::sqrt(k64_.l2sq.fn(q_, r, dim_));
-        case Metric::ip: return 1.0 - k64_.dot.fn(q_, r, dim_);
-        case Metric::cosine: {
-            const double rn = k64_.norm2.fn(r, r, dim_);
-            if (!(qn_ > 0) || !(rn > 0)) return 1.0;
-            const double v = 1.0 - k64_.dot.fn(q_, r, dim_) / (std::sqrt(qn_) * std::sqrt(rn));
-            return v < 0 ? 0.0 : (v > 2 ? 2.0 : v);
-        }
-        }
-        return 0.0;
-    }
-
-  private:
-    const double* convert(const T* x, std::vector<double>& buf) {
-        if constexpr (std::is_same_v<T, double>) {
-            (void)buf;
-            return x;
-        } else {
-            for (std::size_t i = 0; i < dim_; ++i) buf[i] = static_cast<double>(x[i]);
-            return buf.data();
-        }
-    }
-
-    Metric metric_;
-    std::size_t dim_;
-    const simd::Kernels<double>& k64_;
-    std::vector<double> query_, row_;
-    const double* q_ = nullptr;
-    double qn_ = 0.0;
-};
 
 // ---------------------------------------------------------------------------------------------
 // Prepared queries and the work plan.
 
-template <typename T>
-struct Queries {
+template <typename T> struct Queries {
     const T* rows = nullptr;
     std::size_t m = 0;
-    std::vector<T> sqn;  // |q|^2
-    std::vector<T> aux;  // tile epilogue's per-query operand: |q|^2 (l2) or 1/|q| (cosine)
+    std::vector<T> sqn; // |q|^2
+    std::vector<T> aux; // tile epilogue's per-query operand: |q|^2 (l2) or 1/|q| (cosine)
 };
 
 template <typename T>
@@ -230,17 +78,18 @@ Queries<T> prepare_queries(const Dataset<T>& data, const T* rows, std::size_t m,
         q.aux = q.sqn;
     } else if (data.metric == Metric::cosine) {
         q.aux.resize(m);
-        for (std::size_t i = 0; i < m; ++i) q.aux[i] = inverse_norm(q.sqn[i]);
+        for (std::size_t i = 0; i < m; ++i)
+            q.aux[i] = inverse_norm(q.sqn[i]);
     }
     return q;
 }
 
 struct Plan {
-    bool many = false;        // one-to-many engine
-    bool direct = false;      // distances by sum (x - y)^2, not the norm expansion
-    std::size_t qblock = 0;   // queries per block (tile engine)
+    bool many = false;      // one-to-many engine
+    bool direct = false;    // distances by sum (x - y)^2, not the norm expansion
+    std::size_t qblock = 0; // queries per block (tile engine)
     std::size_t qblocks = 0;
-    std::size_t splits = 1;   // data splits, each with its own heaps / lists
+    std::size_t splits = 1; // data splits, each with its own heaps / lists
     std::size_t split_rows = 0;
 };
 
@@ -266,9 +115,12 @@ Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads,
     const std::size_t nr = kernels<T>(simd::active()).tile_nr;
     std::size_t qb = kQueryBlockBytes / (d * sizeof(T));
     const double per_query = static_cast<double>(n) * static_cast<double>(d);
-    if (per_query > 0) qb = std::min<double>(qb, kTaskMultiplyAdds / per_query);
-    if (threads > 1) qb = std::min(qb, round_up(div_up(m, threads), nr));
-    if (heap_bytes > 0) qb = std::min<double>(qb, kTaskHeapBytes / heap_bytes);
+    if (per_query > 0)
+        qb = std::min<double>(qb, kTaskMultiplyAdds / per_query);
+    if (threads > 1)
+        qb = std::min(qb, round_up(div_up(m, threads), nr));
+    if (heap_bytes > 0)
+        qb = std::min<double>(qb, kTaskHeapBytes / heap_bytes);
     qb = std::min(kMaxQueryBlock, std::max(nr, qb / nr * nr));
     p.qblock = qb;
     p.qblocks = div_up(m, qb);
@@ -289,38 +141,42 @@ Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads,
 // ---------------------------------------------------------------------------------------------
 // Threshold scans: hit(c, v) for every column with row[c] < thr[c]; hit may lower thr[c].
 
-template <typename F>
-void scan_row(const float* row, float* thr, std::size_t cols, F&& hit) {
+template <typename F> void scan_row(const float* row, float* thr, std::size_t cols, F&& hit) {
     std::size_t c = 0;
 #if defined(__SSE2__) || defined(_M_X64)
     for (; c + 8 <= cols; c += 8) {
         const __m128 lo = _mm_cmplt_ps(_mm_loadu_ps(row + c), _mm_loadu_ps(thr + c));
         const __m128 hi = _mm_cmplt_ps(_mm_loadu_ps(row + c + 4), _mm_loadu_ps(thr + c + 4));
         const int mask = _mm_movemask_ps(lo) | (_mm_movemask_ps(hi) << 4);
-        if (mask == 0) continue;
+        if (mask == 0)
+            continue;
         for (int b = 0; b < 8; ++b)
-            if ((mask >> b) & 1) hit(c + static_cast<std::size_t>(b), row[c + b]);
+            if ((mask >> b) & 1)
+                hit(c + static_cast<std::size_t>(b), row[c + b]);
     }
 #endif
     for (; c < cols; ++c)
-        if (row[c] < thr[c]) hit(c, row[c]);
+        if (row[c] < thr[c])
+            hit(c, row[c]);
 }
 
-template <typename F>
-void scan_row(const double* row, double* thr, std::size_t cols, F&& hit) {
+template <typename F> void scan_row(const double* row, double* thr, std::size_t cols, F&& hit) {
     std::size_t c = 0;
 #if defined(__SSE2__) || defined(_M_X64)
     for (; c + 4 <= cols; c += 4) {
         const __m128d lo = _mm_cmplt_pd(_mm_loadu_pd(row + c), _mm_loadu_pd(thr + c));
         const __m128d hi = _mm_cmplt_pd(_mm_loadu_pd(row + c + 2), _mm_loadu_pd(thr + c + 2));
         const int mask = _mm_movemask_pd(lo) | (_mm_movemask_pd(hi) << 2);
-        if (mask == 0) continue;
+        if (mask == 0)
+            continue;
         for (int b = 0; b < 4; ++b)
-            if ((mask >> b) & 1) hit(c + static_cast<std::size_t>(b), row[c + b]);
+            if ((mask >> b) & 1)
+                hit(c + static_cast<std::size_t>(b), row[c + b]);
     }
 #endif
     for (; c < cols; ++c)
-        if (row[c] < thr[c]) hit(c, row[c]);
+        if (row[c] < thr[c])
+            hit(c, row[c]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -336,28 +192,31 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
                std::size_t threads) {
     const simd::Kernels<T>& K = kernels<T>(simd::active());
     const std::size_t d = data.dim, m = q.m, nr = K.tile_nr;
-    const std::size_t db = 4 * K.tile_mr;  // data rows per tile call
-    std::vector<T> packed(round_up(m, nr) * d);
-    parallel_for(plan.qblocks, threads, 1, [&](std::size_t b, std::size_t e) {
-        for (std::size_t qi = b; qi < e; ++qi) {
-            const std::size_t q0 = qi * plan.qblock, qc = std::min(plan.qblock, m - q0);
-            K.pack.fn(q.rows + q0 * d, d, qc, d, packed.data() + q0 * d);
-        }
-    });
+    const std::size_t db = 4 * K.tile_mr; // data rows per tile call
     simd::Epilogue ep = simd::Epilogue::l2sq;
-    if (data.metric == Metric::cosine) ep = simd::Epilogue::cosine;
-    if (data.metric == Metric::ip) ep = simd::Epilogue::ip;
+    if (data.metric == Metric::cosine)
+        ep = simd::Epilogue::cosine;
+    if (data.metric == Metric::ip)
+        ep = simd::Epilogue::ip;
     const auto tile = K.tile.fn;
     parallel_for(plan.qblocks * plan.splits, threads, 1, [&](std::size_t b, std::size_t e) {
-        thread_local std::vector<T> out, thr, inv;
+        std::vector<T> out, thr, inv, packed; // per chunk of tasks: nothing outlives the call
         for (std::size_t task = b; task < e; ++task) {
             const std::size_t qi = task / plan.splits, s = task % plan.splits;
             const std::size_t q0 = qi * plan.qblock, qc = std::min(plan.qblock, m - q0);
+            // Packing per task (not once per call) keeps memory at one block per thread;
+            // it costs 1 / (rows in the split) of the task's arithmetic.
+            if (packed.size() < round_up(qc, nr) * d)
+                packed.resize(round_up(qc, nr) * d);
+            K.pack.fn(q.rows + q0 * d, d, qc, d, packed.data());
             const std::size_t j_begin = s * plan.split_rows;
             const std::size_t j_end = std::min(data.n, j_begin + plan.split_rows);
-            if (out.size() < db * qc) out.resize(db * qc);
-            if (thr.size() < qc) thr.resize(qc);
-            if (inv.size() < db) inv.resize(db);
+            if (out.size() < db * qc)
+                out.resize(db * qc);
+            if (thr.size() < qc)
+                thr.resize(qc);
+            if (inv.size() < db)
+                inv.resize(db);
             auto ctx = sink.begin(s, q0, qc, thr.data());
             for (std::size_t j0 = j_begin; j0 < j_end; j0 += db) {
                 const std::size_t rows = std::min(db, j_end - j0);
@@ -365,13 +224,14 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
                 if (ep == simd::Epilogue::l2sq) {
                     a_aux = data.sqnorms + j0;
                 } else if (ep == simd::Epilogue::cosine) {
-                    for (std::size_t r = 0; r < rows; ++r) inv[r] = inverse_norm(data.sqnorms[j0 + r]);
+                    for (std::size_t r = 0; r < rows; ++r)
+                        inv[r] = inverse_norm(data.sqnorms[j0 + r]);
                     a_aux = inv.data();
                 }
                 simd::TileArgs<T> g{data.rows + j0 * d,
                                     d,
                                     rows,
-                                    packed.data() + q0 * d,
+                                    packed.data(),
                                     qc,
                                     d,
                                     ep,
@@ -410,7 +270,8 @@ void run_many(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sin
                 switch (data.metric) {
                 case Metric::ip:
                     K.dot_many.fn(query, block, rows, d, buf);
-                    for (std::size_t r = 0; r < rows; ++r) buf[r] = T(1) - buf[r];
+                    for (std::size_t r = 0; r < rows; ++r)
+                        buf[r] = T(1) - buf[r];
                     break;
                 case Metric::cosine:
                     K.dot_many.fn(query, block, rows, d, buf);
@@ -419,10 +280,13 @@ void run_many(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sin
                         buf[r] = v < T(0) ? T(0) : (v > T(2) ? T(2) : v);
                     }
                     break;
-                default: K.l2sq_many.fn(query, block, rows, d, buf); break;
+                default:
+                    K.l2sq_many.fn(query, block, rows, d, buf);
+                    break;
                 }
                 for (std::size_t r = 0; r < rows; ++r)
-                    if (buf[r] < thr) thr = sink.hit(ctx, 0, buf[r], static_cast<index_t>(j0 + r));
+                    if (buf[r] < thr)
+                        thr = sink.hit(ctx, 0, buf[r], static_cast<index_t>(j0 + r));
             }
             sink.end(ctx, s, i, 1);
         });
@@ -439,14 +303,16 @@ void run_direct(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, S
     const std::size_t d = data.dim, m = q.m;
     const std::size_t db = std::max<std::size_t>(16, kDirectBlockBytes / (d * sizeof(T)));
     parallel_for(plan.qblocks * plan.splits, threads, 1, [&](std::size_t b, std::size_t e) {
-        thread_local std::vector<T> out, thr;
+        std::vector<T> out, thr;
         for (std::size_t task = b; task < e; ++task) {
             const std::size_t qi = task / plan.splits, s = task % plan.splits;
             const std::size_t q0 = qi * plan.qblock, qc = std::min(plan.qblock, m - q0);
             const std::size_t j_begin = s * plan.split_rows;
             const std::size_t j_end = std::min(data.n, j_begin + plan.split_rows);
-            if (out.size() < db) out.resize(db);
-            if (thr.size() < qc) thr.resize(qc);
+            if (out.size() < db)
+                out.resize(db);
+            if (thr.size() < qc)
+                thr.resize(qc);
             auto ctx = sink.begin(s, q0, qc, thr.data());
             for (std::size_t j0 = j_begin; j0 < j_end; j0 += db) {
                 const std::size_t rows = std::min(db, j_end - j0);
@@ -454,7 +320,8 @@ void run_direct(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, S
                     K.l2sq_many.fn(q.rows + (q0 + c) * d, data.rows + j0 * d, rows, d, out.data());
                     T t = thr[c];
                     for (std::size_t r = 0; r < rows; ++r)
-                        if (out[r] < t) t = sink.hit(ctx, c, out[r], static_cast<index_t>(j0 + r));
+                        if (out[r] < t)
+                            t = sink.hit(ctx, c, out[r], static_cast<index_t>(j0 + r));
                     thr[c] = t;
                 }
             }
@@ -467,8 +334,10 @@ template <typename T>
 ErrorModel error_model(const Dataset<T>& data, const Queries<T>& q, std::size_t i, bool direct) {
     const double qn = static_cast<double>(q.sqn[i]);
     switch (data.metric) {
-    case Metric::ip: return ip_error<T>(qn, data.max_sqnorm, data.dim);
-    case Metric::cosine: return cosine_error<T>(data.dim);
+    case Metric::ip:
+        return ip_error<T>(qn, data.max_sqnorm, data.dim);
+    case Metric::cosine:
+        return cosine_error<T>(data.dim);
     default:
         return direct ? direct_l2_error<T>(data.dim)
                       : identity_l2_error<T>(qn, data.max_sqnorm, data.dim);
@@ -478,46 +347,7 @@ ErrorModel error_model(const Dataset<T>& data, const Queries<T>& q, std::size_t 
 // ---------------------------------------------------------------------------------------------
 // k-NN sink: the kc smallest approximate candidates per query, exact re-rank at the end.
 
-/// The kc smallest (value, row) pairs offered so far, unordered. Offers are appended to a
-/// buffer of 2 kc; a full buffer is cut back to its kc smallest with nth_element. Amortised
-/// O(1) per offer with sequential writes, where a binary heap costs log(kc) scattered
-/// accesses (which miss the cache once a task's heaps outgrow L2, e.g. k = 1000).
-/// Rows are offered in ascending order within a data split, so a value equal to the bound
-/// loses the tie and can be refused: callers offer only v < bound().
-template <typename T>
-class Candidates {
-  public:
-    using Item = std::pair<T, index_t>;
-
-    void init(Item* storage, std::size_t kc) {
-        items_ = storage;
-        kc_ = kc;
-        size_ = 0;
-        bound_ = std::numeric_limits<T>::infinity();
-    }
-    T bound() const noexcept { return bound_; }
-    const Item* begin() const noexcept { return items_; }
-    const Item* end() const noexcept { return items_ + size_; }
-
-    /// Appends (v, j); returns the new bound.
-    T offer(T v, index_t j) {
-        items_[size_++] = {v, j};
-        if (size_ == 2 * kc_) {
-            std::nth_element(items_, items_ + kc_ - 1, items_ + size_);
-            size_ = kc_;
-            bound_ = items_[kc_ - 1].first;
-        }
-        return bound_;
-    }
-
-  private:
-    Item* items_ = nullptr;
-    std::size_t kc_ = 0, size_ = 0;
-    T bound_ = std::numeric_limits<T>::infinity();
-};
-
-template <typename T>
-class KnnSink {
+template <typename T> class KnnSink {
   public:
     using Item = typename Candidates<T>::Item;
     /// One task's lists: owned by the task when the data is not split (freed when it ends),
@@ -563,7 +393,8 @@ class KnnSink {
     T hit(Ctx& ctx, std::size_t c, T v, index_t j) { return ctx.lists[c].offer(v, j); }
 
     void end(Ctx& ctx, std::size_t, std::size_t q0, std::size_t qc) {
-        if (plan_.splits != 1) return;
+        if (plan_.splits != 1)
+            return;
         Exact<T> exact(data_.metric, data_.dim);
         std::vector<Item> cand;
         for (std::size_t c = 0; c < qc; ++c) {
@@ -574,7 +405,8 @@ class KnnSink {
 
     /// Merges the splits' heaps and finalizes (only needed when the data was split).
     void finish(std::size_t threads) {
-        if (plan_.splits == 1) return;
+        if (plan_.splits == 1)
+            return;
         const std::size_t m = q_.m;
         parallel_for(m, threads, balanced_grain(m, threads, 8), [&](std::size_t b, std::size_t e) {
             Exact<T> exact(data_.metric, data_.dim);
@@ -593,7 +425,8 @@ class KnnSink {
   private:
     void finalize(std::size_t i, std::vector<Item>& cand, Exact<T>& exact) {
         std::sort(cand.begin(), cand.end());
-        if (cand.size() > kc_) cand.resize(kc_);
+        if (cand.size() > kc_)
+            cand.resize(kc_);
         const std::size_t have = cand.size();
         const std::size_t row = out_row_ ? out_row_[i] : i;
         T* od = dist_ + row * k_;
@@ -605,25 +438,31 @@ class KnnSink {
             limit = knn_limit(static_cast<double>(cand[kk - 1].first),
                               error_model(data_, q_, i, plan_.direct));
         }
-        const bool complete =
-            data_.n <= kc_ || static_cast<double>(cand[kc_ - 1].first) > limit;
+        const bool complete = data_.n <= kc_ || static_cast<double>(cand[kc_ - 1].first) > limit;
         if (!complete && retry_ != nullptr) {
             (*retry_)[i] = 1;
             return;
         }
-        TopK<double> top(k_);
+        const std::size_t kept = std::min(k_, data_.n); // at most n real results
+        TopK<double> top(kept);
         if (complete) {
             for (const auto& [v, j] : cand) {
-                if (static_cast<double>(v) > limit) break;
+                if (static_cast<double>(v) > limit)
+                    break;
                 top.push(exact.distance(data_.rows + static_cast<std::size_t>(j) * data_.dim), j);
             }
-        } else {  // too many near-ties to separate: scan every row exactly
+        } else { // too many near-ties to separate: scan every row exactly
             for (std::size_t j = 0; j < data_.n; ++j)
                 top.push(exact.distance(data_.rows + j * data_.dim), static_cast<index_t>(j));
         }
-        std::vector<double> d64(k_);
-        top.extract_sorted(d64.data(), oi, k_);
-        for (std::size_t c = 0; c < k_; ++c) od[c] = static_cast<T>(d64[c]);
+        std::vector<double> d64(kept);
+        top.extract_sorted(d64.data(), oi, kept);
+        for (std::size_t c = 0; c < kept; ++c)
+            od[c] = static_cast<T>(d64[c]);
+        for (std::size_t c = kept; c < k_; ++c) {
+            od[c] = std::numeric_limits<T>::infinity();
+            oi[c] = kNoIndex;
+        }
     }
 
     const Dataset<T>& data_;
@@ -634,20 +473,19 @@ class KnnSink {
     index_t* idx_;
     const std::size_t* out_row_;
     std::vector<char>* retry_;
-    std::vector<Candidates<T>> lists_;  // splits x m, only when the data is split
-    std::vector<Item> storage_;         // their buffers, 2 kc each
+    std::vector<Candidates<T>> lists_; // splits x m, only when the data is split
+    std::vector<Item> storage_;        // their buffers, 2 kc each
 };
 
 // ---------------------------------------------------------------------------------------------
 // Radius sink: every row under the query's candidate limit is collected, then checked exactly.
 
-template <typename T>
-class RadiusSink {
+template <typename T> class RadiusSink {
   public:
     using List = std::vector<std::pair<index_t, T>>;
     struct Ctx {
-        List* lists;    // the task's queries' lists
-        const T* thr;   // and their fixed thresholds
+        List* lists;  // the task's queries' lists
+        const T* thr; // and their fixed thresholds
     };
 
     RadiusSink(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, const double* radii)
@@ -664,7 +502,8 @@ class RadiusSink {
     }
 
     Ctx begin(std::size_t s, std::size_t q0, std::size_t qc, T* thr) {
-        for (std::size_t c = 0; c < qc; ++c) thr[c] = thr_[q0 + c];
+        for (std::size_t c = 0; c < qc; ++c)
+            thr[c] = thr_[q0 + c];
         return {&lists_[s * q_.m + q0], thr_.data() + q0};
     }
 
@@ -684,7 +523,8 @@ class RadiusSink {
                 (void)v;
                 const double dj =
                     exact.distance(data_.rows + static_cast<std::size_t>(j) * data_.dim);
-                if (dj <= r) list[kept++] = {j, static_cast<T>(dj)};
+                if (dj <= r)
+                    list[kept++] = {j, static_cast<T>(dj)};
             }
             list.resize(kept);
             list.shrink_to_fit();
@@ -698,7 +538,8 @@ class RadiusSink {
         res.indptr[0] = 0;
         for (std::size_t i = 0; i < m; ++i) {
             std::size_t count = 0;
-            for (std::size_t s = 0; s < plan_.splits; ++s) count += lists_[s * m + i].size();
+            for (std::size_t s = 0; s < plan_.splits; ++s)
+                count += lists_[s * m + i].size();
             res.indptr[i + 1] = res.indptr[i] + static_cast<index_t>(count);
         }
         const auto total = static_cast<std::size_t>(res.indptr[m]);
@@ -736,11 +577,27 @@ class RadiusSink {
     const Plan& plan_;
     const double* radii_;
     std::vector<T> thr_;
-    std::vector<List> lists_;  // splits x m
+    std::vector<List> lists_; // splits x m
 };
 
 template <typename T>
-void check_dataset(const Dataset<T>& data) {
+RadiusResult<T> radius_batch(const Dataset<T>& data, const T* queries, std::size_t m,
+                             const double* radii, bool sort, std::size_t threads, bool direct) {
+    const Queries<T> q = prepare_queries(data, queries, m, threads);
+    Plan plan = make_plan<T>(m, data.n, data.dim, threads, 0.0);
+    plan.direct = plan.direct || direct;
+    RadiusSink<T> sink(data, q, plan, radii);
+    if (plan.many) {
+        run_many(data, q, plan, sink, threads);
+    } else if (direct) {
+        run_direct(data, q, plan, sink, threads);
+    } else {
+        run_tiles(data, q, plan, sink, threads);
+    }
+    return sink.collect(sort);
+}
+
+template <typename T> void check_dataset(const Dataset<T>& data) {
     require(data.dim > 0, "dim must be positive");
     require(data.n == 0 || (data.rows != nullptr && data.sqnorms != nullptr),
             "data and norms must be set");
@@ -748,10 +605,9 @@ void check_dataset(const Dataset<T>& data) {
             "metric: mahalanobis must be mapped to euclidean before the core");
 }
 
-}  // namespace
+} // namespace
 
-template <typename T>
-double max_safe_sqnorm() noexcept {
+template <typename T> double max_safe_sqnorm() noexcept {
     return static_cast<double>(std::numeric_limits<T>::max()) / 16;
 }
 
@@ -760,7 +616,8 @@ void knn(const Dataset<T>& data, const T* queries, std::size_t m, std::size_t k,
          index_t* idx, std::size_t threads) {
     check_dataset(data);
     require(k >= 1, "k must be >= 1");
-    if (m == 0) return;
+    if (m == 0)
+        return;
     if (data.n == 0) {
         for (std::size_t t = 0; t < m * k; ++t) {
             dist[t] = std::numeric_limits<T>::infinity();
@@ -784,18 +641,22 @@ void knn(const Dataset<T>& data, const T* queries, std::size_t m, std::size_t k,
         run_tiles(data, q, plan, sink, threads);
     }
     sink.finish(threads);
-    if (!rescan) return;
+    if (!rescan)
+        return;
     std::vector<std::size_t> rows;
     for (std::size_t i = 0; i < m; ++i)
-        if (retry[i]) rows.push_back(i);
-    if (rows.empty()) return;
+        if (retry[i])
+            rows.push_back(i);
+    if (rows.empty())
+        return;
     std::vector<T> sub(rows.size() * data.dim);
     for (std::size_t r = 0; r < rows.size(); ++r)
         std::copy_n(queries + rows[r] * data.dim, data.dim, sub.data() + r * data.dim);
     Queries<T> q2;
     q2.rows = sub.data();
     q2.m = rows.size();
-    for (std::size_t i : rows) q2.sqn.push_back(q.sqn[i]);
+    for (std::size_t i : rows)
+        q2.sqn.push_back(q.sqn[i]);
     Plan direct = make_plan<T>(q2.m, data.n, data.dim, threads, heap_bytes);
     direct.direct = true;
     KnnSink<T> exact_sink(data, q2, direct, k, dist, idx, rows.data());
@@ -808,34 +669,76 @@ void knn(const Dataset<T>& data, const T* queries, std::size_t m, std::size_t k,
 }
 
 template <typename T>
-RadiusResult<T> radius(const Dataset<T>& data, const T* queries, std::size_t m,
-                       const double* radii, bool sort, std::size_t threads) {
+RadiusResult<T> radius(const Dataset<T>& data, const T* queries, std::size_t m, const double* radii,
+                       bool sort, std::size_t threads) {
     check_dataset(data);
-    for (std::size_t i = 0; i < m; ++i) require(!std::isnan(radii[i]), "r must not be NaN");
+    for (std::size_t i = 0; i < m; ++i)
+        require(!std::isnan(radii[i]), "r must not be NaN");
     if (m == 0 || data.n == 0) {
         RadiusResult<T> empty;
         empty.indptr.assign(m + 1, 0);
         return empty;
     }
-    const Queries<T> q = prepare_queries(data, queries, m, threads);
-    const Plan plan = make_plan<T>(m, data.n, data.dim, threads, 0.0);
-    RadiusSink<T> sink(data, q, plan, radii);
-    if (plan.many) {
-        run_many(data, q, plan, sink, threads);
-    } else {
-        run_tiles(data, q, plan, sink, threads);
+    if (!is_l2(data.metric) || m <= kManyMaxQueries)
+        return radius_batch(data, queries, m, radii, sort, threads, false);
+    // The norm expansion's error is known before the scan: where it is not small next to the
+    // radius (rows far from the origin in float32), the direct engine is used for that query
+    // instead of collecting a flood of candidates to check in float64.
+    std::vector<T> sqn(m);
+    squared_norms(queries, m, data.dim, sqn.data(), threads);
+    std::vector<char> direct(m, 0);
+    std::size_t n_direct = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+        double r = std::max(0.0, radii[i]);
+        if (data.metric == Metric::euclidean)
+            r *= r;
+        const double band =
+            identity_l2_error<T>(static_cast<double>(sqn[i]), data.max_sqnorm, data.dim).abs;
+        direct[i] = band > kDirectRadiusRatio * r;
+        n_direct += direct[i] ? 1 : 0;
     }
-    return sink.collect(sort);
+    if (n_direct == 0 || n_direct == m)
+        return radius_batch(data, queries, m, radii, sort, threads, n_direct == m);
+    RadiusResult<T> part[2];
+    std::vector<std::size_t> rows[2];
+    for (int which = 0; which < 2; ++which) {
+        std::vector<T> sub;
+        std::vector<double> sub_r;
+        for (std::size_t i = 0; i < m; ++i) {
+            if (static_cast<int>(direct[i] != 0) != which)
+                continue;
+            rows[which].push_back(i);
+            sub.insert(sub.end(), queries + i * data.dim, queries + (i + 1) * data.dim);
+            sub_r.push_back(radii[i]);
+        }
+        part[which] = radius_batch(data, sub.data(), rows[which].size(), sub_r.data(), sort,
+                                   threads, which == 1);
+    }
+    RadiusResult<T> res;
+    res.indptr.assign(m + 1, 0);
+    std::size_t next[2] = {0, 0};
+    for (std::size_t i = 0; i < m; ++i) {
+        const int which = direct[i] ? 1 : 0;
+        const std::size_t r = next[which]++;
+        const auto& src = part[which];
+        const auto b = static_cast<std::size_t>(src.indptr[r]);
+        const auto e = static_cast<std::size_t>(src.indptr[r + 1]);
+        res.indices.insert(res.indices.end(), src.indices.begin() + b, src.indices.begin() + e);
+        res.distances.insert(res.distances.end(), src.distances.begin() + b,
+                             src.distances.begin() + e);
+        res.indptr[i + 1] = res.indptr[i] + static_cast<index_t>(e - b);
+    }
+    return res;
 }
 
-#define PYSIM_INSTANTIATE(T)                                                                   \
-    template void knn<T>(const Dataset<T>&, const T*, std::size_t, std::size_t, T*, index_t*,  \
-                         std::size_t);                                                         \
-    template RadiusResult<T> radius<T>(const Dataset<T>&, const T*, std::size_t, const double*, \
-                                       bool, std::size_t);                                     \
+#define PYSIM_INSTANTIATE(T)                                                                       \
+    template void knn<T>(const Dataset<T>&, const T*, std::size_t, std::size_t, T*, index_t*,      \
+                         std::size_t);                                                             \
+    template RadiusResult<T> radius<T>(const Dataset<T>&, const T*, std::size_t, const double*,    \
+                                       bool, std::size_t);                                         \
     template double max_safe_sqnorm<T>() noexcept;
 PYSIM_INSTANTIATE(float)
 PYSIM_INSTANTIATE(double)
 #undef PYSIM_INSTANTIATE
 
-}  // namespace pysim::brute
+} // namespace pysim::brute

@@ -39,6 +39,29 @@ std::size_t levels_for(std::size_t n, std::size_t leaf_size) noexcept {
     return levels;
 }
 
+void IdMap::assign_iota(std::size_t n) {
+    narrow_.clear();
+    wide_.clear();
+    if (n <= std::numeric_limits<std::uint32_t>::max()) {
+        narrow_.resize(n);
+        std::iota(narrow_.begin(), narrow_.end(), std::uint32_t{0});
+    } else {
+        wide_.resize(n);
+        std::iota(wide_.begin(), wide_.end(), index_t{0});
+    }
+}
+
+void IdMap::assign(const index_t* ids, std::size_t n) {
+    narrow_.clear();
+    wide_.clear();
+    if (n <= std::numeric_limits<std::uint32_t>::max()) {
+        narrow_.resize(n);
+        for (std::size_t i = 0; i < n; ++i) narrow_[i] = static_cast<std::uint32_t>(ids[i]);
+    } else {
+        wide_.assign(ids, ids + n);
+    }
+}
+
 namespace {
 
 // splitmix64: a cheap deterministic hash for pivot positions.
@@ -49,10 +72,10 @@ inline std::uint64_t mix(std::uint64_t x) noexcept {
     return x ^ (x >> 31);
 }
 
-template <typename T>
+template <typename T, typename Id>
 class Builder {
   public:
-    Builder(T* pts, index_t* ids, std::size_t dim, Node<T>* nodes, const index_t* leaf_start,
+    Builder(T* pts, Id* ids, std::size_t dim, Node<T>* nodes, const index_t* leaf_start,
             std::size_t levels)
         : pts_(pts), ids_(ids), d_(dim), nodes_(nodes), leaf_start_(leaf_start), levels_(levels) {}
 
@@ -177,7 +200,7 @@ class Builder {
     }
 
     T* pts_;
-    index_t* ids_;
+    Id* ids_;
     std::size_t d_;
     Node<T>* nodes_;
     const index_t* leaf_start_;
@@ -216,8 +239,7 @@ KdTree<T>::KdTree(const T* data, std::size_t n, std::size_t dim, std::size_t lea
     require(dim < (std::size_t{1} << 31), "data has too many columns");
     init_leaf_ranges();
     points_.assign(data, data + n * dim);
-    ids_.resize(n);
-    std::iota(ids_.begin(), ids_.end(), index_t{0});
+    ids_.assign_iota(n);
     bbox_.assign(2 * dim, T(0));
     for (std::size_t j = 0; j < dim; ++j) bbox_[j] = bbox_[dim + j] = data[j];
     for (std::size_t i = 1; i < n; ++i) {
@@ -233,7 +255,17 @@ KdTree<T>::KdTree(const T* data, std::size_t n, std::size_t dim, std::size_t lea
 template <typename T>
 void KdTree<T>::build(std::size_t threads) {
     nodes_.assign((std::size_t{1} << levels_) - 1, Node<T>{T(0), T(0), 0});
-    Builder<T> b(points_.data(), ids_.data(), dim_, nodes_.data(), leaf_start_.data(), levels_);
+    if (ids_.wide()) {
+        build_with(ids_.wide_ids().data(), threads);
+    } else {
+        build_with(ids_.narrow().data(), threads);
+    }
+}
+
+template <typename T>
+template <typename Id>
+void KdTree<T>::build_with(Id* ids, std::size_t threads) {
+    Builder<T, Id> b(points_.data(), ids, dim_, nodes_.data(), leaf_start_.data(), levels_);
     // Level-synchronous until there are >= 4 subtrees per thread (none when serial).
     std::size_t top = 0;
     while (threads > 1 && top < levels_ && (std::size_t{1} << top) < 4 * threads) ++top;
@@ -253,7 +285,7 @@ void KdTree<T>::build(std::size_t threads) {
 
 template <typename T>
 KdTree<T>::KdTree(std::size_t n, std::size_t dim, std::size_t leaf_size, std::vector<T> points,
-                  std::vector<index_t> ids, const std::int32_t* split_dims,
+                  const index_t* ids, const std::int32_t* split_dims,
                   const T* split_bounds, std::size_t n_internal, std::vector<T> bbox)
     : n_(n), dim_(dim), leaf_size_(leaf_size) {
     require(n >= 1 && dim >= 1 && leaf_size >= 1, "tree state: empty tree or zero leaf_size");
@@ -261,12 +293,12 @@ KdTree<T>::KdTree(std::size_t n, std::size_t dim, std::size_t leaf_size, std::ve
     require(n <= std::numeric_limits<std::size_t>::max() / dim, "tree state: size overflow");
     init_leaf_ranges();
     require(points.size() == n * dim, "tree state: points array has the wrong size");
-    require(ids.size() == n, "tree state: ids array has the wrong size");
     require(bbox.size() == 2 * dim, "tree state: bounding box has the wrong size");
     require(n_internal == (std::size_t{1} << levels_) - 1,
             "tree state: node count does not match n and leaf_size");
     std::vector<bool> seen(n, false);
-    for (index_t id : ids) {
+    for (std::size_t i = 0; i < n; ++i) {
+        const index_t id = ids[i];
         require(id >= 0 && static_cast<std::size_t>(id) < n && !seen[static_cast<std::size_t>(id)],
                 "tree state: ids are not a permutation");
         seen[static_cast<std::size_t>(id)] = true;
@@ -279,7 +311,7 @@ KdTree<T>::KdTree(std::size_t n, std::size_t dim, std::size_t leaf_size, std::ve
                             static_cast<std::uint32_t>(split_dims[i])};
     }
     points_ = std::move(points);
-    ids_ = std::move(ids);
+    ids_.assign(ids, n);
     bbox_ = std::move(bbox);
 }
 

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 
 #include "common/errors.hpp"
 #include "common/parallel.hpp"
@@ -33,13 +34,13 @@ const simd::Kernels<double>& kernels_of<double>(const simd::KernelTable& t) noex
 }
 
 // Depth-first search of one query at a time; owns the per-thread scratch.
-template <typename T, class Result>
+template <typename T, class Result, typename Id>
 class Traversal {
   public:
-    Traversal(const KdTree<T>& tree, simd::ManyFn<T> panel)
+    Traversal(const KdTree<T>& tree, const Id* ids, simd::ManyFn<T> panel)
         : nodes_(tree.nodes().data()),
           pts_(tree.points().data()),
-          ids_(tree.ids().data()),
+          ids_(ids),
           leaf_start_(tree.leaf_starts().data()),
           bbox_(tree.bbox().data()),
           d_(tree.dim()),
@@ -113,7 +114,7 @@ class Traversal {
         T bound = res_->bound();
         for (std::size_t i = 0; i < cnt; ++i) {
             if (buf[i] <= bound) {
-                res_->add(buf[i], ids_[s + i]);
+                res_->add(buf[i], static_cast<index_t>(ids_[s + i]));
                 bound = res_->bound();
             }
         }
@@ -121,7 +122,7 @@ class Traversal {
 
     const Node<T>* nodes_;
     const T* pts_;
-    const index_t* ids_;
+    const Id* ids_;
     const index_t* leaf_start_;
     const T* bbox_;
     std::size_t d_;
@@ -196,16 +197,25 @@ void KdTree<T>::knn(const T* queries, std::size_t m, std::size_t k, bool euclide
     const simd::ManyFn<T> panel = kernels_of<T>(simd::active()).l2sq_panel.fn;
     const std::size_t k_eff = std::min(k, n_);
     const std::vector<std::size_t> order = query_order(*this, queries, m, threads);
-    parallel_for(m, threads, query_grain(m, threads), [&](std::size_t b, std::size_t e) {
-        KnnHeap<T> heap(k_eff);
-        Traversal<T, KnnHeap<T>> walk(*this, panel);
-        for (std::size_t i = b; i < e; ++i) {
-            const std::size_t qi = order.empty() ? i : order[i];
-            heap.clear();
-            walk.run(queries + qi * dim_, heap);
-            heap.extract(dist + qi * k, idx + qi * k, k, euclidean);
-        }
-    });
+    // Generic over the id width (IdMap): one instantiation of the traversal per width.
+    auto run = [&](const auto* ids) {
+        using Id = std::remove_cv_t<std::remove_pointer_t<decltype(ids)>>;
+        parallel_for(m, threads, query_grain(m, threads), [&](std::size_t b, std::size_t e) {
+            KnnHeap<T> heap(k_eff);
+            Traversal<T, KnnHeap<T>, Id> walk(*this, ids, panel);
+            for (std::size_t i = b; i < e; ++i) {
+                const std::size_t qi = order.empty() ? i : order[i];
+                heap.clear();
+                walk.run(queries + qi * dim_, heap);
+                heap.extract(dist + qi * k, idx + qi * k, k, euclidean);
+            }
+        });
+    };
+    if (ids_.wide()) {
+        run(ids_.wide_ids().data());
+    } else {
+        run(ids_.narrow().data());
+    }
 }
 
 template <typename T>
@@ -229,30 +239,38 @@ RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radi
     };
     std::vector<Chunk> chunks(n_chunks);
     std::vector<std::size_t> local(m);
-    parallel_for(m, threads, grain, [&](std::size_t b, std::size_t e) {
-        Chunk& c = chunks[b / grain];
-        RadiusCollector<T> collect(c.ids, c.dists);
-        Traversal<T, RadiusCollector<T>> walk(*this, panel);
-        std::vector<std::pair<T, index_t>> tmp;
-        for (std::size_t i = b; i < e; ++i) {
-            const std::size_t qi = order.empty() ? i : order[i];
-            const std::size_t start = c.ids.size();
-            collect.reset(euclidean ? euclidean_threshold(radii[qi]) : radii[qi]);
-            walk.run(queries + qi * dim_, collect);
-            const std::size_t cnt = c.ids.size() - start;
-            if (sort && cnt > 1) {
-                tmp.resize(cnt);
-                for (std::size_t r = 0; r < cnt; ++r) tmp[r] = {c.dists[start + r], c.ids[start + r]};
-                std::sort(tmp.begin(), tmp.end());
-                for (std::size_t r = 0; r < cnt; ++r) {
-                    c.dists[start + r] = tmp[r].first;
-                    c.ids[start + r] = tmp[r].second;
+    auto run = [&](const auto* ids) {
+        using Id = std::remove_cv_t<std::remove_pointer_t<decltype(ids)>>;
+        parallel_for(m, threads, grain, [&](std::size_t b, std::size_t e) {
+            Chunk& c = chunks[b / grain];
+            RadiusCollector<T> collect(c.ids, c.dists);
+            Traversal<T, RadiusCollector<T>, Id> walk(*this, ids, panel);
+            std::vector<std::pair<T, index_t>> tmp;
+            for (std::size_t i = b; i < e; ++i) {
+                const std::size_t qi = order.empty() ? i : order[i];
+                const std::size_t start = c.ids.size();
+                collect.reset(euclidean ? euclidean_threshold(radii[qi]) : radii[qi]);
+                walk.run(queries + qi * dim_, collect);
+                const std::size_t cnt = c.ids.size() - start;
+                if (sort && cnt > 1) {
+                    tmp.resize(cnt);
+                    for (std::size_t r = 0; r < cnt; ++r) tmp[r] = {c.dists[start + r], c.ids[start + r]};
+                    std::sort(tmp.begin(), tmp.end());
+                    for (std::size_t r = 0; r < cnt; ++r) {
+                        c.dists[start + r] = tmp[r].first;
+                        c.ids[start + r] = tmp[r].second;
+                    }
                 }
+                local[qi] = start;
+                out.indptr[qi + 1] = static_cast<index_t>(cnt);
             }
-            local[qi] = start;
-            out.indptr[qi + 1] = static_cast<index_t>(cnt);
-        }
-    });
+        });
+    };
+    if (ids_.wide()) {
+        run(ids_.wide_ids().data());
+    } else {
+        run(ids_.narrow().data());
+    }
     std::partial_sum(out.indptr.begin(), out.indptr.end(), out.indptr.begin());
     const std::size_t total = static_cast<std::size_t>(out.indptr[m]);
     out.indices.resize(total);

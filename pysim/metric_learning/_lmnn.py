@@ -11,11 +11,15 @@ outer product ``(x_a - x_b)(x_a - x_b)ᵀ``, so with the weights collected in a 
 matrix W (targets: ``1 - μ + μ·#active triplets``, impostors: ``-μ·#active triplets``) the
 gradient is ``2 L Xᵀ (diag(deg) - W - Wᵀ) X`` — one sparse product, O(nnz · d).
 
-The impostors are recomputed *exactly* at every evaluation, from the current L, so
-L-BFGS always sees the true loss and gradient (no stale active set to refresh): for each
-row block of class c, ``pysim.cdist`` gives the squared distances in the projected space
-to the rows of the other classes (contiguous slices, because rows are sorted by class) and
-those inside ``max_j d_ij + 1`` are kept. Nothing n x n is ever held.
+The impostor set is *exact* at every evaluation, for the current L, so L-BFGS always sees
+the true loss and gradient (no stale active set to refresh). A full search takes, for each
+row block of class c, the squared distances in the projected space from ``pysim.cdist`` to
+the rows of the other classes (contiguous slices, because rows are sorted by class) and
+keeps those inside ``max_j d_ij + 1``; nothing n x n is ever held. Full searches are
+needed only when L has moved far: ``ImpostorCache`` keeps the candidates of the last full
+search within a slightly larger radius and proves, row by row, that no impostor can lie
+outside them (rows where the proof fails are searched again), which makes the many small
+late L-BFGS steps cost O(candidates · d) instead of O(n² · d).
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ from ._base import (
     check_labelled,
     check_n_components,
     initial_components,
-    serial_blas,
     same_class_neighbors,
+    serial_blas,
 )
 
 
@@ -118,23 +122,23 @@ def lmnn_loss_grad(
     dT = ((Z[:, None, :] - tz) ** 2).sum(axis=2)  # (n, k), 0 where invalid
     radius = np.where(valid, dT, -np.inf).max(axis=1) + 1.0
     if search is None:
-        I, J, dil = find_impostors(Z, data, radius)
+        ai, aj, dil = find_impostors(Z, data, radius)
     else:
-        I, J, dil = search(L, Z, dT, radius)
-    hinge = 1.0 + dT[I] - dil[:, None]
-    active = (hinge > 0) & valid[I]
+        ai, aj, dil = search(L, Z, dT, radius)
+    hinge = 1.0 + dT[ai] - dil[:, None]
+    active = (hinge > 0) & valid[ai]
     loss = (1.0 - mu) * dT.sum() + mu * hinge[active].sum()
     n_active = int(active.sum())
     k = targets.shape[1]
     # Weights of the pair matrix W (see module docstring).
     per_target = np.bincount(
-        (I[:, None] * k + np.arange(k))[active], minlength=n * k
+        (ai[:, None] * k + np.arange(k))[active], minlength=n * k
     ).reshape(n, k)
     w_target = ((1.0 - mu) + mu * per_target)[valid]
     per_impostor = active.sum(axis=1)
     keep = per_impostor > 0
-    rows = np.concatenate([np.repeat(np.arange(n), k)[valid.ravel()], I[keep]])
-    cols = np.concatenate([targets[valid], J[keep]])
+    rows = np.concatenate([np.repeat(np.arange(n), k)[valid.ravel()], ai[keep]])
+    cols = np.concatenate([targets[valid], aj[keep]])
     weights = np.concatenate([w_target, -mu * per_impostor[keep]])
     W = sp.csr_matrix((weights, (rows, cols)), shape=(n, n))
     deg = np.bincount(rows, weights, minlength=n) + np.bincount(cols, weights, minlength=n)
@@ -162,7 +166,7 @@ class ImpostorCache:
     too large for any slack to hold, so the cache pays off in the many small late steps.
     """
 
-    def __init__(self, data: LabelledData, slack: float = 0.25):
+    def __init__(self, data: LabelledData, slack: float = 0.05):
         self.data = data
         self.slack = slack
         self.Z0: np.ndarray | None = None
@@ -190,25 +194,26 @@ class ImpostorCache:
             return self._rebuild(L, Z, radius)
         ok = np.ones(len(Z), bool)
         ok[failing] = False
-        I, J = self.I, self.J
-        diff = Z[I] - Z[J]
+        ai, aj = self.ai, self.aj
+        diff = Z[ai] - Z[aj]
         dist = np.einsum("ij,ij->i", diff, diff)
-        keep = (dist < radius[I]) & ok[I]
-        I, J, dist = I[keep], J[keep], dist[keep]
+        keep = (dist < radius[ai]) & ok[ai]
+        ai, aj, dist = ai[keep], aj[keep], dist[keep]
         if len(failing):
             self.partial_rows += len(failing)
             fi, fj, fd = find_impostors_rows(Z, self.data, radius, failing)
-            I, J, dist = np.concatenate([I, fi]), np.concatenate([J, fj]), np.concatenate([dist, fd])
-        return I, J, dist
+            ai, aj = np.concatenate([ai, fi]), np.concatenate([aj, fj])
+            dist = np.concatenate([dist, fd])
+        return ai, aj, dist
 
     def _rebuild(self, L, Z, radius):
         self.full_searches += 1
         root = np.sqrt(radius)
         self.reach = (1.0 + self.slack) * root
-        self.I, self.J, dist = find_impostors(Z, self.data, self.reach**2)
+        self.ai, self.aj, dist = find_impostors(Z, self.data, self.reach**2)
         self.Z0, self.L0 = Z.copy(), L.copy()
-        inside = dist < radius[self.I]
-        return self.I[inside], self.J[inside], dist[inside]
+        inside = dist < radius[self.ai]
+        return self.ai[inside], self.aj[inside], dist[inside]
 
 
 def find_impostors_rows(
@@ -349,7 +354,7 @@ class LMNN(MahalanobisMixin):
                 L0.ravel(),
                 method="L-BFGS-B",
                 jac=True,
-                options={"maxiter": max_iter, "ftol": 1e-7, "gtol": 1e-6},
+                options={"maxiter": max_iter, "ftol": 1e-5, "gtol": 1e-5},
                 callback=report.callback,
             )
         report.done("converged" if result.success else f"stopped ({result.message})")

@@ -24,6 +24,7 @@ both the gradient and the relative decrease), so iteration counts are comparable
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Real
 from typing import Any
 
@@ -31,6 +32,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from .._distances import cdist, dot
+from .._validation import resolve_threads
 from ._base import (
     IterationReporter,
     LabelledData,
@@ -45,7 +47,11 @@ from ._base import (
 
 
 def nca_loss_grad(
-    flat_L: np.ndarray, data: LabelledData, n_components: int, block: int | None = None
+    flat_L: np.ndarray,
+    data: LabelledData,
+    n_components: int,
+    block: int | None = None,
+    threads: int | None = 1,
 ) -> tuple[float, np.ndarray]:
     """Negative NCA objective and its gradient (for a minimiser).
 
@@ -58,6 +64,9 @@ def nca_loss_grad(
     n_components : int
     block : int, optional
         Rows per block; default keeps a block near 2 MiB.
+    threads : int or None, default=1
+        Workers, each taking a contiguous run of blocks (None: every core). The result does
+        not depend on the thread count beyond floating-point summation order.
 
     Returns
     -------
@@ -65,19 +74,44 @@ def nca_loss_grad(
         ``-Σ_i p_i``.
     grad : ndarray, shape (n_components * n_features,)
     """
-    X, starts, codes = data.X, data.starts, data.codes
+    X = data.X
     n, d = X.shape
     L = flat_L.reshape(n_components, d)
     Z = np.ascontiguousarray(X @ L.T)
     XT = np.ascontiguousarray(X.T)
     rows = block or block_rows(n)
+    bounds = list(range(0, n, rows))
+    workers = min(resolve_threads(threads), len(bounds))
+    if workers <= 1:
+        total, M, colsum = _nca_blocks(bounds, rows, Z, X, XT, data, None)
+    else:
+        # Contiguous runs of blocks per worker, each running pysim's kernels serially: the
+        # numpy passes between the kernels are single-threaded, so parallelising whole blocks
+        # keeps every core busy (numpy and pysim release the GIL on these array sizes).
+        chunks = np.array_split(np.asarray(bounds), workers)
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(
+                lambda c: _nca_blocks(c.tolist(), rows, Z, X, XT, data, 1), chunks
+            ))
+        total = sum(p[0] for p in parts)
+        M = sum(p[1] for p in parts)
+        colsum = sum(p[2] for p in parts)
+    inner = M + M.T - (X.T * colsum) @ X
+    grad = 2.0 * (L @ inner)
+    return -total, -grad.ravel()
+
+
+def _nca_blocks(bounds, rows, Z, X, XT, data, threads):
+    """Loss, Σ_B X_Bᵀ (W_B X) and colsum(W) over the row blocks starting at `bounds`."""
+    starts, codes = data.starts, data.codes
+    n, d = X.shape
     M = np.zeros((d, d))
     colsum = np.zeros(n)
     total = 0.0
-    for b0 in range(0, n, rows):
+    for b0 in bounds:
         b1 = min(n, b0 + rows)
         m = b1 - b0
-        D = cdist(Z[b0:b1], Z, "sqeuclidean")
+        D = cdist(Z[b0:b1], Z, "sqeuclidean", threads=threads)
         D[np.arange(m), np.arange(b0, b1)] = np.inf
         # Shift each row by its minimum before exp: the nearest neighbour gets weight 1, so
         # the normaliser is >= 1 and nothing underflows to an all-zero row.
@@ -100,11 +134,9 @@ def nca_loss_grad(
             seg /= norm[r0:r1, None]
             D[r0:r1, starts[c] : starts[c + 1]] += seg
         colsum += D.sum(axis=0)
-        A = dot(D, XT)  # W_B X, shape (m, d)
+        A = dot(D, XT, threads=threads)  # W_B X, shape (m, d)
         M += X[b0:b1].T @ A
-    inner = M + M.T - (X.T * colsum) @ X
-    grad = 2.0 * (L @ inner)
-    return -total, -grad.ravel()
+    return total, M, colsum
 
 
 class NCA(MahalanobisMixin):
@@ -206,7 +238,7 @@ class NCA(MahalanobisMixin):
         report = IterationReporter("NCA", self.verbose)
 
         def fun(flat: np.ndarray) -> tuple[float, np.ndarray]:
-            loss, grad = nca_loss_grad(flat, data, k)
+            loss, grad = nca_loss_grad(flat, data, k, threads=None)
             report.loss = loss
             return loss, grad
 
