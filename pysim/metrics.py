@@ -118,8 +118,8 @@ def eer(scores: Any, same: Any) -> float:
     Examples
     --------
     >>> from pysim.metrics import eer
-    >>> eer([0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [True, True, False, True, False, False])
-    0.3333333333333333
+    >>> round(eer([0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [True, True, False, True, False, False]), 4)
+    0.3333
     """
     _, far, frr = operating_points(scores, same)
     return _eer_point(far, frr)[0]
@@ -161,8 +161,8 @@ def tar_at_far(scores: Any, same: Any, far: float) -> float:
     Examples
     --------
     >>> from pysim.metrics import tar_at_far
-    >>> tar_at_far([0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [True, True, False, True, False, False], 0.0)
-    0.6666666666666667
+    >>> round(tar_at_far([0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [True, True, False, True, False, False], 0.0), 4)
+    0.6667
     """
     target = _check_rate(far, "far")
     _, far_pts, frr = operating_points(scores, same)
