@@ -95,18 +95,18 @@ def dataset(name: str):
 def builder(contender: str, t: int):
     """A zero-argument function building this contender's tree over X (same call each time)."""
     if contender == "pysim":
-        return lambda X: pysim.KDTreeIndex(X, leaf_size=16, threads=t)
+        return lambda X: pysim.KDTreeIndex(X, threads=t)  # default leaf_size
     if contender == "scipy":
         spatial = peer("scipy.spatial")
-        return lambda X: spatial.cKDTree(X, leafsize=16)
+        return lambda X: spatial.cKDTree(X)
     if contender == "sklearn":
         neighbors = peer("sklearn.neighbors")
         return lambda X: neighbors.NearestNeighbors(
-            n_neighbors=K, algorithm="kd_tree", leaf_size=16, n_jobs=t
+            n_neighbors=K, algorithm="kd_tree", n_jobs=t
         ).fit(X)
     if contender == "pykdtree":
         kdtree = peer("pykdtree.kdtree")
-        return lambda X: kdtree.KDTree(X, leafsize=16)
+        return lambda X: kdtree.KDTree(X)
     raise ValueError(contender)
 
 

@@ -77,10 +77,12 @@ class KDTreeIndex(PersistMixin):
         float64. A 1-D array is one point. The tree keeps its own reordered copy.
     metric : {"euclidean", "sqeuclidean"}, default="euclidean"
         Distance returned by the queries (and unit of the radius in :meth:`query_radius`).
-    leaf_size : int, default=16
+    leaf_size : int, default=64
         Largest number of points in a leaf; leaves hold between about leaf_size / 2 and
-        leaf_size points (leaf_size=1 may leave two). 16 was the fastest for k=10 queries on
-        d = 3, 8 and 16 in the project's benchmarks.
+        leaf_size points (leaf_size=1 may leave two). Chosen by measurement: leaf scans are
+        one SIMD pass over dimension-major points, so bigger leaves than the usual 16 pay off;
+        64 was fastest or within 5% of the fastest for k = 1, 10 and 50 on (10^6 x 3)
+        uniform, (10^6 x 8) clustered and (2 x 10^5 x 16) clustered float32 data.
     threads : int or None, default=None
         Threads used to build the tree; None uses every core this process may run on.
 
@@ -113,7 +115,7 @@ class KDTreeIndex(PersistMixin):
         data: Any,
         metric: str = "euclidean",
         *,
-        leaf_size: int = 16,
+        leaf_size: int = 64,
         threads: int | None = None,
     ) -> None:
         metric = check_metric(metric, _METRICS)

@@ -92,6 +92,20 @@ def test_knn_random_data(rng, dtype, metric, dim):
     assert_matches_float64(dist, ind, X, Q, 7, metric, dtype)
 
 
+@pytest.mark.parametrize("k", [1, 2, 31, 32, 33, 64, 100])
+def test_knn_small_and_large_k(rng, k):
+    # k <= 32 and k > 32 use different result sets (sorted array, heap).
+    X = rng.standard_normal((700, 3)).astype(np.float32)
+    Q = rng.standard_normal((50, 3)).astype(np.float32)
+    for leaf_size in (4, 64):
+        assert_exact(pysim.KDTreeIndex(X, leaf_size=leaf_size), X, Q, k)
+    Xi = rng.integers(0, 4, (300, 2)).astype(np.float64)  # heavy ties, exact arithmetic
+    dist, ind = pysim.KDTreeIndex(Xi, leaf_size=4).query(Xi[:20], k=k)
+    want_d, want_i = reference.knn(Xi, Xi[:20], k, "euclidean")
+    np.testing.assert_array_equal(ind, want_i)
+    np.testing.assert_array_equal(dist, want_d)
+
+
 @pytest.mark.parametrize("leaf_size", [1, 2, 3, 5, 16, 40, 1000])
 @pytest.mark.parametrize("n", [1, 2, 3, 15, 16, 17, 100, 257])
 def test_knn_tree_shapes(rng, leaf_size, n):

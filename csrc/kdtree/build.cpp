@@ -72,12 +72,17 @@ inline std::uint64_t mix(std::uint64_t x) noexcept {
     return x ^ (x >> 31);
 }
 
-template <typename T, typename Id>
+// D > 0 fixes the dimension at compile time (row swaps and bounding-box scans unroll; half
+// the build's instructions for d = 3); D == 0 reads it at run time.
+template <typename T, typename Id, std::size_t D>
 class Builder {
   public:
+    static constexpr std::size_t kSample = 1024;
+
     Builder(T* pts, Id* ids, std::size_t dim, Node<T>* nodes, const index_t* leaf_start,
             std::size_t levels)
-        : pts_(pts), ids_(ids), d_(dim), nodes_(nodes), leaf_start_(leaf_start), levels_(levels) {}
+        : pts_(pts), ids_(ids), d_(D ? D : dim), nodes_(nodes), leaf_start_(leaf_start),
+          levels_(levels) {}
 
     // Rows [s, e) of the node at (level, node).
     std::size_t node_begin(std::size_t node, std::size_t level) const noexcept {
@@ -93,20 +98,43 @@ class Builder {
     // Chooses the split dimension, partitions around the median and records the node.
     void split(std::size_t node, std::size_t level, std::vector<T>& scratch) {
         const std::size_t s = node_begin(node, level), e = node_end(node, level);
-        scratch.resize(2 * d_);
+        const std::size_t d = dims();
+        scratch.resize(2 * d);
         T* lo = scratch.data();
-        T* hi = lo + d_;
-        for (std::size_t j = 0; j < d_; ++j) lo[j] = hi[j] = pts_[s * d_ + j];
-        for (std::size_t i = s + 1; i < e; ++i) {
-            const T* row = pts_ + i * d_;
-            for (std::size_t j = 0; j < d_; ++j) {
-                lo[j] = std::min(lo[j], row[j]);
-                hi[j] = std::max(hi[j], row[j]);
+        T* hi = lo + d;
+        // Large nodes choose their split dimension from the extent of an evenly spaced sample
+        // of kSample rows (the choice, not the split, is approximate): the top levels then
+        // cost one partition pass instead of two passes.
+        const std::size_t len = e - s;
+        const std::size_t step = len > 8 * kSample ? len / kSample : 1;
+        const std::size_t count = len > 8 * kSample ? kSample : len;
+        if constexpr (D > 0) {  // registers, not memory, for the running bounds
+            T l[D], h[D];
+            for (std::size_t j = 0; j < D; ++j) l[j] = h[j] = pts_[s * D + j];
+            for (std::size_t c = 1; c < count; ++c) {
+                const T* row = pts_ + (s + c * step) * D;
+                for (std::size_t j = 0; j < D; ++j) {
+                    l[j] = row[j] < l[j] ? row[j] : l[j];
+                    h[j] = row[j] > h[j] ? row[j] : h[j];
+                }
+            }
+            for (std::size_t j = 0; j < D; ++j) {
+                lo[j] = l[j];
+                hi[j] = h[j];
+            }
+        } else {
+            for (std::size_t j = 0; j < d; ++j) lo[j] = hi[j] = pts_[s * d + j];
+            for (std::size_t c = 1; c < count; ++c) {
+                const T* row = pts_ + (s + c * step) * d;
+                for (std::size_t j = 0; j < d; ++j) {
+                    lo[j] = row[j] < lo[j] ? row[j] : lo[j];
+                    hi[j] = row[j] > hi[j] ? row[j] : hi[j];
+                }
             }
         }
         std::size_t dim = 0;
         T best = hi[0] - lo[0];
-        for (std::size_t j = 1; j < d_; ++j) {
+        for (std::size_t j = 1; j < d; ++j) {
             if (hi[j] - lo[j] > best) {
                 best = hi[j] - lo[j];
                 dim = j;
@@ -134,20 +162,23 @@ class Builder {
     void transpose_leaf(std::size_t leaf, std::vector<T>& scratch) {
         const std::size_t s = static_cast<std::size_t>(leaf_start_[leaf]);
         const std::size_t cnt = static_cast<std::size_t>(leaf_start_[leaf + 1]) - s;
-        if (cnt < 2 || d_ == 1) return;
-        T* base = pts_ + s * d_;
-        scratch.assign(base, base + cnt * d_);
+        const std::size_t d = dims();
+        if (cnt < 2 || d == 1) return;
+        T* base = pts_ + s * d;
+        scratch.assign(base, base + cnt * d);
         for (std::size_t i = 0; i < cnt; ++i)
-            for (std::size_t j = 0; j < d_; ++j) base[j * cnt + i] = scratch[i * d_ + j];
+            for (std::size_t j = 0; j < d; ++j) base[j * cnt + i] = scratch[i * d + j];
     }
 
   private:
-    T key(std::size_t i, std::size_t dim) const noexcept { return pts_[i * d_ + dim]; }
+    std::size_t dims() const noexcept { return D ? D : d_; }
+    T key(std::size_t i, std::size_t dim) const noexcept { return pts_[i * dims() + dim]; }
 
     void swap_rows(std::size_t a, std::size_t b) noexcept {
-        T* ra = pts_ + a * d_;
-        T* rb = pts_ + b * d_;
-        for (std::size_t j = 0; j < d_; ++j) std::swap(ra[j], rb[j]);
+        const std::size_t d = dims();
+        T* ra = pts_ + a * d;
+        T* rb = pts_ + b * d;
+        for (std::size_t j = 0; j < d; ++j) std::swap(ra[j], rb[j]);
         std::swap(ids_[a], ids_[b]);
     }
 
@@ -255,8 +286,8 @@ KdTree<T>::KdTree(const T* data, std::size_t n, std::size_t dim, std::size_t lea
 template <typename T>
 void KdTree<T>::build(std::size_t threads) {
     nodes_.assign((std::size_t{1} << levels_) - 1, Node<T>{T(0), T(0), 0});
-    if (ids_.wide()) {
-        build_with(ids_.wide_ids().data(), threads);
+    if (ids_.wide()) {  // beyond 2^32 points: rare enough for the generic builder
+        build_levels<Builder<T, index_t, 0>>(ids_.wide_ids().data(), threads);
     } else {
         build_with(ids_.narrow().data(), threads);
     }
@@ -265,7 +296,23 @@ void KdTree<T>::build(std::size_t threads) {
 template <typename T>
 template <typename Id>
 void KdTree<T>::build_with(Id* ids, std::size_t threads) {
-    Builder<T, Id> b(points_.data(), ids, dim_, nodes_.data(), leaf_start_.data(), levels_);
+    switch (dim_) {  // the usual KD-tree dimensions get a compile-time row width
+    case 1: return build_levels<Builder<T, Id, 1>>(ids, threads);
+    case 2: return build_levels<Builder<T, Id, 2>>(ids, threads);
+    case 3: return build_levels<Builder<T, Id, 3>>(ids, threads);
+    case 4: return build_levels<Builder<T, Id, 4>>(ids, threads);
+    case 5: return build_levels<Builder<T, Id, 5>>(ids, threads);
+    case 6: return build_levels<Builder<T, Id, 6>>(ids, threads);
+    case 7: return build_levels<Builder<T, Id, 7>>(ids, threads);
+    case 8: return build_levels<Builder<T, Id, 8>>(ids, threads);
+    default: return build_levels<Builder<T, Id, 0>>(ids, threads);
+    }
+}
+
+template <typename T>
+template <class B, typename Id>
+void KdTree<T>::build_levels(Id* ids, std::size_t threads) {
+    B b(points_.data(), ids, dim_, nodes_.data(), leaf_start_.data(), levels_);
     // Level-synchronous until there are >= 4 subtrees per thread (none when serial).
     std::size_t top = 0;
     while (threads > 1 && top < levels_ && (std::size_t{1} << top) < 4 * threads) ++top;

@@ -130,6 +130,8 @@ class KdTree {
     void build(std::size_t threads);
     template <typename Id>
     void build_with(Id* ids, std::size_t threads);
+    template <class Builder, typename Id>
+    void build_levels(Id* ids, std::size_t threads);
 
     std::size_t n_ = 0;
     std::size_t dim_ = 0;

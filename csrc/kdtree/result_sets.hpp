@@ -4,9 +4,11 @@
 //                    prunes cells against it and the leaf scan tests each point against it
 //   add(dist, id)    offered only when dist <= bound()
 //
-// KnnHeap is a fixed-capacity max-heap on (distance, original index) in lexicographic order:
-// among equal distances the smaller index is kept, the tie rule of every exact pysim search.
-// Its storage is allocated once per batch chunk, not per query. RadiusCollector appends
+// Both k-NN sets order candidates by (distance, original index) lexicographically, so among
+// equal distances the smaller index is kept: the tie rule of every exact pysim search.
+// KnnSorted keeps a sorted array and inserts by shifting (the cheapest for the usual small k:
+// no sift, and the output is already in order); KnnHeap is a fixed-capacity max-heap for
+// large k. Storage is allocated once per batch chunk, not per query. RadiusCollector appends
 // every point within a fixed bound.
 #pragma once
 
@@ -21,22 +23,83 @@
 
 namespace pysim::kdtree {
 
+/// Up to this k the sorted array beats the heap (measured on k-NN with k = 1..64).
+inline constexpr std::size_t kSortedMaxK = 32;
+
+template <typename T>
+class KnnSorted {
+  public:
+    explicit KnnSorted(std::size_t k) : k_(k), dist_(k), id_(k) {}
+
+    void clear() noexcept {
+        size_ = 0;
+        worst_ = std::numeric_limits<T>::infinity();
+    }
+
+    T bound() const noexcept { return worst_; }
+
+    void add(T dist, index_t id) noexcept {
+        std::size_t pos = size_;
+        if (size_ == k_) {  // full: the last item leaves, if the newcomer is smaller
+            if (!less(dist, id, dist_[k_ - 1], id_[k_ - 1])) return;
+            pos = k_ - 1;
+        } else {
+            ++size_;
+        }
+        while (pos > 0 && less(dist, id, dist_[pos - 1], id_[pos - 1])) {
+            dist_[pos] = dist_[pos - 1];
+            id_[pos] = id_[pos - 1];
+            --pos;
+        }
+        dist_[pos] = dist;
+        id_[pos] = id;
+        if (size_ == k_) worst_ = dist_[k_ - 1];
+    }
+
+    void extract(T* dist, index_t* idx, std::size_t out_k, bool take_sqrt) noexcept {
+        for (std::size_t i = 0; i < size_; ++i) {
+            dist[i] = take_sqrt ? std::sqrt(dist_[i]) : dist_[i];
+            idx[i] = id_[i];
+        }
+        for (std::size_t i = size_; i < out_k; ++i) {
+            dist[i] = std::numeric_limits<T>::infinity();
+            idx[i] = kNoIndex;
+        }
+        clear();
+    }
+
+  private:
+    static bool less(T da, index_t ia, T db, index_t ib) noexcept {
+        return da < db || (da == db && ia < ib);
+    }
+
+    std::size_t k_;
+    std::size_t size_ = 0;
+    T worst_ = std::numeric_limits<T>::infinity();
+    std::vector<T> dist_;
+    std::vector<index_t> id_;
+};
+
 template <typename T>
 class KnnHeap {
   public:
     explicit KnnHeap(std::size_t k) : k_(k), dist_(k), id_(k) {}
 
-    void clear() noexcept { size_ = 0; }
-
-    T bound() const noexcept {
-        return size_ == k_ ? dist_[0] : std::numeric_limits<T>::infinity();
+    void clear() noexcept {
+        size_ = 0;
+        worst_ = std::numeric_limits<T>::infinity();
     }
+
+    /// +inf until k items are held, then the k-th smallest distance (one load on the hot path).
+    T bound() const noexcept { return worst_; }
 
     void add(T dist, index_t id) noexcept {
         if (size_ < k_) {
             sift_up(size_++, dist, id);
+            if (size_ == k_) worst_ = dist_[0];
         } else if (less(dist, id, dist_[0], id_[0])) {
             sift_down(dist, id);
+            worst_ = dist_[0];
         }
     }
 
@@ -56,6 +119,7 @@ class KnnHeap {
             size_ = last;
             if (size_ > 0) sift_down(d, id);
         }
+        worst_ = std::numeric_limits<T>::infinity();
     }
 
   private:
@@ -94,6 +158,7 @@ class KnnHeap {
 
     std::size_t k_;
     std::size_t size_ = 0;
+    T worst_ = std::numeric_limits<T>::infinity();
     std::vector<T> dist_;
     std::vector<index_t> id_;
 };

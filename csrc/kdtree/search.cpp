@@ -33,6 +33,11 @@ const simd::Kernels<double>& kernels_of<double>(const simd::KernelTable& t) noex
     return t.f64;
 }
 
+template <typename X>
+struct TypeTag {
+    using type = X;
+};
+
 // Depth-first search of one query at a time; owns the per-thread scratch.
 template <typename T, class Result, typename Id>
 class Traversal {
@@ -47,7 +52,8 @@ class Traversal {
           first_leaf_((std::size_t{1} << tree.levels()) - 1),
           panel_(panel),
           gaps_(tree.dim()),
-          buf_(tree.max_leaf()) {
+          buf_(tree.max_leaf()),
+          hits_(tree.max_leaf()) {
         // A cell is skipped only if its incrementally updated bound, lowered by its worst-case
         // relative rounding error (a few ulps per level and per dimension), still exceeds the
         // current bound: exact pruning in spite of floating point.
@@ -56,11 +62,10 @@ class Traversal {
     }
 
     void run(const T* q, Result& res) {
-        q_ = q;
-        res_ = &res;
         T mind = 0;
         const T* lo = bbox_;
         const T* hi = bbox_ + d_;
+        T* gaps = gaps_.data();
         for (std::size_t j = 0; j < d_; ++j) {
             T g = 0;
             if (q[j] < lo[j]) {
@@ -68,55 +73,89 @@ class Traversal {
             } else if (q[j] > hi[j]) {
                 g = q[j] - hi[j];
             }
-            gaps_[j] = g * g;
-            mind += gaps_[j];
+            gaps[j] = g * g;
+            mind += gaps[j];
         }
-        if (mind * shrink_ <= res.bound()) visit(0, mind);
+        if (mind * shrink_ > res.bound()) return;
+
+        // Iterative depth-first search, nearer child first (the order of the recursive
+        // formulation, without its call overhead). A deferred far child remembers its cell
+        // bound and the gap it sets in its split dimension; `undo` records the gaps changed on
+        // the way to the current cell, tagged with depth, so that resuming a deferred child at
+        // depth t first restores every gap set at depth >= t.
+        std::size_t sp = 0, undo_sp = 0;
+        std::size_t node = 0, depth = 0;
+        for (;;) {
+            while (node < first_leaf_) {
+                const Node<T>& nd = nodes_[node];
+                const T v = q[nd.dim];
+                const T diff_lo = v - nd.lo;
+                const T diff_hi = v - nd.hi;
+                const bool left = diff_lo + diff_hi < T(0);
+                const T cut = left ? diff_hi * diff_hi : diff_lo * diff_lo;
+                const T far_mind = mind + cut - gaps[nd.dim];
+                ++depth;
+                // The bound only shrinks: a cell that fails now will fail when popped.
+                if (far_mind * shrink_ <= res.bound()) {
+                    stack_[sp++] = Deferred{2 * node + (left ? 2 : 1), far_mind, cut, nd.dim,
+                                            static_cast<std::uint32_t>(depth)};
+                }
+                node = 2 * node + (left ? 1 : 2);
+            }
+            scan(q, node - first_leaf_, res);
+            for (;;) {
+                if (sp == 0) return;
+                const Deferred e = stack_[--sp];
+                if (e.mind * shrink_ > res.bound()) continue;
+                while (undo_sp > 0 && undo_[undo_sp - 1].depth >= e.depth) {
+                    --undo_sp;
+                    gaps[undo_[undo_sp].dim] = undo_[undo_sp].old;
+                }
+                undo_[undo_sp++] = Undo{gaps[e.dim], e.dim, e.depth};
+                gaps[e.dim] = e.cut;
+                node = e.node;
+                mind = e.mind;
+                depth = e.depth;
+                break;
+            }
+        }
     }
 
   private:
-    void visit(std::size_t node, T mind) {
-        if (node >= first_leaf_) {
-            scan(node - first_leaf_);
-            return;
-        }
-        const Node<T>& nd = nodes_[node];
-        const T v = q_[nd.dim];
-        const T diff_lo = v - nd.lo;
-        const T diff_hi = v - nd.hi;
-        std::size_t near, far;
+    struct Deferred {
+        std::size_t node;
+        T mind;
         T cut;
-        if (diff_lo + diff_hi < T(0)) {  // nearer to the left child
-            near = 2 * node + 1;
-            far = near + 1;
-            cut = diff_hi * diff_hi;
-        } else {
-            far = 2 * node + 1;
-            near = far + 1;
-            cut = diff_lo * diff_lo;
-        }
-        visit(near, mind);
-        T* gap = &gaps_[nd.dim];
-        const T old = *gap;
-        const T far_mind = mind + cut - old;
-        if (far_mind * shrink_ <= res_->bound()) {
-            *gap = cut;
-            visit(far, far_mind);
-            *gap = old;
-        }
-    }
+        std::uint32_t dim;
+        std::uint32_t depth;
+    };
+    struct Undo {
+        T old;
+        std::uint32_t dim;
+        std::uint32_t depth;
+    };
 
-    void scan(std::size_t leaf) {
+    // Distances of the leaf's points, then the ones within the bound (read once: it can only
+    // shrink, and add() re-checks against the current k-th) are offered. The candidate list
+    // is built without branches, so sparse, unpredictable hits cost no mispredictions.
+    void scan(const T* q, std::size_t leaf, Result& res) {
         const std::size_t s = static_cast<std::size_t>(leaf_start_[leaf]);
         const std::size_t cnt = static_cast<std::size_t>(leaf_start_[leaf + 1]) - s;
         T* buf = buf_.data();
-        panel_(q_, pts_ + s * d_, cnt, d_, buf);
-        T bound = res_->bound();
+        std::uint32_t* hits = hits_.data();
+        panel_(q, pts_ + s * d_, cnt, d_, buf);
+        const T bound = res.bound();
+        std::uint32_t any = 0;  // a count the compiler vectorises: most leaves offer nothing
+        for (std::size_t i = 0; i < cnt; ++i) any += buf[i] <= bound ? 1 : 0;
+        if (any == 0) return;
+        std::size_t nh = 0;
         for (std::size_t i = 0; i < cnt; ++i) {
-            if (buf[i] <= bound) {
-                res_->add(buf[i], static_cast<index_t>(ids_[s + i]));
-                bound = res_->bound();
-            }
+            hits[nh] = static_cast<std::uint32_t>(i);
+            nh += buf[i] <= bound ? 1 : 0;
+        }
+        for (std::size_t h = 0; h < nh; ++h) {
+            const std::size_t i = hits[h];
+            if (buf[i] <= res.bound()) res.add(buf[i], static_cast<index_t>(ids_[s + i]));
         }
     }
 
@@ -130,9 +169,10 @@ class Traversal {
     simd::ManyFn<T> panel_;
     std::vector<T> gaps_;
     std::vector<T> buf_;
+    std::vector<std::uint32_t> hits_;
     T shrink_;
-    const T* q_ = nullptr;
-    Result* res_ = nullptr;
+    Deferred stack_[64];  // one deferred child per level at most; levels <= 62
+    Undo undo_[64];
 };
 
 // Processing order: queries sorted (stably) by the leaf their descent ends in. Empty means
@@ -197,24 +237,32 @@ void KdTree<T>::knn(const T* queries, std::size_t m, std::size_t k, bool euclide
     const simd::ManyFn<T> panel = kernels_of<T>(simd::active()).l2sq_panel.fn;
     const std::size_t k_eff = std::min(k, n_);
     const std::vector<std::size_t> order = query_order(*this, queries, m, threads);
-    // Generic over the id width (IdMap): one instantiation of the traversal per width.
-    auto run = [&](const auto* ids) {
+    // Generic over the id width (IdMap) and the result set: one traversal instantiation each.
+    auto search = [&](const auto* ids, auto tag) {
         using Id = std::remove_cv_t<std::remove_pointer_t<decltype(ids)>>;
+        using Set = typename decltype(tag)::type;
         parallel_for(m, threads, query_grain(m, threads), [&](std::size_t b, std::size_t e) {
-            KnnHeap<T> heap(k_eff);
-            Traversal<T, KnnHeap<T>, Id> walk(*this, ids, panel);
+            Set best(k_eff);
+            Traversal<T, Set, Id> walk(*this, ids, panel);
             for (std::size_t i = b; i < e; ++i) {
                 const std::size_t qi = order.empty() ? i : order[i];
-                heap.clear();
-                walk.run(queries + qi * dim_, heap);
-                heap.extract(dist + qi * k, idx + qi * k, k, euclidean);
+                best.clear();
+                walk.run(queries + qi * dim_, best);
+                best.extract(dist + qi * k, idx + qi * k, k, euclidean);
             }
         });
     };
-    if (ids_.wide()) {
-        run(ids_.wide_ids().data());
+    auto run = [&](auto tag) {
+        if (ids_.wide()) {
+            search(ids_.wide_ids().data(), tag);
+        } else {
+            search(ids_.narrow().data(), tag);
+        }
+    };
+    if (k_eff <= kSortedMaxK) {
+        run(TypeTag<KnnSorted<T>>{});
     } else {
-        run(ids_.narrow().data());
+        run(TypeTag<KnnHeap<T>>{});
     }
 }
 
