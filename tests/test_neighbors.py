@@ -502,6 +502,18 @@ def test_unfitted_use_raises_not_fitted(Est):
             Est(weights="x").fit(Xf, [0, 1, 1])
 
 
+def test_failed_refit_keeps_the_fitted_state():
+    Xf, yf, Xq, _ = _dataset("random")
+    clf = pysim.KNeighborsClassifier(3, algorithm="kd_tree").fit(Xf, yf)
+    want = clf.kneighbors(Xq)
+    clf.set_params(index_params={"leaf_size": 0})
+    with pytest.raises(ValueError, match="leaf_size"):
+        clf.fit(Xf[:50], yf[:50])
+    assert clf.n_samples_fit_ == len(Xf)
+    for a, b in zip(clf.kneighbors(Xq), want):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_classifier_refuses_continuous_targets():
     Xf, _, _, _ = _dataset("random")
     with pytest.raises(ValueError, match="Unknown label type"):

@@ -59,13 +59,18 @@ _RESERVED = {"data", "dim", "metric", "VI", "threads"}
 _EXTRA_PARAMS = {"hnsw": {"ef"}}
 
 # ``algorithm="auto"``: the KD-tree is chosen for Euclidean-type metrics up to this many
-# (searched) dimensions. Measured with pysim's own indexes (build + k+1-NN of 5,000 training
-# rows, k in {5, 50}, float32, 2 threads): on uniform data, the worst case for a tree since
-# its intrinsic dimension is the full d, the tree wins by 4-50x at d <= 8, breaks even at
-# d = 12-16 and loses by 2-20x beyond; on clustered data (50 Gaussian blobs) it wins 4-25x at
-# every d measured up to 48. d <= 15 keeps every uniform case within 3x of the best choice and
-# matches scikit-learn's rule, which users already know.
-KD_TREE_MAX_DIM = 15
+# (searched) dimensions. Measured with pysim's own indexes, build + (k+1)-NN of up to 5,000
+# training rows, k in {5, 50}, float32, 2 threads (tree time / brute time):
+#   clustered data (50 Gaussian blobs), n = 1e3..1e5, d = 2..48: the tree wins 1.3-80x at
+#     every size and dimension measured;
+#   real data, n = 9,000-20,000: MNIST and MiniLM reduced by PCA to d = 16 win 1.8-2.5x; at
+#     d = 32 it is a tie (0.74-1.2x); digits (d = 64) a tie; MNIST (784), MiniLM (384) lose
+#     15x;
+#   uniform data (the worst case for a tree: intrinsic dimension = d): wins up to d = 16 for
+#     n <= 10,000, and up to d = 8-12 at n = 100,000, where d = 16 is 2.4x slower.
+# d <= 16 takes every real and clustered win at the cost of at most 2.4x on large uniform
+# data in 13-16 dimensions; scikit-learn's rule (d <= 15) is within one dimension of it.
+KD_TREE_MAX_DIM = 16
 
 
 class InvalidParameterError(ValueError, TypeError):
@@ -84,6 +89,7 @@ def _param_error(owner: Any, name: str, expected: str, value: Any) -> InvalidPar
 
 
 def check_positive_int(owner: Any, name: str, value: Any) -> int:
+    """`value` as an int >= 1, else an InvalidParameterError naming `owner`'s parameter."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise _param_error(owner, name, "an int in the range [1, inf)", value)
     return int(value)
@@ -100,6 +106,7 @@ def resolve_metric(owner: Any, metric: Any) -> str:
 
 
 def check_weights(owner: Any, weights: Any) -> Any:
+    """``weights`` must be "uniform", "distance", a callable or None."""
     if weights is None or callable(weights) or weights in ("uniform", "distance"):
         return weights
     raise _param_error(owner, "weights", "a str among {'uniform', 'distance'}, a callable or None", weights)
@@ -130,6 +137,7 @@ def get_weights(dist: np.ndarray | None, weights: Any) -> np.ndarray | None:
 
 
 def check_nonzero_weights(weights: np.ndarray | None) -> None:
+    """ValueError (scikit-learn's message) if some query's neighbours all weigh 0."""
     if weights is not None and (weights == 0).all(axis=1).any():
         raise ValueError(
             "All neighbors of some sample is getting zero weights. Please modify 'weights' "
@@ -154,7 +162,7 @@ def choose_algorithm(n_samples: int, n_features: int, metric: str, n_neighbors: 
     Returns
     -------
     str
-        ``"kd_tree"`` when the metric is Euclidean-type, ``n_features <= 15`` and fewer than
+        ``"kd_tree"`` when the metric is Euclidean-type, ``n_features <= 16`` and fewer than
         half the training rows are asked for (a tree then prunes most of the data);
         ``"brute"`` otherwise. Never ``"hnsw"``: approximate search must be asked for.
     """
@@ -166,6 +174,7 @@ def choose_algorithm(n_samples: int, n_features: int, metric: str, n_neighbors: 
 
 
 def _index_keywords(algorithm: str) -> set[str]:
+    """Keys ``index_params`` may hold for `algorithm`: its constructor's own arguments."""
     sig = inspect.signature(_INDEX_CLASSES[algorithm].__init__)
     names = {
         p.name for p in sig.parameters.values()
@@ -322,17 +331,20 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         if algorithm == "auto":
             algorithm = choose_algorithm(n_samples, Z.shape[1], metric, self.n_neighbors)
         params = self._index_params_for(algorithm)
-
+        index_metric = "euclidean" if metric == "mahalanobis" else metric
+        index = self._build_index(algorithm, Z, index_metric, params)
+        # Everything that can fail has run: only now replace the fitted state, so a failed
+        # refit leaves a previously fitted estimator as it was.
         self.metric_learner_ = learner
         self.effective_metric_ = metric
         self.effective_metric_params_ = resolved["metric_params"]
         self._mahalanobis_L = L
-        self._index_metric = "euclidean" if metric == "mahalanobis" else metric
+        self._index_metric = index_metric
         self._fit_X = Z
         self.algorithm_ = algorithm
         self._fit_method = algorithm
         self.n_samples_fit_ = n_samples
-        self.index_ = self._build_index(algorithm, Z, params)
+        self.index_ = index
 
     def _index_params_for(self, algorithm: str) -> dict[str, Any]:
         params = dict(self.index_params or {})
@@ -352,9 +364,8 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             )
         return params
 
-    def _build_index(self, algorithm: str, Z: np.ndarray, params: dict[str, Any]) -> Any:
+    def _build_index(self, algorithm: str, Z: np.ndarray, metric: str, params: dict[str, Any]) -> Any:
         threads = resolve_threads(self.threads)
-        metric = self._index_metric
         if algorithm == "brute":
             return BruteForceIndex(Z, metric, **params)
         if algorithm == "kd_tree":
@@ -628,6 +639,7 @@ class RadiusNeighborsMixin:
 
 
 def check_radius(owner: Any, radius: Any) -> float:
+    """``radius`` must be a real number >= 0 (``inf`` allowed)."""
     if isinstance(radius, bool) or not isinstance(radius, Real) or not radius >= 0:
         raise _param_error(owner, "radius", "a float in the range [0, inf]", radius)
     return float(radius)

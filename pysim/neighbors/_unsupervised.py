@@ -33,7 +33,7 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
     algorithm : {"auto", "brute", "kd_tree", "hnsw"}, default="auto"
         Index used for the search. ``"auto"`` picks an exact one: ``"kd_tree"`` for
         Euclidean-type metrics (euclidean, sqeuclidean, mahalanobis) when the searched space
-        has at most 15 dimensions and ``n_neighbors`` is under half the training rows,
+        has at most 16 dimensions and ``n_neighbors`` is under half the training rows,
         ``"brute"`` otherwise (the measured rule is in ``pysim/neighbors/_base.py``).
         ``"hnsw"`` is approximate and is never chosen automatically. ``"kd_tree"`` accepts
         only the Euclidean-type metrics.
