@@ -25,7 +25,6 @@ import time
 
 import numpy as np
 import pytest
-
 from _common import full, limit_threads, load_mnist, peer, record, rounds
 
 K = 5
@@ -34,7 +33,7 @@ CONTENDERS = [("pysim", "brute"), ("pysim", "hnsw"), ("sklearn", "brute"), ("skl
 HNSW_PARAMS = {"M": 16, "ef_construction": 128, "ef": 16}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def dataset():
     """(case, X_fit, y_fit, X_query, y_query, exact reference predictions)."""
     if full():
@@ -69,7 +68,9 @@ def make(contender: str, algorithm: str, threads: int):
         import pysim
 
         params = HNSW_PARAMS if algorithm == "hnsw" else None
-        return pysim.KNeighborsClassifier(K, algorithm=algorithm, index_params=params, threads=threads)
+        return pysim.KNeighborsClassifier(
+            K, algorithm=algorithm, index_params=params, threads=threads
+        )
     neighbors = peer("sklearn.neighbors")
     return neighbors.KNeighborsClassifier(K, algorithm=algorithm, n_jobs=threads)
 

@@ -35,10 +35,14 @@ def _trials(scores: Any, same: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError("scores contains NaN or infinity")
     g = np.asarray(same)
     if g.ndim != 1 or g.shape != s.shape:
-        raise ValueError(f"same must be 1-D with one entry per score ({s.shape[0]}), got shape {g.shape}")
+        raise ValueError(
+            f"same must be 1-D with one entry per score ({s.shape[0]}), got shape {g.shape}"
+        )
     if g.dtype != np.bool_:
         if g.dtype.kind not in "biuf" or not np.isin(g, (0, 1)).all():
-            raise ValueError("same must be boolean (or 0/1): True for genuine (same-identity) trials")
+            raise ValueError(
+                "same must be boolean (or 0/1): True for genuine (same-identity) trials"
+            )
         g = g.astype(bool)
     n_gen = int(g.sum())
     if n_gen == 0 or n_gen == len(g):
@@ -161,7 +165,8 @@ def tar_at_far(scores: Any, same: Any, far: float) -> float:
     Examples
     --------
     >>> from pysim.metrics import tar_at_far
-    >>> round(tar_at_far([0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [True, True, False, True, False, False], 0.0), 4)
+    >>> scores, same = [0.9, 0.8, 0.7, 0.3, 0.2, 0.1], [True, True, False, True, False, False]
+    >>> round(tar_at_far(scores, same, 0.0), 4)
     0.6667
     """
     target = _check_rate(far, "far")
@@ -308,7 +313,7 @@ def retrieval_scores(
             f"reference items sharing a query's label), got {nl.shape[1]}"
         )
     R = R[scored]
-    hits = nl[scored][:, :max(max_r, 1)] == ql[scored][:, None]  # (q, max_r)
+    hits = nl[scored][:, : max(max_r, 1)] == ql[scored][:, None]  # (q, max_r)
     within = np.arange(hits.shape[1])[None, :] < R[:, None]
     hits &= within
     ranks = np.arange(1, hits.shape[1] + 1)

@@ -36,7 +36,7 @@ def naive_points(scores, same):
 def naive_eer(scores, same):
     """Walk the polyline of operating points until FRR - FAR changes sign; interpolate."""
     pts = naive_points(scores, same)
-    for (f0, r0), (f1, r1) in zip(pts[:-1], pts[1:]):
+    for (f0, r0), (f1, r1) in zip(pts[:-1], pts[1:], strict=True):
         if r1 - f1 <= 0:
             if r1 == f1:
                 return f1
@@ -93,7 +93,8 @@ def test_min_dcf_hand_cases():
     assert min_dcf(S, G, p_target=0.5) == pytest.approx(1 / 3)
     # p_target = 0.01: (0.01 FRR + 0.99 FAR) / 0.01 = FRR + 99 FAR, smallest at (0, 1/3).
     assert min_dcf(S, G) == pytest.approx(1 / 3)
-    # Costs: c_miss = 10, p = 0.5 -> (5 FRR + 0.5 FAR) / 0.5 = 10 FRR + FAR, smallest 1/3 at (1/3, 0).
+    # Costs: c_miss = 10, p = 0.5 -> (5 FRR + 0.5 FAR) / 0.5 = 10 FRR + FAR,
+    # smallest 1/3 at (1/3, 0).
     assert min_dcf(S, G, p_target=0.5, c_miss=10) == pytest.approx(1 / 3)
     # A useless system costs what the best trivial decision costs: 1.
     assert min_dcf([0, 1, 2, 3], [1, 1, 0, 0], p_target=0.3) == pytest.approx(1.0)
@@ -136,7 +137,9 @@ def test_retrieval_hand_case_queries_are_the_reference():
         ]
     )
     got = retrieval_scores(neighbors, y, y)
-    assert got == pytest.approx({"precision_at_1": 3 / 5, "r_precision": 3 / 5, "map_at_r": 2.75 / 5})
+    assert got == pytest.approx(
+        {"precision_at_1": 3 / 5, "r_precision": 3 / 5, "map_at_r": 2.75 / 5}
+    )
     # Same answer when the flag is explicit, or the arrays are equal copies with the flag.
     assert retrieval_scores(neighbors, y, y.copy(), exclude_self=True) == got
 
@@ -163,7 +166,7 @@ def test_retrieval_hand_case_separate_sets():
 
 def naive_retrieval(neighbors, queries, ref, exclude_self):
     p1, rp, mapr = [], [], []
-    for nb, q in zip(neighbors, queries):
+    for nb, q in zip(neighbors, queries, strict=True):
         R = int((ref == q).sum()) - int(exclude_self)
         if R < 1:
             continue
@@ -178,7 +181,11 @@ def test_retrieval_from_kneighbors_matches_naive():
     X, y = load_digits(return_X_y=True)
     X, y = X[:400], y[:400]
     R = int(np.bincount(y).max()) - 1
-    ind = pysim.NearestNeighbors(n_neighbors=R, algorithm="brute").fit(X).kneighbors(return_distance=False)
+    ind = (
+        pysim.NearestNeighbors(n_neighbors=R, algorithm="brute")
+        .fit(X)
+        .kneighbors(return_distance=False)
+    )
     got = retrieval_scores(y[ind], y, y)
     want = naive_retrieval(y[ind], y, y, True)
     assert got == pytest.approx(want)

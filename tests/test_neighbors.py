@@ -130,8 +130,12 @@ CASES = [
 def test_kneighbors_match_sklearn(dataset, metric, algorithm, dtype):
     Xf, _, Xq, _ = _dataset(dataset, dtype)
     k = 5
-    ours = pysim.NearestNeighbors(n_neighbors=k, algorithm=algorithm, **_ours_metric(metric, Xf)).fit(Xf)
-    sk = skn.NearestNeighbors(algorithm="brute", **_sk_metric(metric, Xf)).fit(Xf.astype(np.float64))
+    ours = pysim.NearestNeighbors(
+        n_neighbors=k, algorithm=algorithm, **_ours_metric(metric, Xf)
+    ).fit(Xf)
+    sk = skn.NearestNeighbors(algorithm="brute", **_sk_metric(metric, Xf)).fit(
+        Xf.astype(np.float64)
+    )
     tol = _tol(dtype, Xf, metric)
     got = ours.kneighbors(Xq)
     assert got[0].dtype == dtype
@@ -157,7 +161,9 @@ def test_classifier_matches_sklearn(dataset, algorithm, weights, k):
         ok = _boundary_tie_free(sk, X, k, "euclidean", tol)
         assert ok.mean() > 0.3
         np.testing.assert_array_equal(ours.predict(X)[ok], sk.predict(X)[ok])
-        np.testing.assert_allclose(ours.predict_proba(X)[ok], sk.predict_proba(X)[ok], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            ours.predict_proba(X)[ok], sk.predict_proba(X)[ok], rtol=1e-12, atol=1e-12
+        )
     assert ours.score(Xq, yq) == pytest.approx(sk.score(Xq, yq), abs=1 - ok.mean() + 1e-12)
 
 
@@ -187,7 +193,7 @@ def test_classifier_multi_output_matches_sklearn():
     sk = skn.KNeighborsClassifier(3, weights="distance").fit(Xf, Y)
     assert ours.outputs_2d_ and len(ours.classes_) == 3
     np.testing.assert_array_equal(ours.predict(Xq), sk.predict(Xq))
-    for p, q in zip(ours.predict_proba(Xq), sk.predict_proba(Xq)):
+    for p, q in zip(ours.predict_proba(Xq), sk.predict_proba(Xq), strict=True):
         np.testing.assert_allclose(p, q, rtol=1e-12)
 
 
@@ -214,7 +220,13 @@ def test_kneighbors_graph_matches_sklearn(algorithm, mode):
 
 @pytest.mark.parametrize(
     "algorithm,metric",
-    [("brute", "euclidean"), ("brute", "sqeuclidean"), ("brute", "cosine"), ("kd_tree", "euclidean"), ("kd_tree", "sqeuclidean")],
+    [
+        ("brute", "euclidean"),
+        ("brute", "sqeuclidean"),
+        ("brute", "cosine"),
+        ("kd_tree", "euclidean"),
+        ("kd_tree", "sqeuclidean"),
+    ],
 )
 def test_radius_neighbors_match_sklearn(algorithm, metric):
     Xf, _, Xq, _ = _dataset("random")
@@ -225,11 +237,11 @@ def test_radius_neighbors_match_sklearn(algorithm, metric):
         gd, gi = ours.radius_neighbors(X, sort_results=True)
         wd, wi = sk.radius_neighbors(X, sort_results=True)
         assert len(gi) == len(wi) and sum(map(len, gi)) > len(gi)
-        for a, b, c, d in zip(gd, gi, wd, wi):
+        for a, b, c, d in zip(gd, gi, wd, wi, strict=True):
             np.testing.assert_array_equal(b, d)
             np.testing.assert_allclose(a, c, rtol=1e-9, atol=1e-12)
         unsorted = ours.radius_neighbors(X, return_distance=False)
-        for a, b in zip(unsorted, wi):
+        for a, b in zip(unsorted, wi, strict=True):
             np.testing.assert_array_equal(np.sort(a), np.sort(b))
         for mode in ("connectivity", "distance"):
             A = ours.radius_neighbors_graph(X, mode=mode)
@@ -241,7 +253,11 @@ def test_ip_metric_matches_reference(rng):
     X = rng.standard_normal((200, 12))
     Q = rng.standard_normal((30, 12))
     for algorithm in ("brute", "hnsw"):
-        d, i = pysim.NearestNeighbors(n_neighbors=4, metric="ip", algorithm=algorithm).fit(X).kneighbors(Q)
+        d, i = (
+            pysim.NearestNeighbors(n_neighbors=4, metric="ip", algorithm=algorithm)
+            .fit(X)
+            .kneighbors(Q)
+        )
         wd, wi = reference.knn(X, Q, 4, "ip")
         np.testing.assert_array_equal(i, wi)
         np.testing.assert_allclose(d, wd, rtol=1e-5 if algorithm == "hnsw" else 1e-12, atol=1e-5)
@@ -252,7 +268,9 @@ def test_mahalanobis_same_on_every_algorithm(rng, dtype):
     X = rng.standard_normal((300, 5)).astype(dtype)
     VI = _vi(X)
     res = {
-        a: pysim.NearestNeighbors(n_neighbors=4, metric="mahalanobis", metric_params={"VI": VI}, algorithm=a)
+        a: pysim.NearestNeighbors(
+            n_neighbors=4, metric="mahalanobis", metric_params={"VI": VI}, algorithm=a
+        )
         .fit(X)
         .kneighbors(X[:50])
         for a in ALL
@@ -260,7 +278,9 @@ def test_mahalanobis_same_on_every_algorithm(rng, dtype):
     wd, wi = reference.knn(X, X[:50], 4, "mahalanobis", VI)
     for a, (d, i) in res.items():
         np.testing.assert_array_equal(i, wi, err_msg=a)
-        np.testing.assert_allclose(d, wd, rtol=1e-5 if dtype == np.float32 or a == "hnsw" else 1e-10)
+        np.testing.assert_allclose(
+            d, wd, rtol=1e-5 if dtype == np.float32 or a == "hnsw" else 1e-10
+        )
 
 
 def test_l2_alias_and_effective_metric():
@@ -268,7 +288,7 @@ def test_l2_alias_and_effective_metric():
     a = pysim.NearestNeighbors(metric="l2").fit(Xf)
     b = pysim.NearestNeighbors(metric="euclidean").fit(Xf)
     assert a.effective_metric_ == "euclidean"
-    for x, y in zip(a.kneighbors(Xq), b.kneighbors(Xq)):
+    for x, y in zip(a.kneighbors(Xq), b.kneighbors(Xq), strict=True):
         np.testing.assert_array_equal(x, y)
 
 
@@ -283,13 +303,18 @@ def test_hnsw_accuracy_within_half_a_point_of_brute_on_digits():
     X, y = X[perm].astype(np.float32), y[perm]
     Xf, yf, Xq, yq = X[:1000], y[:1000], X[1000:], y[1000:]
     acc = {
-        a: pysim.KNeighborsClassifier(5, algorithm=a, index_params={"ef": 32} if a == "hnsw" else None)
+        a: pysim.KNeighborsClassifier(
+            5, algorithm=a, index_params={"ef": 32} if a == "hnsw" else None
+        )
         .fit(Xf, yf)
         .score(Xq, yq)
         for a in ("brute", "hnsw")
     }
     assert abs(acc["hnsw"] - acc["brute"]) <= 0.005
-    loo = {a: pysim.KNeighborsClassifier(5, algorithm=a).fit(X, y).score(None, y) for a in ("brute", "hnsw")}
+    loo = {
+        a: pysim.KNeighborsClassifier(5, algorithm=a).fit(X, y).score(None, y)
+        for a in ("brute", "hnsw")
+    }
     assert abs(loo["hnsw"] - loo["brute"]) <= 0.005
 
 
@@ -304,7 +329,9 @@ def _noisy_problem(seed=0, n=360, informative=3, noise=12):
 
 
 @pytest.mark.parametrize(
-    "learner", [pysim.NCA(max_iter=50, random_state=0), pysim.LMNN(max_iter=50, random_state=0)], ids=["NCA", "LMNN"]
+    "learner",
+    [pysim.NCA(max_iter=50, random_state=0), pysim.LMNN(max_iter=50, random_state=0)],
+    ids=["NCA", "LMNN"],
 )
 def test_metric_learner_raises_accuracy(learner):
     Xf, yf, Xq, yq = _noisy_problem()
@@ -356,16 +383,28 @@ def test_auto_rule():
     assert pysim.NearestNeighbors().fit(X).algorithm_ == "brute"
     assert pysim.NearestNeighbors().fit(X[:, :4]).algorithm_ == "kd_tree"
     nca = pysim.NCA(n_components=2, max_iter=5).fit(X, (X[:, 0] > 0).astype(int))
-    assert pysim.NearestNeighbors(metric_learner=nca).fit(X).algorithm_ == "kd_tree"  # searched d = 2
+    assert (
+        pysim.NearestNeighbors(metric_learner=nca).fit(X).algorithm_ == "kd_tree"
+    )  # searched d = 2
 
 
 def test_index_params_reach_the_index():
     Xf, _, _, _ = _dataset("random")
-    assert pysim.NearestNeighbors(algorithm="kd_tree", index_params={"leaf_size": 5}).fit(Xf).index_.leaf_size == 5
-    nn = pysim.NearestNeighbors(algorithm="hnsw", index_params={"M": 8, "ef_construction": 40, "ef": 17}).fit(Xf)
+    assert (
+        pysim.NearestNeighbors(algorithm="kd_tree", index_params={"leaf_size": 5})
+        .fit(Xf)
+        .index_.leaf_size
+        == 5
+    )
+    nn = pysim.NearestNeighbors(
+        algorithm="hnsw", index_params={"M": 8, "ef_construction": 40, "ef": 17}
+    ).fit(Xf)
     assert (nn.index_.M, nn.index_.ef_construction, nn.index_.ef) == (8, 40, 17)
     # With "auto", parameters of the index not chosen are ignored; unknown ones are errors.
-    assert pysim.NearestNeighbors(index_params={"leaf_size": 5, "M": 8}).fit(Xf).algorithm_ == "kd_tree"
+    assert (
+        pysim.NearestNeighbors(index_params={"leaf_size": 5, "M": 8}).fit(Xf).algorithm_
+        == "kd_tree"
+    )
     with pytest.raises(ValueError, match="index_params"):
         pysim.NearestNeighbors(index_params={"bogus": 1}).fit(Xf)
     with pytest.raises(ValueError, match="index_params"):
@@ -379,20 +418,22 @@ def test_threads_do_not_change_results(algorithm):
     want = one.kneighbors(Xq)
     # Searching with 2 threads: same answers for every algorithm (the search is per query).
     one.set_params(threads=2)
-    for a, b in zip(one.kneighbors(Xq), want):
+    for a, b in zip(one.kneighbors(Xq), want, strict=True):
         np.testing.assert_array_equal(a, b)
     if algorithm != "hnsw":  # a concurrent HNSW build may link the graph differently
         two = clone(one).fit(Xf, yf)
-        for a, b in zip(two.kneighbors(Xq), want):
+        for a, b in zip(two.kneighbors(Xq), want, strict=True):
             np.testing.assert_array_equal(a, b)
     # threads=1 makes the whole fit reproducible, HNSW included.
     again = clone(one).set_params(threads=1).fit(Xf, yf)
-    for a, b in zip(again.kneighbors(Xq), want):
+    for a, b in zip(again.kneighbors(Xq), want, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("algorithm", ALL)
-@pytest.mark.parametrize("Est", [pysim.NearestNeighbors, pysim.KNeighborsClassifier, pysim.KNeighborsRegressor])
+@pytest.mark.parametrize(
+    "Est", [pysim.NearestNeighbors, pysim.KNeighborsClassifier, pysim.KNeighborsRegressor]
+)
 def test_pickle_and_clone(Est, algorithm):
     Xf, yf, Xq, _ = _dataset("iris", np.float32)
     est = Est(n_neighbors=3, algorithm=algorithm, metric_learner=pysim.Whitening())
@@ -400,7 +441,7 @@ def test_pickle_and_clone(Est, algorithm):
     blob = pickle.dumps(est)
     back = pickle.loads(blob)
     assert type(back.index_) is type(est.index_)
-    for a, b in zip(est.kneighbors(Xq), back.kneighbors(Xq)):
+    for a, b in zip(est.kneighbors(Xq), back.kneighbors(Xq), strict=True):
         np.testing.assert_array_equal(a, b)
     if hasattr(est, "predict"):
         np.testing.assert_array_equal(est.predict(Xq), back.predict(Xq))
@@ -487,7 +528,9 @@ def test_bad_parameters(params, match):
         pysim.NearestNeighbors(**params).fit(Xf)
 
 
-@pytest.mark.parametrize("Est", [pysim.NearestNeighbors, pysim.KNeighborsClassifier, pysim.KNeighborsRegressor])
+@pytest.mark.parametrize(
+    "Est", [pysim.NearestNeighbors, pysim.KNeighborsClassifier, pysim.KNeighborsRegressor]
+)
 def test_unfitted_use_raises_not_fitted(Est):
     Xf = np.zeros((3, 2))
     with pytest.raises(NotFittedError):
@@ -495,7 +538,10 @@ def test_unfitted_use_raises_not_fitted(Est):
     if hasattr(Est, "predict"):
         with pytest.raises(NotFittedError):
             Est().predict(Xf)
-    with pytest.raises(ValueError, match="'weights' parameter" if Est is not pysim.NearestNeighbors else "'algorithm'"):
+    with pytest.raises(
+        ValueError,
+        match="'weights' parameter" if Est is not pysim.NearestNeighbors else "'algorithm'",
+    ):
         if Est is pysim.NearestNeighbors:
             Est(algorithm="x").fit(Xf)
         else:
@@ -510,7 +556,7 @@ def test_failed_refit_keeps_the_fitted_state():
     with pytest.raises(ValueError, match="leaf_size"):
         clf.fit(Xf[:50], yf[:50])
     assert clf.n_samples_fit_ == len(Xf)
-    for a, b in zip(clf.kneighbors(Xq), want):
+    for a, b in zip(clf.kneighbors(Xq), want, strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -531,9 +577,13 @@ def test_classifier_refuses_continuous_targets():
         pysim.NearestNeighbors(algorithm="hnsw", metric="cosine"),
         pysim.KNeighborsClassifier(),
         pysim.KNeighborsClassifier(algorithm="kd_tree", weights="distance"),
-        pysim.KNeighborsClassifier(algorithm="hnsw", metric_learner=pysim.NCA(max_iter=3), threads=1),
+        pysim.KNeighborsClassifier(
+            algorithm="hnsw", metric_learner=pysim.NCA(max_iter=3), threads=1
+        ),
         pysim.KNeighborsRegressor(),
-        pysim.KNeighborsRegressor(algorithm="brute", weights="distance", metric_learner=pysim.Whitening()),
+        pysim.KNeighborsRegressor(
+            algorithm="brute", weights="distance", metric_learner=pysim.Whitening()
+        ),
     ]
 )
 def test_sklearn_compatible(estimator, check):

@@ -24,11 +24,15 @@ def make_pairs(seed=0, n_ids=60, n_pairs=400, d=16, noise=0.6, noise_dims=0):
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((n_ids, d))
     a = rng.integers(0, n_ids, n_pairs)
-    b = np.where(np.arange(n_pairs) < n_pairs // 2, a, (a + rng.integers(1, n_ids, n_pairs)) % n_ids)
+    b = np.where(
+        np.arange(n_pairs) < n_pairs // 2, a, (a + rng.integers(1, n_ids, n_pairs)) % n_ids
+    )
 
     def view(ids):
         x = centres[ids] + noise * rng.standard_normal((len(ids), d))
-        return np.hstack([x, 3.0 * rng.standard_normal((len(ids), noise_dims))]) if noise_dims else x
+        return (
+            np.hstack([x, 3.0 * rng.standard_normal((len(ids), noise_dims))]) if noise_dims else x
+        )
 
     return view(a), view(b), a == b, a, b
 
@@ -92,8 +96,12 @@ def test_fitted_metric_learner_is_used_as_is_and_helps():
     centres = rng.standard_normal((n_ids, d)) * 2
 
     def rows(ids):
-        return np.hstack([centres[ids] + 0.4 * rng.standard_normal((len(ids), d)),
-                          3.0 * rng.standard_normal((len(ids), noise_dims))])
+        return np.hstack(
+            [
+                centres[ids] + 0.4 * rng.standard_normal((len(ids), d)),
+                3.0 * rng.standard_normal((len(ids), noise_dims)),
+            ]
+        )
 
     ids = np.repeat(np.arange(n_ids), 10)
     nca = pysim.NCA(max_iter=60, random_state=0).fit(rows(ids), ids)
@@ -135,7 +143,9 @@ def test_mahalanobis_and_aliases():
     ver = pysim.PairVerifier("mahalanobis", metric_params={"VI": VI}).fit(X1, X2, same)
     diff = X1 - X2
     np.testing.assert_allclose(
-        ver.decision_function(X1, X2), -np.sqrt(np.einsum("ij,jk,ik->i", diff, VI, diff)), rtol=1e-10
+        ver.decision_function(X1, X2),
+        -np.sqrt(np.einsum("ij,jk,ik->i", diff, VI, diff)),
+        rtol=1e-10,
     )
     a = pysim.PairVerifier("l2").fit(X1, X2, same)
     b = pysim.PairVerifier("euclidean").fit(X1, X2, same)
@@ -153,7 +163,12 @@ def test_clone_params_pickle():
     c = clone(ver)
     assert c.get_params()["target_far"] == 0.1 and not hasattr(c, "threshold_")
     back = pickle.loads(pickle.dumps(ver))
-    assert (back.threshold_, back.eer_, back.far_, back.frr_) == (ver.threshold_, ver.eer_, ver.far_, ver.frr_)
+    assert (back.threshold_, back.eer_, back.far_, back.frr_) == (
+        ver.threshold_,
+        ver.eer_,
+        ver.far_,
+        ver.frr_,
+    )
     np.testing.assert_array_equal(back.decision_function(X1, X2), ver.decision_function(X1, X2))
     np.testing.assert_array_equal(back.predict(X1, X2), ver.predict(X1, X2))
 

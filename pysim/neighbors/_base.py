@@ -109,7 +109,9 @@ def check_weights(owner: Any, weights: Any) -> Any:
     """``weights`` must be "uniform", "distance", a callable or None."""
     if weights is None or callable(weights) or weights in ("uniform", "distance"):
         return weights
-    raise _param_error(owner, "weights", "a str among {'uniform', 'distance'}, a callable or None", weights)
+    raise _param_error(
+        owner, "weights", "a str among {'uniform', 'distance'}, a callable or None", weights
+    )
 
 
 def get_weights(dist: np.ndarray | None, weights: Any) -> np.ndarray | None:
@@ -177,7 +179,8 @@ def _index_keywords(algorithm: str) -> set[str]:
     """Keys ``index_params`` may hold for `algorithm`: its constructor's own arguments."""
     sig = inspect.signature(_INDEX_CLASSES[algorithm].__init__)
     names = {
-        p.name for p in sig.parameters.values()
+        p.name
+        for p in sig.parameters.values()
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"
     }
     return (names - _RESERVED) | _EXTRA_PARAMS.get(algorithm, set())
@@ -240,23 +243,28 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         unknown = set(metric_params) - {"VI"}
         if unknown:
             raise ValueError(
-                f"metric_params accepts only 'VI' (for metric='mahalanobis'); got "
-                f"{sorted(unknown)}"
+                f"metric_params accepts only 'VI' (for metric='mahalanobis'); got {sorted(unknown)}"
             )
         if metric == "mahalanobis" and "VI" not in metric_params:
             raise ValueError("metric='mahalanobis' needs metric_params={'VI': <(d, d) PSD matrix>}")
         if metric != "mahalanobis" and "VI" in metric_params:
-            raise ValueError(f"metric_params['VI'] is only used with metric='mahalanobis', not {metric!r}")
+            raise ValueError(
+                f"metric_params['VI'] is only used with metric='mahalanobis', not {metric!r}"
+            )
         index_params = self.index_params
         if index_params is not None and not isinstance(index_params, dict):
             raise _param_error(self, "index_params", "a dict or None", index_params)
         learner = self.metric_learner
         if learner is not None and not (hasattr(learner, "fit") and hasattr(learner, "transform")):
-            raise _param_error(self, "metric_learner", "a transformer (with fit and transform) or None", learner)
+            raise _param_error(
+                self, "metric_learner", "a transformer (with fit and transform) or None", learner
+            )
         try:
             resolve_threads(self.threads)
         except ValueError:
-            raise _param_error(self, "threads", "None or an int in the range [1, inf)", self.threads) from None
+            raise _param_error(
+                self, "threads", "None or an int in the range [1, inf)", self.threads
+            ) from None
         return {"metric": metric, "metric_params": metric_params}
 
     def _fit_metric_learner(self, X: np.ndarray, y: Any) -> Any:
@@ -300,7 +308,9 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         tags.target_tags.multi_output = self._learner_takes_multi_output()
         return tags
 
-    def _learned(self, X: np.ndarray, learner: Any, L: np.ndarray | None, dtype: np.dtype) -> np.ndarray:
+    def _learned(
+        self, X: np.ndarray, learner: Any, L: np.ndarray | None, dtype: np.dtype
+    ) -> np.ndarray:
         """Rows in the searched space: learner transform, then the Mahalanobis map."""
         if learner is not None:
             X = np.asarray(learner.transform(X))
@@ -353,7 +363,9 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         if unknown and self.algorithm == "auto":
             # Parameters meant for the other exact index (say leaf_size when brute force
             # was chosen) are dropped; a key no index knows is still an error.
-            known_elsewhere = set().union(*(_index_keywords(a) for a in ("brute", "kd_tree", "hnsw")))
+            known_elsewhere = set().union(
+                *(_index_keywords(a) for a in ("brute", "kd_tree", "hnsw"))
+            )
             for key in unknown & known_elsewhere:
                 params.pop(key)
             unknown -= known_elsewhere
@@ -364,7 +376,9 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             )
         return params
 
-    def _build_index(self, algorithm: str, Z: np.ndarray, metric: str, params: dict[str, Any]) -> Any:
+    def _build_index(
+        self, algorithm: str, Z: np.ndarray, metric: str, params: dict[str, Any]
+    ) -> Any:
         threads = resolve_threads(self.threads)
         if algorithm == "brute":
             return BruteForceIndex(Z, metric, **params)
@@ -626,7 +640,9 @@ class RadiusNeighborsMixin:
             ind = self.radius_neighbors(X, radius, return_distance=False)
             data = None
         else:
-            dist, ind = self.radius_neighbors(X, radius, return_distance=True, sort_results=sort_results)
+            dist, ind = self.radius_neighbors(
+                X, radius, return_distance=True, sort_results=sort_results
+            )
             data = np.concatenate([np.zeros(0)] + [d.astype(np.float64) for d in dist])
         counts = np.fromiter((len(a) for a in ind), dtype=np.int64, count=len(ind))
         cols = np.concatenate([np.zeros(0, np.int64)] + list(ind))

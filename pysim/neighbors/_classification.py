@@ -42,8 +42,10 @@ def class_votes(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) 
     m = labels.shape[0]
     cells = (np.arange(m, dtype=np.intp)[:, None] * n_classes + labels).ravel()
     w = None if weights is None else weights.ravel()
-    return np.bincount(cells, weights=w, minlength=m * n_classes).reshape(m, n_classes).astype(
-        np.float64, copy=False
+    return (
+        np.bincount(cells, weights=w, minlength=m * n_classes)
+        .reshape(m, n_classes)
+        .astype(np.float64, copy=False)
     )
 
 
@@ -201,7 +203,7 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         """
         votes = self._votes(X)
         classes = self.classes_ if self.outputs_2d_ else [self.classes_]
-        pred = [c[np.argmax(v, axis=1)] for c, v in zip(classes, votes)]
+        pred = [c[np.argmax(v, axis=1)] for c, v in zip(classes, votes, strict=True)]
         return np.stack(pred, axis=1) if self.outputs_2d_ else pred[0]
 
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:

@@ -24,8 +24,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted
 
-from .._compat import validate_data
 from .. import metrics as _metrics
+from .._compat import validate_data
 from .._distances import paired_distances
 from ._base import InvalidParameterError, resolve_metric
 
@@ -104,7 +104,11 @@ class PairVerifier(BaseEstimator):
         metric = resolve_metric(self, self.metric)
         if self.target_far is not None:
             tf = self.target_far
-            if isinstance(tf, bool) or not isinstance(tf, (int, float, np.integer, np.floating)) or not 0 <= tf <= 1:
+            if (
+                isinstance(tf, bool)
+                or not isinstance(tf, (int, float, np.integer, np.floating))
+                or not 0 <= tf <= 1
+            ):
                 raise InvalidParameterError(
                     "The 'target_far' parameter of PairVerifier must be None or a float in the "
                     f"range [0, 1]. Got {tf!r} instead."
@@ -112,13 +116,16 @@ class PairVerifier(BaseEstimator):
         params = self.metric_params
         if params is not None and not isinstance(params, dict):
             raise InvalidParameterError(
-                f"The 'metric_params' parameter of PairVerifier must be a dict or None. Got {params!r} instead."
+                "The 'metric_params' parameter of PairVerifier must be a dict or None. "
+                f"Got {params!r} instead."
             )
         params = dict(params or {})
         if set(params) - {"VI"}:
             raise ValueError(f"metric_params accepts only 'VI'; got {sorted(params)}")
         if (metric == "mahalanobis") != ("VI" in params):
-            raise ValueError("metric_params={'VI': ...} is needed with, and only with, metric='mahalanobis'")
+            raise ValueError(
+                "metric_params={'VI': ...} is needed with, and only with, metric='mahalanobis'"
+            )
         learner = self.metric_learner
         if learner is not None and not (hasattr(learner, "fit") and hasattr(learner, "transform")):
             raise InvalidParameterError(
@@ -131,7 +138,10 @@ class PairVerifier(BaseEstimator):
         A = validate_data(self, X1, dtype=[np.float64, np.float32], order="C", reset=reset)
         B = validate_data(self, X2, dtype=[np.float64, np.float32], order="C", reset=False)
         if A.shape != B.shape:
-            raise ValueError(f"X1 and X2 must have the same shape (one row per pair side), got {A.shape} and {B.shape}")
+            raise ValueError(
+                "X1 and X2 must have the same shape (one row per pair side), got "
+                f"{A.shape} and {B.shape}"
+            )
         return A, B
 
     def _fit_learner(self, A: np.ndarray, B: np.ndarray) -> Any:
@@ -184,7 +194,9 @@ class PairVerifier(BaseEstimator):
         A, B = self._pairs(X1, X2, reset=True)
         same = np.asarray(same)
         if same.shape != (A.shape[0],):
-            raise ValueError(f"same must have shape ({A.shape[0]},) (one flag per pair), got {same.shape}")
+            raise ValueError(
+                f"same must have shape ({A.shape[0]},) (one flag per pair), got {same.shape}"
+            )
         learner = self._fit_learner(A, B)
         self.metric_learner_ = learner
         self._metric = metric
@@ -253,4 +265,3 @@ class PairVerifier(BaseEstimator):
         if same.shape != pred.shape:
             raise ValueError(f"same must have shape {pred.shape}, got {same.shape}")
         return float(np.mean(pred == same.astype(bool)))
-
