@@ -184,11 +184,23 @@ def test_search_sweep(benchmark, name, contender, ef):
     Q = d["queries"]
     found = adapter.search(index, Q, K, ef)
     rec = recall_at_k(found, d["gt"], K)
-    benchmark.pedantic(adapter.search, args=(index, Q, K, ef), rounds=rounds(), iterations=1)
+    cpu = []
+
+    def run():
+        # CPU time next to wall time: on a shared machine the wall clock also counts the time
+        # other processes held the core; the search is single-threaded, so process CPU time
+        # is its cost.
+        t = time.process_time()
+        adapter.search(index, Q, K, ef)
+        cpu.append(time.process_time() - t)
+
+    benchmark.pedantic(run, rounds=rounds(), iterations=1)
     qps = len(Q) / median_seconds(benchmark)
+    qps_cpu = len(Q) / max(float(np.median(cpu)), 1e-9)
     record(benchmark, contender=contender, dataset=name, case=f"search-{name}", ef=ef,
-           recall=rec, qps=qps, threads=1, k=K)
-    _sweep.append({"contender": contender, "dataset": name, "ef": ef, "recall": rec, "qps": qps})
+           recall=rec, qps=qps, qps_cpu=qps_cpu, threads=1, k=K)
+    _sweep.append({"contender": contender, "dataset": name, "ef": ef, "recall": rec, "qps": qps,
+                   "qps_cpu": qps_cpu})
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -199,13 +211,18 @@ def test_build(benchmark, name, contender, threads):
     adapter = ADAPTERS[contender]
     result = {}
 
+    cpu = []
+
     def run():
+        t = time.process_time()  # all threads of the process: the build's total CPU cost
         result["index"] = adapter.build(d["base"], d["metric"], threads)
+        cpu.append(time.process_time() - t)
 
     benchmark.pedantic(run, rounds=max(1, min(rounds(), 3)), iterations=1)
     found = adapter.search(result["index"], d["queries"], K, 64)
     record(benchmark, contender=contender, dataset=name, case=f"build-{name}", threads=threads,
-           build_s=median_seconds(benchmark), recall=recall_at_k(found, d["gt"], K), ef=64)
+           build_s=median_seconds(benchmark), build_cpu_s=float(np.median(cpu)),
+           recall=recall_at_k(found, d["gt"], K), ef=64)
 
 
 @pytest.mark.parametrize("contender", CONTENDERS)
@@ -309,16 +326,21 @@ def summary():
     if not _sweep:
         return
     RESULTS.mkdir(exist_ok=True)
-    lines = ["| dataset | contender | QPS @ 0.95 | QPS @ 0.99 | max recall |", "|---|---|---|---|---|"]
+    lines = [
+        "| dataset | contender | QPS @ 0.95 | QPS @ 0.99 | CPU QPS @ 0.95 | CPU QPS @ 0.99 "
+        "| max recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in DATASETS:
         for contender in CONTENDERS:
-            pts = [(s["recall"], s["qps"]) for s in _sweep
-                   if s["dataset"] == name and s["contender"] == contender]
-            if not pts:
+            runs = [s for s in _sweep if s["dataset"] == name and s["contender"] == contender]
+            if not runs:
                 continue
-            cells = [qps_at(pts, t) for t in (0.95, 0.99)]
-            fmt = [f"{c:,.0f}" if c else "-" for c in cells]
-            lines.append(f"| {name} | {contender} | {fmt[0]} | {fmt[1]} | {max(pts)[0]:.4f} |")
+            cells = [qps_at([(s["recall"], s[key]) for s in runs], t)
+                     for key in ("qps", "qps_cpu") for t in (0.95, 0.99)]
+            fmt = " | ".join(f"{c:,.0f}" if c else "-" for c in cells)
+            best = max(s["recall"] for s in runs)
+            lines.append(f"| {name} | {contender} | {fmt} | {best:.4f} |")
     text = "\n".join(lines)
     (RESULTS / "hnsw_summary.md").write_text(text + "\n")
     print("\n" + text)

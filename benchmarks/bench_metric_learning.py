@@ -11,6 +11,9 @@ part) by default; with ``run.py --full`` (PYSIM_BENCH_FULL=1) also MNIST's test 
 (pixels / 255) reduced by PCA to 50 dimensions, the PCA fitted on the first 5,000 images,
 which are the training set; the last 5,000 are the test set (one split).
 
+Most of a default run's time goes to metric-learn: its LMNN and ITML take minutes per split
+on digits (its NCA takes far longer, so it runs on digits and MNIST only with ``--full``).
+
 ``test_nca_same_iterations`` times pysim's NCA and scikit-learn's at the same number of
 L-BFGS iterations (tol=0, max_iter fixed), which is the fair speed comparison.
 

@@ -281,6 +281,8 @@ class HNSWIndex(PersistMixin):
             ids = self.ids
             keep = np.fromiter((bool(filter(int(i))) for i in ids), dtype=bool, count=len(ids))
             return np.ascontiguousarray(ids[keep]), True
+        if isinstance(filter, (set, frozenset)):
+            filter = np.fromiter(filter, dtype=np.int64, count=len(filter))
         arr = to_array(filter, "filter")
         if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
             raise TypeError("filter must be a callable id -> bool or a 1-D array of allowed ids")
@@ -382,10 +384,11 @@ class HNSWIndex(PersistMixin):
             higher recall, slower. Calls with different ef may run concurrently.
         threads : int, optional
             Search threads; None uses every core.
-        filter : array-like of int or callable, optional
-            Allowed ids: an array of ids (fast: a bitset in C++, ids not in the index are
-            ignored), or a callable ``id -> bool`` (slow: called once per live id, holding the
-            GIL, on every call). When the allowed points are few, the search is an exact scan
+        filter : array-like of int, set of int, or callable, optional
+            Allowed ids: an array (or set) of ids - fast: it becomes a bitset in C++ and is
+            tested without the GIL; ids not in the index are ignored - or a callable
+            ``id -> bool`` - slow: it is called once per live id, holding the GIL, on every
+            call, so prefer an array for large indexes. When the allowed points are few, the search is an exact scan
             over them, so even a very selective filter returns the true top k.
 
         Returns

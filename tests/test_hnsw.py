@@ -83,6 +83,12 @@ def test_every_isa_gives_the_same_neighbours(isa, rng):
     np.testing.assert_allclose(D, want_d, rtol=1e-4, atol=1e-4)
 
 
+def test_no_queries(rng):
+    index = build(rng.standard_normal((20, 4)).astype(np.float32))
+    D, I = index.query(np.empty((0, 4)), k=3)
+    assert D.shape == I.shape == (0, 3)
+
+
 def test_k_larger_than_index_pads(rng):
     X = rng.standard_normal((5, 4)).astype(np.float32)
     D, I = build(X).query(X[:2], k=8)
@@ -272,7 +278,9 @@ def test_filter_callable_and_array_agree(rng):
     Q = X[:20] + 0.01
     a = index.query(Q, k=5, filter=np.arange(0, 2000, 3))
     b = index.query(Q, k=5, filter=lambda i: i % 3 == 0)
+    c = index.query(Q, k=5, filter=set(range(0, 2000, 3)))
     np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_array_equal(a[1], c[1])
 
 
 def test_filter_edge_cases(rng):
@@ -386,6 +394,28 @@ def test_multithreaded_build_matches_serial_quality(rng):
         index = build(X, threads=threads)
         assert len(index) == 4000
         assert recall(index.query(Q, k=10, threads=threads)[1], want) >= 0.95
+
+
+def _unreachable(index):
+    """Live nodes that no link points to, on any level (no search can ever reach them)."""
+    meta, a = index._get_state()
+    n = len(a["levels"])
+    linked = np.zeros(n, bool)
+    for row, c in zip(a["links0"], a["counts0"]):
+        linked[row[:c]] = True
+    for row, c in zip(a["upper_links"], a["upper_counts"]):
+        linked[row[:c]] = True
+    linked[meta["entry"]] = True
+    return int((~linked & (a["status"] == 0)).sum())
+
+
+def test_threaded_build_keeps_every_point_reachable(rng):
+    X = embedded(rng, 8000, 32)
+    serial = build(X, M=8, ef_construction=64)
+    threaded = build(X, M=8, ef_construction=64, threads=8)
+    assert _unreachable(threaded) <= _unreachable(serial) + 1
+    _, I = threaded.query(X, k=1, ef=64)
+    assert (I[:, 0] == np.arange(8000)).mean() >= 0.998
 
 
 def test_concurrent_queries_while_adding_and_removing(rng):

@@ -149,18 +149,19 @@ def test_impostor_search_is_exact(rng):
     np.testing.assert_allclose(d, D[ai, aj], rtol=1e-10, atol=1e-10)
 
 
-def test_impostor_cache_gives_full_search_results(rng):
+@pytest.mark.parametrize("n_components", [5, 3])
+def test_impostor_cache_gives_full_search_results(rng, n_components):
     """Along a path of small and large steps the cache must equal a fresh full search."""
     X = rng.standard_normal((200, 5))
     y = rng.integers(0, 3, 200)
     data = LabelledData(X, y)
     T = same_class_neighbors(data, 3)
     cache = ImpostorCache(data)
-    L = np.eye(5)
+    L = np.eye(n_components, 5)
     for step in range(30):
-        L = L + rng.standard_normal((5, 5)) * (0.002 if step % 6 else 0.3)
-        a = lmnn_loss_grad(L.ravel(), data, T, 5, 0.5)
-        b = lmnn_loss_grad(L.ravel(), data, T, 5, 0.5, cache)
+        L = L + rng.standard_normal(L.shape) * (0.002 if step % 6 else 0.3)
+        a = lmnn_loss_grad(L.ravel(), data, T, n_components, 0.5)
+        b = lmnn_loss_grad(L.ravel(), data, T, n_components, 0.5, cache)
         assert a[2] == b[2]
         np.testing.assert_allclose(b[0], a[0], rtol=1e-12)
         np.testing.assert_allclose(b[1], a[1], rtol=1e-9, atol=1e-9)

@@ -42,6 +42,31 @@ struct LiveSelfAccept {
 
 }  // namespace
 
+// Publishes a node as in flight for the duration of its insertion. With more concurrent
+// insertions than entries, the extra ones simply go unpublished (they still link correctly;
+// only the mutual-visibility improvement is lost for them).
+class HnswIndex::InflightGuard {
+  public:
+    InflightGuard(HnswIndex& ix, slot_t s) : ix_(ix) {
+        for (std::size_t i = 0; i < kInflight; ++i) {
+            slot_t expected = kNoSlot;
+            if (ix_.inflight_[i].compare_exchange_strong(expected, s, std::memory_order_acq_rel)) {
+                index_ = i;
+                break;
+            }
+        }
+    }
+    ~InflightGuard() {
+        if (index_ < kInflight) ix_.inflight_[index_].store(kNoSlot, std::memory_order_release);
+    }
+    InflightGuard(const InflightGuard&) = delete;
+    InflightGuard& operator=(const InflightGuard&) = delete;
+
+  private:
+    HnswIndex& ix_;
+    std::size_t index_ = kInflight;
+};
+
 void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
                           const Progress& progress, std::vector<std::uint8_t>& started) {
     const simd::KernelTable& table = simd::active();  // once per add
@@ -99,6 +124,7 @@ void HnswIndex::insert(const Dist& proto, slot_t s, Scratch& sc) {
     }
     const auto ep = static_cast<slot_t>(e & 0xFFFFFFFFu);
     const int top_level = int(e >> 32) - 1;
+    const InflightGuard inflight(*this, s);
     const Dist dist = proto.rebind(graph_.code(s));
     Cand cur{dist(graph_.code(ep)), ep};
     cur = greedy_descent(graph_, dist, cur, top_level, level);
@@ -110,15 +136,45 @@ void HnswIndex::insert(const Dist& proto, slot_t s, Scratch& sc) {
 
 template <class Dist>
 Cand HnswIndex::descend_and_link(const Dist& dist, slot_t s, int level, Cand ep, Scratch& sc) {
-    if (tombstones_ > 0) {
-        search_layer<true>(graph_, dist, ep, opt_.ef_construction, level, sc,
-                           LiveSelfAccept{&graph_, s});
-    } else {
-        search_layer<true>(graph_, dist, ep, opt_.ef_construction, level, sc, SelfAccept{s});
+    // The entry may be a node that another thread is still inserting: linked on the level
+    // above, not yet on this one. Searching from it alone would find nothing but it, so its
+    // neighbours on the level above (which exist on this level too) join as seeds.
+    std::vector<Cand>& seeds = sc.seeds;
+    seeds.assign(1, ep);
+    if (level < graph_.level(ep.id) && graph_.count(graph_.list(ep.id, level), level) == 0) {
+        const std::uint32_t* up = graph_.list(ep.id, level + 1);
+        const std::size_t c = graph_.count(up, level + 1);
+        for (std::size_t j = 0; j < c; ++j) {
+            const slot_t v = load_word(up + 1 + j);
+            seeds.push_back({dist(graph_.code(v)), v});
+        }
     }
-    if (sc.results.empty()) return ep;
+    if (tombstones_ > 0) {
+        search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction,
+                           level, sc, LiveSelfAccept{&graph_, s});
+    } else {
+        search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction,
+                           level, sc, SelfAccept{s});
+    }
     std::vector<Cand>& found = sc.work;
     sorted_results(sc, found);
+    // Nodes inserted concurrently are not reachable yet: offer them as candidates when they
+    // are as close as what the search kept.
+    bool added = false;
+    for (const auto& f : inflight_) {
+        const slot_t v = f.load(std::memory_order_acquire);
+        if (v == kNoSlot || v == s || graph_.level(v) < level) continue;
+        if (std::any_of(found.begin(), found.end(), [v](const Cand& c) { return c.id == v; })) {
+            continue;
+        }
+        const float d = dist(graph_.code(v));
+        if (found.size() < opt_.ef_construction || d < found.back().d) {
+            found.push_back({d, v});
+            added = true;
+        }
+    }
+    if (added) std::sort(found.begin(), found.end());
+    if (found.empty()) return ep;
     const Cand nearest = found.front();
     select_neighbors(graph_, dist, found, opt_.M, sc.chosen);
     connect(dist, s, level, sc.chosen, sc);
@@ -132,9 +188,29 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
     std::vector<slot_t>& ids = sc.ids;
     if (ids.size() < cap + 1) ids.resize(cap + 1);
     {
+        // Merge, never overwrite: another thread may already have linked itself into this
+        // list (it reached s through a higher level, where s was linked first, and started
+        // its own search at this level from s). Dropping that link could leave the other node
+        // unreachable.
         std::lock_guard<std::mutex> lock(graph_.lock(s));
-        for (std::size_t i = 0; i < picked.size(); ++i) ids[i] = picked[i].id;
-        graph_.write_list(graph_.list(s, level), ids.data(), picked.size());
+        std::uint32_t* own = graph_.list(s, level);
+        const std::size_t c = graph_.count(own, level);
+        std::vector<Cand>& cands = sc.work;
+        cands.assign(picked.begin(), picked.end());
+        for (std::size_t j = 0; j < c; ++j) {
+            const slot_t v = load_word(own + 1 + j);
+            const bool known = std::any_of(picked.begin(), picked.end(),
+                                           [v](const Cand& p) { return p.id == v; });
+            if (!known && v != s) cands.push_back({dist(graph_.code(v)), v});
+        }
+        const std::vector<Cand>* keep = &cands;
+        if (cands.size() > cap) {
+            std::sort(cands.begin(), cands.end());
+            select_neighbors(graph_, dist, cands, cap, sc.picked);
+            keep = &sc.picked;
+        }
+        for (std::size_t i = 0; i < keep->size(); ++i) ids[i] = (*keep)[i].id;
+        graph_.write_list(own, ids.data(), keep->size());
     }
     for (const Cand& p : picked) {
         const slot_t nb = p.id;
@@ -168,6 +244,8 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
 template <class Dist>
 void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
     const int level = graph_.level(s);
+    const std::uint64_t e = entry_.load(std::memory_order_acquire);
+    const bool is_entry = e != 0 && slot_t(e & 0xFFFFFFFFu) == s;
     std::vector<slot_t> old;
     for (int l = 0; l <= level; ++l) {
         const std::size_t cap = graph_.max_links(l);
@@ -199,6 +277,21 @@ void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
             if (sc.ids.size() < cap + 1) sc.ids.resize(cap + 1);
             for (std::size_t i = 0; i < sc.picked.size(); ++i) sc.ids[i] = sc.picked[i].id;
             graph_.write_list(lst, sc.ids.data(), sc.picked.size());
+        }
+        // Drop s's stale links (those of its old position) but keep links other threads added
+        // meanwhile. The entry point keeps them: searches start there, so it must never be a
+        // dead end; its re-insertion below re-selects them by distance instead.
+        if (!is_entry) {
+            std::lock_guard<std::mutex> lock(graph_.lock(s));
+            std::uint32_t* own = graph_.list(s, l);
+            const std::size_t c = graph_.count(own, l);
+            std::size_t kept = 0;
+            if (sc.ids.size() < cap + 1) sc.ids.resize(cap + 1);
+            for (std::size_t j = 0; j < c; ++j) {
+                const slot_t v = load_word(own + 1 + j);
+                if (std::find(old.begin(), old.end(), v) == old.end()) sc.ids[kept++] = v;
+            }
+            graph_.write_list(own, sc.ids.data(), kept);
         }
     }
     insert(proto, s, sc);

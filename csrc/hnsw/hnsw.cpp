@@ -77,6 +77,7 @@ HnswIndex::HnswIndex(const Options& opt)
       level_mult_(1.0 / std::log(double(std::max<std::size_t>(opt.M, 2)))) {
     require(opt.dim >= 1, "dim must be >= 1");
     require(opt.ef_construction >= 1, "ef_construction must be >= 1");
+    for (auto& f : inflight_) f.store(kNoSlot, std::memory_order_relaxed);
     if (opt.max_elements > 0) graph_.reserve_total(opt.max_elements);
 }
 
@@ -380,11 +381,11 @@ void HnswIndex::search_impl(const float* queries, std::size_t m, std::size_t k, 
                 Cand cur{d(graph_.code(ep)), ep};
                 cur = greedy_descent(graph_, d, cur, top_level, 0);
                 if (bits != nullptr) {
-                    search_layer<true>(graph_, d, cur, ef, 0, sc, BitAccept{bits->data()});
+                    search_layer<true>(graph_, d, &cur, 1, ef, 0, sc, BitAccept{bits->data()});
                 } else if (tombstones) {
-                    search_layer<true>(graph_, d, cur, ef, 0, sc, LiveAccept{&graph_});
+                    search_layer<true>(graph_, d, &cur, 1, ef, 0, sc, LiveAccept{&graph_});
                 } else {
-                    search_layer<false>(graph_, d, cur, ef, 0, sc, AcceptAll{});
+                    search_layer<false>(graph_, d, &cur, 1, ef, 0, sc, AcceptAll{});
                 }
                 for (const Cand& c : sc.results.items()) top.push(c.d, graph_.label(c.id));
             }

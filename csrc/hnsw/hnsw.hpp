@@ -24,6 +24,7 @@
 // slots are reused by later adds; a reused or replaced slot is re-linked in place.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -183,6 +184,14 @@ class HnswIndex {
     // Entry point and top level packed in one word: (level + 1) << 32 | slot; 0 = empty.
     std::atomic<std::uint64_t> entry_{0};
     std::mutex entry_mutex_;  // held while a node that raises the top level is inserted
+
+    // Nodes being inserted right now (kNoSlot = free entry). Searches read the graph without
+    // locks, so two nodes inserted at the same time cannot find each other through links;
+    // each insertion therefore also offers the others in flight as neighbour candidates,
+    // which is what a serial build would have found (build.cpp, descend_and_link).
+    static constexpr std::size_t kInflight = 64;
+    std::atomic<slot_t> inflight_[kInflight];
+    class InflightGuard;
 
     mutable std::shared_mutex rw_;
     mutable std::mutex turnstile_;

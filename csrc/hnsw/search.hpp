@@ -67,11 +67,11 @@ Cand greedy_descent(const Graph& g, const Dist& dist, Cand cur, int from_level, 
     return cur;
 }
 
-/// Beam search at `level` from `entry`; leaves at most `ef` accepted nodes in s.results.
+/// Beam search at `level` from the seeds; leaves at most `ef` accepted nodes in s.results.
 /// `accept(slot)` is consulted only when kFiltered.
 template <bool kFiltered, class Dist, class Accept>
-void search_layer(const Graph& g, const Dist& dist, Cand entry, std::size_t ef, int level,
-                  Scratch& s, const Accept& accept) {
+void search_layer(const Graph& g, const Dist& dist, const Cand* seeds, std::size_t n_seeds,
+                  std::size_t ef, int level, Scratch& s, const Accept& accept) {
     VisitedList& visited = s.visited;
     auto& frontier = s.candidates;
     auto& results = s.results;
@@ -83,12 +83,16 @@ void search_layer(const Graph& g, const Dist& dist, Cand entry, std::size_t ef, 
     const Prefetch pf(g);
 
     float bound = std::numeric_limits<float>::infinity();
-    visited.test_and_set(entry.id);
-    if (!kFiltered || accept(entry.id)) {
-        results.push(entry);
-        if (results.size() >= ef) bound = results.top().d;
+    for (std::size_t i = 0; i < n_seeds; ++i) {
+        const Cand entry = seeds[i];
+        if (visited.test_and_set(entry.id)) continue;
+        if (!kFiltered || accept(entry.id)) {
+            results.push(entry);
+            if (results.size() > ef) results.pop();
+            if (results.size() >= ef) bound = results.top().d;
+        }
+        frontier.push(entry);
     }
-    frontier.push(entry);
 
     while (!frontier.empty()) {
         const Cand c = frontier.top();

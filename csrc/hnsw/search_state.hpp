@@ -94,6 +94,7 @@ struct Scratch {
     CandHeap<true> candidates;  // frontier, nearest first
     CandHeap<false> results;    // best ef so far, farthest on top
     std::vector<Cand> work;     // sorted candidates, heuristic input
+    std::vector<Cand> seeds;    // entry points of one construction search
     std::vector<Cand> chosen;   // a new node's neighbours at one level
     std::vector<Cand> picked;   // heuristic output when a neighbour's list overflows
     std::vector<slot_t> ids;    // unvisited neighbours of the node being expanded (>= M0)
@@ -104,6 +105,7 @@ struct Scratch {
         candidates.reserve(ef + 4 * m0);
         results.reserve(ef + 1);
         work.reserve(std::max(ef, 4 * m0) + 1);
+        seeds.reserve(m0 + 1);
         chosen.reserve(m0 + 1);
         picked.reserve(m0 + 1);
         if (ids.size() < m0 + 1) ids.resize(m0 + 1);
