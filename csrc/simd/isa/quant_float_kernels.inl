@@ -329,26 +329,26 @@ void convert_from_half(const std::uint16_t* in, float* out, std::size_t n) noexc
 
 template <class X>
 void fill_float_quant(QuantKernels& k, Isa isa) noexcept {
+    using F = float;
     k.f32_to_f16 = {&convert_to_f16<X>, isa};
     k.f32_to_bf16 = {&convert_to_bf16<X>, isa};
     k.f16_to_f32 = {&convert_from_half<X, DecF16>, isa};
     k.bf16_to_f32 = {&convert_from_half<X, DecBF16>, isa};
-    set_code_kernel<float, float, &dense_pair<X, DecF16, CombDot>, &dense_four<X, DecF16, CombDot>>(
+    set_code_kernel<F, F, &dense_pair<X, DecF16, CombDot>, &dense_four<X, DecF16, CombDot>, 2, 1>(
         k.f16_dot, isa);
-    set_code_kernel<float, float, &dense_pair<X, DecF16, CombL2>, &dense_four<X, DecF16, CombL2>>(
+    set_code_kernel<F, F, &dense_pair<X, DecF16, CombL2>, &dense_four<X, DecF16, CombL2>, 2, 1>(
         k.f16_l2sq, isa);
-    set_code_kernel<float, float, &dense_pair<X, DecBF16, CombDot>,
-                    &dense_four<X, DecBF16, CombDot>>(k.bf16_dot, isa);
-    set_code_kernel<float, float, &dense_pair<X, DecBF16, CombL2>,
-                    &dense_four<X, DecBF16, CombL2>>(k.bf16_l2sq, isa);
-    set_code_kernel<float, float, &dense_pair<X, DecU8, CombDot>, &dense_four<X, DecU8, CombDot>>(
+    set_code_kernel<F, F, &dense_pair<X, DecBF16, CombDot>, &dense_four<X, DecBF16, CombDot>, 2,
+                    1>(k.bf16_dot, isa);
+    set_code_kernel<F, F, &dense_pair<X, DecBF16, CombL2>, &dense_four<X, DecBF16, CombL2>, 2,
+                    1>(k.bf16_l2sq, isa);
+    set_code_kernel<F, F, &dense_pair<X, DecU8, CombDot>, &dense_four<X, DecU8, CombDot>, 1, 1>(
         k.u8_dot, isa);
-    set_code_kernel<float, float, &dense_pair<X, DecU8, CombL2Scaled>,
-                    &dense_four<X, DecU8, CombL2Scaled>>(k.u8_l2sq, isa);
-    set_code_kernel<float, float, &nibble_pair<X, CombDot>, &nibble_four<X, CombDot>>(k.u4_dot,
-                                                                                     isa);
-    set_code_kernel<float, float, &nibble_pair<X, CombL2Scaled>, &nibble_four<X, CombL2Scaled>>(
+    set_code_kernel<F, F, &dense_pair<X, DecU8, CombL2Scaled>, &dense_four<X, DecU8, CombL2Scaled>,
+                    1, 1>(k.u8_l2sq, isa);
+    set_code_kernel<F, F, &nibble_pair<X, CombDot>, &nibble_four<X, CombDot>, 1, 2>(k.u4_dot, isa);
+    set_code_kernel<F, F, &nibble_pair<X, CombL2Scaled>, &nibble_four<X, CombL2Scaled>, 1, 2>(
         k.u4_l2sq, isa);
-    set_code_kernel<std::uint16_t, float, &bf16_bf16_pair_t<X>, &bf16_bf16_four_t<X>>(
+    set_code_kernel<std::uint16_t, F, &bf16_bf16_pair_t<X>, &bf16_bf16_four_t<X>, 2, 1>(
         k.bf16_dot_bf16, isa);
 }

@@ -53,12 +53,17 @@ void u8_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* 
                  std::size_t dim, std::int32_t* out) noexcept {
     constexpr std::size_t B = Y::IB8;
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
+    typename Y::IV b[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     std::size_t i = 0;
+    for (; i + 2 * B <= dim; i += 2 * B) {
+        for (int r = 0; r < 4; ++r) a[r] = Y::dot_u8(a[r], c[r] + i, t + i);
+        for (int r = 0; r < 4; ++r) b[r] = Y::dot_u8(b[r], c[r] + i + B, t + i + B);
+    }
     for (; i + B <= dim; i += B)
         for (int r = 0; r < 4; ++r) a[r] = Y::dot_u8(a[r], c[r] + i, t + i);
     if (i < dim)
-        for (int r = 0; r < 4; ++r) a[r] = Y::dot_u8_partial(a[r], c[r] + i, t + i, dim - i);
-    for (int r = 0; r < 4; ++r) out[r] = Y::ireduce(a[r]);
+        for (int r = 0; r < 4; ++r) b[r] = Y::dot_u8_partial(b[r], c[r] + i, t + i, dim - i);
+    for (int r = 0; r < 4; ++r) out[r] = Y::ireduce(Y::iadd(a[r], b[r]));
 }
 
 template <class Y>
@@ -166,8 +171,11 @@ void u4_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* 
 
 template <class Y>
 void fill_int_quant(QuantKernels& k, Isa isa) noexcept {
-    set_code_kernel<std::int8_t, std::int32_t, &u8_dot_pair<Y>, &u8_dot_four<Y>>(k.u8_dot_i8, isa);
-    set_code_kernel<std::int8_t, std::int32_t, &u4_dot_pair<Y>, &u4_dot_four<Y>>(k.u4_dot_i8, isa);
-    set_code_kernel<std::uint8_t, std::int32_t, &u8_l2_pair<Y>, &u8_l2_four<Y>>(k.u8_l2sq_u8, isa);
-    set_code_kernel<std::uint8_t, std::int32_t, &u4_l2_pair<Y>, &u4_l2_four<Y>>(k.u4_l2sq_u4, isa);
+    using I8 = std::int8_t;
+    using U8 = std::uint8_t;
+    using I32 = std::int32_t;
+    set_code_kernel<I8, I32, &u8_dot_pair<Y>, &u8_dot_four<Y>, 1, 1>(k.u8_dot_i8, isa);
+    set_code_kernel<I8, I32, &u4_dot_pair<Y>, &u4_dot_four<Y>, 1, 2>(k.u4_dot_i8, isa);
+    set_code_kernel<U8, I32, &u8_l2_pair<Y>, &u8_l2_four<Y>, 1, 1>(k.u8_l2sq_u8, isa);
+    set_code_kernel<U8, I32, &u4_l2_pair<Y>, &u4_l2_four<Y>, 1, 2>(k.u4_l2sq_u4, isa);
 }
