@@ -38,13 +38,13 @@ struct KernelSpec {
 };
 
 const KernelSpec kSpecs[] = {
-    {"f16_dot", 'f', false, false, Kind::f16},     {"f16_l2sq", 'f', false, false, Kind::f16},
-    {"bf16_dot", 'f', false, false, Kind::bf16},   {"bf16_l2sq", 'f', false, false, Kind::bf16},
-    {"bf16_dot_bf16", 'H', false, false, Kind::bf16},
-    {"u8_dot", 'f', false, false, Kind::sq8},      {"u8_l2sq", 'f', false, true, Kind::sq8},
-    {"u4_dot", 'f', false, false, Kind::sq4},      {"u4_l2sq", 'f', false, true, Kind::sq4},
-    {"u8_dot_i8", 'b', true, false, Kind::sq8},    {"u4_dot_i8", 'b', true, false, Kind::sq4},
-    {"u8_l2sq_u8", 'B', true, false, Kind::sq8},   {"u4_l2sq_u4", 'B', true, false, Kind::sq4},
+    {"f16_dot", 'f', false, false, Kind::f16},        {"f16_l2sq", 'f', false, false, Kind::f16},
+    {"bf16_dot", 'f', false, false, Kind::bf16},      {"bf16_l2sq", 'f', false, false, Kind::bf16},
+    {"bf16_dot_bf16", 'H', false, false, Kind::bf16}, {"u8_dot", 'f', false, false, Kind::sq8},
+    {"u8_l2sq", 'f', false, true, Kind::sq8},         {"u4_dot", 'f', false, false, Kind::sq4},
+    {"u4_l2sq", 'f', false, true, Kind::sq4},         {"u8_dot_i8", 'b', true, false, Kind::sq8},
+    {"u4_dot_i8", 'b', true, false, Kind::sq4},       {"u8_l2sq_u8", 'B', true, false, Kind::sq8},
+    {"u4_l2sq_u4", 'B', true, false, Kind::sq4},
 };
 
 const KernelSpec& spec_of(const std::string& name) {
@@ -57,8 +57,7 @@ template <typename Q, typename R>
 const simd::CodeKernel<Q, R>& kernel_of(const simd::QuantKernels& k, const std::string& name);
 
 template <>
-const simd::CodeKernel<float, float>& kernel_of(const simd::QuantKernels& k,
-                                                 const std::string& n) {
+const simd::CodeKernel<float, float>& kernel_of(const simd::QuantKernels& k, const std::string& n) {
     if (n == "f16_dot") return k.f16_dot;
     if (n == "f16_l2sq") return k.f16_l2sq;
     if (n == "bf16_dot") return k.bf16_dot;

@@ -89,11 +89,10 @@ void bind_quantizer(py::module_& m) {
     py::class_<Quantizer>(m, "_Quantizer")
         .def(py::init([](const std::string& kind, std::size_t dim, const std::string& space,
                          bool normalize, const std::string& mode) {
-                 return Quantizer(kind_arg(kind), dim, space_arg(space), normalize,
-                                  mode_arg(mode));
+                 return Quantizer(kind_arg(kind), dim, space_arg(space), normalize, mode_arg(mode));
              }),
-             py::arg("kind"), py::arg("dim"), py::arg("space") = "l2",
-             py::arg("normalize") = false, py::arg("mode") = "asymmetric")
+             py::arg("kind"), py::arg("dim"), py::arg("space") = "l2", py::arg("normalize") = false,
+             py::arg("mode") = "asymmetric")
         .def_property_readonly("code_bytes", &Quantizer::code_bytes)
         .def_property_readonly("record_bytes", &Quantizer::record_bytes)
         .def_property_readonly("trailer_offset",
@@ -103,8 +102,11 @@ void bind_quantizer(py::module_& m) {
                                })
         .def_property_readonly("levels", &Quantizer::levels)
         .def_property_readonly("fitted", &Quantizer::fitted)
-        .def_property_readonly("lo", [](const Quantizer& q) { return vector_to_array(std::vector<float>(q.lo())); })
-        .def_property_readonly("step", [](const Quantizer& q) { return vector_to_array(std::vector<float>(q.step())); })
+        .def_property_readonly(
+            "lo", [](const Quantizer& q) { return vector_to_array(std::vector<float>(q.lo())); })
+        .def_property_readonly(
+            "step",
+            [](const Quantizer& q) { return vector_to_array(std::vector<float>(q.step())); })
         .def_property_readonly("hi", [](const Quantizer& q) { return vector_to_array(q.hi()); })
         .def(
             "fit",
@@ -151,8 +153,8 @@ void bind_quantizer(py::module_& m) {
                     const simd::QuantKernels& k = simd::quant_for(simd::active());
                     std::vector<float> scratch(q.dim());
                     for (std::size_t i = 0; i < n; ++i)
-                        clipped += q.encode(p + i * q.dim(), o + i * q.record_bytes(),
-                                            scratch.data(), k);
+                        clipped +=
+                            q.encode(p + i * q.dim(), o + i * q.record_bytes(), scratch.data(), k);
                 }
                 return py::make_tuple(out, clipped);
             },
@@ -184,24 +186,24 @@ void bind_quantizer(py::module_& m) {
                 require(qz.fitted(), "distances: the ranges are not fitted");
                 const std::uint8_t* base = rec.data();
                 const bool search = which == "search", batch = form == "batch";
-                return query_matrix(q, qz.dim(), n, [&](const float* qr,
-                                                        const simd::KernelTable& t,
-                                                        quant::Query& query, float* o) {
-                    qz.prepare(qr, t, query);
-                    std::vector<const std::uint8_t*> ptrs(n);
-                    for (std::size_t j = 0; j < n; ++j) ptrs[j] = base + j * b;
-                    if (batch) {
-                        if (search) {
-                            query.distances(ptrs.data(), n, o);
-                        } else {
-                            query.decoded_distances(ptrs.data(), n, o);
-                        }
-                    } else {
-                        for (std::size_t j = 0; j < n; ++j)
-                            o[j] = search ? query.distance(ptrs[j])
-                                          : query.decoded_distance(ptrs[j]);
-                    }
-                });
+                return query_matrix(q, qz.dim(), n,
+                                    [&](const float* qr, const simd::KernelTable& t,
+                                        quant::Query& query, float* o) {
+                                        qz.prepare(qr, t, query);
+                                        std::vector<const std::uint8_t*> ptrs(n);
+                                        for (std::size_t j = 0; j < n; ++j) ptrs[j] = base + j * b;
+                                        if (batch) {
+                                            if (search) {
+                                                query.distances(ptrs.data(), n, o);
+                                            } else {
+                                                query.decoded_distances(ptrs.data(), n, o);
+                                            }
+                                        } else {
+                                            for (std::size_t j = 0; j < n; ++j)
+                                                o[j] = search ? query.distance(ptrs[j])
+                                                              : query.decoded_distance(ptrs[j]);
+                                        }
+                                    });
             },
             py::arg("queries").noconvert(), py::arg("records").noconvert(),
             py::arg("which") = "search", py::arg("form") = "batch")
@@ -231,8 +233,8 @@ py::dict state_dict(const quant::StoreState& st) {
     d["seen_hi"] = vector_to_array(std::vector<float>(st.seen_hi));
     d["codes"] = vector_to_array(std::vector<std::uint8_t>(st.codes));
     d["full"] = vector_to_array(std::vector<float>(st.full));
-    d["drift"] = py::make_tuple(st.drift.rows_at_fit, st.drift.rows_since_fit,
-                                st.drift.clipped_since_fit);
+    d["drift"] =
+        py::make_tuple(st.drift.rows_at_fit, st.drift.rows_since_fit, st.drift.clipped_since_fit);
     return d;
 }
 
@@ -256,16 +258,21 @@ void bind_store(py::module_& m) {
                  o.clip = clip;
                  return std::make_unique<QuantStore>(o);
              }),
-             py::arg("kind"), py::arg("dim"), py::arg("space") = "l2",
-             py::arg("normalize") = false, py::arg("mode") = "asymmetric",
-             py::arg("keep_full") = true, py::arg("clip") = 0.0)
+             py::arg("kind"), py::arg("dim"), py::arg("space") = "l2", py::arg("normalize") = false,
+             py::arg("mode") = "asymmetric", py::arg("keep_full") = true, py::arg("clip") = 0.0)
         .def("__len__", &QuantStore::size)
         .def_property_readonly("capacity", &QuantStore::capacity)
         .def_property_readonly("stride", &QuantStore::stride)
         .def_property_readonly("fitted", &QuantStore::fitted)
         .def_property_readonly("memory_bytes", &QuantStore::memory_bytes)
-        .def_property_readonly("lo", [](const QuantStore& s) { return vector_to_array(std::vector<float>(s.quantizer().lo())); })
-        .def_property_readonly("step", [](const QuantStore& s) { return vector_to_array(std::vector<float>(s.quantizer().step())); })
+        .def_property_readonly("lo",
+                               [](const QuantStore& s) {
+                                   return vector_to_array(std::vector<float>(s.quantizer().lo()));
+                               })
+        .def_property_readonly("step",
+                               [](const QuantStore& s) {
+                                   return vector_to_array(std::vector<float>(s.quantizer().step()));
+                               })
         .def_property_readonly("drift",
                                [](const QuantStore& s) {
                                    const quant::DriftStats d = s.drift();
@@ -325,18 +332,19 @@ void bind_store(py::module_& m) {
                         "which: search, pair or refine");
                 require(s.fitted() || s.size() == 0, "distances: the ranges are not fitted");
                 std::vector<std::uint32_t> sl = slots_arg(slots, s.size());
-                return query_matrix(q, s.dim(), sl.size(), [&](const float* qr,
-                                                               const simd::KernelTable& t,
-                                                               quant::Query& query, float* o) {
-                    s.prepare(qr, t, query);
-                    if (which == "search") {
-                        s.distances(query, sl.data(), sl.size(), o);
-                    } else if (which == "pair") {
-                        for (std::size_t j = 0; j < sl.size(); ++j) o[j] = s.distance(query, sl[j]);
-                    } else {
-                        s.refine(query, sl.data(), sl.size(), o);
-                    }
-                });
+                return query_matrix(q, s.dim(), sl.size(),
+                                    [&](const float* qr, const simd::KernelTable& t,
+                                        quant::Query& query, float* o) {
+                                        s.prepare(qr, t, query);
+                                        if (which == "search") {
+                                            s.distances(query, sl.data(), sl.size(), o);
+                                        } else if (which == "pair") {
+                                            for (std::size_t j = 0; j < sl.size(); ++j)
+                                                o[j] = s.distance(query, sl[j]);
+                                        } else {
+                                            s.refine(query, sl.data(), sl.size(), o);
+                                        }
+                                    });
             },
             py::arg("queries").noconvert(), py::arg("slots").noconvert(),
             py::arg("which") = "search")
@@ -373,7 +381,7 @@ void bind_store(py::module_& m) {
                const std::string& mode, bool keep_full, double clip, const py::dict& d) {
                 quant::StoreState st;
                 st.options = {kind_arg(kind), dim, space_arg(space), normalize, mode_arg(mode),
-                              keep_full, clip};
+                              keep_full,      clip};
                 st.n = d["n"].cast<std::size_t>();
                 st.lo = vec_of<float>(d, "lo");
                 st.step = vec_of<float>(d, "step");

@@ -113,9 +113,11 @@ void Quantizer::fit(const float* rows, std::size_t n, double clip, std::size_t t
     const bool scale_rows = normalize_ && !normalised;
     std::vector<double> inv(scale_rows ? n : 0);
     if (scale_rows) {
-        parallel_for(n, threads, balanced_grain(n, threads, 256), [&](std::size_t b, std::size_t e) {
-            for (std::size_t i = b; i < e; ++i) inv[i] = inverse_norm(rows + i * dim, dim);
-        });
+        parallel_for(n, threads, balanced_grain(n, threads, 256),
+                     [&](std::size_t b, std::size_t e) {
+                         for (std::size_t i = b; i < e; ++i)
+                             inv[i] = inverse_norm(rows + i * dim, dim);
+                     });
     }
     auto value = [&](std::size_t i, std::size_t j) {
         return scale_rows ? static_cast<float>(rows[i * dim + j] * inv[i]) : rows[i * dim + j];
@@ -143,16 +145,17 @@ void Quantizer::fit(const float* rows, std::size_t n, double clip, std::size_t t
         const std::size_t lo_rank = static_cast<std::size_t>(std::floor(clip * double(s - 1)));
         const std::size_t hi_rank =
             static_cast<std::size_t>(std::ceil((1.0 - clip) * double(s - 1)));
-        parallel_for(dim, threads, balanced_grain(dim, threads, 4), [&](std::size_t b, std::size_t e) {
-            std::vector<float> col(s);
-            for (std::size_t j = b; j < e; ++j) {
-                for (std::size_t i = 0; i < s; ++i) col[i] = value(i * n / s, j);
-                std::nth_element(col.begin(), col.begin() + lo_rank, col.end());
-                lo[j] = col[lo_rank];
-                std::nth_element(col.begin(), col.begin() + hi_rank, col.end());
-                hi[j] = col[hi_rank];
-            }
-        });
+        parallel_for(dim, threads, balanced_grain(dim, threads, 4),
+                     [&](std::size_t b, std::size_t e) {
+                         std::vector<float> col(s);
+                         for (std::size_t j = b; j < e; ++j) {
+                             for (std::size_t i = 0; i < s; ++i) col[i] = value(i * n / s, j);
+                             std::nth_element(col.begin(), col.begin() + lo_rank, col.end());
+                             lo[j] = col[lo_rank];
+                             std::nth_element(col.begin(), col.begin() + hi_rank, col.end());
+                             hi[j] = col[hi_rank];
+                         }
+                     });
     }
     set_steps(lo, hi);
 }
@@ -217,10 +220,10 @@ void Quantizer::check_rows(const float* rows, std::size_t n, std::size_t first_r
                                             " contains NaN or infinity");
             }
             if (!normalize_ && std::fabs(double(x[j])) >= limit) {
-                throw std::invalid_argument(
-                    "row " + std::to_string(first_row + i) + " has a value beyond the " +
-                    kind_name(kind_) + " range (|x| must stay below " + std::to_string(limit) +
-                    "); use another quantization or scale the data");
+                throw std::invalid_argument("row " + std::to_string(first_row + i) +
+                                            " has a value beyond the " + kind_name(kind_) +
+                                            " range (|x| must stay below " + std::to_string(limit) +
+                                            "); use another quantization or scale the data");
             }
         }
     }
@@ -314,7 +317,9 @@ std::size_t Quantizer::encode_normalised(const float* x, std::uint8_t* record,
 void Quantizer::decode(const std::uint8_t* record, float* out,
                        const simd::QuantKernels& k) const noexcept {
     switch (kind_) {
-    case Kind::f16: k.f16_to_f32.fn(reinterpret_cast<const std::uint16_t*>(record), out, dim_); return;
+    case Kind::f16:
+        k.f16_to_f32.fn(reinterpret_cast<const std::uint16_t*>(record), out, dim_);
+        return;
     case Kind::bf16:
         k.bf16_to_f32.fn(reinterpret_cast<const std::uint16_t*>(record), out, dim_);
         return;
@@ -360,8 +365,8 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
     if (!scalar()) {
         const bool f16 = kind_ == Kind::f16;
         const auto& kern = ip ? (f16 ? k.f16_dot : k.bf16_dot) : (f16 ? k.f16_l2sq : k.bf16_l2sq);
-        out.decoded = {kern.pair.fn, kern.batch.fn, qn, nullptr, dim_, ip ? 1.0 : 0.0,
-                       ip ? -1.0 : 1.0};
+        out.decoded = {kern.pair.fn,   kern.batch.fn,  qn, nullptr, dim_,
+                       ip ? 1.0 : 0.0, ip ? -1.0 : 1.0};
         if (mode_ == Mode::symmetric) {  // bf16, ip (checked in the constructor)
             out.h.resize(dim_);
             k.f32_to_bf16.fn(qn, out.h.data(), dim_);
@@ -384,8 +389,8 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
         }
     }
     const auto& kern = ip ? (sq8 ? k.u8_dot : k.u4_dot) : (sq8 ? k.u8_l2sq : k.u4_l2sq);
-    out.decoded = {kern.pair.fn, kern.batch.fn, out.fq.data(), ip ? nullptr : step_.data(),
-                   dim_, ip ? 1.0 - bias : 0.0, ip ? -1.0 : 1.0};
+    out.decoded = {kern.pair.fn, kern.batch.fn,         out.fq.data(),  ip ? nullptr : step_.data(),
+                   dim_,         ip ? 1.0 - bias : 0.0, ip ? -1.0 : 1.0};
     if (mode_ == Mode::asymmetric) return;
 
     // Symmetric form: int8 query on one scale, centred on the middle of the ranges.
@@ -420,8 +425,8 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
         out.form = Form::sym;
     } else {
         // d = ||q - m||^2 - 2 sigma (S - C sum t) + trailer
-        out.sym = {ik.pair.fn, ik.batch.fn, out.t.data(), dim_, qm + 2.0 * ct, -2.0 * sigma,
-                   trailer_offset_};
+        out.sym = {ik.pair.fn,    ik.batch.fn,  out.t.data(),   dim_,
+                   qm + 2.0 * ct, -2.0 * sigma, trailer_offset_};
         out.form = Form::sym_trailer;
     }
     out.sigma = sigma;

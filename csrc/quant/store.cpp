@@ -21,7 +21,7 @@
 namespace pysim::quant {
 namespace {
 
-constexpr std::size_t kEncodeGrain = 256;      // rows per parallel chunk
+constexpr std::size_t kEncodeGrain = 256;       // rows per parallel chunk
 constexpr std::size_t kSampleFloats = 1 << 24;  // 64 MiB cap on a re-fit sample
 
 std::size_t stride_for(std::size_t record_bytes) noexcept { return (record_bytes + 15) / 16 * 16; }
@@ -36,8 +36,7 @@ QuantStore::Arena::Arena(std::size_t bytes) {
 }
 
 QuantStore::QuantStore(const StoreOptions& opt)
-    : opt_(opt),
-      quantizer_(opt.kind, opt.dim, opt.space, opt.normalize, opt.mode),
+    : opt_(opt), quantizer_(opt.kind, opt.dim, opt.space, opt.normalize, opt.mode),
       stride_(stride_for(quantizer_.record_bytes())) {
     require(opt.clip >= 0.0 && opt.clip < 0.5, "clip must be in [0, 0.5)");
     if (quantizer_.scalar()) {
@@ -47,9 +46,8 @@ QuantStore::QuantStore(const StoreOptions& opt)
 }
 
 template <class SlotOf>
-QuantStore::Encoded QuantStore::encode_rows(const Quantizer& q, std::uint8_t* arena,
-                                            float* full, const SlotOf& slot_of,
-                                            const float* rows, std::size_t n,
+QuantStore::Encoded QuantStore::encode_rows(const Quantizer& q, std::uint8_t* arena, float* full,
+                                            const SlotOf& slot_of, const float* rows, std::size_t n,
                                             std::size_t threads) const {
     Encoded res;
     res.seen_lo = seen_lo_;
@@ -126,9 +124,7 @@ void QuantStore::resize(std::size_t n) {
     n_ = n;
 }
 
-void QuantStore::set(std::size_t slot, const float* row) {
-    set_rows(nullptr, slot, row, 1, 1);
-}
+void QuantStore::set(std::size_t slot, const float* row) { set_rows(nullptr, slot, row, 1, 1); }
 
 void QuantStore::set_rows(const std::uint32_t* slots, std::size_t first, const float* rows,
                           std::size_t n, std::size_t threads) {
@@ -167,8 +163,8 @@ std::size_t QuantStore::append(const float* rows, std::size_t n, std::size_t thr
     float* fdst = opt_.keep_full ? (growing ? full.data() : full_.data()) : nullptr;
     Encoded e;
     try {
-        e = encode_rows(q, dst, fdst, [first](std::size_t i) { return first + i; }, rows, n,
-                        threads);
+        e = encode_rows(
+            q, dst, fdst, [first](std::size_t i) { return first + i; }, rows, n, threads);
     } catch (...) {
         if (!growing) full_.resize(opt_.keep_full ? n_ * opt_.dim : 0);
         throw;
@@ -268,8 +264,7 @@ void QuantStore::refit(const float* extra, std::size_t n_extra, std::size_t thre
     drift_ = {n_ + n_extra, 0, 0};
 }
 
-void QuantStore::prepare_slot(std::size_t slot, const simd::KernelTable& table,
-                              Query& out) const {
+void QuantStore::prepare_slot(std::size_t slot, const simd::KernelTable& table, Query& out) const {
     if (opt_.keep_full) {
         out.normalised.assign(full_row(slot), full_row(slot) + opt_.dim);
         quantizer_.prepare_normalised(out.normalised.data(), table, out);
@@ -356,7 +351,8 @@ std::unique_ptr<QuantStore> QuantStore::from_state(const StoreState& st) {
         // A 16-bit code with an all-ones exponent is inf or NaN: never written by encode.
         const std::uint16_t exp_mask = st.options.kind == Kind::f16 ? 0x7C00u : 0x7F80u;
         for (std::size_t i = 0; i + 1 < st.codes.size(); i += 2) {
-            const std::uint16_t w = static_cast<std::uint16_t>(st.codes[i] | (st.codes[i + 1] << 8));
+            const std::uint16_t w =
+                static_cast<std::uint16_t>(st.codes[i] | (st.codes[i + 1] << 8));
             require((w & exp_mask) != exp_mask, "state: a code is infinite or NaN");
         }
     }

@@ -43,8 +43,8 @@ struct StoreOptions {
     Space space = Space::l2;
     bool normalize = false;  // cosine
     Mode mode = Mode::asymmetric;
-    bool keep_full = true;   // float32 copy for exact re-ranking
-    double clip = 0.0;       // sq ranges: fraction clipped at each tail (0 = min/max)
+    bool keep_full = true;  // float32 copy for exact re-ranking
+    double clip = 0.0;      // sq ranges: fraction clipped at each tail (0 = min/max)
 };
 
 struct DriftStats {
@@ -99,8 +99,8 @@ class QuantStore {
     void set(std::size_t slot, const float* row);
     /// rows[i] -> slots[i] (slots == nullptr: first + i), in parallel. Requires fitted(); the
     /// slots must exist. Rows must have passed check_rows().
-    void set_rows(const std::uint32_t* slots, std::size_t first, const float* rows,
-                  std::size_t n, std::size_t threads);
+    void set_rows(const std::uint32_t* slots, std::size_t first, const float* rows, std::size_t n,
+                  std::size_t threads);
     /// Checks rows, fits the ranges if not fitted yet, grows by n and stores them at the end.
     /// Returns the first new slot. Strong guarantee.
     std::size_t append(const float* rows, std::size_t n, std::size_t threads);
@@ -165,9 +165,8 @@ class QuantStore {
     // Encodes row i of `rows` into arena + slot_of(i) * stride_ with quantizer q (and copies
     // it, in stored form, to full + slot_of(i) * dim when full != nullptr).
     template <class SlotOf>
-    Encoded encode_rows(const Quantizer& q, std::uint8_t* arena, float* full,
-                        const SlotOf& slot_of, const float* rows, std::size_t n,
-                        std::size_t threads) const;
+    Encoded encode_rows(const Quantizer& q, std::uint8_t* arena, float* full, const SlotOf& slot_of,
+                        const float* rows, std::size_t n, std::size_t threads) const;
     // New arena / float32 copy of `cap` slots holding the current n_ slots.
     void grow(std::size_t cap, Arena& arena, std::vector<float>& full) const;
 

@@ -65,9 +65,8 @@ template <typename Q, typename R>
 using CodeManyFn = void (*)(const Q* query, const float* scale, const std::uint8_t* codes,
                             std::size_t stride, std::size_t n, std::size_t dim, R* out) noexcept;
 template <typename Q, typename R>
-using CodeBatchFn = void (*)(const Q* query, const float* scale,
-                             const std::uint8_t* const* codes, std::size_t n, std::size_t dim,
-                             R* out) noexcept;
+using CodeBatchFn = void (*)(const Q* query, const float* scale, const std::uint8_t* const* codes,
+                             std::size_t n, std::size_t dim, R* out) noexcept;
 
 template <typename Q, typename R>
 struct CodeKernel {

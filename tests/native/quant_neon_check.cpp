@@ -31,10 +31,10 @@ std::size_t bytes_of(char layout, std::size_t dim) {
 }
 
 template <typename Q, typename R>
-void check(const char* name, const CodeKernel<Q, R>& ref, const CodeKernel<Q, R>& neon,
-           char layout, std::size_t qlen_kind, std::mt19937& gen) {
-    const std::size_t dims[] = {1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 127, 128,
-                                129, 200, 255, 257, 784};
+void check(const char* name, const CodeKernel<Q, R>& ref, const CodeKernel<Q, R>& neon, char layout,
+           std::size_t qlen_kind, std::mt19937& gen) {
+    const std::size_t dims[] = {1,  2,  3,   5,   8,   15,  16,  17,  31,  33, 63,
+                                64, 65, 100, 127, 128, 129, 200, 255, 257, 784};
     for (std::size_t dim : dims) {
         const std::size_t n = 7, cb = bytes_of(layout, dim), stride = cb + 3;
         std::vector<std::uint8_t> codes(n * stride);
@@ -61,14 +61,17 @@ void check(const char* name, const CodeKernel<Q, R>& ref, const CodeKernel<Q, R>
             }
         }
         if constexpr (std::is_integral_v<Q>) {
-            if (layout == '4' && qlen_kind && dim % 2) q[qlen - 1] = static_cast<Q>(q[qlen - 1] & 0x0F);
+            if (layout == '4' && qlen_kind && dim % 2)
+                q[qlen - 1] = static_cast<Q>(q[qlen - 1] & 0x0F);
         }
         for (auto& s : scale) s = 0.5f + std::fabs(normal(gen));
         std::vector<const std::uint8_t*> ptrs(n);
         for (std::size_t i = 0; i < n; ++i) ptrs[i] = codes.data() + ((i * 3) % n) * stride;
         std::vector<R> a(n), b(n), c(n), d(n);
-        for (std::size_t i = 0; i < n; ++i) a[i] = ref.pair.fn(q.data(), scale.data(), ptrs[i], dim);
-        for (std::size_t i = 0; i < n; ++i) b[i] = neon.pair.fn(q.data(), scale.data(), ptrs[i], dim);
+        for (std::size_t i = 0; i < n; ++i)
+            a[i] = ref.pair.fn(q.data(), scale.data(), ptrs[i], dim);
+        for (std::size_t i = 0; i < n; ++i)
+            b[i] = neon.pair.fn(q.data(), scale.data(), ptrs[i], dim);
         neon.batch.fn(q.data(), scale.data(), ptrs.data(), n, dim, c.data());
         std::vector<R> m(n);
         neon.many.fn(q.data(), scale.data(), codes.data(), stride, n, dim, m.data());
@@ -78,9 +81,10 @@ void check(const char* name, const CodeKernel<Q, R>& ref, const CodeKernel<Q, R>
         for (int f = 0; f < 3; ++f) {
             for (std::size_t i = 0; i < n; ++i) {
                 const double x = double((*got[f])[i]), y = double(a[i]);
-                const bool ok = std::is_integral_v<R>
-                                    ? x == y
-                                    : std::fabs(x - y) <= 1e-5 * (1.0 + std::fabs(y)) * std::sqrt(double(dim));
+                const bool ok =
+                    std::is_integral_v<R>
+                        ? x == y
+                        : std::fabs(x - y) <= 1e-5 * (1.0 + std::fabs(y)) * std::sqrt(double(dim));
                 if (!ok) {
                     fail(name, forms[f], dim);
                     break;
@@ -139,7 +143,8 @@ int main() {
                       std::make_pair(ref.f32_to_bf16.fn, neon.f32_to_bf16.fn)}) {
         pair.first(x.data(), y1.data(), x.size() - 3);
         pair.second(x.data(), y2.data(), x.size() - 3);
-        if (std::memcmp(y1.data(), y2.data(), 2 * (x.size() - 3)) != 0) fail("to_half", "convert", 0);
+        if (std::memcmp(y1.data(), y2.data(), 2 * (x.size() - 3)) != 0)
+            fail("to_half", "convert", 0);
     }
 #if defined(__ARM_FEATURE_DOTPROD)
     std::printf("dotprod ");

@@ -86,7 +86,9 @@ struct F32 {
     static V from_bf16_partial(const std::uint8_t* p, std::size_t n) noexcept {
         return bf16_to_f32(load_bytes_partial(p, 2 * n));
     }
-    static V lo_nibbles(__m128i b) noexcept { return u8_to_f32(_mm_and_si128(b, _mm_set1_epi8(0x0F))); }
+    static V lo_nibbles(__m128i b) noexcept {
+        return u8_to_f32(_mm_and_si128(b, _mm_set1_epi8(0x0F)));
+    }
     static V hi_nibbles(__m128i b) noexcept {
         return u8_to_f32(_mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
     }
@@ -180,8 +182,8 @@ struct Int {
         const __m256i m = _mm256_set1_epi8(0x0F);
         const __m256i lo = _mm256_and_si256(v, m);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
-        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, tlo),
-                                           _mm256_maddubs_epi16(hi, thi));
+        const __m256i p =
+            _mm256_add_epi16(_mm256_maddubs_epi16(lo, tlo), _mm256_maddubs_epi16(hi, thi));
         return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
     }
     static IV dot_u4(IV acc, const std::uint8_t* c, const std::int8_t* tlo,
@@ -195,13 +197,13 @@ struct Int {
     }
     static IV l2_32_u4(IV acc, __m256i a, __m256i b) noexcept {
         const __m256i m = _mm256_set1_epi8(0x0F);
-        const __m256i dl = _mm256_abs_epi8(_mm256_sub_epi8(_mm256_and_si256(a, m),
-                                                           _mm256_and_si256(b, m)));
-        const __m256i dh = _mm256_abs_epi8(
-            _mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(a, 4), m),
-                            _mm256_and_si256(_mm256_srli_epi16(b, 4), m)));
-        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(dl, dl),
-                                           _mm256_maddubs_epi16(dh, dh));
+        const __m256i dl =
+            _mm256_abs_epi8(_mm256_sub_epi8(_mm256_and_si256(a, m), _mm256_and_si256(b, m)));
+        const __m256i dh =
+            _mm256_abs_epi8(_mm256_sub_epi8(_mm256_and_si256(_mm256_srli_epi16(a, 4), m),
+                                            _mm256_and_si256(_mm256_srli_epi16(b, 4), m)));
+        const __m256i p =
+            _mm256_add_epi16(_mm256_maddubs_epi16(dl, dl), _mm256_maddubs_epi16(dh, dh));
         return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
     }
     static IV l2_u4(IV acc, const std::uint8_t* a, const std::uint8_t* b) noexcept {
@@ -213,9 +215,9 @@ struct Int {
     }
 };
 
-#include "simd/isa/quant_shapes.inl"
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
+#include "simd/isa/quant_shapes.inl"
 
 }  // namespace
 

@@ -72,7 +72,9 @@ struct F32 {
     static V from_bf16_partial(const std::uint8_t* p, std::size_t n) noexcept {
         return bf16_to_f32(words16_partial(p, n));
     }
-    static V lo_nibbles(__m128i b) noexcept { return u8_to_f32(_mm_and_si128(b, _mm_set1_epi8(0x0F))); }
+    static V lo_nibbles(__m128i b) noexcept {
+        return u8_to_f32(_mm_and_si128(b, _mm_set1_epi8(0x0F)));
+    }
     static V hi_nibbles(__m128i b) noexcept {
         return u8_to_f32(_mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0F)));
     }
@@ -155,8 +157,8 @@ struct Int {
         const __m512i m = _mm512_set1_epi8(0x0F);
         const __m512i lo = _mm512_and_si512(v, m);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m);
-        const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(lo, tlo),
-                                           _mm512_maddubs_epi16(hi, thi));
+        const __m512i p =
+            _mm512_add_epi16(_mm512_maddubs_epi16(lo, tlo), _mm512_maddubs_epi16(hi, thi));
         return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
     }
     static IV dot_u4(IV acc, const std::uint8_t* c, const std::int8_t* tlo,
@@ -172,13 +174,13 @@ struct Int {
     }
     static IV l2_64_u4(IV acc, __m512i a, __m512i b) noexcept {
         const __m512i m = _mm512_set1_epi8(0x0F);
-        const __m512i dl = _mm512_abs_epi8(_mm512_sub_epi8(_mm512_and_si512(a, m),
-                                                           _mm512_and_si512(b, m)));
-        const __m512i dh = _mm512_abs_epi8(
-            _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(a, 4), m),
-                            _mm512_and_si512(_mm512_srli_epi16(b, 4), m)));
-        const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(dl, dl),
-                                           _mm512_maddubs_epi16(dh, dh));
+        const __m512i dl =
+            _mm512_abs_epi8(_mm512_sub_epi8(_mm512_and_si512(a, m), _mm512_and_si512(b, m)));
+        const __m512i dh =
+            _mm512_abs_epi8(_mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(a, 4), m),
+                                            _mm512_and_si512(_mm512_srli_epi16(b, 4), m)));
+        const __m512i p =
+            _mm512_add_epi16(_mm512_maddubs_epi16(dl, dl), _mm512_maddubs_epi16(dh, dh));
         return _mm512_add_epi32(acc, _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
     }
     static IV l2_u4(IV acc, const std::uint8_t* a, const std::uint8_t* b) noexcept {
@@ -191,9 +193,9 @@ struct Int {
     }
 };
 
-#include "simd/isa/quant_shapes.inl"
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
+#include "simd/isa/quant_shapes.inl"
 
 }  // namespace
 

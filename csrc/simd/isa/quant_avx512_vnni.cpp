@@ -84,11 +84,11 @@ struct Int {
     // |a - b| <= 15 is both a valid unsigned and a valid signed byte: square it with vpdpbusd.
     static IV l2_64_u4(IV acc, __m512i a, __m512i b) noexcept {
         const __m512i m = _mm512_set1_epi8(0x0F);
-        const __m512i dl = _mm512_abs_epi8(_mm512_sub_epi8(_mm512_and_si512(a, m),
-                                                           _mm512_and_si512(b, m)));
-        const __m512i dh = _mm512_abs_epi8(
-            _mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(a, 4), m),
-                            _mm512_and_si512(_mm512_srli_epi16(b, 4), m)));
+        const __m512i dl =
+            _mm512_abs_epi8(_mm512_sub_epi8(_mm512_and_si512(a, m), _mm512_and_si512(b, m)));
+        const __m512i dh =
+            _mm512_abs_epi8(_mm512_sub_epi8(_mm512_and_si512(_mm512_srli_epi16(a, 4), m),
+                                            _mm512_and_si512(_mm512_srli_epi16(b, 4), m)));
         acc = _mm512_dpbusd_epi32(acc, dl, dl);
         return _mm512_dpbusd_epi32(acc, dh, dh);
     }

@@ -65,8 +65,8 @@ void bf16_dot_four(const std::uint16_t* q, const float*, const std::uint8_t* con
 }  // namespace
 
 void fill_quant_avx512_vnni_bf16(QuantKernels& t) noexcept {
-    set_code_kernel<std::uint16_t, float, &bf16_dot_pair, &bf16_dot_four, 2, 1>(t.bf16_dot_bf16,
-                                                                        Isa::avx512_vnni_bf16);
+    set_code_kernel<std::uint16_t, float, &bf16_dot_pair, &bf16_dot_four, 2, 1>(
+        t.bf16_dot_bf16, Isa::avx512_vnni_bf16);
 }
 
 }  // namespace pysim::simd

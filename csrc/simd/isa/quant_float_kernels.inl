@@ -338,10 +338,10 @@ void fill_float_quant(QuantKernels& k, Isa isa) noexcept {
         k.f16_dot, isa);
     set_code_kernel<F, F, &dense_pair<X, DecF16, CombL2>, &dense_four<X, DecF16, CombL2>, 2, 1>(
         k.f16_l2sq, isa);
-    set_code_kernel<F, F, &dense_pair<X, DecBF16, CombDot>, &dense_four<X, DecBF16, CombDot>, 2,
-                    1>(k.bf16_dot, isa);
-    set_code_kernel<F, F, &dense_pair<X, DecBF16, CombL2>, &dense_four<X, DecBF16, CombL2>, 2,
-                    1>(k.bf16_l2sq, isa);
+    set_code_kernel<F, F, &dense_pair<X, DecBF16, CombDot>, &dense_four<X, DecBF16, CombDot>, 2, 1>(
+        k.bf16_dot, isa);
+    set_code_kernel<F, F, &dense_pair<X, DecBF16, CombL2>, &dense_four<X, DecBF16, CombL2>, 2, 1>(
+        k.bf16_l2sq, isa);
     set_code_kernel<F, F, &dense_pair<X, DecU8, CombDot>, &dense_four<X, DecU8, CombDot>, 1, 1>(
         k.u8_dot, isa);
     set_code_kernel<F, F, &dense_pair<X, DecU8, CombL2Scaled>, &dense_four<X, DecU8, CombL2Scaled>,

@@ -49,8 +49,8 @@ std::int32_t u8_dot_pair(const std::int8_t* t, const float*, const std::uint8_t*
 }
 
 template <class Y>
-void u8_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* c,
-                 std::size_t dim, std::int32_t* out) noexcept {
+void u8_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* c, std::size_t dim,
+                 std::int32_t* out) noexcept {
     constexpr std::size_t B = Y::IB8;
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     typename Y::IV b[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
@@ -82,8 +82,8 @@ std::int32_t u8_l2_pair(const std::uint8_t* q, const float*, const std::uint8_t*
 }
 
 template <class Y>
-void u8_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* c,
-                std::size_t dim, std::int32_t* out) noexcept {
+void u8_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* c, std::size_t dim,
+                std::int32_t* out) noexcept {
     constexpr std::size_t B = Y::IB8;
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     std::size_t i = 0;
@@ -117,8 +117,8 @@ std::int32_t u4_dot_pair(const std::int8_t* t, const float*, const std::uint8_t*
 }
 
 template <class Y>
-void u4_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* c,
-                 std::size_t dim, std::int32_t* out) noexcept {
+void u4_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* c, std::size_t dim,
+                 std::int32_t* out) noexcept {
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     std::size_t off = 0;
     for (std::size_t base = 0; base < dim; base += kNibbleBlock, off += kNibbleBlock / 2) {
@@ -131,8 +131,8 @@ void u4_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* 
             },
             [&](std::size_t k, std::size_t h, std::size_t nlo, std::size_t nhi) {
                 for (int j = 0; j < 4; ++j)
-                    a[j] = Y::dot_u4_partial(a[j], c[j] + off + k, t + base + k,
-                                             t + base + h + k, nlo, nhi);
+                    a[j] = Y::dot_u4_partial(a[j], c[j] + off + k, t + base + k, t + base + h + k,
+                                             nlo, nhi);
             });
     }
     for (int j = 0; j < 4; ++j) out[j] = Y::ireduce(a[j]);
@@ -156,8 +156,8 @@ std::int32_t u4_l2_pair(const std::uint8_t* q, const float*, const std::uint8_t*
 }
 
 template <class Y>
-void u4_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* c,
-                std::size_t dim, std::int32_t* out) noexcept {
+void u4_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* c, std::size_t dim,
+                std::int32_t* out) noexcept {
     constexpr std::size_t B = Y::IB4;
     const std::size_t bytes = (dim + 1) / 2;
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};

@@ -77,7 +77,9 @@ struct F32 {
         return vreinterpret_u16_u8(vld1_u8(buf));
     }
     static V f16_to_f32(uint16x4_t h) noexcept { return vcvt_f32_f16(vreinterpret_f16_u16(h)); }
-    static V bf16_to_f32(uint16x4_t h) noexcept { return vreinterpretq_f32_u32(vshll_n_u16(h, 16)); }
+    static V bf16_to_f32(uint16x4_t h) noexcept {
+        return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+    }
     static V from_f16(const std::uint8_t* p) noexcept { return f16_to_f32(words4(p)); }
     static V from_f16_partial(const std::uint8_t* p, std::size_t n) noexcept {
         return f16_to_f32(words4_partial(p, n));
@@ -219,9 +221,9 @@ struct Int {
     }
 };
 
-#include "simd/isa/quant_shapes.inl"
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
+#include "simd/isa/quant_shapes.inl"
 
 }  // namespace
 

@@ -32,7 +32,7 @@ std::uint16_t float_to_half(float f) noexcept {
     std::uint32_t a = x & 0x7FFFFFFFu;
     if (a > 0x7F800000u) return sign | 0x7E00u | static_cast<std::uint16_t>((a >> 13) & 0x3FFu);
     if (a >= 0x477FF000u) return sign | 0x7C00u;  // >= 65520 rounds to infinity
-    if (a >= 0x38800000u) {                        // normal half: rebias, round at bit 13
+    if (a >= 0x38800000u) {                       // normal half: rebias, round at bit 13
         a -= 0x38000000u;
         a += 0x0FFFu + ((a >> 13) & 1u);
         return sign | static_cast<std::uint16_t>(a >> 13);
@@ -195,9 +195,9 @@ struct Int {
     }
 };
 
-#include "simd/isa/quant_shapes.inl"
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
+#include "simd/isa/quant_shapes.inl"
 
 }  // namespace
 

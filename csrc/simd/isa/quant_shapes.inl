@@ -25,8 +25,7 @@
 #endif
 
 template <std::size_t BytesNum, std::size_t BytesDen>
-void prefetch_codes(const std::uint8_t* const* codes, std::size_t count,
-                    std::size_t dim) noexcept {
+void prefetch_codes(const std::uint8_t* const* codes, std::size_t count, std::size_t dim) noexcept {
     const std::size_t bytes = (dim * BytesNum + BytesDen - 1) / BytesDen;
     for (std::size_t r = 0; r < count; ++r) {
         const std::uint8_t* p = codes[r];
@@ -38,8 +37,8 @@ void prefetch_codes(const std::uint8_t* const* codes, std::size_t count,
     }
 }
 
-template <typename Q, typename R, R (*Pair)(const Q*, const float*, const std::uint8_t*,
-                                            std::size_t) noexcept,
+template <typename Q, typename R,
+          R (*Pair)(const Q*, const float*, const std::uint8_t*, std::size_t) noexcept,
           void (*Four)(const Q*, const float*, const std::uint8_t* const*, std::size_t,
                        R*) noexcept,
           std::size_t BytesNum, std::size_t BytesDen>
@@ -56,8 +55,8 @@ void code_batch(const Q* q, const float* s, const std::uint8_t* const* codes, st
     for (; i < n; ++i) out[i] = Pair(q, s, codes[i], dim);
 }
 
-template <typename Q, typename R, R (*Pair)(const Q*, const float*, const std::uint8_t*,
-                                            std::size_t) noexcept,
+template <typename Q, typename R,
+          R (*Pair)(const Q*, const float*, const std::uint8_t*, std::size_t) noexcept,
           void (*Four)(const Q*, const float*, const std::uint8_t* const*, std::size_t,
                        R*) noexcept>
 void code_many(const Q* q, const float* s, const std::uint8_t* codes, std::size_t stride,
@@ -71,8 +70,8 @@ void code_many(const Q* q, const float* s, const std::uint8_t* codes, std::size_
     for (; i < n; ++i) out[i] = Pair(q, s, codes + i * stride, dim);
 }
 
-template <typename Q, typename R, R (*Pair)(const Q*, const float*, const std::uint8_t*,
-                                            std::size_t) noexcept,
+template <typename Q, typename R,
+          R (*Pair)(const Q*, const float*, const std::uint8_t*, std::size_t) noexcept,
           void (*Four)(const Q*, const float*, const std::uint8_t* const*, std::size_t,
                        R*) noexcept,
           std::size_t BytesNum, std::size_t BytesDen>
