@@ -193,9 +193,11 @@ struct Int {
     }
 };
 
+// The shapes first (their own include block): the kernel files build on them.
+#include "simd/isa/quant_shapes.inl"
+
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
-#include "simd/isa/quant_shapes.inl"
 
 }  // namespace
 
