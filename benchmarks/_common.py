@@ -13,13 +13,13 @@ reason, never an error.
 
 from __future__ import annotations
 
-import gzip
 import importlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pytest
 
@@ -27,11 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def data_dir() -> Path | None:
-    """Folder with the shared datasets: $PYSIM_DATA, else ../shared/data next to the repo."""
-    for c in (os.environ.get("PYSIM_DATA"), REPO.parent / "shared" / "data"):
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
+    """Folder with the shared datasets: $PYSIM_DATA, else ../shared/data above the repo."""
+    return datasets.shared_data_dir()
 
 
 def require_data(name: str) -> Path:
@@ -44,39 +41,19 @@ def require_data(name: str) -> Path:
 
 def read_idx(path: Path) -> np.ndarray:
     """An MNIST-style IDX file (optionally gzipped) as a numpy array."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    shape = tuple(int(x) for x in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    return datasets.read_idx(path)
 
 
 def load_mnist() -> dict[str, np.ndarray]:
     """MNIST test split: first 9,000 images as base, last 1,000 as queries (Euclidean)."""
-    root = require_data("mnist")
-    X = read_idx(root / "t10k-images-idx3-ubyte.gz").reshape(10000, 784).astype(np.float32)
-    y = read_idx(root / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
-    gt = np.load(root / "mnist10k_gt_top100.npy").astype(np.int64)
-    return {
-        "base": X[:9000],
-        "queries": X[9000:],
-        "gt": gt,
-        "y_base": y[:9000],
-        "y_queries": y[9000:],
-        "metric": "euclidean",
-    }
+    require_data("mnist")
+    return datasets.load_dataset("mnist")
 
 
 def load_minilm() -> dict[str, np.ndarray]:
     """20,000 MiniLM sentence embeddings + 1,000 queries (cosine) with exact top-100."""
-    root = require_data("minilm-dev")
-    return {
-        "base": np.load(root / "base.npy"),
-        "queries": np.load(root / "queries.npy"),
-        "gt": np.load(root / "gt_top100.npy").astype(np.int64),
-        "metric": "cosine",
-    }
+    require_data("minilm-dev")
+    return datasets.load_dataset("minilm")
 
 
 def clustered(n: int, d: int, *, clusters: int = 100, seed: int = 0, spread: float = 0.15):
@@ -93,32 +70,13 @@ def uniform(n: int, d: int, *, seed: int = 0) -> np.ndarray:
 
 
 def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str) -> np.ndarray:
-    """Exact neighbour ids in float64, in blocks (the benchmarks' ground truth)."""
-    B = base.astype(np.float64)
-    if metric == "cosine":
-        B = B / np.maximum(np.linalg.norm(B, axis=1, keepdims=True), 1e-300)
-    bn = (B**2).sum(1)
-    out = np.empty((len(queries), k), np.int64)
-    for s in range(0, len(queries), 256):
-        Q = queries[s : s + 256].astype(np.float64)
-        if metric == "cosine":
-            D = -(Q @ B.T)
-        elif metric == "ip":
-            D = -(Q @ B.T)
-        else:
-            D = bn[None, :] - 2 * Q @ B.T
-        part = np.argpartition(D, k - 1, axis=1)[:, :k]
-        order = np.argsort(np.take_along_axis(D, part, 1), axis=1, kind="stable")
-        out[s : s + 256] = np.take_along_axis(part, order, 1)
-    return out
+    """Exact neighbour ids in float64, in blocks, ties to the smaller index (ground truth)."""
+    return datasets.exact_knn(base, queries, k, metric)
 
 
 def recall_at_k(found: np.ndarray, gt: np.ndarray, k: int) -> float:
     """Mean fraction of the true k nearest found among the returned k (set overlap)."""
-    found = np.asarray(found)[:, :k]
-    gt = np.asarray(gt)[:, :k]
-    hits = sum(len(set(f.tolist()) & set(g.tolist())) for f, g in zip(found, gt))
-    return hits / (k * len(gt))
+    return datasets.recall_at_k(found, gt, k)
 
 
 def peer(module: str) -> Any:
@@ -168,3 +126,60 @@ def rounds() -> int:
 def full() -> bool:
     """True when the per-issue (large) workloads were asked for (``run.py --full``)."""
     return os.environ.get("PYSIM_BENCH_FULL", "") == "1"
+
+
+# --- What the suite driver (run.py) passes down through the environment ----------------------
+
+
+def threads(default: tuple[int, ...] = (2,)) -> list[int]:
+    """Thread counts to benchmark: ``run.py --threads 1,2`` ($PYSIM_BENCH_THREADS) or ``default``.
+
+    Use it to parametrise: ``@pytest.mark.parametrize("threads", threads((1, 2)))``.
+    """
+    env = os.environ.get("PYSIM_BENCH_THREADS", "").strip()
+    if not env:
+        return list(default)
+    return [int(t) for t in env.split(",") if t.strip()]
+
+
+def ann_datasets(default: list[str], full_set: list[str] | None = None) -> list[str]:
+    """Dataset names a search benchmark runs on.
+
+    ``run.py --dataset PATH`` ($PYSIM_BENCH_DATASET) replaces them all with ``"user"``;
+    ``--full`` picks ``full_set`` (the per-issue workloads, e.g. ``["mnist", "minilm",
+    "clustered-100000x128"]``); otherwise ``default``: embedded data only (``"digits"``,
+    ``"clustered-NxD"``), so the default run needs no download. Load each with
+    :func:`dataset`.
+    """
+    if os.environ.get("PYSIM_BENCH_DATASET"):
+        return ["user"]
+    if full() and full_set is not None:
+        return list(full_set)
+    return list(default)
+
+
+def dataset(name: str) -> dict[str, Any]:
+    """A named dataset with exact ground truth, or skip the benchmark with the reason.
+
+    Returns the dict of :func:`datasets.load_dataset`: ``base``/``queries`` float32,
+    ``gt`` (q, 100) int64 nearest first, ``metric``, ``name``; ``y_base``/``y_queries`` when
+    labelled. Shared between tests (cached): never modify the arrays in place.
+    """
+    try:
+        return datasets.load_dataset(name)
+    except (FileNotFoundError, ImportError) as exc:
+        print(f"skipped: dataset {name!r} ({exc})")
+        pytest.skip(str(exc))
+
+
+def adaptive_rounds(seconds_per_call: float, budget: float = 2.0) -> int:
+    """Timed rounds for one contender.
+
+    With ``--full``, :func:`rounds` (``--repeats``), except for calls over 30 s (scipy's
+    mahalanobis cdist), timed once; in the default quick run, as many as fit in ``budget``
+    seconds (at least 1, at most :func:`rounds`), so a slow peer does not eat the 10-minute
+    budget. The median is reported either way.
+    """
+    if full():
+        return rounds() if seconds_per_call < 30 else 1
+    return int(max(1, min(rounds(), budget // max(seconds_per_call, 1e-9))))

@@ -117,7 +117,17 @@ def mahalanobis_factor(VI: Any, dim: int, dtype: np.dtype | type) -> np.ndarray:
     scale = max(float(np.abs(vi).max()), np.finfo(np.float64).tiny)
     if not np.allclose(vi, vi.T, rtol=1e-7, atol=1e-10 * scale):
         raise ValueError("VI must be symmetric")
-    w, v = np.linalg.eigh((vi + vi.T) / 2)
+    sym = (vi + vi.T) / 2
+    try:
+        # Positive definite (the usual case): Cholesky VI = C Cᵀ, so L = Cᵀ. Much cheaper than an
+        # eigendecomposition, which matters when VI changes often (metric learning).
+        C = np.linalg.cholesky(sym)
+        if np.isfinite(C).all():
+            return np.ascontiguousarray(C.T, dtype=dtype)
+    except np.linalg.LinAlgError:
+        pass
+    # Semi-definite (or not PSD at all): eigendecomposition, clipping round-off negatives.
+    w, v = np.linalg.eigh(sym)
     tol = 1e-10 * max(float(np.abs(w).max()), np.finfo(np.float64).tiny) * dim
     if w.min() < -tol:
         raise ValueError(
