@@ -241,6 +241,8 @@ def test_store_search_and_refine(rng, kind, mode, metric, keep_full):
     np.testing.assert_allclose(pair, search, rtol=1e-5, atol=1e-4 * np.abs(want).max())
     if mode == "asymmetric":
         assert np.all(np.abs(search - want) <= tol + 4 * EPS32 * np.abs(want))
+    decoded_form = store.distances(queries, slots, "decoded")
+    assert np.all(np.abs(decoded_form - want) <= tol + 4 * EPS32 * np.abs(want))
     refine = store.distances(queries, slots, "refine")
     if keep_full:
         exact, etol = reference(space, qn, stored[slots])

@@ -85,6 +85,58 @@ py::array_t<float> query_matrix(const CArray<float>& q, std::size_t dim, std::si
     return out;
 }
 
+// (m, n) distances from m queries to n records in the search or the decoded form, through the
+// batch shape or one record at a time.
+py::array_t<float> quantizer_distances(const Quantizer& qz, const CArray<float>& q,
+                                       const CArray<std::uint8_t>& rec, const std::string& which,
+                                       const std::string& form) {
+    const auto [n, b] = matrix_shape(rec, "records");
+    require(b == qz.record_bytes(), "records must have record_bytes columns");
+    require(which == "search" || which == "decoded", "which must be 'search' or 'decoded'");
+    require(form == "pair" || form == "batch", "form must be 'pair' or 'batch'");
+    require(qz.fitted(), "distances: the ranges are not fitted");
+    const std::uint8_t* base = rec.data();
+    const bool search = which == "search", batch = form == "batch";
+    std::vector<const std::uint8_t*> ptrs(n);
+    for (std::size_t j = 0; j < n; ++j) ptrs[j] = base + j * b;
+    auto row = [&](const float* qr, const simd::KernelTable& t, quant::Query& query, float* o) {
+        qz.prepare(qr, t, query);
+        if (batch && search) {
+            query.distances(ptrs.data(), n, o);
+        } else if (batch) {
+            query.decoded_distances(ptrs.data(), n, o);
+        } else {
+            for (std::size_t j = 0; j < n; ++j)
+                o[j] = search ? query.distance(ptrs[j]) : query.decoded_distance(ptrs[j]);
+        }
+    };
+    return query_matrix(q, qz.dim(), n, row);
+}
+
+// (m, n) distances from m queries to n slots: search (batch shape), pair (one slot at a time),
+// refine (exact, or decoded without the float32 copy) or decoded.
+py::array_t<float> store_distances(const QuantStore& s, const CArray<float>& q,
+                                   const CArray<std::int64_t>& slots, const std::string& which) {
+    require(which == "search" || which == "pair" || which == "refine" || which == "decoded",
+            "which must be 'search', 'pair', 'refine' or 'decoded'");
+    require(s.fitted() || s.size() == 0, "distances: the ranges are not fitted");
+    const std::vector<std::uint32_t> sl = slots_arg(slots, s.size());
+    auto row = [&](const float* qr, const simd::KernelTable& t, quant::Query& query, float* o) {
+        s.prepare(qr, t, query);
+        if (which == "search") {
+            s.distances(query, sl.data(), sl.size(), o);
+        } else if (which == "refine") {
+            s.refine(query, sl.data(), sl.size(), o);
+        } else {
+            for (std::size_t j = 0; j < sl.size(); ++j) {
+                o[j] = which == "pair" ? s.distance(query, sl[j])
+                                       : query.decoded_distance(s.record(sl[j]));
+            }
+        }
+    };
+    return query_matrix(q, s.dim(), sl.size(), row);
+}
+
 void bind_quantizer(py::module_& m) {
     py::class_<Quantizer>(m, "_Quantizer")
         .def(py::init([](const std::string& kind, std::size_t dim, const std::string& space,
@@ -175,38 +227,8 @@ void bind_quantizer(py::module_& m) {
                 return out;
             },
             py::arg("records").noconvert())
-        .def(
-            "distances",
-            [](const Quantizer& qz, const CArray<float>& q, const CArray<std::uint8_t>& rec,
-               const std::string& which, const std::string& form) {
-                const auto [n, b] = matrix_shape(rec, "records");
-                require(b == qz.record_bytes(), "records must have record_bytes columns");
-                require(which == "search" || which == "decoded", "which: search or decoded");
-                require(form == "pair" || form == "batch", "form: pair or batch");
-                require(qz.fitted(), "distances: the ranges are not fitted");
-                const std::uint8_t* base = rec.data();
-                const bool search = which == "search", batch = form == "batch";
-                return query_matrix(q, qz.dim(), n,
-                                    [&](const float* qr, const simd::KernelTable& t,
-                                        quant::Query& query, float* o) {
-                                        qz.prepare(qr, t, query);
-                                        std::vector<const std::uint8_t*> ptrs(n);
-                                        for (std::size_t j = 0; j < n; ++j) ptrs[j] = base + j * b;
-                                        if (batch) {
-                                            if (search) {
-                                                query.distances(ptrs.data(), n, o);
-                                            } else {
-                                                query.decoded_distances(ptrs.data(), n, o);
-                                            }
-                                        } else {
-                                            for (std::size_t j = 0; j < n; ++j)
-                                                o[j] = search ? query.distance(ptrs[j])
-                                                              : query.decoded_distance(ptrs[j]);
-                                        }
-                                    });
-            },
-            py::arg("queries").noconvert(), py::arg("records").noconvert(),
-            py::arg("which") = "search", py::arg("form") = "batch")
+        .def("distances", &quantizer_distances, py::arg("queries").noconvert(),
+             py::arg("records").noconvert(), py::arg("which") = "search", py::arg("form") = "batch")
         .def(
             "prepared",
             [](const Quantizer& qz, const CArray<float>& q) {
@@ -324,30 +346,8 @@ void bind_store(py::module_& m) {
                 return s.count_clipped(x.data(), rows_of(x, s.dim(), "X"));
             },
             py::arg("X").noconvert())
-        .def(
-            "distances",
-            [](const QuantStore& s, const CArray<float>& q, const CArray<std::int64_t>& slots,
-               const std::string& which) {
-                require(which == "search" || which == "refine" || which == "pair",
-                        "which: search, pair or refine");
-                require(s.fitted() || s.size() == 0, "distances: the ranges are not fitted");
-                std::vector<std::uint32_t> sl = slots_arg(slots, s.size());
-                return query_matrix(q, s.dim(), sl.size(),
-                                    [&](const float* qr, const simd::KernelTable& t,
-                                        quant::Query& query, float* o) {
-                                        s.prepare(qr, t, query);
-                                        if (which == "search") {
-                                            s.distances(query, sl.data(), sl.size(), o);
-                                        } else if (which == "pair") {
-                                            for (std::size_t j = 0; j < sl.size(); ++j)
-                                                o[j] = s.distance(query, sl[j]);
-                                        } else {
-                                            s.refine(query, sl.data(), sl.size(), o);
-                                        }
-                                    });
-            },
-            py::arg("queries").noconvert(), py::arg("slots").noconvert(),
-            py::arg("which") = "search")
+        .def("distances", &store_distances, py::arg("queries").noconvert(),
+             py::arg("slots").noconvert(), py::arg("which") = "search")
         .def(
             "slot_distances",
             [](const QuantStore& s, std::int64_t from, const CArray<std::int64_t>& slots) {
