@@ -139,6 +139,10 @@ float dense_pair(const float* q, const float* s, const std::uint8_t* c, std::siz
 template <class X, class D, class E>
 void dense_four(const float* q, const float* s, const std::uint8_t* const* c, std::size_t dim,
                 float* out) noexcept {
+    if constexpr (Pairwise<X>::value) {
+        for (int r = 0; r < 4; ++r) out[r] = dense_pair<X, D, E>(q, s, c[r], dim);
+        return;
+    }
     using V = typename X::V;
     constexpr std::size_t W = X::W;
     constexpr std::size_t B = D::kBytes;
@@ -230,6 +234,10 @@ float nibble_pair(const float* q, const float* s, const std::uint8_t* c, std::si
 template <class X, class E>
 void nibble_four(const float* q, const float* s, const std::uint8_t* const* c, std::size_t dim,
                  float* out) noexcept {
+    if constexpr (Pairwise<X>::value) {
+        for (int r = 0; r < 4; ++r) out[r] = nibble_pair<X, E>(q, s, c[r], dim);
+        return;
+    }
     using V = typename X::V;
     constexpr std::size_t W = X::W;
     V a[4] = {X::zero(), X::zero(), X::zero(), X::zero()};

@@ -51,6 +51,10 @@ std::int32_t u8_dot_pair(const std::int8_t* t, const float*, const std::uint8_t*
 template <class Y>
 void u8_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* c, std::size_t dim,
                  std::int32_t* out) noexcept {
+    if constexpr (Pairwise<Y>::value) {
+        for (int r = 0; r < 4; ++r) out[r] = u8_dot_pair<Y>(t, nullptr, c[r], dim);
+        return;
+    }
     constexpr std::size_t B = Y::IB8;
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     typename Y::IV b[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
@@ -84,6 +88,10 @@ std::int32_t u8_l2_pair(const std::uint8_t* q, const float*, const std::uint8_t*
 template <class Y>
 void u8_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* c, std::size_t dim,
                 std::int32_t* out) noexcept {
+    if constexpr (Pairwise<Y>::value) {
+        for (int r = 0; r < 4; ++r) out[r] = u8_l2_pair<Y>(q, nullptr, c[r], dim);
+        return;
+    }
     constexpr std::size_t B = Y::IB8;
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     std::size_t i = 0;
@@ -119,6 +127,10 @@ std::int32_t u4_dot_pair(const std::int8_t* t, const float*, const std::uint8_t*
 template <class Y>
 void u4_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* c, std::size_t dim,
                  std::int32_t* out) noexcept {
+    if constexpr (Pairwise<Y>::value) {
+        for (int r = 0; r < 4; ++r) out[r] = u4_dot_pair<Y>(t, nullptr, c[r], dim);
+        return;
+    }
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     std::size_t off = 0;
     for (std::size_t base = 0; base < dim; base += kNibbleBlock, off += kNibbleBlock / 2) {
@@ -158,6 +170,10 @@ std::int32_t u4_l2_pair(const std::uint8_t* q, const float*, const std::uint8_t*
 template <class Y>
 void u4_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* c, std::size_t dim,
                 std::int32_t* out) noexcept {
+    if constexpr (Pairwise<Y>::value) {
+        for (int r = 0; r < 4; ++r) out[r] = u4_l2_pair<Y>(q, nullptr, c[r], dim);
+        return;
+    }
     constexpr std::size_t B = Y::IB4;
     const std::size_t bytes = (dim + 1) / 2;
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};

@@ -47,15 +47,15 @@ std::uint16_t float_to_half(float f) noexcept {
     return sign | static_cast<std::uint16_t>(q);
 }
 
+// Exponent rebias on the bits; subnormal halves (exponent 0) are exact as m * 2^-24, and
+// inf / NaN keep their payload. One well-predicted branch for normal values.
 float half_to_float(std::uint16_t h) noexcept {
     const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
     const std::uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
-    if (e == 0) {
-        const float v = static_cast<float>(m) * 5.9604644775390625e-8f;  // m * 2^-24, exact
-        return bits_float(float_bits(v) | sign);
-    }
+    if (e - 1u < 30u) return bits_float(sign | ((e + 112u) << 23) | (m << 13));
     if (e == 31) return bits_float(sign | 0x7F800000u | (m << 13));
-    return bits_float(sign | ((e + 112u) << 23) | (m << 13));
+    const float v = static_cast<float>(m) * 5.9604644775390625e-8f;  // m * 2^-24, exact
+    return bits_float(float_bits(v) | sign);
 }
 
 std::uint16_t float_to_bf16(float f) noexcept {
@@ -78,6 +78,7 @@ struct F32 {
         float x[4];
     };
     static constexpr std::size_t W = 4;
+    static constexpr bool kPairwise = true;  // see quant_shapes.inl
 
     static V zero() noexcept { return V{{0, 0, 0, 0}}; }
     static V load(const float* p) noexcept { return V{{p[0], p[1], p[2], p[3]}}; }
@@ -110,29 +111,50 @@ struct F32 {
     }
     static float reduce(V a) noexcept { return (a.x[0] + a.x[1]) + (a.x[2] + a.x[3]); }
 
+    // Full blocks use a constant trip count, which the compiler unrolls and vectorises with
+    // baseline SIMD; partial blocks are the rare tail.
+    template <class Fn>
+    static V gen(const Fn& fn) noexcept {
+        V v;
+        for (std::size_t i = 0; i < W; ++i) v.x[i] = fn(i);
+        return v;
+    }
     template <class Fn>
     static V gen(std::size_t n, const Fn& fn) noexcept {
         V v = zero();
         for (std::size_t i = 0; i < n && i < W; ++i) v.x[i] = fn(i);
         return v;
     }
-    static V from_u8(const std::uint8_t* p) noexcept { return from_u8_partial(p, W); }
+    static float u8(const std::uint8_t* p) noexcept { return static_cast<float>(*p); }
+    static float f16(const std::uint8_t* p) noexcept { return half_to_float(load_u16(p)); }
+    static float bf16(const std::uint8_t* p) noexcept { return bf16_to_float(load_u16(p)); }
+    static V from_u8(const std::uint8_t* p) noexcept {
+        return gen([p](std::size_t i) { return u8(p + i); });
+    }
     static V from_u8_partial(const std::uint8_t* p, std::size_t n) noexcept {
-        return gen(n, [p](std::size_t i) { return static_cast<float>(p[i]); });
+        return gen(n, [p](std::size_t i) { return u8(p + i); });
     }
-    static V from_f16(const std::uint8_t* p) noexcept { return from_f16_partial(p, W); }
+    static V from_f16(const std::uint8_t* p) noexcept {
+        return gen([p](std::size_t i) { return f16(p + 2 * i); });
+    }
     static V from_f16_partial(const std::uint8_t* p, std::size_t n) noexcept {
-        return gen(n, [p](std::size_t i) { return half_to_float(load_u16(p + 2 * i)); });
+        return gen(n, [p](std::size_t i) { return f16(p + 2 * i); });
     }
-    static V from_bf16(const std::uint8_t* p) noexcept { return from_bf16_partial(p, W); }
+    static V from_bf16(const std::uint8_t* p) noexcept {
+        return gen([p](std::size_t i) { return bf16(p + 2 * i); });
+    }
     static V from_bf16_partial(const std::uint8_t* p, std::size_t n) noexcept {
-        return gen(n, [p](std::size_t i) { return bf16_to_float(load_u16(p + 2 * i)); });
+        return gen(n, [p](std::size_t i) { return bf16(p + 2 * i); });
     }
-    static V nib_lo(const std::uint8_t* p) noexcept { return nib_lo_partial(p, W); }
+    static V nib_lo(const std::uint8_t* p) noexcept {
+        return gen([p](std::size_t i) { return static_cast<float>(p[i] & 0x0F); });
+    }
     static V nib_lo_partial(const std::uint8_t* p, std::size_t n) noexcept {
         return gen(n, [p](std::size_t i) { return static_cast<float>(p[i] & 0x0F); });
     }
-    static V nib_hi(const std::uint8_t* p) noexcept { return nib_hi_partial(p, W); }
+    static V nib_hi(const std::uint8_t* p) noexcept {
+        return gen([p](std::size_t i) { return static_cast<float>(p[i] >> 4); });
+    }
     static V nib_hi_partial(const std::uint8_t* p, std::size_t n) noexcept {
         return gen(n, [p](std::size_t i) { return static_cast<float>(p[i] >> 4); });
     }
@@ -148,6 +170,7 @@ struct F32 {
 
 struct Int {
     using IV = std::uint32_t;
+    static constexpr bool kPairwise = true;
     static constexpr std::size_t IB8 = 8;
     static constexpr std::size_t IB4 = 8;
 
