@@ -11,6 +11,8 @@ culprit; otherwise the small inputs are scanned first.
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -29,11 +31,26 @@ from ._validation import (
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _physical_memory() -> int:
+    """Bytes of RAM on this machine (the largest output worth attempting), or intp max."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # Windows, or sysconf lacks the names
+        return int(np.iinfo(np.intp).max)
+
+
 def _check_out_size(m: int, n: int, dtype: np.dtype) -> None:
-    # Refuse an output that cannot exist before anything is allocated.
+    # Refuse an output that cannot exist before anything is allocated: bigger than the
+    # address space, or than the machine's RAM (under Linux overcommit such a malloc can
+    # succeed, and the process is then killed while the kernels fill the pages).
     nbytes = m * n * dtype.itemsize
-    if nbytes > np.iinfo(np.intp).max:
-        raise MemoryError(f"a ({m}, {n}) {dtype} output needs {nbytes} bytes")
+    limit = min(int(np.iinfo(np.intp).max), _physical_memory())
+    if nbytes > limit:
+        raise MemoryError(
+            f"a ({m}, {n}) {dtype} output needs {nbytes / 2**30:.1f} GiB, more than this "
+            f"machine's {limit / 2**30:.1f} GiB of memory"
+        )
 
 
 def _prepare_pair(XA: Any, XB: Any, metric: str | None, VI: Any):
@@ -132,8 +149,9 @@ def cdist(
     A, B, dtype, code = _prepare_pair(XA, XB, metric, VI)
     nthreads = resolve_threads(threads)
     shape = (A.shape[0], B.shape[0])
-    _check_out_size(*shape, dtype)
     out = _check_out(out, shape, dtype)
+    if out is None:
+        _check_out_size(*shape, dtype)
     kernel = getattr(_core, "cdist_" + dtype_suffix(dtype))
     return _run_checked(A, B, shape[0] * shape[1], lambda: kernel(A, B, code, nthreads, out))
 
@@ -159,8 +177,9 @@ def dot(
     A, B, dtype, _ = _prepare_pair(XA, XB, None, None)
     nthreads = resolve_threads(threads)
     shape = (A.shape[0], B.shape[0])
-    _check_out_size(*shape, dtype)
     out = _check_out(out, shape, dtype)
+    if out is None:
+        _check_out_size(*shape, dtype)
     kernel = getattr(_core, "dot_" + dtype_suffix(dtype))
     return _run_checked(A, B, shape[0] * shape[1], lambda: kernel(A, B, nthreads, out))
 

@@ -22,6 +22,7 @@ void add_kernels(py::dict& out, const simd::Kernels<T>& k, const char* suffix) {
     out[py::str("norm2_" + s)] = isa_name(k.norm2.isa);
     out[py::str("dot_many_" + s)] = isa_name(k.dot_many.isa);
     out[py::str("l2sq_many_" + s)] = isa_name(k.l2sq_many.isa);
+    out[py::str("l2sq_panel_" + s)] = isa_name(k.l2sq_panel.isa);
     out[py::str("dot_norm_many_" + s)] = isa_name(k.dot_norm_many.isa);
     out[py::str("norms_" + s)] = isa_name(k.norms.isa);
     out[py::str("pack_" + s)] = isa_name(k.pack.isa);

@@ -98,6 +98,10 @@ template <typename T>
 struct Kernels {
     Slot<PairFn<T>> dot, l2sq, norm2;
     Slot<ManyFn<T>> dot_many, l2sq_many;
+    /// Like l2sq_many, but `rows` is a dimension-major panel: coordinate j of row i sits at
+    /// rows[j * n + i] (the KD-tree's leaf layout). Each out[i] is summed in dimension order
+    /// with a separate multiply and add (no FMA), so every ISA returns bit-identical values.
+    Slot<ManyFn<T>> l2sq_panel;
     Slot<DotNormManyFn<T>> dot_norm_many;
     Slot<NormsFn<T>> norms;
     Slot<PackFn<T>> pack;

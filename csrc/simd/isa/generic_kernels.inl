@@ -82,6 +82,43 @@ void many_l2sq(const typename X::T* q, const typename X::T* rows, std::size_t n,
     for (std::size_t r = 0; r < n; ++r) out[r] = pair_l2sq<X>(q, rows + r * dim, dim);
 }
 
+// Dimension-major panel (coordinate j of row i at rows[j * n + i]): W rows per vector, no
+// horizontal reductions, and the sum for each row runs over j in order with a separate mul
+// and add, the same arithmetic on every ISA (scalar included), so results never depend on
+// the dispatch level. Two vectors per step give the out-of-order core two independent chains.
+template <class X>
+void panel_l2sq(const typename X::T* q, const typename X::T* rows, std::size_t n,
+                std::size_t dim, typename X::T* out) noexcept {
+    using V = typename X::V;
+    constexpr std::size_t W = X::W;
+    std::size_t i = 0;
+    for (; i + 2 * W <= n; i += 2 * W) {
+        V acc0 = X::zero(), acc1 = X::zero();
+        for (std::size_t j = 0; j < dim; ++j) {
+            const V qj = X::set1(q[j]);
+            const V d0 = X::sub(X::load(rows + j * n + i), qj);
+            const V d1 = X::sub(X::load(rows + j * n + i + W), qj);
+            acc0 = X::add(acc0, X::mul(d0, d0));
+            acc1 = X::add(acc1, X::mul(d1, d1));
+        }
+        X::store(out + i, acc0);
+        X::store(out + i + W, acc1);
+    }
+    for (; i < n; i += W) {
+        const std::size_t c = n - i < W ? n - i : W;
+        V acc = X::zero();
+        for (std::size_t j = 0; j < dim; ++j) {
+            const V d = X::sub(X::load_partial(rows + j * n + i, c), X::set1(q[j]));
+            acc = X::add(acc, X::mul(d, d));
+        }
+        if (c == W) {
+            X::store(out + i, acc);
+        } else {
+            X::store_partial(out + i, acc, c);
+        }
+    }
+}
+
 template <class X>
 void many_dot_norm(const typename X::T* q, const typename X::T* rows, std::size_t n,
                    std::size_t dim, typename X::T* dots, typename X::T* norms) noexcept {
@@ -242,6 +279,7 @@ void fill_kernels(Kernels<typename X::T>& k, Isa isa) noexcept {
     k.norm2 = {&pair_norm2<X>, isa};
     k.dot_many = {&many_dot<X>, isa};
     k.l2sq_many = {&many_l2sq<X>, isa};
+    k.l2sq_panel = {&panel_l2sq<X>, isa};
     k.dot_norm_many = {&many_dot_norm<X>, isa};
     k.norms = {&many_norms<X>, isa};
     k.pack = {&pack_panels<X>, isa};
