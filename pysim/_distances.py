@@ -231,9 +231,11 @@ def simd_info() -> dict[str, Any]:
     Returns
     -------
     dict
-        ``isa`` (the active level: "scalar", "avx2", "avx512" or "neon"), ``detected`` (the
-        best level this CPU runs), ``compiled`` and ``available`` (lists of levels),
-        ``requested`` (the ``PYSIM_SIMD`` value or None), ``override`` (why a request was not
-        honoured, or None) and ``kernels`` (kernel name -> level).
+        ``isa`` (the active level: "scalar", "avx2", "avx512", "avx512_vnni",
+        "avx512_vnni_bf16" or "neon"), ``detected`` (the best level this CPU runs),
+        ``compiled`` and ``available`` (lists of levels), ``requested`` (the ``PYSIM_SIMD``
+        value or None), ``override`` (why a request was not honoured, or None) and
+        ``kernels`` (kernel name -> level; the compressed-vector kernels of quantized
+        indexes are listed too, e.g. ``u8_dot_i8``).
     """
     return _core.simd_info()

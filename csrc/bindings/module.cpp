@@ -20,6 +20,7 @@ void bind_brute(py::module_& m);
 void bind_kdtree(py::module_& m);
 void bind_hnsw(py::module_& m);
 void bind_testing(py::module_& m);
+void bind_quant(py::module_& m);
 }  // namespace pysim::bindings
 
 namespace {
@@ -54,4 +55,5 @@ PYBIND11_MODULE(_core, m) {
     pysim::bindings::bind_kdtree(m);
     pysim::bindings::bind_hnsw(m);
     pysim::bindings::bind_testing(m);
+    pysim::bindings::bind_quant(m);
 }
