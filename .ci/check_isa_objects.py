@@ -27,7 +27,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-ISA_SOURCES = ("csrc/simd/isa/avx2.cpp", "csrc/simd/isa/avx512.cpp")
+ISA_SOURCES = (
+    "csrc/simd/isa/avx2.cpp",
+    "csrc/simd/isa/avx512.cpp",
+    # compressed-vector kernels (issue 5), one unit per level with that level's flags
+    "csrc/simd/isa/quant_avx2.cpp",
+    "csrc/simd/isa/quant_avx512.cpp",
+    "csrc/simd/isa/quant_avx512_vnni.cpp",
+    "csrc/simd/isa/quant_avx512_vnni_bf16.cpp",
+)
 AVX_REGISTER = re.compile(r"%(?:[yz]mm\d+|k[0-7]\b)")
 # VEX/EVEX mnemonics all start with "v"; the only legacy ones that do are verr/verw.
 VEX_MNEMONIC = re.compile(r"^v(?!err\b|erw\b)[a-z0-9]+")
