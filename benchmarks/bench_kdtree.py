@@ -179,8 +179,16 @@ def test_build(benchmark, name, contender, threads):
         build(X)  # warm-up, and the estimate for the number of rounds
         n_rounds = adaptive_rounds(time.perf_counter() - start)
         benchmark.pedantic(build, args=(X,), rounds=n_rounds, iterations=1)
-    record(benchmark, contender=contender, case=name, phase="build", threads=threads,
-           n=len(X), dim=X.shape[1], build_threaded=contender == "pysim")
+    record(
+        benchmark,
+        contender=contender,
+        case=name,
+        phase="build",
+        threads=threads,
+        n=len(X),
+        dim=X.shape[1],
+        build_threaded=contender == "pysim",
+    )
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -203,9 +211,19 @@ def test_query(benchmark, name, contender, threads):
         if full():  # slow peers (minutes per call) get one round, as adaptive_rounds allows
             n_rounds = rounds() if per_query * len(Q) < 30 else 1
         benchmark.pedantic(search, args=(Qt,), rounds=n_rounds, iterations=1)
-    record(benchmark, contender=contender, case=name, phase="query", threads=threads, k=K,
-           n=len(X), dim=X.shape[1], queries_timed=len(Qt), recall=recall,
-           qps=len(Qt) / benchmark.stats.stats.median)
+    record(
+        benchmark,
+        contender=contender,
+        case=name,
+        phase="query",
+        threads=threads,
+        k=K,
+        n=len(X),
+        dim=X.shape[1],
+        queries_timed=len(Qt),
+        recall=recall,
+        qps=len(Qt) / benchmark.stats.stats.median,
+    )
 
 
 _MEMORY_PROBE = r"""
@@ -240,8 +258,12 @@ def test_build_memory(benchmark, tmp_path, name, contender):
     builder(contender, 1)  # skips here when the peer is missing
     path = tmp_path / "data.npy"
     np.save(path, dataset(name)[0])
-    code = _MEMORY_PROBE.format(bench_dir=str(Path(__file__).parent), path=str(path),
-                                contender=contender, threads=max(THREADS))
+    code = _MEMORY_PROBE.format(
+        bench_dir=str(Path(__file__).parent),
+        path=str(path),
+        contender=contender,
+        threads=max(THREADS),
+    )
     # The child reads the data with one allocation, and glibc's fixed mmap threshold makes
     # every large block fresh pages (freed memory reused from the heap would hide in VmRSS).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
@@ -254,6 +276,13 @@ def test_build_memory(benchmark, tmp_path, name, contender):
         result.update(json.loads(out.stdout.strip().splitlines()[-1]))
 
     benchmark.pedantic(probe, rounds=1, iterations=1)
-    record(benchmark, contender=contender, case=name, phase="build_memory", threads=max(THREADS),
-           peak_mb=result["peak"] / 1e6, data_mb=result["data"] / 1e6,
-           peak_ratio=result["peak"] / result["data"])
+    record(
+        benchmark,
+        contender=contender,
+        case=name,
+        phase="build_memory",
+        threads=max(THREADS),
+        peak_mb=result["peak"] / 1e6,
+        data_mb=result["data"] / 1e6,
+        peak_ratio=result["peak"] / result["data"],
+    )

@@ -255,7 +255,8 @@ class KDTreeIndex(PersistMixin):
         metric = check_metric(meta["metric"], _METRICS)
         dtype = np.dtype({"float32": np.float32, "float64": np.float64}[meta["dtype"]])
         n, dim, leaf_size = (meta[key] for key in ("n", "dim", "leaf_size"))
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (n, dim, leaf_size)):
+        sizes = (n, dim, leaf_size)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
             raise ValueError("n, dim and leaf_size must be positive integers")
         core = _core.KDTree_f32 if dtype == np.float32 else _core.KDTree_f64
         names = ("points", "ids", "split_dims", "split_bounds", "bbox")

@@ -451,6 +451,10 @@ def test_concurrent_queries_while_adding_and_removing(rng):
             gone = np.array([g for g in gone if g not in removed])
             index.remove(gone)
             removed.update(gone.tolist())
+            # Bring some back: their vectors land in reused slots (the re-link path).
+            back = np.array(sorted(removed)[:40], dtype=np.int64)
+            index.add(X[back], ids=back, threads=2)
+            removed.difference_update(back.tolist())
     finally:
         stop.set()
         for t in threads:

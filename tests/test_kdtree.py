@@ -337,9 +337,9 @@ def test_threads_give_identical_results(rng, dtype):
         np.testing.assert_array_equal(d1, d2)
     r1 = one.query_radius(Q, 0.3, return_distance=True, threads=1)
     r2 = one.query_radius(Q, 0.3, return_distance=True, threads=2)
-    for a, b in zip(r1[1], r2[1]):
+    for a, b in zip(r1[1], r2[1], strict=True):
         np.testing.assert_array_equal(a, b)
-    for a, b in zip(r1[0], r2[0]):
+    for a, b in zip(r1[0], r2[0], strict=True):
         np.testing.assert_array_equal(a, b)
 
 
@@ -481,9 +481,9 @@ def _same_results(a, b, X, Q):
         np.testing.assert_array_equal(da, db)
     ra = a.query_radius(Q, 0.4, return_distance=True)
     rb = b.query_radius(Q, 0.4, return_distance=True)
-    for x, y in zip(ra[0], rb[0]):
+    for x, y in zip(ra[0], rb[0], strict=True):
         np.testing.assert_array_equal(x, y)
-    for x, y in zip(ra[1], rb[1]):
+    for x, y in zip(ra[1], rb[1], strict=True):
         np.testing.assert_array_equal(x, y)
 
 
@@ -499,7 +499,12 @@ def test_save_load_and_pickle_round_trip(rng, tmp_path, dtype, metric):
     unpickled = pickle.loads(pickle.dumps(index))
     for other in (loaded, unpickled):
         assert (len(other), other.dim, other.metric, other.leaf_size, other.dtype) == (
-            len(index), index.dim, index.metric, index.leaf_size, index.dtype)
+            len(index),
+            index.dim,
+            index.metric,
+            index.leaf_size,
+            index.dtype,
+        )
         _same_results(index, other, X, Q)
     small = pysim.KDTreeIndex(X[:3])
     _same_results(small, pickle.loads(pickle.dumps(small)), X[:3], Q)

@@ -63,7 +63,8 @@ py::tuple query_radius(const KdTree<T>& tree, const CArray<T>& queries, const CA
         res = tree.radius(q, m, r, euclidean, want_distances, sort, nt);
     }
     py::object dists = py::none();
-    if (want_distances) dists = vector_to_array(std::move(res.distances));
+    if (want_distances)
+        dists = vector_to_array(std::move(res.distances));
     return py::make_tuple(vector_to_array(std::move(res.indptr)),
                           vector_to_array(std::move(res.indices)), dists);
 }
@@ -76,8 +77,7 @@ py::array view(const std::vector<V>& v, std::vector<py::ssize_t> shape, py::hand
     return std::move(a);
 }
 
-template <typename T>
-py::dict state(py::object self) {
+template <typename T> py::dict state(py::object self) {
     const auto& tree = self.cast<const KdTree<T>&>();
     const std::size_t ni = tree.n_internal();
     py::array_t<std::int32_t> dims(static_cast<py::ssize_t>(ni));
@@ -97,10 +97,11 @@ py::dict state(py::object self) {
     const kdtree::IdMap& idmap = tree.ids();
     if (idmap.wide()) {
         out["ids"] = view(idmap.wide_ids(), {n}, self);
-    } else {  // saved as int64 whatever the width in memory
+    } else { // saved as int64 whatever the width in memory
         py::array_t<index_t> ids(n);
         index_t* ip = ids.mutable_data();
-        for (std::size_t i = 0; i < tree.size(); ++i) ip[i] = idmap[i];
+        for (std::size_t i = 0; i < tree.size(); ++i)
+            ip[i] = idmap[i];
         out["ids"] = ids;
     }
     out["split_dims"] = dims;
@@ -112,14 +113,15 @@ py::dict state(py::object self) {
 // Copies a 1-D-or-any-shape array of exactly `count` elements of V (any alignment).
 template <typename V>
 std::vector<V> copy_array(const py::array& a, std::size_t count, const char* name) {
-    require(a.dtype().is(py::dtype::of<V>()), std::string("tree state: ") + name +
-                                                  " has the wrong dtype");
+    require(a.dtype().is(py::dtype::of<V>()),
+            std::string("tree state: ") + name + " has the wrong dtype");
     require((a.flags() & py::array::c_style) != 0,
             std::string("tree state: ") + name + " is not C-contiguous");
     require(static_cast<std::size_t>(a.size()) == count,
             std::string("tree state: ") + name + " has the wrong size");
     std::vector<V> v(count);
-    if (count) std::memcpy(v.data(), a.data(), count * sizeof(V));
+    if (count)
+        std::memcpy(v.data(), a.data(), count * sizeof(V));
     return v;
 }
 
@@ -137,21 +139,20 @@ std::unique_ptr<KdTree<T>> from_state(std::size_t n, std::size_t d, std::size_t 
     auto bounds = copy_array<T>(split_bounds, 2 * ni, "split_bounds");
     auto box = copy_array<T>(bbox, 2 * d, "bbox");
     py::gil_scoped_release nogil;
-    return std::make_unique<KdTree<T>>(n, d, leaf_size, std::move(pts), id.data(),
-                                       dims.data(), bounds.data(), ni, std::move(box));
+    return std::make_unique<KdTree<T>>(n, d, leaf_size, std::move(pts), id.data(), dims.data(),
+                                       bounds.data(), ni, std::move(box));
 }
 
-template <typename T>
-void def_tree(py::module_& m, const char* name) {
+template <typename T> void def_tree(py::module_& m, const char* name) {
     using Tree = KdTree<T>;
     py::class_<Tree>(m, name)
         .def(py::init(&build<T>), py::arg("data").noconvert(), py::arg("leaf_size"),
              py::arg("threads"))
         .def("query", &query<T>, py::arg("Q").noconvert(), py::arg("k"), py::arg("euclidean"),
              py::arg("threads"))
-        .def("query_radius", &query_radius<T>, py::arg("Q").noconvert(),
-             py::arg("r").noconvert(), py::arg("euclidean"), py::arg("return_distance"),
-             py::arg("sort_results"), py::arg("threads"))
+        .def("query_radius", &query_radius<T>, py::arg("Q").noconvert(), py::arg("r").noconvert(),
+             py::arg("euclidean"), py::arg("return_distance"), py::arg("sort_results"),
+             py::arg("threads"))
         .def_property_readonly("n", &Tree::size)
         .def_property_readonly("dim", &Tree::dim)
         .def_property_readonly("leaf_size", &Tree::leaf_size)
@@ -159,11 +160,11 @@ void def_tree(py::module_& m, const char* name) {
         .def_property_readonly("max_leaf", &Tree::max_leaf)
         .def("state", &state<T>)
         .def_static("from_state", &from_state<T>, py::arg("n"), py::arg("dim"),
-                    py::arg("leaf_size"), py::arg("points"), py::arg("ids"),
-                    py::arg("split_dims"), py::arg("split_bounds"), py::arg("bbox"));
+                    py::arg("leaf_size"), py::arg("points"), py::arg("ids"), py::arg("split_dims"),
+                    py::arg("split_bounds"), py::arg("bbox"));
 }
 
-}  // namespace
+} // namespace
 
 void bind_kdtree(py::module_& m) {
     def_tree<float>(m, "KDTree_f32");
@@ -171,4 +172,4 @@ void bind_kdtree(py::module_& m) {
     m.def("_kdtree_levels", &kdtree::levels_for, py::arg("n"), py::arg("leaf_size"));
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

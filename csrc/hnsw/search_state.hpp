@@ -81,9 +81,11 @@ class CandHeap {
     std::vector<Cand>& items() noexcept { return v_; }
 
   private:
+    // Distance only: a tie-break would cost a branch per comparison, and heaps fed the same
+    // sequence behave identically anyway (determinism); final ties are ordered by id later.
     struct Cmp {
         bool operator()(const Cand& a, const Cand& b) const noexcept {
-            return kMin ? b < a : a < b;
+            return kMin ? b.d < a.d : a.d < b.d;
         }
     };
     std::vector<Cand> v_;

@@ -27,13 +27,16 @@
 namespace pysim::kdtree {
 
 std::size_t levels_for(std::size_t n, std::size_t leaf_size) noexcept {
-    if (leaf_size == 0) leaf_size = 1;
+    if (leaf_size == 0)
+        leaf_size = 1;
     std::size_t levels = 0;
     while (levels < 62) {
         const std::size_t width = std::size_t{1} << levels;
         const std::size_t max_leaf = (n + width - 1) / width;
-        if (max_leaf <= leaf_size) break;
-        if ((width << 1) > n) break;  // one more level would leave a leaf empty
+        if (max_leaf <= leaf_size)
+            break;
+        if ((width << 1) > n)
+            break; // one more level would leave a leaf empty
         ++levels;
     }
     return levels;
@@ -56,7 +59,8 @@ void IdMap::assign(const index_t* ids, std::size_t n) {
     wide_.clear();
     if (n <= std::numeric_limits<std::uint32_t>::max()) {
         narrow_.resize(n);
-        for (std::size_t i = 0; i < n; ++i) narrow_[i] = static_cast<std::uint32_t>(ids[i]);
+        for (std::size_t i = 0; i < n; ++i)
+            narrow_[i] = static_cast<std::uint32_t>(ids[i]);
     } else {
         wide_.assign(ids, ids + n);
     }
@@ -74,8 +78,7 @@ inline std::uint64_t mix(std::uint64_t x) noexcept {
 
 // D > 0 fixes the dimension at compile time (row swaps and bounding-box scans unroll; half
 // the build's instructions for d = 3); D == 0 reads it at run time.
-template <typename T, typename Id, std::size_t D>
-class Builder {
+template <typename T, typename Id, std::size_t D> class Builder {
   public:
     static constexpr std::size_t kSample = 1024;
 
@@ -86,12 +89,14 @@ class Builder {
 
     // Rows [s, e) of the node at (level, node).
     std::size_t node_begin(std::size_t node, std::size_t level) const noexcept {
-        const std::size_t first_leaf = (node - ((std::size_t{1} << level) - 1)) << (levels_ - level);
+        const std::size_t first_leaf = (node - ((std::size_t{1} << level) - 1))
+                                       << (levels_ - level);
         return static_cast<std::size_t>(leaf_start_[first_leaf]);
     }
     std::size_t node_end(std::size_t node, std::size_t level) const noexcept {
         const std::size_t span = std::size_t{1} << (levels_ - level);
-        const std::size_t first_leaf = (node - ((std::size_t{1} << level) - 1)) << (levels_ - level);
+        const std::size_t first_leaf = (node - ((std::size_t{1} << level) - 1))
+                                       << (levels_ - level);
         return static_cast<std::size_t>(leaf_start_[first_leaf + span]);
     }
 
@@ -108,9 +113,10 @@ class Builder {
         const std::size_t len = e - s;
         const std::size_t step = len > 8 * kSample ? len / kSample : 1;
         const std::size_t count = len > 8 * kSample ? kSample : len;
-        if constexpr (D > 0) {  // registers, not memory, for the running bounds
+        if constexpr (D > 0) { // registers, not memory, for the running bounds
             T l[D], h[D];
-            for (std::size_t j = 0; j < D; ++j) l[j] = h[j] = pts_[s * D + j];
+            for (std::size_t j = 0; j < D; ++j)
+                l[j] = h[j] = pts_[s * D + j];
             for (std::size_t c = 1; c < count; ++c) {
                 const T* row = pts_ + (s + c * step) * D;
                 for (std::size_t j = 0; j < D; ++j) {
@@ -123,7 +129,8 @@ class Builder {
                 hi[j] = h[j];
             }
         } else {
-            for (std::size_t j = 0; j < d; ++j) lo[j] = hi[j] = pts_[s * d + j];
+            for (std::size_t j = 0; j < d; ++j)
+                lo[j] = hi[j] = pts_[s * d + j];
             for (std::size_t c = 1; c < count; ++c) {
                 const T* row = pts_ + (s + c * step) * d;
                 for (std::size_t j = 0; j < d; ++j) {
@@ -143,7 +150,8 @@ class Builder {
         const std::size_t mid = s + (e - s) / 2;
         select(s, e, mid, dim);
         T left_max = key(s, dim);
-        for (std::size_t i = s + 1; i < mid; ++i) left_max = std::max(left_max, key(i, dim));
+        for (std::size_t i = s + 1; i < mid; ++i)
+            left_max = std::max(left_max, key(i, dim));
         nodes_[node] = Node<T>{left_max, key(mid, dim), static_cast<std::uint32_t>(dim)};
     }
 
@@ -163,11 +171,13 @@ class Builder {
         const std::size_t s = static_cast<std::size_t>(leaf_start_[leaf]);
         const std::size_t cnt = static_cast<std::size_t>(leaf_start_[leaf + 1]) - s;
         const std::size_t d = dims();
-        if (cnt < 2 || d == 1) return;
+        if (cnt < 2 || d == 1)
+            return;
         T* base = pts_ + s * d;
         scratch.assign(base, base + cnt * d);
         for (std::size_t i = 0; i < cnt; ++i)
-            for (std::size_t j = 0; j < d; ++j) base[j * cnt + i] = scratch[i * d + j];
+            for (std::size_t j = 0; j < d; ++j)
+                base[j * cnt + i] = scratch[i * d + j];
     }
 
   private:
@@ -178,7 +188,8 @@ class Builder {
         const std::size_t d = dims();
         T* ra = pts_ + a * d;
         T* rb = pts_ + b * d;
-        for (std::size_t j = 0; j < d; ++j) std::swap(ra[j], rb[j]);
+        for (std::size_t j = 0; j < d; ++j)
+            std::swap(ra[j], rb[j]);
         std::swap(ids_[a], ids_[b]);
     }
 
@@ -193,23 +204,28 @@ class Builder {
             std::size_t a = s + (seed = mix(seed)) % len;
             std::size_t b = s + (seed = mix(seed)) % len;
             std::size_t c = s + (seed = mix(seed)) % len;
-            if (key(a, dim) > key(b, dim)) std::swap(a, b);
-            if (key(b, dim) > key(c, dim)) std::swap(b, c);
-            if (key(a, dim) > key(b, dim)) std::swap(a, b);
+            if (key(a, dim) > key(b, dim))
+                std::swap(a, b);
+            if (key(b, dim) > key(c, dim))
+                std::swap(b, c);
+            if (key(a, dim) > key(b, dim))
+                std::swap(a, b);
             swap_rows(s, b);
             const T pivot = key(s, dim);
-            std::size_t i = s, j = e;  // Hoare, with i pre-incremented past s below
+            std::size_t i = s, j = e; // Hoare, with i pre-incremented past s below
             std::size_t left_end;
             bool first = true;
             for (;;) {
                 if (first) {
-                    first = false;  // key(s) == pivot stops the left scan at s
+                    first = false; // key(s) == pivot stops the left scan at s
                 } else {
                     ++i;
-                    while (key(i, dim) < pivot) ++i;
+                    while (key(i, dim) < pivot)
+                        ++i;
                 }
                 --j;
-                while (key(j, dim) > pivot) --j;
+                while (key(j, dim) > pivot)
+                    --j;
                 if (i >= j) {
                     left_end = j;
                     break;
@@ -223,7 +239,7 @@ class Builder {
                 s = left_end + 1;
             }
         }
-        for (std::size_t i = s + 1; i < e; ++i) {  // insertion sort of the last few rows
+        for (std::size_t i = s + 1; i < e; ++i) { // insertion sort of the last few rows
             for (std::size_t j = i; j > s && key(j - 1, dim) > key(j, dim); --j) {
                 swap_rows(j - 1, j);
             }
@@ -238,10 +254,9 @@ class Builder {
     std::size_t levels_;
 };
 
-}  // namespace
+} // namespace
 
-template <typename T>
-void KdTree<T>::init_leaf_ranges() {
+template <typename T> void KdTree<T>::init_leaf_ranges() {
     levels_ = levels_for(n_, leaf_size_);
     std::vector<index_t> bounds{0, static_cast<index_t>(n_)};
     for (std::size_t level = 0; level < levels_; ++level) {
@@ -256,7 +271,8 @@ void KdTree<T>::init_leaf_ranges() {
     leaf_start_ = std::move(bounds);
     max_leaf_ = 0;
     for (std::size_t l = 0; l + 1 < leaf_start_.size(); ++l) {
-        max_leaf_ = std::max(max_leaf_, static_cast<std::size_t>(leaf_start_[l + 1] - leaf_start_[l]));
+        max_leaf_ =
+            std::max(max_leaf_, static_cast<std::size_t>(leaf_start_[l + 1] - leaf_start_[l]));
     }
 }
 
@@ -272,7 +288,8 @@ KdTree<T>::KdTree(const T* data, std::size_t n, std::size_t dim, std::size_t lea
     points_.assign(data, data + n * dim);
     ids_.assign_iota(n);
     bbox_.assign(2 * dim, T(0));
-    for (std::size_t j = 0; j < dim; ++j) bbox_[j] = bbox_[dim + j] = data[j];
+    for (std::size_t j = 0; j < dim; ++j)
+        bbox_[j] = bbox_[dim + j] = data[j];
     for (std::size_t i = 1; i < n; ++i) {
         const T* row = data + i * dim;
         for (std::size_t j = 0; j < dim; ++j) {
@@ -283,10 +300,9 @@ KdTree<T>::KdTree(const T* data, std::size_t n, std::size_t dim, std::size_t lea
     build(std::max<std::size_t>(1, threads));
 }
 
-template <typename T>
-void KdTree<T>::build(std::size_t threads) {
+template <typename T> void KdTree<T>::build(std::size_t threads) {
     nodes_.assign((std::size_t{1} << levels_) - 1, Node<T>{T(0), T(0), 0});
-    if (ids_.wide()) {  // beyond 2^32 points: rare enough for the generic builder
+    if (ids_.wide()) { // beyond 2^32 points: rare enough for the generic builder
         build_levels<Builder<T, index_t, 0>>(ids_.wide_ids().data(), threads);
     } else {
         build_with(ids_.narrow().data(), threads);
@@ -296,16 +312,25 @@ void KdTree<T>::build(std::size_t threads) {
 template <typename T>
 template <typename Id>
 void KdTree<T>::build_with(Id* ids, std::size_t threads) {
-    switch (dim_) {  // the usual KD-tree dimensions get a compile-time row width
-    case 1: return build_levels<Builder<T, Id, 1>>(ids, threads);
-    case 2: return build_levels<Builder<T, Id, 2>>(ids, threads);
-    case 3: return build_levels<Builder<T, Id, 3>>(ids, threads);
-    case 4: return build_levels<Builder<T, Id, 4>>(ids, threads);
-    case 5: return build_levels<Builder<T, Id, 5>>(ids, threads);
-    case 6: return build_levels<Builder<T, Id, 6>>(ids, threads);
-    case 7: return build_levels<Builder<T, Id, 7>>(ids, threads);
-    case 8: return build_levels<Builder<T, Id, 8>>(ids, threads);
-    default: return build_levels<Builder<T, Id, 0>>(ids, threads);
+    switch (dim_) { // the usual KD-tree dimensions get a compile-time row width
+    case 1:
+        return build_levels<Builder<T, Id, 1>>(ids, threads);
+    case 2:
+        return build_levels<Builder<T, Id, 2>>(ids, threads);
+    case 3:
+        return build_levels<Builder<T, Id, 3>>(ids, threads);
+    case 4:
+        return build_levels<Builder<T, Id, 4>>(ids, threads);
+    case 5:
+        return build_levels<Builder<T, Id, 5>>(ids, threads);
+    case 6:
+        return build_levels<Builder<T, Id, 6>>(ids, threads);
+    case 7:
+        return build_levels<Builder<T, Id, 7>>(ids, threads);
+    case 8:
+        return build_levels<Builder<T, Id, 8>>(ids, threads);
+    default:
+        return build_levels<Builder<T, Id, 0>>(ids, threads);
     }
 }
 
@@ -313,27 +338,31 @@ template <typename T>
 template <class B, typename Id>
 void KdTree<T>::build_levels(Id* ids, std::size_t threads) {
     B b(points_.data(), ids, dim_, nodes_.data(), leaf_start_.data(), levels_);
-    // Level-synchronous until there are >= 4 subtrees per thread (none when serial).
+    // Level-synchronous until there are >= 4 subtrees per thread, and at least 8 subtrees
+    // even when serial: the pool polls for Ctrl-C between chunks.
     std::size_t top = 0;
-    while (threads > 1 && top < levels_ && (std::size_t{1} << top) < 4 * threads) ++top;
+    while (top < levels_ && (std::size_t{1} << top) < std::max<std::size_t>(8, 4 * threads))
+        ++top;
     for (std::size_t level = 0; level < top; ++level) {
         const std::size_t first = (std::size_t{1} << level) - 1;
         parallel_for(std::size_t{1} << level, threads, 1, [&](std::size_t lo, std::size_t hi) {
             std::vector<T> scratch;
-            for (std::size_t i = lo; i < hi; ++i) b.split(first + i, level, scratch);
+            for (std::size_t i = lo; i < hi; ++i)
+                b.split(first + i, level, scratch);
         });
     }
     const std::size_t first = (std::size_t{1} << top) - 1;
     parallel_for(std::size_t{1} << top, threads, 1, [&](std::size_t lo, std::size_t hi) {
         std::vector<T> scratch;
-        for (std::size_t i = lo; i < hi; ++i) b.subtree(first + i, top, scratch);
+        for (std::size_t i = lo; i < hi; ++i)
+            b.subtree(first + i, top, scratch);
     });
 }
 
 template <typename T>
 KdTree<T>::KdTree(std::size_t n, std::size_t dim, std::size_t leaf_size, std::vector<T> points,
-                  const index_t* ids, const std::int32_t* split_dims,
-                  const T* split_bounds, std::size_t n_internal, std::vector<T> bbox)
+                  const index_t* ids, const std::int32_t* split_dims, const T* split_bounds,
+                  std::size_t n_internal, std::vector<T> bbox)
     : n_(n), dim_(dim), leaf_size_(leaf_size) {
     require(n >= 1 && dim >= 1 && leaf_size >= 1, "tree state: empty tree or zero leaf_size");
     require(dim < (std::size_t{1} << 31), "tree state: too many columns");
@@ -362,8 +391,7 @@ KdTree<T>::KdTree(std::size_t n, std::size_t dim, std::size_t leaf_size, std::ve
     bbox_ = std::move(bbox);
 }
 
-template <typename T>
-std::size_t KdTree<T>::leaf_of(const T* q) const noexcept {
+template <typename T> std::size_t KdTree<T>::leaf_of(const T* q) const noexcept {
     std::size_t node = 0;
     for (std::size_t level = 0; level < levels_; ++level) {
         const Node<T>& nd = nodes_[node];
@@ -376,4 +404,4 @@ std::size_t KdTree<T>::leaf_of(const T* q) const noexcept {
 template class KdTree<float>;
 template class KdTree<double>;
 
-}  // namespace pysim::kdtree
+} // namespace pysim::kdtree

@@ -39,8 +39,7 @@
 namespace pysim::kdtree {
 
 /// An internal node: points of the left child have x[dim] <= lo, of the right child >= hi.
-template <typename T>
-struct Node {
+template <typename T> struct Node {
     T lo;
     T hi;
     std::uint32_t dim;
@@ -72,15 +71,13 @@ class IdMap {
 };
 
 /// Radius-search output in CSR form, in query order.
-template <typename T>
-struct RadiusResult {
-    std::vector<index_t> indptr;   // m + 1
-    std::vector<index_t> indices;  // indptr[m]
-    std::vector<T> distances;      // indptr[m], empty unless asked for
+template <typename T> struct RadiusResult {
+    std::vector<index_t> indptr;  // m + 1
+    std::vector<index_t> indices; // indptr[m]
+    std::vector<T> distances;     // indptr[m], empty unless asked for
 };
 
-template <typename T>
-class KdTree {
+template <typename T> class KdTree {
   public:
     /// Builds the tree over `data` (n rows, dim columns, C order), copying it into leaf order.
     /// Throws std::invalid_argument if n == 0, dim == 0 or leaf_size == 0.
@@ -96,8 +93,8 @@ class KdTree {
     /// k nearest points of each of the m queries (m x dim, C order), written ascending to
     /// dist/idx (m x k); slots beyond n are padded with inf / kNoIndex. `euclidean` takes the
     /// square root of the returned distances (ranking is identical).
-    void knn(const T* queries, std::size_t m, std::size_t k, bool euclidean, T* dist,
-             index_t* idx, std::size_t threads) const;
+    void knn(const T* queries, std::size_t m, std::size_t k, bool euclidean, T* dist, index_t* idx,
+             std::size_t threads) const;
 
     /// Every point within radii[i] of query i (distance <= radius, in the metric's units).
     /// Results of a query are in tree order, or ascending by (distance, index) when `sort`.
@@ -128,10 +125,8 @@ class KdTree {
   private:
     void init_leaf_ranges();
     void build(std::size_t threads);
-    template <typename Id>
-    void build_with(Id* ids, std::size_t threads);
-    template <class Builder, typename Id>
-    void build_levels(Id* ids, std::size_t threads);
+    template <typename Id> void build_with(Id* ids, std::size_t threads);
+    template <class Builder, typename Id> void build_levels(Id* ids, std::size_t threads);
 
     std::size_t n_ = 0;
     std::size_t dim_ = 0;
@@ -140,12 +135,12 @@ class KdTree {
     std::size_t max_leaf_ = 0;
     std::vector<T> points_;
     IdMap ids_;
-    std::vector<Node<T>> nodes_;         // 2^levels - 1 internal nodes
-    std::vector<index_t> leaf_start_;    // 2^levels + 1
-    std::vector<T> bbox_;                // 2 * dim
+    std::vector<Node<T>> nodes_;      // 2^levels - 1 internal nodes
+    std::vector<index_t> leaf_start_; // 2^levels + 1
+    std::vector<T> bbox_;             // 2 * dim
 };
 
 extern template class KdTree<float>;
 extern template class KdTree<double>;
 
-}  // namespace pysim::kdtree
+} // namespace pysim::kdtree

@@ -26,8 +26,7 @@ namespace pysim::kdtree {
 /// Up to this k the sorted array beats the heap (measured on k-NN with k = 1..64).
 inline constexpr std::size_t kSortedMaxK = 32;
 
-template <typename T>
-class KnnSorted {
+template <typename T> class KnnSorted {
   public:
     explicit KnnSorted(std::size_t k) : k_(k), dist_(k), id_(k) {}
 
@@ -40,8 +39,9 @@ class KnnSorted {
 
     void add(T dist, index_t id) noexcept {
         std::size_t pos = size_;
-        if (size_ == k_) {  // full: the last item leaves, if the newcomer is smaller
-            if (!less(dist, id, dist_[k_ - 1], id_[k_ - 1])) return;
+        if (size_ == k_) { // full: the last item leaves, if the newcomer is smaller
+            if (!less(dist, id, dist_[k_ - 1], id_[k_ - 1]))
+                return;
             pos = k_ - 1;
         } else {
             ++size_;
@@ -53,7 +53,8 @@ class KnnSorted {
         }
         dist_[pos] = dist;
         id_[pos] = id;
-        if (size_ == k_) worst_ = dist_[k_ - 1];
+        if (size_ == k_)
+            worst_ = dist_[k_ - 1];
     }
 
     void extract(T* dist, index_t* idx, std::size_t out_k, bool take_sqrt) noexcept {
@@ -80,8 +81,7 @@ class KnnSorted {
     std::vector<index_t> id_;
 };
 
-template <typename T>
-class KnnHeap {
+template <typename T> class KnnHeap {
   public:
     explicit KnnHeap(std::size_t k) : k_(k), dist_(k), id_(k) {}
 
@@ -96,7 +96,8 @@ class KnnHeap {
     void add(T dist, index_t id) noexcept {
         if (size_ < k_) {
             sift_up(size_++, dist, id);
-            if (size_ == k_) worst_ = dist_[0];
+            if (size_ == k_)
+                worst_ = dist_[0];
         } else if (less(dist, id, dist_[0], id_[0])) {
             sift_down(dist, id);
             worst_ = dist_[0];
@@ -110,14 +111,15 @@ class KnnHeap {
             dist[i] = std::numeric_limits<T>::infinity();
             idx[i] = kNoIndex;
         }
-        while (size_ > 0) {  // heap sort: the root is the largest of what is left
+        while (size_ > 0) { // heap sort: the root is the largest of what is left
             const std::size_t last = size_ - 1;
             dist[last] = take_sqrt ? std::sqrt(dist_[0]) : dist_[0];
             idx[last] = id_[0];
             const T d = dist_[last];
             const index_t id = id_[last];
             size_ = last;
-            if (size_ > 0) sift_down(d, id);
+            if (size_ > 0)
+                sift_down(d, id);
         }
         worst_ = std::numeric_limits<T>::infinity();
     }
@@ -130,7 +132,8 @@ class KnnHeap {
     void sift_up(std::size_t pos, T dist, index_t id) noexcept {
         while (pos > 0) {
             const std::size_t parent = (pos - 1) / 2;
-            if (!less(dist_[parent], id_[parent], dist, id)) break;
+            if (!less(dist_[parent], id_[parent], dist, id))
+                break;
             dist_[pos] = dist_[parent];
             id_[pos] = id_[parent];
             pos = parent;
@@ -144,10 +147,13 @@ class KnnHeap {
         std::size_t pos = 0;
         for (;;) {
             std::size_t child = 2 * pos + 1;
-            if (child >= size_) break;
-            if (child + 1 < size_ && less(dist_[child], id_[child], dist_[child + 1], id_[child + 1]))
+            if (child >= size_)
+                break;
+            if (child + 1 < size_ &&
+                less(dist_[child], id_[child], dist_[child + 1], id_[child + 1]))
                 ++child;
-            if (!less(dist, id, dist_[child], id_[child])) break;
+            if (!less(dist, id, dist_[child], id_[child]))
+                break;
             dist_[pos] = dist_[child];
             id_[pos] = id_[child];
             pos = child;
@@ -163,11 +169,9 @@ class KnnHeap {
     std::vector<index_t> id_;
 };
 
-template <typename T>
-class RadiusCollector {
+template <typename T> class RadiusCollector {
   public:
-    RadiusCollector(std::vector<index_t>& ids, std::vector<T>& dists)
-        : ids_(ids), dists_(dists) {}
+    RadiusCollector(std::vector<index_t>& ids, std::vector<T>& dists) : ids_(ids), dists_(dists) {}
 
     void reset(T bound) noexcept { bound_ = bound; }
     T bound() const noexcept { return bound_; }
@@ -182,4 +186,4 @@ class RadiusCollector {
     T bound_ = 0;
 };
 
-}  // namespace pysim::kdtree
+} // namespace pysim::kdtree

@@ -22,43 +22,32 @@
 namespace pysim::kdtree {
 namespace {
 
-template <typename T>
-const simd::Kernels<T>& kernels_of(const simd::KernelTable& t) noexcept;
-template <>
-const simd::Kernels<float>& kernels_of<float>(const simd::KernelTable& t) noexcept {
+template <typename T> const simd::Kernels<T>& kernels_of(const simd::KernelTable& t) noexcept;
+template <> const simd::Kernels<float>& kernels_of<float>(const simd::KernelTable& t) noexcept {
     return t.f32;
 }
-template <>
-const simd::Kernels<double>& kernels_of<double>(const simd::KernelTable& t) noexcept {
+template <> const simd::Kernels<double>& kernels_of<double>(const simd::KernelTable& t) noexcept {
     return t.f64;
 }
 
-template <typename X>
-struct TypeTag {
+template <typename X> struct TypeTag {
     using type = X;
 };
 
 // Depth-first search of one query at a time; owns the per-thread scratch.
-template <typename T, class Result, typename Id>
-class Traversal {
+template <typename T, class Result, typename Id> class Traversal {
   public:
     Traversal(const KdTree<T>& tree, const Id* ids, simd::ManyFn<T> panel)
-        : nodes_(tree.nodes().data()),
-          pts_(tree.points().data()),
-          ids_(ids),
-          leaf_start_(tree.leaf_starts().data()),
-          bbox_(tree.bbox().data()),
-          d_(tree.dim()),
-          first_leaf_((std::size_t{1} << tree.levels()) - 1),
-          panel_(panel),
-          gaps_(tree.dim()),
-          buf_(tree.max_leaf()),
-          hits_(tree.max_leaf()) {
+        : nodes_(tree.nodes().data()), pts_(tree.points().data()), ids_(ids),
+          leaf_start_(tree.leaf_starts().data()), bbox_(tree.bbox().data()), d_(tree.dim()),
+          first_leaf_((std::size_t{1} << tree.levels()) - 1), panel_(panel), gaps_(tree.dim()),
+          buf_(tree.max_leaf()), hits_(tree.max_leaf()) {
         // A cell is skipped only if its incrementally updated bound, lowered by its worst-case
         // relative rounding error (a few ulps per level and per dimension), still exceeds the
         // current bound: exact pruning in spite of floating point.
         const T eps = std::numeric_limits<T>::epsilon();
-        shrink_ = T(1) - eps * static_cast<T>(4 * (tree.levels() + tree.dim()) + 16);
+        shrink_ =
+            std::max(T(0), T(1) - eps * static_cast<T>(4 * (tree.levels() + tree.dim()) + 16));
     }
 
     void run(const T* q, Result& res) {
@@ -76,7 +65,8 @@ class Traversal {
             gaps[j] = g * g;
             mind += gaps[j];
         }
-        if (mind * shrink_ > res.bound()) return;
+        if (mind * shrink_ > res.bound())
+            return;
 
         // Iterative depth-first search, nearer child first (the order of the recursive
         // formulation, without its call overhead). A deferred far child remembers its cell
@@ -104,9 +94,11 @@ class Traversal {
             }
             scan(q, node - first_leaf_, res);
             for (;;) {
-                if (sp == 0) return;
+                if (sp == 0)
+                    return;
                 const Deferred e = stack_[--sp];
-                if (e.mind * shrink_ > res.bound()) continue;
+                if (e.mind * shrink_ > res.bound())
+                    continue;
                 while (undo_sp > 0 && undo_[undo_sp - 1].depth >= e.depth) {
                     --undo_sp;
                     gaps[undo_[undo_sp].dim] = undo_[undo_sp].old;
@@ -145,9 +137,11 @@ class Traversal {
         std::uint32_t* hits = hits_.data();
         panel_(q, pts_ + s * d_, cnt, d_, buf);
         const T bound = res.bound();
-        std::uint32_t any = 0;  // a count the compiler vectorises: most leaves offer nothing
-        for (std::size_t i = 0; i < cnt; ++i) any += buf[i] <= bound ? 1 : 0;
-        if (any == 0) return;
+        std::uint32_t any = 0; // a count the compiler vectorises: most leaves offer nothing
+        for (std::size_t i = 0; i < cnt; ++i)
+            any += buf[i] <= bound ? 1 : 0;
+        if (any == 0)
+            return;
         std::size_t nh = 0;
         for (std::size_t i = 0; i < cnt; ++i) {
             hits[nh] = static_cast<std::uint32_t>(i);
@@ -155,7 +149,8 @@ class Traversal {
         }
         for (std::size_t h = 0; h < nh; ++h) {
             const std::size_t i = hits[h];
-            if (buf[i] <= res.bound()) res.add(buf[i], static_cast<index_t>(ids_[s + i]));
+            if (buf[i] <= res.bound())
+                res.add(buf[i], static_cast<index_t>(ids_[s + i]));
         }
     }
 
@@ -171,7 +166,7 @@ class Traversal {
     std::vector<T> buf_;
     std::vector<std::uint32_t> hits_;
     T shrink_;
-    Deferred stack_[64];  // one deferred child per level at most; levels <= 62
+    Deferred stack_[64]; // one deferred child per level at most; levels <= 62
     Undo undo_[64];
 };
 
@@ -181,19 +176,23 @@ template <typename T>
 std::vector<std::size_t> query_order(const KdTree<T>& tree, const T* queries, std::size_t m,
                                      std::size_t threads) {
     std::vector<std::size_t> order;
-    if (m < 64 || tree.levels() == 0) return order;
+    if (m < 64 || tree.levels() == 0)
+        return order;
     const std::size_t d = tree.dim();
     std::vector<std::size_t> leaf(m);
     parallel_for(m, threads, balanced_grain(m, threads, 4096), [&](std::size_t b, std::size_t e) {
-        for (std::size_t i = b; i < e; ++i) leaf[i] = tree.leaf_of(queries + i * d);
+        for (std::size_t i = b; i < e; ++i)
+            leaf[i] = tree.leaf_of(queries + i * d);
     });
     const std::size_t leaves = std::size_t{1} << tree.levels();
     order.resize(m);
-    if (leaves <= 4 * m) {  // counting sort
+    if (leaves <= 4 * m) { // counting sort
         std::vector<std::size_t> start(leaves + 1, 0);
-        for (std::size_t i = 0; i < m; ++i) ++start[leaf[i] + 1];
+        for (std::size_t i = 0; i < m; ++i)
+            ++start[leaf[i] + 1];
         std::partial_sum(start.begin(), start.end(), start.begin());
-        for (std::size_t i = 0; i < m; ++i) order[start[leaf[i]]++] = i;
+        for (std::size_t i = 0; i < m; ++i)
+            order[start[leaf[i]]++] = i;
     } else {
         std::iota(order.begin(), order.end(), std::size_t{0});
         std::stable_sort(order.begin(), order.end(),
@@ -210,29 +209,34 @@ std::size_t query_grain(std::size_t m, std::size_t threads) noexcept {
 
 // The largest squared distance whose square root (as returned) is <= r, so that a point is
 // reported exactly when its returned Euclidean distance is <= r.
-template <typename T>
-T euclidean_threshold(T r) noexcept {
+template <typename T> T euclidean_threshold(T r) noexcept {
     const T inf = std::numeric_limits<T>::infinity();
-    if (!(r >= T(0))) return T(-1);
-    if (r == inf) return inf;
+    if (!(r >= T(0)))
+        return T(-1);
+    if (r == inf)
+        return inf;
     T t = r * r;
-    if (t == inf) return inf;
-    while (t > T(0) && std::sqrt(t) > r) t = std::nextafter(t, T(0));
+    if (t == inf)
+        return inf;
+    while (t > T(0) && std::sqrt(t) > r)
+        t = std::nextafter(t, T(0));
     for (;;) {
         const T up = std::nextafter(t, inf);
-        if (up == inf || std::sqrt(up) > r) break;
+        if (up == inf || std::sqrt(up) > r)
+            break;
         t = up;
     }
     return t;
 }
 
-}  // namespace
+} // namespace
 
 template <typename T>
 void KdTree<T>::knn(const T* queries, std::size_t m, std::size_t k, bool euclidean, T* dist,
                     index_t* idx, std::size_t threads) const {
     require(k >= 1, "k must be >= 1");
-    if (m == 0) return;
+    if (m == 0)
+        return;
     threads = std::max<std::size_t>(1, threads);
     const simd::ManyFn<T> panel = kernels_of<T>(simd::active()).l2sq_panel.fn;
     const std::size_t k_eff = std::min(k, n_);
@@ -267,12 +271,12 @@ void KdTree<T>::knn(const T* queries, std::size_t m, std::size_t k, bool euclide
 }
 
 template <typename T>
-RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radii,
-                                  bool euclidean, bool want_distances, bool sort,
-                                  std::size_t threads) const {
+RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radii, bool euclidean,
+                                  bool want_distances, bool sort, std::size_t threads) const {
     RadiusResult<T> out;
     out.indptr.assign(m + 1, 0);
-    if (m == 0) return out;
+    if (m == 0)
+        return out;
     threads = std::max<std::size_t>(1, threads);
     const simd::ManyFn<T> panel = kernels_of<T>(simd::active()).l2sq_panel.fn;
     const std::vector<std::size_t> order = query_order(*this, queries, m, threads);
@@ -302,7 +306,8 @@ RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radi
                 const std::size_t cnt = c.ids.size() - start;
                 if (sort && cnt > 1) {
                     tmp.resize(cnt);
-                    for (std::size_t r = 0; r < cnt; ++r) tmp[r] = {c.dists[start + r], c.ids[start + r]};
+                    for (std::size_t r = 0; r < cnt; ++r)
+                        tmp[r] = {c.dists[start + r], c.ids[start + r]};
                     std::sort(tmp.begin(), tmp.end());
                     for (std::size_t r = 0; r < cnt; ++r) {
                         c.dists[start + r] = tmp[r].first;
@@ -322,7 +327,8 @@ RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radi
     std::partial_sum(out.indptr.begin(), out.indptr.end(), out.indptr.begin());
     const std::size_t total = static_cast<std::size_t>(out.indptr[m]);
     out.indices.resize(total);
-    if (want_distances) out.distances.resize(total);
+    if (want_distances)
+        out.distances.resize(total);
     parallel_for(n_chunks, threads, 1, [&](std::size_t cb, std::size_t ce) {
         for (std::size_t ci = cb; ci < ce; ++ci) {
             Chunk& c = chunks[ci];
@@ -338,7 +344,7 @@ RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radi
                     }
                 }
             }
-            std::vector<index_t>().swap(c.ids);  // release as we go
+            std::vector<index_t>().swap(c.ids); // release as we go
             std::vector<T>().swap(c.dists);
         }
     });
@@ -346,13 +352,13 @@ RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radi
 }
 
 // The class itself is instantiated in build.cpp; these are the members defined here.
-#define PYSIM_KDTREE_SEARCH(T)                                                                \
-    template void KdTree<T>::knn(const T*, std::size_t, std::size_t, bool, T*, index_t*,      \
-                                 std::size_t) const;                                          \
-    template RadiusResult<T> KdTree<T>::radius(const T*, std::size_t, const T*, bool, bool,   \
-                                               bool, std::size_t) const;
+#define PYSIM_KDTREE_SEARCH(T)                                                                     \
+    template void KdTree<T>::knn(const T*, std::size_t, std::size_t, bool, T*, index_t*,           \
+                                 std::size_t) const;                                               \
+    template RadiusResult<T> KdTree<T>::radius(const T*, std::size_t, const T*, bool, bool, bool,  \
+                                               std::size_t) const;
 PYSIM_KDTREE_SEARCH(float)
 PYSIM_KDTREE_SEARCH(double)
 #undef PYSIM_KDTREE_SEARCH
 
-}  // namespace pysim::kdtree
+} // namespace pysim::kdtree
