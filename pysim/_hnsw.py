@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._index_base import PersistMixin
+from ._index_base import PersistMixin, check_result_size
 from ._validation import (
     METRICS,
     as_matrix,
@@ -406,6 +406,7 @@ class HNSWIndex(PersistMixin):
         k = check_k(k)
         ef = self._ef_for(ef)
         rows = self._rows(Q, "Q")
+        check_result_size(len(rows), k, np.float32)
         threads = resolve_threads(threads)
         allowed, has_filter = self._allowed(filter)
         return self._index.search(rows, k, ef, threads, allowed, has_filter)

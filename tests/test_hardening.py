@@ -463,3 +463,18 @@ def test_isa_checker_catches_leaks(tmp_path):
     assert len(flags) == 2
     assert "x.cpp: compiled with -march=native" in flags[0]
     assert "y.cpp: ISA flags" in flags[1]
+
+
+@pytest.mark.parametrize("kind", ["brute", "kdtree", "hnsw"])
+def test_huge_k_raises_memory_error_before_allocating(kind):
+    X = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    if kind == "brute":
+        index = pysim.BruteForceIndex(X)
+    elif kind == "kdtree":
+        index = pysim.KDTreeIndex(X)
+    else:
+        index = pysim.HNSWIndex(4)
+        index.add(X)
+    with pytest.raises(MemoryError, match="k"):
+        index.query(X, k=10**9)
+    assert len(index) == 50
