@@ -187,7 +187,7 @@ def test_resealed_array_damage(valid_index, tmp_path, request):
     rng = np.random.default_rng(17)
     counts = {"rejected": 0, "loaded": 0}
     with AllocationMeter() as meter:
-        for what, data in array_damage(valid, rng):
+        for what, data in array_damage(valid, rng, positions=12 if CI else 3):
             for ok in (
                 check_file_rejected(cls.load, data, path, meter, what, may_succeed=True,
                                     exercise=_exercise),
