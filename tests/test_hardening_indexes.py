@@ -163,8 +163,8 @@ def array_damage(valid: bytes, rng: np.random.Generator, positions: int = 3):
 @pytest.fixture(scope="module", params=sorted(MAKERS))
 def valid_index(request):
     index = MAKERS[request.param]()
-    path_free = index.__reduce__()[1][1]  # the container bytes, as pickled
-    return request.param, index, path_free
+    blob = index.__reduce__()[1][1]  # the container bytes, as pickled
+    return request.param, index, blob
 
 
 def test_valid_indexes_round_trip(valid_index, tmp_path):
