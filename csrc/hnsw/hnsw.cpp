@@ -393,7 +393,10 @@ void HnswIndex::search_impl(const float* queries, std::size_t m, std::size_t k, 
             finish_distances(out_d, k);
         }
     };
-    parallel_for(m, threads, balanced_grain(m, threads, 4), work);
+    // At most 64 queries per chunk: Ctrl-C is polled between chunks, and one chunk of a huge
+    // batch at a large ef must stay far below a second (a chunk of m / (8 threads) queries ran
+    // for tens of seconds before KeyboardInterrupt surfaced).
+    parallel_for(m, threads, balanced_grain(m, threads, 4, 64), work);
 }
 
 }  // namespace pysim::hnsw
