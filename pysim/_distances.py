@@ -62,7 +62,7 @@ def _check_out_size(m: int, n: int, dtype: np.dtype) -> None:
         )
 
 
-def _prepare_pair(XA: Any, XB: Any, metric: str | None, VI: Any):
+def _prepare_pair(XA: Any, XB: Any, metric: str | None, VI: Any, threads: int = 1):
     A, B = to_array(XA, "XA"), to_array(XB, "XB")
     dtype = result_dtype(A, B)
     A = as_matrix(A, "XA", dtype, check_finite=False)
@@ -79,8 +79,10 @@ def _prepare_pair(XA: Any, XB: Any, metric: str | None, VI: Any):
             check_finite_array(A, "XA")
             check_finite_array(B, "XB")
             L = mahalanobis_factor(VI, A.shape[1], dtype)
-            A = np.ascontiguousarray(A @ L.T)
-            B = np.ascontiguousarray(B @ L.T)
+            # Rows mapped through L with pysim's own kernels (A @ L.T == dot(A, L)); no BLAS.
+            kernel = getattr(_core, "dot_" + dtype_suffix(dtype))
+            A = kernel(A, L, threads)
+            B = kernel(B, L, threads)
             code = METRICS["euclidean"]
         elif VI is not None:
             raise ValueError(f"VI is only used with metric='mahalanobis', not {metric!r}")
@@ -155,8 +157,8 @@ def cdist(
     MemoryError
         The output cannot be allocated.
     """
-    A, B, dtype, code = _prepare_pair(XA, XB, metric, VI)
     nthreads = resolve_threads(threads)
+    A, B, dtype, code = _prepare_pair(XA, XB, metric, VI, nthreads)
     shape = (A.shape[0], B.shape[0])
     out = _check_out(out, shape, dtype)
     if out is None:
@@ -216,7 +218,8 @@ def paired_distances(
     -------
     ndarray, shape (m,), float32 or float64
     """
-    A, B, dtype, code = _prepare_pair(XA, XB, metric, VI)
+    nthreads = resolve_threads(threads)
+    A, B, dtype, code = _prepare_pair(XA, XB, metric, VI, nthreads)
     if A.shape != B.shape:
         raise ValueError(f"XA and XB must have the same shape, got {A.shape} and {B.shape}")
     check_finite_array(A, "XA")

@@ -208,6 +208,21 @@ def test_large_k(rng):
     assert (ind[:, 3000:] == -1).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_64_bit_id_path(rng, dtype):
+    # Trees over 2^32 points store 64-bit ids; the core can be asked to do so for any n.
+    X = rng.standard_normal((3000, 3)).astype(dtype)
+    Q = rng.standard_normal((200, 3)).astype(dtype)
+    index = pysim.KDTreeIndex(X, leaf_size=8)
+    core = type(index._tree)(X, 8, 2, _wide_ids=True)
+    assert core._wide_ids and not index._tree._wide_ids
+    wide = pysim.KDTreeIndex.__new__(pysim.KDTreeIndex)
+    wide._tree, wide._metric, wide._dtype = core, index.metric, index.dtype
+    _same_results(index, wide, X, Q)
+    assert_exact(wide, X, Q, 40)
+    _same_results(index, pickle.loads(pickle.dumps(wide)), X, Q)
+
+
 def test_query_points_find_themselves(rng):
     X = rng.standard_normal((5000, 4)).astype(np.float32)
     index = pysim.KDTreeIndex(X)

@@ -20,12 +20,13 @@ namespace {
 using kdtree::KdTree;
 
 template <typename T>
-std::unique_ptr<KdTree<T>> build(const CArray<T>& data, std::size_t leaf_size, int threads) {
+std::unique_ptr<KdTree<T>> build(const CArray<T>& data, std::size_t leaf_size, int threads,
+                                 bool wide_ids) {
     const auto [n, d] = matrix_shape(data, "data");
     const std::size_t nt = checked_threads(threads);
     const T* p = data.data();
     py::gil_scoped_release nogil;
-    return std::make_unique<KdTree<T>>(p, n, d, leaf_size, nt);
+    return std::make_unique<KdTree<T>>(p, n, d, leaf_size, nt, wide_ids);
 }
 
 template <typename T>
@@ -147,7 +148,7 @@ template <typename T> void def_tree(py::module_& m, const char* name) {
     using Tree = KdTree<T>;
     py::class_<Tree>(m, name)
         .def(py::init(&build<T>), py::arg("data").noconvert(), py::arg("leaf_size"),
-             py::arg("threads"))
+             py::arg("threads"), py::arg("_wide_ids") = false)
         .def("query", &query<T>, py::arg("Q").noconvert(), py::arg("k"), py::arg("euclidean"),
              py::arg("threads"))
         .def("query_radius", &query_radius<T>, py::arg("Q").noconvert(), py::arg("r").noconvert(),
@@ -158,6 +159,7 @@ template <typename T> void def_tree(py::module_& m, const char* name) {
         .def_property_readonly("leaf_size", &Tree::leaf_size)
         .def_property_readonly("levels", &Tree::levels)
         .def_property_readonly("max_leaf", &Tree::max_leaf)
+        .def_property_readonly("_wide_ids", [](const Tree& t) { return t.ids().wide(); })
         .def("state", &state<T>)
         .def_static("from_state", &from_state<T>, py::arg("n"), py::arg("dim"),
                     py::arg("leaf_size"), py::arg("points"), py::arg("ids"), py::arg("split_dims"),

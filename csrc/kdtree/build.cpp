@@ -42,10 +42,10 @@ std::size_t levels_for(std::size_t n, std::size_t leaf_size) noexcept {
     return levels;
 }
 
-void IdMap::assign_iota(std::size_t n) {
+void IdMap::assign_iota(std::size_t n, bool force_wide) {
     narrow_.clear();
     wide_.clear();
-    if (n <= std::numeric_limits<std::uint32_t>::max()) {
+    if (n <= std::numeric_limits<std::uint32_t>::max() && !force_wide) {
         narrow_.resize(n);
         std::iota(narrow_.begin(), narrow_.end(), std::uint32_t{0});
     } else {
@@ -54,10 +54,10 @@ void IdMap::assign_iota(std::size_t n) {
     }
 }
 
-void IdMap::assign(const index_t* ids, std::size_t n) {
+void IdMap::assign(const index_t* ids, std::size_t n, bool force_wide) {
     narrow_.clear();
     wide_.clear();
-    if (n <= std::numeric_limits<std::uint32_t>::max()) {
+    if (n <= std::numeric_limits<std::uint32_t>::max() && !force_wide) {
         narrow_.resize(n);
         for (std::size_t i = 0; i < n; ++i)
             narrow_[i] = static_cast<std::uint32_t>(ids[i]);
@@ -278,7 +278,7 @@ template <typename T> void KdTree<T>::init_leaf_ranges() {
 
 template <typename T>
 KdTree<T>::KdTree(const T* data, std::size_t n, std::size_t dim, std::size_t leaf_size,
-                  std::size_t threads)
+                  std::size_t threads, bool wide_ids)
     : n_(n), dim_(dim), leaf_size_(leaf_size) {
     require(n >= 1, "data must have at least one row");
     require(dim >= 1, "data must have at least one column");
@@ -286,7 +286,7 @@ KdTree<T>::KdTree(const T* data, std::size_t n, std::size_t dim, std::size_t lea
     require(dim < (std::size_t{1} << 31), "data has too many columns");
     init_leaf_ranges();
     points_.assign(data, data + n * dim);
-    ids_.assign_iota(n);
+    ids_.assign_iota(n, wide_ids);
     bbox_.assign(2 * dim, T(0));
     for (std::size_t j = 0; j < dim; ++j)
         bbox_[j] = bbox_[dim + j] = data[j];

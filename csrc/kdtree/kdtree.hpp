@@ -53,8 +53,9 @@ std::size_t levels_for(std::size_t n, std::size_t leaf_size) noexcept;
 /// saves a fifth of a float32 3-D tree), 8 bytes beyond. Exactly one of the vectors is used.
 class IdMap {
   public:
-    void assign_iota(std::size_t n);
-    void assign(const index_t* ids, std::size_t n);
+    /// `force_wide` exists for tests: the 64-bit path otherwise needs 2^32 points.
+    void assign_iota(std::size_t n, bool force_wide = false);
+    void assign(const index_t* ids, std::size_t n, bool force_wide = false);
     bool wide() const noexcept { return !wide_.empty(); }
     std::size_t size() const noexcept { return wide() ? wide_.size() : narrow_.size(); }
     index_t operator[](std::size_t i) const noexcept {
@@ -82,7 +83,7 @@ template <typename T> class KdTree {
     /// Builds the tree over `data` (n rows, dim columns, C order), copying it into leaf order.
     /// Throws std::invalid_argument if n == 0, dim == 0 or leaf_size == 0.
     KdTree(const T* data, std::size_t n, std::size_t dim, std::size_t leaf_size,
-           std::size_t threads);
+           std::size_t threads, bool wide_ids = false);
 
     /// Rebuilds a tree from the arrays of a saved one, checking that they are consistent
     /// (sizes, split dimensions in range, ids a permutation). Throws std::invalid_argument.
