@@ -157,8 +157,11 @@ def test_fit_and_accuracy(benchmark, contender, dataset):
     make = _contenders()[contender]
     if contender.startswith("metric-learn"):
         _metric_learn()  # skip with a reason if missing
-    if contender == "metric-learn-nca" and dataset in ("digits", "mnist-pca50") and not full():
-        pytest.skip("metric-learn NCA takes many minutes here; run with --full")
+    slow_peers = ("metric-learn-nca", "metric-learn-lmnn", "metric-learn-itml")
+    if contender in slow_peers and dataset in ("digits", "mnist-pca50") and not full():
+        # Minutes per split for these pure-Python peers: the default run keeps to its
+        # 10-minute budget; --full times them.
+        pytest.skip(f"{contender} takes many minutes on {dataset}; run with --full")
     result: dict[str, Any] = {}
 
     def run():
