@@ -15,7 +15,9 @@ data (20,000 x 128 unless ``run.py --full`` / PYSIM_BENCH_FULL=1).
 At the end of a session the sweep is summarised (QPS at recall 0.95 and 0.99, interpolated
 on the recall/QPS curve) and plotted to benchmarks/results/hnsw_recall_qps.png.
 
-Run: ``pytest benchmarks/bench_hnsw.py --benchmark-only -s`` (``-k mnist`` etc. to narrow).
+Run: ``pytest benchmarks/bench_hnsw.py --benchmark-only -s`` (``-k mnist`` etc. to narrow);
+``python benchmarks/bench_hnsw.py --summary results.json`` redraws table and plot from a saved
+``--benchmark-json`` file.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ class Pysim:
     def build(self, X, metric, threads):
         import pysim
 
-        index = pysim.HNSWIndex(X.shape[1], metric, M=M, ef_construction=EF_CONSTRUCTION,
-                                max_elements=len(X))
+        index = pysim.HNSWIndex(
+            X.shape[1], metric, M=M, ef_construction=EF_CONSTRUCTION, max_elements=len(X)
+        )
         index.add(X, threads=threads)
         return index
 
@@ -144,8 +147,13 @@ class Usearch:
 
     def build(self, X, metric, threads):
         index_cls = peer("usearch.index").Index
-        index = index_cls(ndim=X.shape[1], metric="cos" if metric == "cosine" else "l2sq",
-                          dtype="f32", connectivity=M, expansion_add=EF_CONSTRUCTION)
+        index = index_cls(
+            ndim=X.shape[1],
+            metric="cos" if metric == "cosine" else "l2sq",
+            dtype="f32",
+            connectivity=M,
+            expansion_add=EF_CONSTRUCTION,
+        )
         index.add(np.arange(len(X)), X, threads=threads)
         return index
 
@@ -198,10 +206,28 @@ def test_search_sweep(benchmark, name, contender, ef):
     benchmark.pedantic(run, rounds=rounds(), iterations=1)
     qps = len(Q) / median_seconds(benchmark)
     qps_cpu = len(Q) / max(float(np.median(cpu)), 1e-9)
-    record(benchmark, contender=contender, dataset=name, case=f"search-{name}", ef=ef,
-           recall=rec, qps=qps, qps_cpu=qps_cpu, threads=1, k=K)
-    _sweep.append({"contender": contender, "dataset": name, "ef": ef, "recall": rec, "qps": qps,
-                   "qps_cpu": qps_cpu})
+    record(
+        benchmark,
+        contender=contender,
+        dataset=name,
+        case=f"search-{name}",
+        ef=ef,
+        recall=rec,
+        qps=qps,
+        qps_cpu=qps_cpu,
+        threads=1,
+        k=K,
+    )
+    _sweep.append(
+        {
+            "contender": contender,
+            "dataset": name,
+            "ef": ef,
+            "recall": rec,
+            "qps": qps,
+            "qps_cpu": qps_cpu,
+        }
+    )
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -221,28 +247,50 @@ def test_build(benchmark, name, contender, threads):
 
     benchmark.pedantic(run, rounds=max(1, min(rounds(), 3)), iterations=1)
     found = adapter.search(result["index"], d["queries"], K, 64)
-    record(benchmark, contender=contender, dataset=name, case=f"build-{name}", threads=threads,
-           build_s=median_seconds(benchmark), build_cpu_s=float(np.median(cpu)),
-           recall=recall_at_k(found, d["gt"], K), ef=64)
+    record(
+        benchmark,
+        contender=contender,
+        dataset=name,
+        case=f"build-{name}",
+        threads=threads,
+        build_s=median_seconds(benchmark),
+        build_cpu_s=float(np.median(cpu)),
+        recall=recall_at_k(found, d["gt"], K),
+        ef=64,
+    )
 
 
 @pytest.mark.parametrize("contender", CONTENDERS)
-@pytest.mark.parametrize("name", ["mnist", "clustered"])
+@pytest.mark.parametrize("name", [d for d in ("mnist", "clustered") if d in DATASETS])
 def test_memory(benchmark, name, contender):
     peer({"pysim": "pysim", "faiss": "faiss", "usearch": "usearch"}.get(contender, contender))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent),
-                                                        os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    )
     out = {}
 
     def run():
-        proc = subprocess.run([sys.executable, __file__, "--memory", contender, name],
-                              capture_output=True, text=True, env=env, check=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--memory", contender, name],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
         out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    record(benchmark, contender=contender, dataset=name, case=f"memory-{name}",
-           memory_bytes=out["rss_bytes"], reported_bytes=out["reported_bytes"],
-           build_s=out["build_s"], threads=out["threads"])
+    record(
+        benchmark,
+        contender=contender,
+        dataset=name,
+        case=f"memory-{name}",
+        memory_bytes=out["rss_bytes"],
+        reported_bytes=out["reported_bytes"],
+        build_s=out["build_s"],
+        threads=out["threads"],
+    )
 
 
 def _memory_child(contender: str, name: str) -> None:
@@ -273,12 +321,20 @@ def _memory_child(contender: str, name: str) -> None:
     index = adapter.build(d["base"], d["metric"], 2)
     build_s = time.perf_counter() - t
     grown = rss() - before
-    print(json.dumps({"rss_bytes": grown, "reported_bytes": adapter.memory(index),
-                      "build_s": build_s, "threads": 2}))
+    print(
+        json.dumps(
+            {
+                "rss_bytes": grown,
+                "reported_bytes": adapter.memory(index),
+                "build_s": build_s,
+                "threads": 2,
+            }
+        )
+    )
 
 
 @pytest.mark.parametrize("variant", ["pysim-array", "pysim-callable", "hnswlib-callback"])
-@pytest.mark.parametrize("name", ["mnist", "clustered"])
+@pytest.mark.parametrize("name", [d for d in ("mnist", "clustered") if d in DATASETS])
 def test_filtered_one_percent(benchmark, name, variant):
     d = dataset(name)
     n = len(d["base"])
@@ -301,9 +357,17 @@ def test_filtered_one_percent(benchmark, name, variant):
 
     found = run()
     benchmark.pedantic(run, rounds=max(1, min(rounds(), 3)), iterations=1)
-    record(benchmark, contender=variant.split("-")[0], variant=variant, dataset=name,
-           case=f"filter1pct-{name}", recall=recall_at_k(found, truth, K),
-           qps=len(Q) / median_seconds(benchmark), threads=1, ef=64)
+    record(
+        benchmark,
+        contender=variant.split("-")[0],
+        variant=variant,
+        dataset=name,
+        case=f"filter1pct-{name}",
+        recall=recall_at_k(found, truth, K),
+        qps=len(Q) / median_seconds(benchmark),
+        threads=1,
+        ef=64,
+    )
 
 
 # ---------------------------------------------------------------------------- summary
@@ -313,7 +377,7 @@ def qps_at(points: list[tuple[float, float]], target: float) -> float | None:
     """QPS where the recall/QPS curve crosses `target` (linear in recall between the two
     sweep points that bracket it); None when the target was never reached."""
     points = sorted(points)
-    for (r0, q0), (r1, q1) in zip(points, points[1:]):
+    for (r0, q0), (r1, q1) in zip(points, points[1:], strict=False):
         if r0 <= target <= r1:
             return q0 if r1 == r0 else q0 + (q1 - q0) * (target - r0) / (r1 - r0)
     if points and points[0][0] >= target:
@@ -324,8 +388,12 @@ def qps_at(points: list[tuple[float, float]], target: float) -> float | None:
 @pytest.fixture(scope="module", autouse=True)
 def summary():
     yield
-    if not _sweep:
-        return
+    if _sweep:
+        write_summary(_sweep)
+
+
+def write_summary(sweep: list[dict]) -> None:
+    """Table (hnsw_summary.md) and plot (hnsw_recall_qps.png) of a recall/QPS sweep."""
     RESULTS.mkdir(exist_ok=True)
     lines = [
         "| dataset | contender | QPS @ 0.95 | QPS @ 0.99 | CPU QPS @ 0.95 | CPU QPS @ 0.99 "
@@ -334,11 +402,14 @@ def summary():
     ]
     for name in DATASETS:
         for contender in CONTENDERS:
-            runs = [s for s in _sweep if s["dataset"] == name and s["contender"] == contender]
+            runs = [s for s in sweep if s["dataset"] == name and s["contender"] == contender]
             if not runs:
                 continue
-            cells = [qps_at([(s["recall"], s[key]) for s in runs], t)
-                     for key in ("qps", "qps_cpu") for t in (0.95, 0.99)]
+            cells = [
+                qps_at([(s["recall"], s[key]) for s in runs], t)
+                for key in ("qps", "qps_cpu")
+                for t in (0.95, 0.99)
+            ]
             fmt = " | ".join(f"{c:,.0f}" if c else "-" for c in cells)
             best = max(s["recall"] for s in runs)
             lines.append(f"| {name} | {contender} | {fmt} | {best:.4f} |")
@@ -352,22 +423,41 @@ def summary():
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    names = [n for n in DATASETS if any(s["dataset"] == n for s in _sweep)]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)
-    for ax, name in zip(axes[0], names):
-        for contender in CONTENDERS:
-            pts = sorted((s["recall"], s["qps"]) for s in _sweep
-                         if s["dataset"] == name and s["contender"] == contender)
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=contender)
-        ax.set(title=f"{name} (k={K}, 1 thread)", xlabel="recall@10", ylabel="queries / s",
-               yscale="log")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+    names = [n for n in DATASETS if any(s["dataset"] == n for s in sweep)]
+    fig, axes = plt.subplots(2, len(names), figsize=(5 * len(names), 8), squeeze=False)
+    for row, (key, unit) in enumerate(
+        [("qps", "queries / s (wall)"), ("qps_cpu", "queries / CPU-s")]
+    ):
+        for ax, name in zip(axes[row], names, strict=True):
+            for contender in CONTENDERS:
+                pts = sorted(
+                    (s["recall"], s[key])
+                    for s in sweep
+                    if s["dataset"] == name and s["contender"] == contender
+                )
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), marker="o", label=contender)
+            ax.set(title=f"{name} (k={K}, 1 thread)", xlabel="recall@10", ylabel=unit, yscale="log")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "hnsw_recall_qps.png", dpi=120)
     plt.close(fig)
 
 
+def _sweep_from_json(path: str) -> list[dict]:
+    keys = ("contender", "dataset", "ef", "recall", "qps", "qps_cpu")
+    with open(path) as f:
+        runs = json.load(f)["benchmarks"]
+    return [
+        {k: r["extra_info"][k] for k in keys}
+        for r in runs
+        if str(r["extra_info"].get("case", "")).startswith("search-")
+    ]
+
+
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--memory":
     _memory_child(sys.argv[2], sys.argv[3])
+elif __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--summary":
+    # Rebuild the table and plot from a saved pytest-benchmark JSON file.
+    write_summary(_sweep_from_json(sys.argv[2]))

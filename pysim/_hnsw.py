@@ -86,10 +86,11 @@ def _recall(exact_d, exact_i, found_d, found_i) -> float:
         return 1.0
     kth = np.where(valid, exact_d, -np.inf).max(axis=1, keepdims=True)
     hits = 0
-    for e, f, fd, t in zip(exact_i, found_i, found_d, kth[:, 0]):
+    for e, f, fd, t in zip(exact_i, found_i, found_d, kth[:, 0], strict=True):
         true = set(e[e >= 0].tolist())
         ok = f >= 0
-        hits += sum(1 for i, d in zip(f[ok].tolist(), fd[ok].tolist()) if i in true or d <= t)
+        pairs = zip(f[ok].tolist(), fd[ok].tolist(), strict=True)
+        hits += sum(1 for i, d in pairs if i in true or d <= t)
     return min(1.0, hits / total)
 
 
@@ -261,8 +262,12 @@ class HNSWIndex(PersistMixin):
     # ------------------------------------------------------------------ input helpers
     def _rows(self, X: Any, name: str) -> np.ndarray:
         """Rows as C-contiguous float32 (m, dim) in the stored representation."""
-        arr = as_matrix(to_array(X, name), name, np.float64 if self._L is not None else np.float32,
-                        check_finite=False)
+        arr = as_matrix(
+            to_array(X, name),
+            name,
+            np.float64 if self._L is not None else np.float32,
+            check_finite=False,
+        )
         if arr.shape[1] != self.dim:
             raise ValueError(
                 f"{name} must have {self.dim} columns (the index dimension), got {arr.shape[1]}"
@@ -388,8 +393,9 @@ class HNSWIndex(PersistMixin):
             Allowed ids: an array (or set) of ids - fast: it becomes a bitset in C++ and is
             tested without the GIL; ids not in the index are ignored - or a callable
             ``id -> bool`` - slow: it is called once per live id, holding the GIL, on every
-            call, so prefer an array for large indexes. When the allowed points are few, the search is an exact scan
-            over them, so even a very selective filter returns the true top k.
+            call, so prefer an array for large indexes. When the allowed points are few,
+            the search is an exact scan over them, so even a very selective filter returns
+            the true top k.
 
         Returns
         -------

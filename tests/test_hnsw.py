@@ -45,15 +45,16 @@ def exact(index, X, Q, k, ids=None):
     if index.metric == "mahalanobis":
         L = index._L
         VI = L.T @ L
-    D, I = reference.knn(X.astype(np.float64), Q.astype(np.float64), k, index.metric, VI)
+    dists, nbrs = reference.knn(X.astype(np.float64), Q.astype(np.float64), k, index.metric, VI)
     if ids is not None:
-        I = np.where(I >= 0, np.asarray(ids)[np.maximum(I, 0)], -1)
-    return D, I
+        nbrs = np.where(nbrs >= 0, np.asarray(ids)[np.maximum(nbrs, 0)], -1)
+    return dists, nbrs
 
 
 def recall(found, truth):
     k = truth.shape[1]
-    return np.mean([len(set(f) & set(t)) / k for f, t in zip(found.tolist(), truth.tolist())])
+    pairs = zip(found.tolist(), truth.tolist(), strict=True)
+    return np.mean([len(set(f) & set(t)) / k for f, t in pairs])
 
 
 # ---------------------------------------------------------------------------- exactness
@@ -65,41 +66,41 @@ def test_small_index_is_exact(rng, metric, dtype):
     X = rng.standard_normal((60, 12)).astype(dtype)
     Q = rng.standard_normal((15, 12)).astype(dtype)
     index = build(X, metric)
-    D, I = index.query(Q, k=10)
+    dists, nbrs = index.query(Q, k=10)
     want_d, want_i = exact(index, X, Q, 10)
-    assert D.dtype == np.float32 and I.dtype == np.int64 and D.shape == (15, 10)
-    np.testing.assert_array_equal(I, want_i)
+    assert dists.dtype == np.float32 and nbrs.dtype == np.int64 and dists.shape == (15, 10)
+    np.testing.assert_array_equal(nbrs, want_i)
     scale = 1.0 + np.abs(want_d).max()
-    np.testing.assert_allclose(D, want_d, rtol=1e-4, atol=1e-4 * scale)
+    np.testing.assert_allclose(dists, want_d, rtol=1e-4, atol=1e-4 * scale)
 
 
 def test_every_isa_gives_the_same_neighbours(isa, rng):
     X = clustered(rng, 400, 33)
     Q = clustered(rng, 20, 33)
     index = build(X, "euclidean")
-    D, I = index.query(Q, k=5, ef=400)  # ef >= n: exact
+    dists, nbrs = index.query(Q, k=5, ef=400)  # ef >= n: exact
     want_d, want_i = exact(index, X, Q, 5)
-    np.testing.assert_array_equal(I, want_i)
-    np.testing.assert_allclose(D, want_d, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(nbrs, want_i)
+    np.testing.assert_allclose(dists, want_d, rtol=1e-4, atol=1e-4)
 
 
 def test_no_queries(rng):
     index = build(rng.standard_normal((20, 4)).astype(np.float32))
-    D, I = index.query(np.empty((0, 4)), k=3)
-    assert D.shape == I.shape == (0, 3)
+    dists, nbrs = index.query(np.empty((0, 4)), k=3)
+    assert dists.shape == nbrs.shape == (0, 3)
 
 
 def test_k_larger_than_index_pads(rng):
     X = rng.standard_normal((5, 4)).astype(np.float32)
-    D, I = build(X).query(X[:2], k=8)
-    assert (I[:, 5:] == -1).all() and np.isinf(D[:, 5:]).all()
-    assert sorted(I[0, :5].tolist()) == list(range(5))
+    dists, nbrs = build(X).query(X[:2], k=8)
+    assert (nbrs[:, 5:] == -1).all() and np.isinf(dists[:, 5:]).all()
+    assert sorted(nbrs[0, :5].tolist()) == list(range(5))
 
 
 def test_empty_index(rng):
     index = pysim.HNSWIndex(3)
-    D, I = index.query(np.zeros(3), k=2)
-    assert (I == -1).all() and np.isinf(D).all()
+    dists, nbrs = index.query(np.zeros(3), k=2)
+    assert (nbrs == -1).all() and np.isinf(dists).all()
     assert len(index) == 0 and index.ids.size == 0
     assert index.recall(np.zeros((2, 3)), k=2) == 1.0
 
@@ -108,19 +109,20 @@ def test_cosine_zero_vectors_are_at_distance_one(rng):
     X = rng.standard_normal((10, 6)).astype(np.float32)
     X[3] = 0
     index = build(X, "cosine")
-    D, I = index.query(np.zeros(6), k=10)
-    np.testing.assert_allclose(D, 1.0, atol=1e-6)
+    dists, nbrs = index.query(np.zeros(6), k=10)
+    np.testing.assert_allclose(dists, 1.0, atol=1e-6)
     d, i = index.query(X[3], k=10)
     np.testing.assert_allclose(d, 1.0, atol=1e-6)
-    assert np.allclose(np.linalg.norm(index.get_items(np.flatnonzero(np.arange(10) != 3)), axis=1), 1, atol=1e-6)
+    stored = index.get_items(np.flatnonzero(np.arange(10) != 3))
+    np.testing.assert_allclose(np.linalg.norm(stored, axis=1), 1, atol=1e-6)
 
 
 def test_one_dimensional_rows(rng):
     index = pysim.HNSWIndex(4, "euclidean")
     index.add(np.arange(4.0))
     index.add([1.0, 1.0, 1.0, 1.0], ids=7)
-    D, I = index.query(np.arange(4.0), k=2)
-    assert D.shape == (1, 2) and I.tolist() == [[0, 7]]
+    dists, nbrs = index.query(np.arange(4.0), k=2)
+    assert dists.shape == (1, 2) and nbrs.tolist() == [[0, 7]]
 
 
 def test_mahalanobis_stores_mapped_rows(rng):
@@ -158,9 +160,9 @@ def test_recall_on_synthetic_data(rng, metric):
         X = unit_norm_jitter(rng, embedded(rng, 6000, 24, latent=8))
         Q = unit_norm_jitter(rng, embedded(rng, 200, 24, latent=8))
     index = build(X, metric, threads=2)
-    _, I = index.query(Q, k=10)
+    _, nbrs = index.query(Q, k=10)
     _, want = exact(index, X, Q, 10)
-    r = recall(I, want)
+    r = recall(nbrs, want)
     assert r >= 0.95, r
     assert index.recall(Q, k=10) == pytest.approx(r, abs=0.02)
 
@@ -179,12 +181,12 @@ def _mnist():
 def test_recall_mnist_default_ef():
     base, queries, gt = _mnist()
     index = build(base, "euclidean", threads=2)
-    D, I = index.query(queries, k=10)
-    r = recall(I, gt[:, :10])
+    dists, nbrs = index.query(queries, k=10)
+    r = recall(nbrs, gt[:, :10])
     assert r >= 0.95, r
     want = np.linalg.norm(queries[:, None, :] - base[gt[:, :1]], axis=2)[:, 0]
-    hit = I[:, 0] == gt[:, 0]
-    np.testing.assert_allclose(D[hit, 0], want[hit], rtol=1e-5)
+    hit = nbrs[:, 0] == gt[:, 0]
+    np.testing.assert_allclose(dists[hit, 0], want[hit], rtol=1e-5)
 
 
 def _minilm(n=None):
@@ -203,16 +205,16 @@ def _minilm(n=None):
 def test_recall_minilm_cosine_subset():
     base, queries, gt = _minilm(6000)
     index = build(base, "cosine", threads=2)
-    _, I = index.query(queries[:300], k=10)
-    assert recall(I, gt[:300, :10]) >= 0.95
+    _, nbrs = index.query(queries[:300], k=10)
+    assert recall(nbrs, gt[:300, :10]) >= 0.95
 
 
 @pytest.mark.slow
 def test_recall_minilm_cosine_full():
     base, queries, gt = _minilm()
     index = build(base, "cosine", threads=2)
-    _, I = index.query(queries, k=10)
-    assert recall(I, gt[:, :10]) >= 0.95
+    _, nbrs = index.query(queries, k=10)
+    assert recall(nbrs, gt[:, :10]) >= 0.95
 
 
 @pytest.mark.slow
@@ -221,8 +223,8 @@ def test_recall_large_synthetic(rng, metric):
     X = embedded(rng, 100000, 64)
     Q = embedded(rng, 300, 64)
     index = build(X, metric, threads=2)
-    _, I = index.query(Q, k=10)
-    assert recall(I, exact(index, X, Q, 10)[1]) >= 0.95
+    _, nbrs = index.query(Q, k=10)
+    assert recall(nbrs, exact(index, X, Q, 10)[1]) >= 0.95
 
 
 def test_tune_ef_reaches_target_and_sets_ef(rng):
@@ -247,8 +249,8 @@ def test_ef_property_and_per_call_ef(rng):
         index.ef = 0
     with pytest.raises(ValueError, match="ef"):
         index.query(np.zeros(8), k=1, ef=0)
-    D, I = index.query(np.zeros(8), k=20, ef=1)  # ef below k: k is used
-    assert (I >= 0).all()
+    dists, nbrs = index.query(np.zeros(8), k=20, ef=1)  # ef below k: k is used
+    assert (nbrs >= 0).all()
 
 
 # ---------------------------------------------------------------------------- filters
@@ -262,14 +264,14 @@ def test_filter_returns_only_allowed_ids(rng, share):
     index = build(X, "euclidean", ids=ids, threads=2)
     keep = rng.random(5000) < share
     allowed = ids[keep]
-    D, I = index.query(Q, k=10, filter=allowed)
-    assert np.isin(I[I >= 0], allowed).all()
+    dists, nbrs = index.query(Q, k=10, filter=allowed)
+    assert np.isin(nbrs[nbrs >= 0], allowed).all()
     want_d, want_i = exact(index, X[keep], Q, 10, ids=allowed)
     if keep.sum() <= 2000:  # selective: answered exactly
-        np.testing.assert_array_equal(I, want_i)
-        np.testing.assert_allclose(D, want_d, rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(nbrs, want_i)
+        np.testing.assert_allclose(dists, want_d, rtol=1e-4, atol=1e-4)
     else:
-        assert recall(I, want_i) >= 0.9
+        assert recall(nbrs, want_i) >= 0.9
 
 
 def test_filter_callable_and_array_agree(rng):
@@ -286,13 +288,13 @@ def test_filter_callable_and_array_agree(rng):
 def test_filter_edge_cases(rng):
     X = rng.standard_normal((500, 8)).astype(np.float32)
     index = build(X)
-    D, I = index.query(X[:3], k=4, filter=[])
-    assert (I == -1).all()
-    D, I = index.query(X[:3], k=4, filter=[123456, 7])  # unknown ids are ignored
-    assert (I[:, 0] == 7).all() and (I[:, 1:] == -1).all()
+    dists, nbrs = index.query(X[:3], k=4, filter=[])
+    assert (nbrs == -1).all()
+    dists, nbrs = index.query(X[:3], k=4, filter=[123456, 7])  # unknown ids are ignored
+    assert (nbrs[:, 0] == 7).all() and (nbrs[:, 1:] == -1).all()
     index.remove([7])
-    D, I = index.query(X[:3], k=4, filter=[7])
-    assert (I == -1).all()
+    dists, nbrs = index.query(X[:3], k=4, filter=[7])
+    assert (nbrs == -1).all()
     with pytest.raises(TypeError, match="filter"):
         index.query(X[:1], filter=np.array([0.5, 1.0]))
 
@@ -318,16 +320,16 @@ def test_remove_never_returns_removed_and_reuses_slots(rng):
     index.remove(gone)
     assert len(index) == 2000
     assert not any(int(g) in index for g in gone[:50])
-    _, I = index.query(X, k=20)
-    assert not np.isin(I, gone).any()
+    _, nbrs = index.query(X, k=20)
+    assert not np.isin(nbrs, gone).any()
     live = np.setdiff1d(np.arange(3000), gone)
-    _, I1 = index.query(X[live], k=1)
-    assert (I1[:, 0] == live).mean() > 0.99
+    _, nbrs1 = index.query(X[live], k=1)
+    assert (nbrs1[:, 0] == live).mean() > 0.99
     capacity = index.capacity
     index.add(X[gone] + 0.5, ids=gone)  # slots of removed points are reused
     assert index.capacity == capacity and len(index) == 3000
-    _, I = index.query(X[gone] + 0.5, k=1)
-    assert (I[:, 0] == gone).mean() > 0.98
+    _, nbrs = index.query(X[gone] + 0.5, k=1)
+    assert (nbrs[:, 0] == gone).mean() > 0.98
     with pytest.raises(KeyError):
         index.get_items([10**9])
 
@@ -352,10 +354,10 @@ def test_readding_an_id_replaces_its_vector(rng):
     index.add(new, ids=[5])
     assert len(index) == 400
     np.testing.assert_array_equal(index.get_items([5])[0], new)
-    D, I = index.query(new, k=1)
-    assert I[0, 0] == 5 and D[0, 0] == 0
-    _, I = index.query(X[5], k=3)
-    assert 5 not in I[0]
+    dists, nbrs = index.query(new, k=1)
+    assert nbrs[0, 0] == 5 and dists[0, 0] == 0
+    _, nbrs = index.query(X[5], k=3)
+    assert 5 not in nbrs[0]
     index.add(new, ids=[5])  # the same vector again: a no-op
     assert index.query(new, k=1)[1][0, 0] == 5
 
@@ -366,8 +368,8 @@ def test_all_removed_then_added_again(rng):
     index.remove(np.arange(300))
     assert len(index) == 0 and (index.query(X[:2], k=3)[1] == -1).all()
     index.add(X, ids=np.arange(300))
-    _, I = index.query(X, k=1)
-    assert (I[:, 0] == np.arange(300)).mean() > 0.99
+    _, nbrs = index.query(X, k=1)
+    assert (nbrs[:, 0] == np.arange(300)).mean() > 0.99
 
 
 # ---------------------------------------------------------------------------- threads
@@ -401,9 +403,9 @@ def _unreachable(index):
     meta, a = index._get_state()
     n = len(a["levels"])
     linked = np.zeros(n, bool)
-    for row, c in zip(a["links0"], a["counts0"]):
+    for row, c in zip(a["links0"], a["counts0"], strict=True):
         linked[row[:c]] = True
-    for row, c in zip(a["upper_links"], a["upper_counts"]):
+    for row, c in zip(a["upper_links"], a["upper_counts"], strict=True):
         linked[row[:c]] = True
     linked[meta["entry"]] = True
     return int((~linked & (a["status"] == 0)).sum())
@@ -414,8 +416,8 @@ def test_threaded_build_keeps_every_point_reachable(rng):
     serial = build(X, M=8, ef_construction=64)
     threaded = build(X, M=8, ef_construction=64, threads=8)
     assert _unreachable(threaded) <= _unreachable(serial) + 1
-    _, I = threaded.query(X, k=1, ef=64)
-    assert (I[:, 0] == np.arange(8000)).mean() >= 0.998
+    _, nbrs = threaded.query(X, k=1, ef=64)
+    assert (nbrs[:, 0] == np.arange(8000)).mean() >= 0.998
 
 
 def test_concurrent_queries_while_adding_and_removing(rng):
@@ -430,12 +432,12 @@ def test_concurrent_queries_while_adding_and_removing(rng):
         try:
             while not stop.is_set():
                 q = X[r.integers(0, 6000, 8)]
-                D, I = index.query(q, k=10, ef=int(r.integers(10, 80)), threads=1)
-                ok = I >= 0
-                assert all((np.diff(d[o]) >= 0).all() for d, o in zip(D, ok))
-                true = ((q[:, None, :] - X[np.maximum(I, 0)]) ** 2).sum(-1)
-                np.testing.assert_allclose(D[ok], true[ok], rtol=1e-4, atol=1e-3)
-                for row in I:
+                dists, nbrs = index.query(q, k=10, ef=int(r.integers(10, 80)), threads=1)
+                ok = nbrs >= 0
+                assert all((np.diff(d[o]) >= 0).all() for d, o in zip(dists, ok, strict=True))
+                true = ((q[:, None, :] - X[np.maximum(nbrs, 0)]) ** 2).sum(-1)
+                np.testing.assert_allclose(dists[ok], true[ok], rtol=1e-4, atol=1e-3)
+                for row in nbrs:
                     assert len(set(row[row >= 0].tolist())) == int((row >= 0).sum())
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -462,10 +464,10 @@ def test_concurrent_queries_while_adding_and_removing(rng):
     assert not errors, errors[0]
     live = np.array(sorted(set(range(6000)) - removed))
     assert len(index) == len(live) and np.array_equal(index.ids, live)
-    _, I = index.query(X[live], k=1, ef=100)
-    assert (I[:, 0] == live).mean() > 0.98
-    _, I = index.query(X, k=10)
-    assert not np.isin(I, list(removed)).any()
+    _, nbrs = index.query(X[live], k=1, ef=100)
+    assert (nbrs[:, 0] == live).mean() > 0.98
+    _, nbrs = index.query(X, k=10)
+    assert not np.isin(nbrs, list(removed)).any()
 
 
 def test_interrupted_add_leaves_every_point_in_or_out(rng):
@@ -484,8 +486,8 @@ def test_interrupted_add_leaves_every_point_in_or_out(rng):
     ids = index.ids
     assert len(ids) == len(index) <= 40000
     if len(ids):
-        _, I = index.query(X[ids], k=1, ef=64)
-        assert (I[:, 0] == ids).mean() > 0.98
+        _, nbrs = index.query(X[ids], k=1, ef=64)
+        assert (nbrs[:, 0] == ids).mean() > 0.98
     index.add(X[:10], ids=np.arange(10**6, 10**6 + 10))
     assert len(index) == len(ids) + 10
 

@@ -35,8 +35,7 @@ const index_t* id_vector(const CArray<index_t>& ids, std::size_t n, const char* 
     return ids.data();
 }
 
-template <class Fn>
-void keyed(Fn&& fn) {
+template <class Fn> void keyed(Fn&& fn) {
     try {
         py::gil_scoped_release nogil;
         fn();
@@ -52,7 +51,7 @@ void add(HnswIndex& ix, const CArray<float>& x, const CArray<index_t>& ids, bool
     const index_t* id_ptr = has_ids ? id_vector(ids, n, "ids") : nullptr;
     hnsw::Progress report;
     if (!progress.is_none()) {
-        PyObject* cb = progress.ptr();  // borrowed: `progress` outlives the call
+        PyObject* cb = progress.ptr(); // borrowed: `progress` outlives the call
         report = [cb](std::size_t done, std::size_t total) {
             py::gil_scoped_acquire gil;
             try {
@@ -94,8 +93,7 @@ py::tuple search(const HnswIndex& ix, const CArray<float>& q, int k, int ef, int
     return py::make_tuple(dist, ids);
 }
 
-template <class T>
-py::array_t<T> take(std::vector<T>& v) {
+template <class T> py::array_t<T> take(std::vector<T>& v) {
     return vector_to_array(std::move(v));
 }
 
@@ -123,19 +121,18 @@ py::dict export_state(const HnswIndex& ix) {
     return out;
 }
 
-template <class T>
-std::vector<T> copy_flat(const py::array_t<T, py::array::c_style>& a) {
+template <class T> std::vector<T> copy_flat(const py::array_t<T, py::array::c_style>& a) {
     return std::vector<T>(a.data(), a.data() + a.size());
 }
 
-std::unique_ptr<HnswIndex> from_state(
-    int dim, Metric metric, int M, int ef_construction, std::uint64_t seed, std::size_t n,
-    std::int64_t entry, int max_level, index_t next_id, std::uint64_t rng,
-    const CArray<float>& codes, const CArray<std::uint8_t>& levels,
-    const CArray<std::uint8_t>& status, const CArray<index_t>& labels,
-    const CArray<std::uint16_t>& counts0, const CArray<std::uint32_t>& links0,
-    const CArray<std::uint16_t>& upper_counts, const CArray<std::uint32_t>& upper_links,
-    const CArray<std::uint32_t>& free_slots) {
+std::unique_ptr<HnswIndex>
+from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t seed, std::size_t n,
+           std::int64_t entry, int max_level, index_t next_id, std::uint64_t rng,
+           const CArray<float>& codes, const CArray<std::uint8_t>& levels,
+           const CArray<std::uint8_t>& status, const CArray<index_t>& labels,
+           const CArray<std::uint16_t>& counts0, const CArray<std::uint32_t>& links0,
+           const CArray<std::uint16_t>& upper_counts, const CArray<std::uint32_t>& upper_links,
+           const CArray<std::uint32_t>& free_slots) {
     require(dim >= 1 && M >= 2 && ef_construction >= 1, "invalid HNSW parameters");
     hnsw::Options opt;
     opt.dim = static_cast<std::size_t>(dim);
@@ -162,7 +159,7 @@ std::unique_ptr<HnswIndex> from_state(
     return HnswIndex::from_state(opt, st);
 }
 
-}  // namespace
+} // namespace
 
 void bind_hnsw(py::module_& m) {
     using nogil = py::call_guard<py::gil_scoped_release>;
@@ -183,8 +180,8 @@ void bind_hnsw(py::module_& m) {
              }),
              py::arg("dim"), py::arg("metric"), py::arg("M"), py::arg("ef_construction"),
              py::arg("max_elements"), py::arg("seed"))
-        .def("add", &add, py::arg("X").noconvert(), py::arg("ids").noconvert(),
-             py::arg("has_ids"), py::arg("threads"), py::arg("progress") = py::none())
+        .def("add", &add, py::arg("X").noconvert(), py::arg("ids").noconvert(), py::arg("has_ids"),
+             py::arg("threads"), py::arg("progress") = py::none())
         .def("search", &search, py::arg("Q").noconvert(), py::arg("k"), py::arg("ef"),
              py::arg("threads"), py::arg("allowed").noconvert(), py::arg("has_filter"),
              py::arg("exact") = false)
@@ -238,4 +235,4 @@ void bind_hnsw(py::module_& m) {
                     py::arg("free_slots").noconvert());
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

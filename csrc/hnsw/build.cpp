@@ -12,8 +12,15 @@
 // neighbours, which closes the hole the node leaves (the usual deletion repair); then the node
 // is inserted again from scratch at its new position.
 //
-// Locks: a node's list is written only under its striped mutex, and a thread never holds two
-// node mutexes at once, so striping cannot deadlock. Searches read lists without locks.
+// Concurrency: a node's list is written only under its striped mutex, and a thread never holds
+// two node mutexes at once, so striping cannot deadlock. Searches read lists without locks
+// (hnswlib locks every list it reads while building), which has two consequences handled here:
+//   * a node's own list is *merged* with, never overwritten over, links that other threads
+//     added meanwhile (they may reach a node on a level above before it is linked below);
+//   * two nodes inserted at the same time cannot see each other through links, so each
+//     insertion also offers the other nodes in flight as neighbour candidates. Without this,
+//     a later node's pruning could cut a small group of such nodes off from the graph.
+// With threads = 1 neither changes anything, so serial builds stay deterministic.
 #include <algorithm>
 #include <chrono>
 #include <thread>
@@ -40,7 +47,7 @@ struct LiveSelfAccept {
     bool operator()(slot_t s) const noexcept { return s != self && g->is_live(s); }
 };
 
-}  // namespace
+} // namespace
 
 // Publishes a node as in flight for the duration of its insertion. With more concurrent
 // insertions than entries, the extra ones simply go unpublished (they still link correctly;
@@ -57,7 +64,8 @@ class HnswIndex::InflightGuard {
         }
     }
     ~InflightGuard() {
-        if (index_ < kInflight) ix_.inflight_[index_].store(kNoSlot, std::memory_order_release);
+        if (index_ < kInflight)
+            ix_.inflight_[index_].store(kNoSlot, std::memory_order_release);
     }
     InflightGuard(const InflightGuard&) = delete;
     InflightGuard& operator=(const InflightGuard&) = delete;
@@ -69,7 +77,7 @@ class HnswIndex::InflightGuard {
 
 void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
                           const Progress& progress, std::vector<std::uint8_t>& started) {
-    const simd::KernelTable& table = simd::active();  // once per add
+    const simd::KernelTable& table = simd::active(); // once per add
     const std::size_t n = jobs.size();
     std::atomic<std::size_t> done{0};
     const auto caller = std::this_thread::get_id();
@@ -83,9 +91,14 @@ void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
             for (std::size_t i = begin; i < end; ++i) {
                 started[i] = 1;
                 switch (jobs[i].kind) {
-                case Kind::insert: insert(proto, jobs[i].slot, sc); break;
-                case Kind::relink: relink(proto, jobs[i].slot, sc); break;
-                case Kind::keep: break;
+                case Kind::insert:
+                    insert(proto, jobs[i].slot, sc);
+                    break;
+                case Kind::relink:
+                    relink(proto, jobs[i].slot, sc);
+                    break;
+                case Kind::keep:
+                    break;
                 }
             }
             const std::size_t now_done = done.fetch_add(end - begin) + (end - begin);
@@ -105,11 +118,11 @@ void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
     } else {
         run(store_.distance<Space::l2>(nullptr, table));
     }
-    if (progress) progress(n, n);
+    if (progress)
+        progress(n, n);
 }
 
-template <class Dist>
-void HnswIndex::insert(const Dist& proto, slot_t s, Scratch& sc) {
+template <class Dist> void HnswIndex::insert(const Dist& proto, slot_t s, Scratch& sc) {
     const int level = graph_.level(s);
     std::unique_lock<std::mutex> top_lock(entry_mutex_, std::defer_lock);
     std::uint64_t e = entry_.load(std::memory_order_acquire);
@@ -120,7 +133,8 @@ void HnswIndex::insert(const Dist& proto, slot_t s, Scratch& sc) {
             entry_.store(pack_entry(s, level), std::memory_order_release);
             return;
         }
-        if (level <= int(e >> 32) - 1) top_lock.unlock();
+        if (level <= int(e >> 32) - 1)
+            top_lock.unlock();
     }
     const auto ep = static_cast<slot_t>(e & 0xFFFFFFFFu);
     const int top_level = int(e >> 32) - 1;
@@ -131,7 +145,8 @@ void HnswIndex::insert(const Dist& proto, slot_t s, Scratch& sc) {
     for (int l = std::min(level, top_level); l >= 0; --l) {
         cur = descend_and_link(dist, s, l, cur, sc);
     }
-    if (top_lock.owns_lock()) entry_.store(pack_entry(s, level), std::memory_order_release);
+    if (top_lock.owns_lock())
+        entry_.store(pack_entry(s, level), std::memory_order_release);
 }
 
 template <class Dist>
@@ -150,11 +165,11 @@ Cand HnswIndex::descend_and_link(const Dist& dist, slot_t s, int level, Cand ep,
         }
     }
     if (tombstones_ > 0) {
-        search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction,
-                           level, sc, LiveSelfAccept{&graph_, s});
+        search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction, level,
+                           sc, LiveSelfAccept{&graph_, s});
     } else {
-        search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction,
-                           level, sc, SelfAccept{s});
+        search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction, level,
+                           sc, SelfAccept{s});
     }
     std::vector<Cand>& found = sc.work;
     sorted_results(sc, found);
@@ -163,7 +178,8 @@ Cand HnswIndex::descend_and_link(const Dist& dist, slot_t s, int level, Cand ep,
     bool added = false;
     for (const auto& f : inflight_) {
         const slot_t v = f.load(std::memory_order_acquire);
-        if (v == kNoSlot || v == s || graph_.level(v) < level) continue;
+        if (v == kNoSlot || v == s || graph_.level(v) < level)
+            continue;
         if (std::any_of(found.begin(), found.end(), [v](const Cand& c) { return c.id == v; })) {
             continue;
         }
@@ -173,8 +189,10 @@ Cand HnswIndex::descend_and_link(const Dist& dist, slot_t s, int level, Cand ep,
             added = true;
         }
     }
-    if (added) std::sort(found.begin(), found.end());
-    if (found.empty()) return ep;
+    if (added)
+        std::sort(found.begin(), found.end());
+    if (found.empty())
+        return ep;
     const Cand nearest = found.front();
     select_neighbors(graph_, dist, found, opt_.M, sc.chosen);
     connect(dist, s, level, sc.chosen, sc);
@@ -186,7 +204,8 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
                         Scratch& sc) {
     const std::size_t cap = graph_.max_links(level);
     std::vector<slot_t>& ids = sc.ids;
-    if (ids.size() < cap + 1) ids.resize(cap + 1);
+    if (ids.size() < cap + 1)
+        ids.resize(cap + 1);
     {
         // Merge, never overwrite: another thread may already have linked itself into this
         // list (it reached s through a higher level, where s was linked first, and started
@@ -199,9 +218,10 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
         cands.assign(picked.begin(), picked.end());
         for (std::size_t j = 0; j < c; ++j) {
             const slot_t v = load_word(own + 1 + j);
-            const bool known = std::any_of(picked.begin(), picked.end(),
-                                           [v](const Cand& p) { return p.id == v; });
-            if (!known && v != s) cands.push_back({dist(graph_.code(v)), v});
+            const bool known =
+                std::any_of(picked.begin(), picked.end(), [v](const Cand& p) { return p.id == v; });
+            if (!known && v != s)
+                cands.push_back({dist(graph_.code(v)), v});
         }
         const std::vector<Cand>* keep = &cands;
         if (cands.size() > cap) {
@@ -209,7 +229,8 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
             select_neighbors(graph_, dist, cands, cap, sc.picked);
             keep = &sc.picked;
         }
-        for (std::size_t i = 0; i < keep->size(); ++i) ids[i] = (*keep)[i].id;
+        for (std::size_t i = 0; i < keep->size(); ++i)
+            ids[i] = (*keep)[i].id;
         graph_.write_list(own, ids.data(), keep->size());
     }
     for (const Cand& p : picked) {
@@ -218,8 +239,10 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
         std::uint32_t* lst = graph_.list(nb, level);
         const std::size_t c = graph_.count(lst, level);
         bool present = false;
-        for (std::size_t j = 0; j < c && !present; ++j) present = load_word(lst + 1 + j) == s;
-        if (present) continue;
+        for (std::size_t j = 0; j < c && !present; ++j)
+            present = load_word(lst + 1 + j) == s;
+        if (present)
+            continue;
         if (c < cap) {
             store_word(lst + 1 + c, s);
             graph_.set_count(lst, c + 1);
@@ -236,13 +259,13 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
         }
         std::sort(cands.begin(), cands.end());
         select_neighbors(graph_, dist, cands, cap, sc.picked);
-        for (std::size_t i = 0; i < sc.picked.size(); ++i) ids[i] = sc.picked[i].id;
+        for (std::size_t i = 0; i < sc.picked.size(); ++i)
+            ids[i] = sc.picked[i].id;
         graph_.write_list(lst, ids.data(), sc.picked.size());
     }
 }
 
-template <class Dist>
-void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
+template <class Dist> void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
     const int level = graph_.level(s);
     const std::uint64_t e = entry_.load(std::memory_order_acquire);
     const bool is_entry = e != 0 && slot_t(e & 0xFFFFFFFFu) == s;
@@ -256,7 +279,8 @@ void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
             old.assign(own + 1, own + 1 + c);
         }
         for (const slot_t nb : old) {
-            if (nb == s) continue;
+            if (nb == s)
+                continue;
             const Dist from_nb = proto.rebind(graph_.code(nb));
             std::lock_guard<std::mutex> lock(graph_.lock(nb));
             std::uint32_t* lst = graph_.list(nb, l);
@@ -268,14 +292,19 @@ void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
             sc.visited.test_and_set(nb);
             const auto offer = [&](slot_t v) {
                 // Candidates must reach level l (true of anything linked at l).
-                if (!sc.visited.test_and_set(v)) cands.push_back({from_nb(graph_.code(v)), v});
+                if (!sc.visited.test_and_set(v))
+                    cands.push_back({from_nb(graph_.code(v)), v});
             };
-            for (std::size_t j = 0; j < c; ++j) offer(load_word(lst + 1 + j));
-            for (const slot_t v : old) offer(v);
+            for (std::size_t j = 0; j < c; ++j)
+                offer(load_word(lst + 1 + j));
+            for (const slot_t v : old)
+                offer(v);
             std::sort(cands.begin(), cands.end());
             select_neighbors(graph_, proto, cands, cap, sc.picked);
-            if (sc.ids.size() < cap + 1) sc.ids.resize(cap + 1);
-            for (std::size_t i = 0; i < sc.picked.size(); ++i) sc.ids[i] = sc.picked[i].id;
+            if (sc.ids.size() < cap + 1)
+                sc.ids.resize(cap + 1);
+            for (std::size_t i = 0; i < sc.picked.size(); ++i)
+                sc.ids[i] = sc.picked[i].id;
             graph_.write_list(lst, sc.ids.data(), sc.picked.size());
         }
         // Drop s's stale links (those of its old position) but keep links other threads added
@@ -286,10 +315,12 @@ void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
             std::uint32_t* own = graph_.list(s, l);
             const std::size_t c = graph_.count(own, l);
             std::size_t kept = 0;
-            if (sc.ids.size() < cap + 1) sc.ids.resize(cap + 1);
+            if (sc.ids.size() < cap + 1)
+                sc.ids.resize(cap + 1);
             for (std::size_t j = 0; j < c; ++j) {
                 const slot_t v = load_word(own + 1 + j);
-                if (std::find(old.begin(), old.end(), v) == old.end()) sc.ids[kept++] = v;
+                if (std::find(old.begin(), old.end(), v) == old.end())
+                    sc.ids[kept++] = v;
             }
             graph_.write_list(own, sc.ids.data(), kept);
         }
@@ -297,4 +328,4 @@ void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
     insert(proto, s, sc);
 }
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

@@ -14,9 +14,11 @@
 namespace pysim::hnsw {
 namespace {
 
-std::size_t round_up(std::size_t x, std::size_t to) { return (x + to - 1) / to * to; }
+std::size_t round_up(std::size_t x, std::size_t to) {
+    return (x + to - 1) / to * to;
+}
 
-}  // namespace
+} // namespace
 
 Graph::Graph(std::size_t code_bytes, std::size_t M)
     : M_(M), code_bytes_(code_bytes), locks_(new std::mutex[kStripes]) {
@@ -42,7 +44,8 @@ void Graph::reserve_more(std::size_t slots, std::size_t levels) {
         arena = AlignedBuffer(new_cap * stride_);
     }
     std::vector<std::uint32_t> upper;
-    if (need_words > upper_.size()) upper.resize(std::max(need_words, 2 * upper_.size()));
+    if (need_words > upper_.size())
+        upper.resize(std::max(need_words, 2 * upper_.size()));
     std::vector<std::uint32_t> upper_off;
     std::vector<index_t> labels;
     if (new_cap > capacity_) {
@@ -51,7 +54,8 @@ void Graph::reserve_more(std::size_t slots, std::size_t levels) {
     }
     // Everything that can throw has been allocated: commit.
     if (arena.data() != nullptr) {
-        if (size_ > 0) std::memcpy(arena.data(), arena_.data(), size_ * stride_);
+        if (size_ > 0)
+            std::memcpy(arena.data(), arena_.data(), size_ * stride_);
         arena_ = std::move(arena);
         upper_off.assign(upper_off_.begin(), upper_off_.end());
         labels.assign(labels_.begin(), labels_.end());
@@ -70,7 +74,7 @@ slot_t Graph::append(int level) noexcept {
     const auto s = static_cast<slot_t>(size_++);
     std::memset(code(s), 0, stride_);
     store_word(header(s), std::uint32_t(level) << 24);
-    upper_off_.push_back(static_cast<std::uint32_t>(upper_used_));  // capacity reserved
+    upper_off_.push_back(static_cast<std::uint32_t>(upper_used_)); // capacity reserved
     labels_.push_back(kNoIndex);
     const std::size_t words = std::size_t(level) * (M_ + 1);
     std::fill(upper_.begin() + static_cast<std::ptrdiff_t>(upper_used_),
@@ -80,11 +84,12 @@ slot_t Graph::append(int level) noexcept {
 }
 
 void Graph::assign(std::size_t n, const unsigned char* codes, const std::uint8_t* levels,
-                   const std::uint8_t* status, const index_t* labels,
-                   const std::uint16_t* counts0, const std::uint32_t* links0,
-                   const std::uint16_t* upper_counts, const std::uint32_t* upper_links) {
+                   const std::uint8_t* status, const index_t* labels, const std::uint16_t* counts0,
+                   const std::uint32_t* links0, const std::uint16_t* upper_counts,
+                   const std::uint32_t* upper_links) {
     std::size_t total_levels = 0;
-    for (std::size_t s = 0; s < n; ++s) total_levels += levels[s];
+    for (std::size_t s = 0; s < n; ++s)
+        total_levels += levels[s];
     reserve_more(n, total_levels);
     const std::size_t m0 = 2 * M_;
     std::size_t upper_row = 0;
@@ -106,4 +111,4 @@ std::size_t Graph::memory_bytes() const noexcept {
            kStripes * sizeof(std::mutex);
 }
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

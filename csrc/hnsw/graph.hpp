@@ -72,9 +72,11 @@ class AlignedBuffer {
   public:
     AlignedBuffer() = default;
     explicit AlignedBuffer(std::size_t bytes) : bytes_(bytes) {
-        if (bytes == 0) return;
+        if (bytes == 0)
+            return;
         raw_.reset(static_cast<unsigned char*>(std::calloc(bytes + 64, 1)));
-        if (!raw_) throw std::bad_alloc();
+        if (!raw_)
+            throw std::bad_alloc();
         const auto addr = reinterpret_cast<std::uintptr_t>(raw_.get());
         data_ = raw_.get() + ((64 - addr % 64) % 64);
     }
@@ -132,7 +134,8 @@ class Graph {
     }
     /// Replaces the ids and count of a list (caller holds the node's lock).
     void write_list(std::uint32_t* lst, const slot_t* ids, std::size_t n) noexcept {
-        for (std::size_t i = 0; i < n; ++i) store_word(lst + 1 + i, ids[i]);
+        for (std::size_t i = 0; i < n; ++i)
+            store_word(lst + 1 + i, ids[i]);
         set_count(lst, n);
     }
     /// Publishes a new count (release: the ids stored before it become visible with it).
@@ -179,11 +182,11 @@ class Graph {
     std::size_t M_, code_bytes_, links_offset_, stride_;
     std::size_t size_ = 0, capacity_ = 0;
     AlignedBuffer arena_;
-    std::vector<std::uint32_t> upper_;      // pool of upper lists, (M + 1) words each
-    std::size_t upper_used_ = 0;            // words of upper_ handed out
-    std::vector<std::uint32_t> upper_off_;  // per slot: word offset of its level-1 list
-    std::vector<index_t> labels_;           // per slot: the caller's id (-1 when not live)
+    std::vector<std::uint32_t> upper_;     // pool of upper lists, (M + 1) words each
+    std::size_t upper_used_ = 0;           // words of upper_ handed out
+    std::vector<std::uint32_t> upper_off_; // per slot: word offset of its level-1 list
+    std::vector<index_t> labels_;          // per slot: the caller's id (-1 when not live)
     std::unique_ptr<std::mutex[]> locks_;
 };
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

@@ -32,10 +32,13 @@ namespace {
 Space space_of(Metric m) {
     switch (m) {
     case Metric::sqeuclidean:
-    case Metric::euclidean: return Space::l2;
+    case Metric::euclidean:
+        return Space::l2;
     case Metric::cosine:
-    case Metric::ip: return Space::ip;
-    case Metric::mahalanobis: break;
+    case Metric::ip:
+        return Space::ip;
+    case Metric::mahalanobis:
+        break;
     }
     throw std::invalid_argument("metric: mahalanobis must be mapped to euclidean before the core");
 }
@@ -49,8 +52,10 @@ void pad(float* d, index_t* ids, std::size_t n) {
 // admissible points costs c distances, each cheaper (no heap, no link reads). Scan when
 // c * selectivity <= 2 * ef * M, and always when c <= ef.
 bool prefer_brute(std::size_t admissible, std::size_t in_graph, std::size_t ef, std::size_t M) {
-    if (admissible <= ef) return true;
-    if (admissible >= in_graph) return false;
+    if (admissible <= ef)
+        return true;
+    if (admissible >= in_graph)
+        return false;
     const double selectivity = double(admissible) / double(in_graph);
     return double(admissible) * selectivity <= 2.0 * double(ef) * double(M);
 }
@@ -67,18 +72,18 @@ struct AcceptAll {
     bool operator()(slot_t) const noexcept { return true; }
 };
 
-}  // namespace
+} // namespace
 
 HnswIndex::HnswIndex(const Options& opt)
-    : opt_(opt),
-      store_(opt.dim, space_of(opt.metric), opt.metric == Metric::cosine),
-      graph_(opt.dim * sizeof(float), opt.M),
-      rng_(opt.seed),
+    : opt_(opt), store_(opt.dim, space_of(opt.metric), opt.metric == Metric::cosine),
+      graph_(opt.dim * sizeof(float), opt.M), rng_(opt.seed),
       level_mult_(1.0 / std::log(double(std::max<std::size_t>(opt.M, 2)))) {
     require(opt.dim >= 1, "dim must be >= 1");
     require(opt.ef_construction >= 1, "ef_construction must be >= 1");
-    for (auto& f : inflight_) f.store(kNoSlot, std::memory_order_relaxed);
-    if (opt.max_elements > 0) graph_.reserve_total(opt.max_elements);
+    for (auto& f : inflight_)
+        f.store(kNoSlot, std::memory_order_relaxed);
+    if (opt.max_elements > 0)
+        graph_.reserve_total(opt.max_elements);
 }
 
 HnswIndex::~HnswIndex() = default;
@@ -90,14 +95,15 @@ int HnswIndex::draw_level(std::uint64_t& state) const noexcept {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     z ^= z >> 31;
-    const double u = (double(z >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+    const double u = (double(z >> 11) + 1.0) * 0x1.0p-53; // (0, 1]
     const double level = std::floor(-std::log(u) * level_mult_);
     return level >= kMaxLevel ? kMaxLevel : static_cast<int>(level);
 }
 
 void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::size_t threads,
                     const Progress& progress) {
-    if (n == 0) return;
+    if (n == 0)
+        return;
     require(threads >= 1, "threads must be >= 1");
     // Allocated before any lock: a failure here changes nothing.
     std::vector<Job> jobs(n);
@@ -139,7 +145,7 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
         }
         graph_.reserve_more(n_new, new_levels);
         id_map_.reserve(id_map_.size() + n);
-        free_.reserve(free_.size() + n);  // room for a rollback
+        free_.reserve(free_.size() + n); // room for a rollback
         scratch_.prepare(threads, std::min(opt_.ef_construction, graph_.size() + n_new),
                          graph_.M0(), opt_.dim);
 
@@ -158,10 +164,11 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
                 } else {
                     std::memcpy(graph_.code(job.slot), code.data(), code.size());
                 }
-                continue;  // same id, same slot: label and map already right
+                continue; // same id, same slot: label and map already right
             } else {
-                free_.pop_back();  // reused in the order planned above
-                if (graph_.status(job.slot) == Status::deleted) --tombstones_;
+                free_.pop_back(); // reused in the order planned above
+                if (graph_.status(job.slot) == Status::deleted)
+                    --tombstones_;
                 graph_.set_status(job.slot, Status::live);
                 ++live_;
             }
@@ -180,27 +187,32 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
     } catch (...) {
         error = std::current_exception();
     }
-    if (!error) return;
+    if (!error)
+        return;
     // Interrupted or failed: rows whose insertion never started leave again, so each row is
     // either fully in or absent. (Re-linked rows keep their new vector and old links.)
     {
         ExclusiveLock lock(*this);
         for (std::size_t i = 0; i < n; ++i) {
             const slot_t s = jobs[i].slot;
-            if (started[i] || jobs[i].kind != Kind::insert || !graph_.is_live(s)) continue;
-            if (id_map_.find(graph_.label(s)) != s) continue;
+            if (started[i] || jobs[i].kind != Kind::insert || !graph_.is_live(s))
+                continue;
+            if (id_map_.find(graph_.label(s)) != s)
+                continue;
             id_map_.erase(graph_.label(s));
             graph_.set_label(s, kNoIndex);
             graph_.set_status(s, Status::free);
             --live_;
-            if (free_.size() < free_.capacity()) free_.push_back(s);
+            if (free_.size() < free_.capacity())
+                free_.push_back(s);
         }
     }
     std::rethrow_exception(error);
 }
 
 void HnswIndex::remove(const index_t* ids, std::size_t n) {
-    if (n == 0) return;
+    if (n == 0)
+        return;
     std::vector<slot_t> slots(n);
     std::vector<std::pair<slot_t, std::size_t>> order(n);
     ExclusiveLock lock(*this);
@@ -214,12 +226,14 @@ void HnswIndex::remove(const index_t* ids, std::size_t n) {
     // Repeated ids count once (first occurrence), so a slot is never freed twice.
     std::sort(order.begin(), order.end());
     for (std::size_t i = 1; i < n; ++i) {
-        if (order[i].first == order[i - 1].first) slots[order[i].second] = kNoSlot;
+        if (order[i].first == order[i - 1].first)
+            slots[order[i].second] = kNoSlot;
     }
     free_.reserve(free_.size() + n);
     for (std::size_t i = 0; i < n; ++i) {
         const slot_t s = slots[i];
-        if (s == kNoSlot) continue;
+        if (s == kNoSlot)
+            continue;
         id_map_.erase(graph_.label(s));
         graph_.set_label(s, kNoIndex);
         graph_.set_status(s, Status::deleted);
@@ -239,7 +253,8 @@ std::vector<index_t> HnswIndex::ids() const {
     std::vector<index_t> out;
     out.reserve(live_);
     for (slot_t s = 0; s < graph_.size(); ++s) {
-        if (graph_.is_live(s)) out.push_back(graph_.label(s));
+        if (graph_.is_live(s))
+            out.push_back(graph_.label(s));
     }
     return out;
 }
@@ -280,19 +295,28 @@ std::vector<slot_t> HnswIndex::live_slots() const {
     std::vector<slot_t> out;
     out.reserve(live_);
     for (slot_t s = 0; s < graph_.size(); ++s) {
-        if (graph_.is_live(s)) out.push_back(s);
+        if (graph_.is_live(s))
+            out.push_back(s);
     }
     return out;
 }
 
 void HnswIndex::finish_distances(float* d, std::size_t n) const noexcept {
     for (std::size_t i = 0; i < n; ++i) {
-        if (!(d[i] < std::numeric_limits<float>::infinity())) continue;  // padding
+        if (!(d[i] < std::numeric_limits<float>::infinity()))
+            continue; // padding
         switch (opt_.metric) {
-        case Metric::euclidean: d[i] = std::sqrt(std::max(d[i], 0.0f)); break;
-        case Metric::sqeuclidean: d[i] = std::max(d[i], 0.0f); break;
-        case Metric::cosine: d[i] = std::min(std::max(d[i], 0.0f), 2.0f); break;
-        default: break;
+        case Metric::euclidean:
+            d[i] = std::sqrt(std::max(d[i], 0.0f));
+            break;
+        case Metric::sqeuclidean:
+            d[i] = std::max(d[i], 0.0f);
+            break;
+        case Metric::cosine:
+            d[i] = std::min(std::max(d[i], 0.0f), 2.0f);
+            break;
+        default:
+            break;
         }
     }
 }
@@ -304,7 +328,8 @@ void HnswIndex::search(const float* queries, std::size_t m, std::size_t k, std::
     require(threads >= 1, "threads must be >= 1");
     ef = std::max(ef, k);
     SharedLock lock(*this);
-    if (m == 0) return;
+    if (m == 0)
+        return;
     std::vector<std::uint64_t> bits;
     std::vector<slot_t> admissible;
     bool brute = false;
@@ -313,20 +338,23 @@ void HnswIndex::search(const float* queries, std::size_t m, std::size_t k, std::
         admissible.reserve(std::min(n_allowed, live_));
         for (std::size_t i = 0; i < n_allowed; ++i) {
             const slot_t s = id_map_.find(allowed[i]);
-            if (s == kNoSlot || ((bits[s >> 6] >> (s & 63)) & 1u)) continue;
+            if (s == kNoSlot || ((bits[s >> 6] >> (s & 63)) & 1u))
+                continue;
             bits[s >> 6] |= std::uint64_t{1} << (s & 63);
             admissible.push_back(s);
         }
         brute = prefer_brute(admissible.size(), live_ + tombstones_, ef, opt_.M);
     } else {
         brute = prefer_brute(live_, live_ + tombstones_, ef, opt_.M);
-        if (brute) admissible = live_slots();
+        if (brute)
+            admissible = live_slots();
     }
     if (admissible.empty() && (has_filter || live_ == 0)) {
         pad(dist, ids, m * k);
         return;
     }
-    if (brute) std::sort(admissible.begin(), admissible.end());  // sequential arena reads
+    if (brute)
+        std::sort(admissible.begin(), admissible.end()); // sequential arena reads
     const auto* bitset = has_filter && !brute ? &bits : nullptr;
     const auto* scan = brute ? &admissible : nullptr;
     if (store_.space() == Space::ip) {
@@ -341,7 +369,8 @@ void HnswIndex::exact_search(const float* queries, std::size_t m, std::size_t k,
     require(k >= 1, "k must be >= 1");
     require(threads >= 1, "threads must be >= 1");
     SharedLock lock(*this);
-    if (m == 0) return;
+    if (m == 0)
+        return;
     if (live_ == 0) {
         pad(dist, ids, m * k);
         return;
@@ -358,14 +387,15 @@ template <Space S>
 void HnswIndex::search_impl(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
                             std::size_t threads, const std::vector<std::uint64_t>* bits,
                             const std::vector<slot_t>* scan, float* dist, index_t* ids) const {
-    const simd::KernelTable& table = simd::active();  // once per call
+    const simd::KernelTable& table = simd::active(); // once per call
     const std::size_t dim = opt_.dim;
     const bool tombstones = tombstones_ > 0;
     const std::uint64_t entry = entry_.load(std::memory_order_acquire);
     const auto work = [&](std::size_t begin, std::size_t end) {
         ScratchPool::Lease lease = scratch_.lease();
         Scratch& sc = *lease;
-        if (sc.query.size() < dim) sc.query.resize(dim);
+        if (sc.query.size() < dim)
+            sc.query.resize(dim);
         TopK<float> top(k);
         for (std::size_t q = begin; q < end; ++q) {
             const float* prepared = store_.prepare_query(queries + q * dim, sc.query.data());
@@ -387,7 +417,8 @@ void HnswIndex::search_impl(const float* queries, std::size_t m, std::size_t k, 
                 } else {
                     search_layer<false>(graph_, d, &cur, 1, ef, 0, sc, AcceptAll{});
                 }
-                for (const Cand& c : sc.results.items()) top.push(c.d, graph_.label(c.id));
+                for (const Cand& c : sc.results.items())
+                    top.push(c.d, graph_.label(c.id));
             }
             top.extract_sorted(out_d, out_i, k);
             finish_distances(out_d, k);
@@ -399,4 +430,4 @@ void HnswIndex::search_impl(const float* queries, std::size_t m, std::size_t k, 
     parallel_for(m, threads, balanced_grain(m, threads, 4, 64), work);
 }
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

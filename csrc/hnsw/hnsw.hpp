@@ -22,9 +22,13 @@
 //
 // Removed points stay in the graph as tombstones (routing only, never returned) and their
 // slots are reused by later adds; a reused or replaced slot is re-linked in place.
+//
+// Vector storage goes through a store (vector_store.hpp: encode, decode, prepare_query and a
+// distance functor); the graph code only sees the functor, whose type the search and build
+// templates take as a parameter. FloatStore is the only store today; a compressed one plugs
+// in at the two places that bind the functor (search_impl and link_jobs).
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -44,26 +48,26 @@ namespace pysim::hnsw {
 
 struct Options {
     std::size_t dim = 0;
-    Metric metric = Metric::sqeuclidean;  // mahalanobis arrives as euclidean on mapped rows
+    Metric metric = Metric::sqeuclidean; // mahalanobis arrives as euclidean on mapped rows
     std::size_t M = 16;
     std::size_t ef_construction = 200;
-    std::size_t max_elements = 0;  // initial capacity hint
+    std::size_t max_elements = 0; // initial capacity hint
     std::uint64_t seed = 0;
 };
 
 /// Everything needed to rebuild an index bit for bit (see persist.cpp for the checks).
 struct State {
-    std::size_t n = 0;                      // slots
-    std::vector<float> codes;               // (n, dim) stored vectors
-    std::vector<std::uint8_t> levels;       // (n,)
-    std::vector<std::uint8_t> status;       // (n,) Status
-    std::vector<index_t> labels;            // (n,) caller ids, -1 where not live
-    std::vector<std::uint16_t> counts0;     // (n,)
-    std::vector<std::uint32_t> links0;      // (n, 2M)
-    std::vector<std::uint16_t> upper_counts;  // (sum(levels),) slot-major, level 1 first
-    std::vector<std::uint32_t> upper_links;   // (sum(levels), M)
-    std::vector<std::uint32_t> free_slots;    // reuse order (last is reused first)
-    std::int64_t entry = -1;                  // entry slot, -1 when none
+    std::size_t n = 0;                       // slots
+    std::vector<float> codes;                // (n, dim) stored vectors
+    std::vector<std::uint8_t> levels;        // (n,)
+    std::vector<std::uint8_t> status;        // (n,) Status
+    std::vector<index_t> labels;             // (n,) caller ids, -1 where not live
+    std::vector<std::uint16_t> counts0;      // (n,)
+    std::vector<std::uint32_t> links0;       // (n, 2M)
+    std::vector<std::uint16_t> upper_counts; // (sum(levels),) slot-major, level 1 first
+    std::vector<std::uint32_t> upper_links;  // (sum(levels), M)
+    std::vector<std::uint32_t> free_slots;   // reuse order (last is reused first)
+    std::int64_t entry = -1;                 // entry slot, -1 when none
     int max_level = -1;
     index_t next_id = 0;
     std::uint64_t rng = 0;
@@ -88,8 +92,8 @@ class HnswIndex {
     /// allowed (n_allowed ids) restricts results when has_filter; ids not in the index are
     /// ignored. Few allowed points (or tombstones) switch to exact brute force over them.
     void search(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
-                std::size_t threads, bool has_filter, const index_t* allowed,
-                std::size_t n_allowed, float* dist, index_t* ids) const;
+                std::size_t threads, bool has_filter, const index_t* allowed, std::size_t n_allowed,
+                float* dist, index_t* ids) const;
 
     /// Exact k nearest neighbours among all live points (ties: smaller id first).
     void exact_search(const float* queries, std::size_t m, std::size_t k, std::size_t threads,
@@ -99,11 +103,11 @@ class HnswIndex {
     void remove(const index_t* ids, std::size_t n);
 
     bool contains(index_t id) const;
-    std::vector<index_t> ids() const;  // live ids in slot order
+    std::vector<index_t> ids() const; // live ids in slot order
     /// Stored vectors of n ids into out (n, dim). Throws std::out_of_range if one is unknown.
     void get_items(const index_t* ids, std::size_t n, float* out) const;
 
-    std::size_t size() const;  // live points
+    std::size_t size() const; // live points
     std::size_t dim() const noexcept { return opt_.dim; }
     std::size_t M() const noexcept { return opt_.M; }
     std::size_t ef_construction() const noexcept { return opt_.ef_construction; }
@@ -130,7 +134,9 @@ class HnswIndex {
     class SharedLock {
       public:
         explicit SharedLock(const HnswIndex& ix) : lock_(ix.rw_, std::defer_lock) {
-            { std::lock_guard<std::mutex> gate(ix.turnstile_); }
+            {
+                std::lock_guard<std::mutex> gate(ix.turnstile_);
+            }
             lock_.lock();
         }
 
@@ -151,10 +157,8 @@ class HnswIndex {
     // build.cpp
     void link_jobs(const std::vector<Job>& jobs, std::size_t threads, const Progress& progress,
                    std::vector<std::uint8_t>& started);
-    template <class Dist>
-    void insert(const Dist& proto, slot_t s, Scratch& sc);
-    template <class Dist>
-    void relink(const Dist& proto, slot_t s, Scratch& sc);
+    template <class Dist> void insert(const Dist& proto, slot_t s, Scratch& sc);
+    template <class Dist> void relink(const Dist& proto, slot_t s, Scratch& sc);
     template <class Dist>
     void connect(const Dist& proto, slot_t s, int level, const std::vector<Cand>& picked,
                  Scratch& sc);
@@ -174,16 +178,16 @@ class HnswIndex {
     FloatStore store_;
     Graph graph_;
     IdMap id_map_;
-    std::vector<slot_t> free_;  // slots of removed / rolled-back points, reused LIFO
+    std::vector<slot_t> free_; // slots of removed / rolled-back points, reused LIFO
     std::size_t live_ = 0;
-    std::size_t tombstones_ = 0;  // deleted slots still in the graph
+    std::size_t tombstones_ = 0; // deleted slots still in the graph
     index_t next_id_ = 0;
     std::uint64_t rng_;
     double level_mult_;
 
     // Entry point and top level packed in one word: (level + 1) << 32 | slot; 0 = empty.
     std::atomic<std::uint64_t> entry_{0};
-    std::mutex entry_mutex_;  // held while a node that raises the top level is inserted
+    std::mutex entry_mutex_; // held while a node that raises the top level is inserted
 
     // Nodes being inserted right now (kNoSlot = free entry). Searches read the graph without
     // locks, so two nodes inserted at the same time cannot find each other through links;
@@ -198,4 +202,4 @@ class HnswIndex {
     mutable ScratchPool scratch_;
 };
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

@@ -22,25 +22,32 @@ class IdMap {
     std::size_t size() const noexcept { return size_; }
 
     slot_t find(index_t key) const noexcept {
-        if (size_ == 0 || key < 0) return kNoSlot;
+        if (size_ == 0 || key < 0)
+            return kNoSlot;
         for (std::size_t i = bucket(key);; i = (i + 1) & mask_) {
-            if (keys_[i] == key) return vals_[i];
-            if (keys_[i] == kEmpty) return kNoSlot;
+            if (keys_[i] == key)
+                return vals_[i];
+            if (keys_[i] == kEmpty)
+                return kNoSlot;
         }
     }
 
     /// Makes room for `n` entries in total; may throw bad_alloc, changes nothing then.
     void reserve(std::size_t n) {
         std::size_t want = 16;
-        while (want * 7 < n * 10) want *= 2;
-        if (want <= keys_.size()) return;
+        while (want * 7 < n * 10)
+            want *= 2;
+        if (want <= keys_.size())
+            return;
         std::vector<index_t> keys(want, kEmpty);
         std::vector<slot_t> vals(want, kNoSlot);
         const std::size_t mask = want - 1;
         for (std::size_t i = 0; i < keys_.size(); ++i) {
-            if (keys_[i] == kEmpty) continue;
+            if (keys_[i] == kEmpty)
+                continue;
             std::size_t j = hash(keys_[i]) & mask;
-            while (keys[j] != kEmpty) j = (j + 1) & mask;
+            while (keys[j] != kEmpty)
+                j = (j + 1) & mask;
             keys[j] = keys_[i];
             vals[j] = vals_[i];
         }
@@ -52,22 +59,27 @@ class IdMap {
     /// Inserts or overwrites; requires reserve(size() + 1) beforehand.
     void insert(index_t key, slot_t value) noexcept {
         std::size_t i = bucket(key);
-        while (keys_[i] != kEmpty && keys_[i] != key) i = (i + 1) & mask_;
-        if (keys_[i] == kEmpty) ++size_;
+        while (keys_[i] != kEmpty && keys_[i] != key)
+            i = (i + 1) & mask_;
+        if (keys_[i] == kEmpty)
+            ++size_;
         keys_[i] = key;
         vals_[i] = value;
     }
 
     /// Removes `key` if present (backward-shift deletion keeps probe chains intact).
     void erase(index_t key) noexcept {
-        if (size_ == 0) return;
+        if (size_ == 0)
+            return;
         std::size_t i = bucket(key);
         while (keys_[i] != key) {
-            if (keys_[i] == kEmpty) return;
+            if (keys_[i] == kEmpty)
+                return;
             i = (i + 1) & mask_;
         }
         for (std::size_t j = (i + 1) & mask_;; j = (j + 1) & mask_) {
-            if (keys_[j] == kEmpty) break;
+            if (keys_[j] == kEmpty)
+                break;
             const std::size_t home = bucket(keys_[j]);
             // Move j back to the hole at i unless its home lies cyclically in (i, j].
             const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
@@ -109,4 +121,4 @@ class IdMap {
     std::size_t size_ = 0;
 };
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

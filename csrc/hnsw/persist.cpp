@@ -20,10 +20,11 @@ namespace pysim::hnsw {
 namespace {
 
 void check(bool ok, const std::string& what) {
-    if (!ok) throw std::invalid_argument("invalid HNSW state: " + what);
+    if (!ok)
+        throw std::invalid_argument("invalid HNSW state: " + what);
 }
 
-}  // namespace
+} // namespace
 
 State HnswIndex::export_state() const {
     SharedLock lock(*this);
@@ -38,7 +39,8 @@ State HnswIndex::export_state() const {
     st.counts0.resize(n);
     st.links0.assign(n * m0, 0);
     std::size_t rows = 0;
-    for (slot_t s = 0; s < n; ++s) rows += graph_.level(s);
+    for (slot_t s = 0; s < n; ++s)
+        rows += graph_.level(s);
     st.upper_counts.resize(rows);
     st.upper_links.assign(rows * M, 0);
     std::size_t row = 0;
@@ -50,8 +52,10 @@ State HnswIndex::export_state() const {
         for (int l = 0; l <= graph_.level(s); ++l) {
             const std::uint32_t* lst = graph_.list(s, l);
             const std::size_t c = graph_.count(lst, l);
-            std::uint32_t* dst = l == 0 ? &st.links0[std::size_t(s) * m0] : &st.upper_links[row * M];
-            for (std::size_t j = 0; j < c; ++j) dst[j] = load_word(lst + 1 + j);
+            std::uint32_t* dst =
+                l == 0 ? &st.links0[std::size_t(s) * m0] : &st.upper_links[row * M];
+            for (std::size_t j = 0; j < c; ++j)
+                dst[j] = load_word(lst + 1 + j);
             if (l == 0) {
                 st.counts0[s] = static_cast<std::uint16_t>(c);
             } else {
@@ -84,11 +88,13 @@ std::unique_ptr<HnswIndex> HnswIndex::from_state(const Options& opt, const State
         check(st.levels[s] <= kMaxLevel, "level out of range");
         check(st.status[s] <= std::uint8_t(Status::free), "unknown slot status");
         rows += st.levels[s];
-        if (st.status[s] != std::uint8_t(Status::free)) top = std::max<int>(top, st.levels[s]);
+        if (st.status[s] != std::uint8_t(Status::free))
+            top = std::max<int>(top, st.levels[s]);
     }
     check(st.upper_counts.size() == rows && st.upper_links.size() == rows * M,
           "upper-level links do not match the levels");
-    for (const float v : st.codes) check(std::isfinite(v), "vector with NaN or infinity");
+    for (const float v : st.codes)
+        check(std::isfinite(v), "vector with NaN or infinity");
 
     // Links: in range, not to self, not to a never-inserted slot, to a node that has the level.
     const auto check_list = [&](std::size_t s, int level, std::size_t count,
@@ -115,7 +121,8 @@ std::unique_ptr<HnswIndex> HnswIndex::from_state(const Options& opt, const State
     // Ids: live ones >= 0 and distinct; next_id beyond all of them.
     std::vector<index_t> live_ids;
     for (std::size_t s = 0; s < n; ++s) {
-        if (st.status[s] == std::uint8_t(Status::live)) live_ids.push_back(st.labels[s]);
+        if (st.status[s] == std::uint8_t(Status::live))
+            live_ids.push_back(st.labels[s]);
     }
     std::sort(live_ids.begin(), live_ids.end());
     check(live_ids.empty() || live_ids.front() >= 0, "negative id");
@@ -145,13 +152,15 @@ std::unique_ptr<HnswIndex> HnswIndex::from_state(const Options& opt, const State
     Options o = opt;
     o.max_elements = 0;
     auto ix = std::make_unique<HnswIndex>(o);
-    ix->graph_.assign(n, reinterpret_cast<const unsigned char*>(st.codes.data()),
-                      st.levels.data(), st.status.data(), st.labels.data(), st.counts0.data(),
-                      st.links0.data(), st.upper_counts.data(), st.upper_links.data());
+    ix->graph_.assign(n, reinterpret_cast<const unsigned char*>(st.codes.data()), st.levels.data(),
+                      st.status.data(), st.labels.data(), st.counts0.data(), st.links0.data(),
+                      st.upper_counts.data(), st.upper_links.data());
     ix->id_map_.reserve(live_ids.size());
     for (slot_t s = 0; s < n; ++s) {
-        if (st.status[s] == std::uint8_t(Status::live)) ix->id_map_.insert(st.labels[s], s);
-        if (st.status[s] == std::uint8_t(Status::deleted)) ++ix->tombstones_;
+        if (st.status[s] == std::uint8_t(Status::live))
+            ix->id_map_.insert(st.labels[s], s);
+        if (st.status[s] == std::uint8_t(Status::deleted))
+            ++ix->tombstones_;
     }
     ix->live_ = live_ids.size();
     ix->free_.assign(st.free_slots.begin(), st.free_slots.end());
@@ -163,4 +172,4 @@ std::unique_ptr<HnswIndex> HnswIndex::from_state(const Options& opt, const State
     return ix;
 }
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

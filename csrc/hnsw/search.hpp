@@ -40,7 +40,8 @@ struct Prefetch {
           ahead(std::min<std::size_t>(8, std::max<std::size_t>(2, 192 / lines))) {}
     void operator()(const Graph& g, slot_t s) const noexcept {
         const unsigned char* p = g.code(s);
-        for (std::size_t i = 0; i < lines; ++i) prefetch(p + 64 * i);
+        for (std::size_t i = 0; i < lines; ++i)
+            prefetch(p + 64 * i);
     }
 };
 
@@ -55,7 +56,8 @@ Cand greedy_descent(const Graph& g, const Dist& dist, Cand cur, int from_level, 
             const std::size_t c = g.count(lst, l);
             for (std::size_t j = 0; j < c; ++j) {
                 const slot_t v = load_word(lst + 1 + j);
-                if (j + 1 < c) pf(g, load_word(lst + 2 + j));
+                if (j + 1 < c)
+                    pf(g, load_word(lst + 2 + j));
                 const float d = dist(g.code(v));
                 if (d < cur.d) {
                     cur = {d, v};
@@ -78,46 +80,57 @@ void search_layer(const Graph& g, const Dist& dist, const Cand* seeds, std::size
     visited.begin(g.size());
     frontier.clear();
     results.clear();
-    if (s.ids.size() < g.M0() + 1) s.ids.resize(g.M0() + 1);
+    if (s.ids.size() < g.M0() + 1)
+        s.ids.resize(g.M0() + 1);
     slot_t* fresh = s.ids.data();
     const Prefetch pf(g);
 
     float bound = std::numeric_limits<float>::infinity();
     for (std::size_t i = 0; i < n_seeds; ++i) {
         const Cand entry = seeds[i];
-        if (visited.test_and_set(entry.id)) continue;
+        if (visited.test_and_set(entry.id))
+            continue;
         if (!kFiltered || accept(entry.id)) {
             results.push(entry);
-            if (results.size() > ef) results.pop();
-            if (results.size() >= ef) bound = results.top().d;
+            if (results.size() > ef)
+                results.pop();
+            if (results.size() >= ef)
+                bound = results.top().d;
         }
         frontier.push(entry);
     }
 
     while (!frontier.empty()) {
         const Cand c = frontier.top();
-        if (c.d > bound) break;
+        if (c.d > bound)
+            break;
         frontier.pop();
-        if (!frontier.empty()) prefetch(g.header(frontier.top().id));
+        if (!frontier.empty())
+            prefetch(g.header(frontier.top().id));
 
         const std::uint32_t* lst = g.list(c.id, level);
         const std::size_t cnt = g.count(lst, level);
         std::size_t n = 0;
         for (std::size_t j = 0; j < cnt; ++j) {
             const slot_t v = load_word(lst + 1 + j);
-            if (!visited.test_and_set(v)) fresh[n++] = v;
+            if (!visited.test_and_set(v))
+                fresh[n++] = v;
         }
-        for (std::size_t i = 0; i < std::min(n, pf.ahead); ++i) pf(g, fresh[i]);
+        for (std::size_t i = 0; i < std::min(n, pf.ahead); ++i)
+            pf(g, fresh[i]);
         for (std::size_t i = 0; i < n; ++i) {
-            if (i + pf.ahead < n) pf(g, fresh[i + pf.ahead]);
+            if (i + pf.ahead < n)
+                pf(g, fresh[i + pf.ahead]);
             const slot_t v = fresh[i];
             const float d = dist(g.code(v));
             if (results.size() < ef || d < bound) {
                 frontier.push({d, v});
                 if (!kFiltered || accept(v)) {
                     results.push({d, v});
-                    if (results.size() > ef) results.pop();
-                    if (results.size() >= ef) bound = results.top().d;
+                    if (results.size() > ef)
+                        results.pop();
+                    if (results.size() >= ef)
+                        bound = results.top().d;
                 }
             }
         }
@@ -141,7 +154,8 @@ void select_neighbors(const Graph& g, const Dist& dist, const std::vector<Cand>&
         return;
     }
     for (const Cand& c : cands) {
-        if (out.size() >= m) break;
+        if (out.size() >= m)
+            break;
         const Dist from_c = dist.rebind(g.code(c.id));
         bool keep = true;
         for (const Cand& o : out) {
@@ -150,7 +164,8 @@ void select_neighbors(const Graph& g, const Dist& dist, const std::vector<Cand>&
                 break;
             }
         }
-        if (keep) out.push_back(c);
+        if (keep)
+            out.push_back(c);
     }
 }
 
@@ -159,12 +174,15 @@ template <class Dist>
 void brute_force(const Graph& g, const Dist& dist, const slot_t* slots, std::size_t n,
                  TopK<float>& top) {
     const Prefetch pf(g);
-    for (std::size_t i = 0; i < std::min(n, pf.ahead); ++i) pf(g, slots[i]);
+    for (std::size_t i = 0; i < std::min(n, pf.ahead); ++i)
+        pf(g, slots[i]);
     for (std::size_t i = 0; i < n; ++i) {
-        if (i + pf.ahead < n) pf(g, slots[i + pf.ahead]);
+        if (i + pf.ahead < n)
+            pf(g, slots[i + pf.ahead]);
         const float d = dist(g.code(slots[i]));
-        if (d <= top.worst()) top.push(d, g.label(slots[i]));
+        if (d <= top.worst())
+            top.push(d, g.label(slots[i]));
     }
 }
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

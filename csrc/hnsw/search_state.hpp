@@ -30,7 +30,9 @@ struct Cand {
 inline bool operator<(const Cand& a, const Cand& b) noexcept {
     return a.d < b.d || (a.d == b.d && a.id < b.id);
 }
-inline bool operator>(const Cand& a, const Cand& b) noexcept { return b < a; }
+inline bool operator>(const Cand& a, const Cand& b) noexcept {
+    return b < a;
+}
 
 class VisitedList {
   public:
@@ -48,7 +50,8 @@ class VisitedList {
     /// True if `s` was already seen in this search; marks it seen.
     bool test_and_set(slot_t s) noexcept {
         std::uint16_t& m = marks_[s];
-        if (m == epoch_) return true;
+        if (m == epoch_)
+            return true;
         m = epoch_;
         return false;
     }
@@ -61,8 +64,7 @@ class VisitedList {
 };
 
 /// Binary min-heap (best = smallest) or max-heap (best = largest) of candidates.
-template <bool kMin>
-class CandHeap {
+template <bool kMin> class CandHeap {
   public:
     void clear() noexcept { v_.clear(); }
     void reserve(std::size_t n) { v_.reserve(n); }
@@ -93,15 +95,15 @@ class CandHeap {
 
 struct Scratch {
     VisitedList visited;
-    CandHeap<true> candidates;  // frontier, nearest first
-    CandHeap<false> results;    // best ef so far, farthest on top
-    std::vector<Cand> work;     // sorted candidates, heuristic input
-    std::vector<Cand> seeds;    // entry points of one construction search
-    std::vector<Cand> chosen;   // a new node's neighbours at one level
-    std::vector<Cand> picked;   // heuristic output when a neighbour's list overflows
-    std::vector<slot_t> ids;    // unvisited neighbours of the node being expanded (>= M0)
-    std::vector<float> query;   // prepared (normalised) query
-    std::vector<unsigned char> code;  // an encoded row
+    CandHeap<true> candidates;       // frontier, nearest first
+    CandHeap<false> results;         // best ef so far, farthest on top
+    std::vector<Cand> work;          // sorted candidates, heuristic input
+    std::vector<Cand> seeds;         // entry points of one construction search
+    std::vector<Cand> chosen;        // a new node's neighbours at one level
+    std::vector<Cand> picked;        // heuristic output when a neighbour's list overflows
+    std::vector<slot_t> ids;         // unvisited neighbours of the node being expanded (>= M0)
+    std::vector<float> query;        // prepared (normalised) query
+    std::vector<unsigned char> code; // an encoded row
 
     void reserve(std::size_t ef, std::size_t m0, std::size_t dim) {
         candidates.reserve(ef + 4 * m0);
@@ -110,7 +112,8 @@ struct Scratch {
         seeds.reserve(m0 + 1);
         chosen.reserve(m0 + 1);
         picked.reserve(m0 + 1);
-        if (ids.size() < m0 + 1) ids.resize(m0 + 1);
+        if (ids.size() < m0 + 1)
+            ids.resize(m0 + 1);
         query.resize(dim);
     }
 };
@@ -126,7 +129,8 @@ class ScratchPool {
         Lease& operator=(const Lease&) = delete;
         Lease& operator=(Lease&&) = delete;
         ~Lease() {
-            if (s_) pool_->give_back(std::move(s_));
+            if (s_)
+                pool_->give_back(std::move(s_));
         }
         Scratch& operator*() const noexcept { return *s_; }
         Scratch* operator->() const noexcept { return s_.get(); }
@@ -139,7 +143,8 @@ class ScratchPool {
     Lease lease() {
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (free_.capacity() < kKeep) free_.reserve(kKeep);  // give_back never allocates
+            if (free_.capacity() < kKeep)
+                free_.reserve(kKeep); // give_back never allocates
             if (!free_.empty()) {
                 auto s = std::move(free_.back());
                 free_.pop_back();
@@ -152,7 +157,8 @@ class ScratchPool {
     /// Pre-creates `n` scratch objects (so a later add does not allocate them mid-way).
     void prepare(std::size_t n, std::size_t ef, std::size_t m0, std::size_t dim) {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (free_.capacity() < kKeep) free_.reserve(kKeep);
+        if (free_.capacity() < kKeep)
+            free_.reserve(kKeep);
         while (free_.size() < std::min(n, kKeep)) {
             auto s = std::make_unique<Scratch>();
             s->reserve(ef, m0, dim);
@@ -170,11 +176,12 @@ class ScratchPool {
 
     void give_back(std::unique_ptr<Scratch> s) noexcept {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (free_.size() < free_.capacity()) free_.push_back(std::move(s));
+        if (free_.size() < free_.capacity())
+            free_.push_back(std::move(s));
     }
 
     std::mutex mutex_;
     std::vector<std::unique_ptr<Scratch>> free_;
 };
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw

@@ -26,10 +26,9 @@ namespace pysim::hnsw {
 enum class Space : unsigned char { l2 = 0, ip = 1 };
 
 /// Distance from one prepared query to stored float32 codes.
-template <Space S>
-struct FloatDistance {
+template <Space S> struct FloatDistance {
     const float* query;
-    simd::PairFn<float> fn;  // l2sq for Space::l2, dot for Space::ip
+    simd::PairFn<float> fn; // l2sq for Space::l2, dot for Space::ip
     std::size_t dim;
 
     float operator()(const unsigned char* code) const noexcept {
@@ -64,7 +63,8 @@ class FloatStore {
             return;
         }
         const double scale = inverse_norm(x);
-        for (std::size_t i = 0; i < dim_; ++i) out[i] = static_cast<float>(x[i] * scale);
+        for (std::size_t i = 0; i < dim_; ++i)
+            out[i] = static_cast<float>(x[i] * scale);
     }
 
     /// Reads a code back as dim floats.
@@ -75,14 +75,17 @@ class FloatStore {
     /// Returns the query in the stored representation: normalised into `scratch` (dim
     /// floats) for cosine, the caller's row itself otherwise.
     const float* prepare_query(const float* q, float* scratch) const noexcept {
-        if (!normalize_) return q;
+        if (!normalize_)
+            return q;
         const double scale = inverse_norm(q);
-        for (std::size_t i = 0; i < dim_; ++i) scratch[i] = static_cast<float>(q[i] * scale);
+        for (std::size_t i = 0; i < dim_; ++i)
+            scratch[i] = static_cast<float>(q[i] * scale);
         return scratch;
     }
 
     template <Space S>
-    FloatDistance<S> distance(const float* prepared, const simd::KernelTable& table) const noexcept {
+    FloatDistance<S> distance(const float* prepared,
+                              const simd::KernelTable& table) const noexcept {
         return {prepared, S == Space::ip ? table.f32.dot.fn : table.f32.l2sq.fn, dim_};
     }
 
@@ -90,7 +93,8 @@ class FloatStore {
     // Norm in double: the normalised vector is then correctly rounded to float32.
     double inverse_norm(const float* x) const noexcept {
         double s = 0.0;
-        for (std::size_t i = 0; i < dim_; ++i) s += double(x[i]) * double(x[i]);
+        for (std::size_t i = 0; i < dim_; ++i)
+            s += double(x[i]) * double(x[i]);
         return s > 0.0 ? 1.0 / std::sqrt(s) : 0.0;
     }
 
@@ -99,4 +103,4 @@ class FloatStore {
     bool normalize_;
 };
 
-}  // namespace pysim::hnsw
+} // namespace pysim::hnsw
