@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._index_base import PersistMixin, prepare_k, prepare_queries, split_csr
+from ._index_base import PersistMixin, check_result_size, prepare_k, prepare_queries, split_csr
 from ._validation import (
     METRICS,
     as_matrix,
@@ -225,9 +225,7 @@ class BruteForceIndex(PersistMixin):
         k = prepare_k(k)
         nt = resolve_threads(threads)
         q = self._queries(Q)
-        nbytes = len(q) * k * (self._dtype.itemsize + 8)
-        if nbytes > np.iinfo(np.intp).max:
-            raise MemoryError(f"a ({len(q)}, {k}) result needs {nbytes} bytes")
+        check_result_size(len(q), k, self._dtype)
         data, norms, max_sq = self._state
         return self._knn(data, norms, max_sq, self._code, q, k, nt)
 

@@ -11,6 +11,8 @@ culprit; otherwise the small inputs are scanned first.
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -29,14 +31,38 @@ from ._validation import (
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _physical_memory() -> int:
+    """Bytes of memory this process may use (the largest output worth attempting): the RAM
+    of the machine, or a smaller cgroup (container) limit; intp max if neither is known."""
+    limit = int(np.iinfo(np.intp).max)
+    try:
+        limit = min(limit, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # Windows, or sysconf lacks the names
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = min(limit, int(f.read().strip()))
+        except (OSError, ValueError):  # absent, or "max" (no limit)
+            pass
+    return limit
+
+
 def _check_out_size(m: int, n: int, dtype: np.dtype) -> None:
-    # Refuse an output that cannot exist before anything is allocated.
+    # Refuse an output that cannot exist before anything is allocated: bigger than the
+    # address space, or than the machine's RAM (under Linux overcommit such a malloc can
+    # succeed, and the process is then killed while the kernels fill the pages).
     nbytes = m * n * dtype.itemsize
-    if nbytes > np.iinfo(np.intp).max:
-        raise MemoryError(f"a ({m}, {n}) {dtype} output needs {nbytes} bytes")
+    limit = min(int(np.iinfo(np.intp).max), _physical_memory())
+    if nbytes > limit:
+        raise MemoryError(
+            f"a ({m}, {n}) {dtype} output needs {nbytes / 2**30:.1f} GiB, more than this "
+            f"machine's {limit / 2**30:.1f} GiB of memory"
+        )
 
 
-def _prepare_pair(XA: Any, XB: Any, metric: str | None, VI: Any):
+def _prepare_pair(XA: Any, XB: Any, metric: str | None, VI: Any, threads: int = 1):
     A, B = to_array(XA, "XA"), to_array(XB, "XB")
     dtype = result_dtype(A, B)
     A = as_matrix(A, "XA", dtype, check_finite=False)
@@ -53,8 +79,10 @@ def _prepare_pair(XA: Any, XB: Any, metric: str | None, VI: Any):
             check_finite_array(A, "XA")
             check_finite_array(B, "XB")
             L = mahalanobis_factor(VI, A.shape[1], dtype)
-            A = np.ascontiguousarray(A @ L.T)
-            B = np.ascontiguousarray(B @ L.T)
+            # Rows mapped through L with pysim's own kernels (A @ L.T == dot(A, L)); no BLAS.
+            kernel = getattr(_core, "dot_" + dtype_suffix(dtype))
+            A = kernel(A, L, threads)
+            B = kernel(B, L, threads)
             code = METRICS["euclidean"]
         elif VI is not None:
             raise ValueError(f"VI is only used with metric='mahalanobis', not {metric!r}")
@@ -129,11 +157,12 @@ def cdist(
     MemoryError
         The output cannot be allocated.
     """
-    A, B, dtype, code = _prepare_pair(XA, XB, metric, VI)
     nthreads = resolve_threads(threads)
+    A, B, dtype, code = _prepare_pair(XA, XB, metric, VI, nthreads)
     shape = (A.shape[0], B.shape[0])
-    _check_out_size(*shape, dtype)
     out = _check_out(out, shape, dtype)
+    if out is None:
+        _check_out_size(*shape, dtype)
     kernel = getattr(_core, "cdist_" + dtype_suffix(dtype))
     return _run_checked(A, B, shape[0] * shape[1], lambda: kernel(A, B, code, nthreads, out))
 
@@ -159,8 +188,9 @@ def dot(
     A, B, dtype, _ = _prepare_pair(XA, XB, None, None)
     nthreads = resolve_threads(threads)
     shape = (A.shape[0], B.shape[0])
-    _check_out_size(*shape, dtype)
     out = _check_out(out, shape, dtype)
+    if out is None:
+        _check_out_size(*shape, dtype)
     kernel = getattr(_core, "dot_" + dtype_suffix(dtype))
     return _run_checked(A, B, shape[0] * shape[1], lambda: kernel(A, B, nthreads, out))
 
@@ -188,7 +218,8 @@ def paired_distances(
     -------
     ndarray, shape (m,), float32 or float64
     """
-    A, B, dtype, code = _prepare_pair(XA, XB, metric, VI)
+    nthreads = resolve_threads(threads)
+    A, B, dtype, code = _prepare_pair(XA, XB, metric, VI, nthreads)
     if A.shape != B.shape:
         raise ValueError(f"XA and XB must have the same shape, got {A.shape} and {B.shape}")
     check_finite_array(A, "XA")
@@ -203,9 +234,11 @@ def simd_info() -> dict[str, Any]:
     Returns
     -------
     dict
-        ``isa`` (the active level: "scalar", "avx2", "avx512" or "neon"), ``detected`` (the
-        best level this CPU runs), ``compiled`` and ``available`` (lists of levels),
-        ``requested`` (the ``PYSIM_SIMD`` value or None), ``override`` (why a request was not
-        honoured, or None) and ``kernels`` (kernel name -> level).
+        ``isa`` (the active level: "scalar", "avx2", "avx512", "avx512_vnni",
+        "avx512_vnni_bf16" or "neon"), ``detected`` (the best level this CPU runs),
+        ``compiled`` and ``available`` (lists of levels), ``requested`` (the ``PYSIM_SIMD``
+        value or None), ``override`` (why a request was not honoured, or None) and
+        ``kernels`` (kernel name -> level; the compressed-vector kernels of quantized
+        indexes are listed too, e.g. ``u8_dot_i8``).
     """
     return _core.simd_info()

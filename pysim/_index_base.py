@@ -29,6 +29,20 @@ def prepare_k(k: Any) -> int:
     return check_k(k, "k")
 
 
+def check_result_size(m: int, k: int, dtype: np.dtype) -> None:
+    """MemoryError before allocating when an (m, k) result (distances + int64 ids) cannot fit
+    in this machine's memory (a huge k is padded, so it really would be allocated)."""
+    from ._distances import _physical_memory
+
+    nbytes = m * k * (np.dtype(dtype).itemsize + 8)
+    limit = min(int(np.iinfo(np.intp).max), _physical_memory())
+    if nbytes > limit:
+        raise MemoryError(
+            f"a ({m}, {k}) search result needs {nbytes / 2**30:.1f} GiB, more than this "
+            f"machine's {limit / 2**30:.1f} GiB of memory; lower k"
+        )
+
+
 def split_csr(indptr: np.ndarray, values: np.ndarray) -> np.ndarray:
     """CSR pieces -> object array of per-row arrays (views into `values`)."""
     out = np.empty(len(indptr) - 1, dtype=object)
@@ -41,7 +55,7 @@ def _rebuild(cls: type, blob: bytes) -> Any:
     meta, arrays = _persist.loads_pickle(blob, cls._KIND)
     try:
         return cls._from_state(meta, arrays)
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as exc:
         raise ValueError(f"corrupt pysim pickle: {exc}") from None
 
 
@@ -81,7 +95,7 @@ class PersistMixin:
         meta, arrays = _persist.load(path, cls._KIND)
         try:
             return cls._from_state(meta, arrays)
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as exc:
             raise ValueError(f"{os.fspath(path)!r}: not a valid pysim {cls._KIND} index ({exc})") from None
 
     def __reduce__(self):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._index_base import PersistMixin, prepare_k, prepare_queries, split_csr
+from ._index_base import PersistMixin, check_result_size, prepare_k, prepare_queries, split_csr
 from ._validation import as_matrix, check_metric, resolve_threads, result_dtype, to_array
 
 _METRICS = ("euclidean", "sqeuclidean")
@@ -59,12 +59,6 @@ def _radii(r: Any, m: int, dtype: np.dtype) -> np.ndarray:
         high = out.astype(np.float64) > r64
         out[high] = np.nextafter(out[high], dtype.type(-np.inf))
     return np.ascontiguousarray(out)
-
-
-def _check_output_size(m: int, k: int, dtype: np.dtype) -> None:
-    nbytes = m * k * (dtype.itemsize + 8)
-    if nbytes > np.iinfo(np.intp).max:
-        raise MemoryError(f"a ({m}, {k}) result needs {nbytes} bytes")
 
 
 class KDTreeIndex(PersistMixin):
@@ -186,7 +180,7 @@ class KDTreeIndex(PersistMixin):
         Qm = prepare_queries(Q, self.dim, self._dtype)
         k = prepare_k(k)
         nthreads = resolve_threads(threads)
-        _check_output_size(Qm.shape[0], k, self._dtype)
+        check_result_size(Qm.shape[0], k, self._dtype)
         return self._tree.query(Qm, k, self._metric == "euclidean", nthreads)
 
     def query_radius(

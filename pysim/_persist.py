@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -39,7 +40,9 @@ _MAX_HEADER = 1 << 20
 def _chunks(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Iterator[bytes]:
     entries = []
     for name, arr in arrays.items():
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr)
+        if not arr.flags.c_contiguous:  # (ascontiguousarray would turn a 0-d array into 1-d)
+            arr = np.array(arr, order="C")
         dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
         entries.append((name, arr.astype(dt, copy=False)))
     header = {
@@ -94,7 +97,10 @@ def loads(buf: bytes | bytearray | memoryview, kind: str, source: str) -> tuple[
     def bad(why: str) -> ValueError:
         return ValueError(f"{source}: not a valid pysim {kind} index ({why})")
 
-    view = memoryview(buf).cast("B")
+    try:
+        view = memoryview(buf).cast("B")
+    except TypeError as exc:  # not a buffer, or a non-contiguous one
+        raise bad(f"unreadable buffer: {exc}") from None
     total = len(view)
     if total < len(MAGIC) + 8 + 4 + len(END):
         raise bad("file too short")
@@ -123,9 +129,12 @@ def loads(buf: bytes | bytearray | memoryview, kind: str, source: str) -> tuple[
         end = total - 12
         for spec in specs:
             name, dt, shape = spec["name"], spec["dtype"], spec["shape"]
-            if dt not in _ALLOWED_DTYPES or not isinstance(shape, list):
+            if not isinstance(name, str) or name in arrays:
+                raise bad(f"array name {name!r} is not a string or is repeated")
+            if dt not in _ALLOWED_DTYPES or not isinstance(shape, list) or len(shape) > 32:
                 raise bad(f"array {name!r} has an unsupported dtype or shape")
-            if not all(isinstance(s, int) and 0 <= s < 1 << 62 for s in shape):
+            # bool is an int in Python; a JSON `true` is never a valid dimension.
+            if not all(type(s) is int and 0 <= s < 1 << 62 for s in shape):
                 raise bad(f"array {name!r} has an invalid shape")
             dtype = np.dtype(dt)
             count = 1
@@ -142,8 +151,10 @@ def loads(buf: bytes | bytearray | memoryview, kind: str, source: str) -> tuple[
         if str(exc).startswith(source):
             raise
         raise bad(f"malformed header: {exc}") from None
-    except (KeyError, TypeError, UnicodeDecodeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
         raise bad(f"malformed header: {exc!r}") from None
+    except RecursionError:  # JSON nested thousands deep: hostile, never written by save()
+        raise bad("malformed header: nested too deeply") from None
     return meta, arrays
 
 
@@ -151,7 +162,12 @@ def load(path: str | os.PathLike, kind: str) -> tuple[dict, dict]:
     """Read and verify a file written by `save`; ValueError naming the path if it is not one."""
     path = os.fspath(path)
     with open(path, "rb") as f:
-        buf = f.read()
+        info = os.fstat(f.fileno())
+        # Read exactly the size stat reports: a FIFO or device (/dev/zero) could otherwise
+        # feed an unbounded read; a file that grows meanwhile fails the checks below.
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path!r}: not a valid pysim {kind} index (not a regular file)")
+        buf = f.read(info.st_size)
     return loads(buf, kind, repr(path))
 
 

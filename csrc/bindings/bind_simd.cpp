@@ -9,6 +9,7 @@
 namespace pysim::bindings {
 
 namespace py = pybind11;
+void add_quant_kernel_info(py::dict& out, const simd::KernelTable& table);  // bind_quant.cpp
 using simd::isa_name;
 
 namespace {
@@ -53,6 +54,7 @@ void bind_simd(py::module_& m) {
             py::dict kernels;
             add_kernels(kernels, t.f32, "f32");
             add_kernels(kernels, t.f64, "f64");
+            add_quant_kernel_info(kernels, t);
             info["kernels"] = kernels;
             return info;
         },

@@ -19,6 +19,8 @@ void bind_distances(py::module_& m);
 void bind_brute(py::module_& m);
 void bind_kdtree(py::module_& m);
 void bind_hnsw(py::module_& m);
+void bind_testing(py::module_& m);
+void bind_quant(py::module_& m);
 }  // namespace pysim::bindings
 
 namespace {
@@ -52,4 +54,6 @@ PYBIND11_MODULE(_core, m) {
     pysim::bindings::bind_brute(m);
     pysim::bindings::bind_kdtree(m);
     pysim::bindings::bind_hnsw(m);
+    pysim::bindings::bind_testing(m);
+    pysim::bindings::bind_quant(m);
 }

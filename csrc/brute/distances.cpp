@@ -29,6 +29,19 @@ using simd::Epilogue;
 constexpr std::size_t kRowsPerTask = 128;
 constexpr std::size_t kPackedBytes = 256 * 1024;
 constexpr std::size_t kManyMaxRows = 2;  // A rows at or below this use the one-to-many path
+// Streaming loops (one-to-many, norms, paired) read at most this much per chunk: a chunk is
+// the unit of Ctrl-C latency (the pool polls between chunks), so it must stay short however
+// large the operands are; a few MiB is still far above the per-chunk overhead.
+constexpr std::size_t kMaxChunkBytes = std::size_t{4} << 20;
+
+// Chunk size for a loop that reads `row_bytes` per item: balanced over the threads, at least
+// `min_rows` (overhead) unless that would exceed kMaxChunkBytes, never above kMaxChunkBytes.
+std::size_t stream_grain(std::size_t n, std::size_t threads, std::size_t min_rows,
+                         std::size_t row_bytes) {
+    const std::size_t cap =
+        std::max<std::size_t>(1, kMaxChunkBytes / std::max<std::size_t>(1, row_bytes));
+    return balanced_grain(n, threads, std::min(min_rows, cap), cap);
+}
 
 template <typename T>
 const simd::Kernels<T>& kernels(const simd::KernelTable& t);
@@ -138,7 +151,7 @@ template <typename T>
 void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim,
                  Epilogue ep, T* out, std::size_t threads) {
     const simd::Kernels<T>& k = kernels<T>(simd::active());
-    const std::size_t grain = balanced_grain(n, threads, 4096);
+    const std::size_t grain = stream_grain(n, threads, 4096, dim * sizeof(T));
     for (std::size_t i = 0; i < m; ++i) {
         const T* q = a + i * dim;
         T* o = out + i * n;
@@ -206,7 +219,7 @@ void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metri
             std::size_t threads) {
     const Epilogue ep = epilogue_for(metric);
     const simd::Kernels<T>& k = kernels<T>(simd::active());
-    parallel_for(m, threads, balanced_grain(m, threads, 1024),
+    parallel_for(m, threads, stream_grain(m, threads, 1024, 2 * dim * sizeof(T)),
                  [&](std::size_t begin, std::size_t end) {
                      for (std::size_t i = begin; i < end; ++i) {
                          const T* x = a + i * dim;
@@ -232,7 +245,7 @@ void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metri
 template <typename T>
 void squared_norms(const T* rows, std::size_t n, std::size_t dim, T* out, std::size_t threads) {
     const simd::Kernels<T>& k = kernels<T>(simd::active());
-    parallel_for(n, threads, balanced_grain(n, threads, 2048),
+    parallel_for(n, threads, stream_grain(n, threads, 2048, dim * sizeof(T)),
                  [&](std::size_t begin, std::size_t end) {
                      k.norms.fn(rows + begin * dim, end - begin, dim, out + begin);
                  });

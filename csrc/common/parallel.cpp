@@ -21,6 +21,15 @@ namespace {
 
 std::atomic<InterruptCheck> g_interrupt_check{nullptr};
 
+using Clock = std::chrono::steady_clock;
+constexpr auto kPollInterval = std::chrono::milliseconds(5);
+
+// Time this (calling) thread has spent running chunks since it last polled. It is carried
+// across jobs, so a C++ call built from many short parallel_for calls, each shorter than the
+// poll interval, still polls every few milliseconds; idle time between calls does not count,
+// so a short call after a pause does not pay for a poll (a GIL round trip).
+thread_local Clock::duration t_unpolled{0};
+
 struct Job {
     const std::function<void(std::size_t, std::size_t)>* fn = nullptr;
     std::size_t n = 0, grain = 1, chunks = 0;
@@ -35,8 +44,7 @@ struct Job {
 
     // Runs chunks until none is left or the job is stopped.
     void work(bool is_caller, bool& interrupted) {
-        using clock = std::chrono::steady_clock;
-        auto last_poll = clock::now();
+        auto mark = Clock::now();
         while (!stop.load(std::memory_order_relaxed)) {
             const std::size_t c = next.fetch_add(1, std::memory_order_relaxed);
             if (c >= chunks) break;
@@ -48,10 +56,12 @@ struct Job {
                 stop.store(true, std::memory_order_relaxed);
             }
             if (is_caller) {
+                const auto now = Clock::now();
+                t_unpolled += now - mark;
+                mark = now;
                 const InterruptCheck check = g_interrupt_check.load(std::memory_order_relaxed);
-                const auto now = clock::now();
-                if (check && now - last_poll > std::chrono::milliseconds(5)) {
-                    last_poll = now;
+                if (check && t_unpolled > kPollInterval) {
+                    t_unpolled = Clock::duration::zero();
                     if (check()) {
                         interrupted = true;
                         stop.store(true, std::memory_order_relaxed);
@@ -138,6 +148,11 @@ std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_g
     const std::size_t target_chunks = std::max<std::size_t>(1, threads) * 8;
     return std::max<std::size_t>(std::max<std::size_t>(1, min_grain),
                                  (n + target_chunks - 1) / target_chunks);
+}
+
+std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_grain,
+                           std::size_t max_grain) noexcept {
+    return std::min(balanced_grain(n, threads, min_grain), std::max(min_grain, max_grain));
 }
 
 void parallel_for(std::size_t n, std::size_t threads, std::size_t grain,

@@ -10,7 +10,8 @@
 // chunk stops the hand-out, and is rethrown on the caller after every helper has left the job.
 //
 // Interrupts: the caller polls an optional process-wide check (installed by the bindings; it
-// asks Python whether SIGINT arrived) between its chunks, at most every few milliseconds. When
+// asks Python whether SIGINT arrived) between its chunks, once per few milliseconds of work
+// (counted across consecutive jobs of the same thread, so many short jobs still poll). When
 // it fires, no new chunk starts and parallel_for throws pysim::Interrupted once helpers are done.
 // Chunks therefore must be short (well under a second) for Ctrl-C to feel immediate.
 #pragma once
@@ -45,5 +46,10 @@ void parallel_for(std::size_t n, std::size_t threads, std::size_t grain,
 /// A grain that gives each thread several chunks (for balance) but chunks of at least
 /// `min_grain` items (for overhead).
 std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_grain) noexcept;
+
+/// As above, but never more than `max_grain` items per chunk (raised to `min_grain` if below),
+/// so that one chunk, and with it the Ctrl-C latency, stays short however large n is.
+std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_grain,
+                           std::size_t max_grain) noexcept;
 
 }  // namespace pysim

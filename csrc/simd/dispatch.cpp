@@ -2,11 +2,14 @@
 //
 // A level is usable only when the CPU has the instructions *and* the OS saves the wider
 // register state: cpuid feature bits plus xgetbv(XCR0). AVX2 requires AVX2 + FMA + F16C with
-// YMM state enabled; AVX-512 requires F/DQ/BW/VL with opmask and ZMM state enabled. NEON is
-// baseline on aarch64.
+// YMM state enabled; AVX-512 requires F/DQ/BW/VL with opmask and ZMM state enabled;
+// avx512_vnni adds AVX512_VNNI (leaf 7 ecx bit 11) and avx512_vnni_bf16 adds AVX512_BF16
+// (leaf 7 sub-leaf 1 eax bit 5) on top. NEON is baseline on aarch64.
 //
 // Each table starts as a copy of the scalar one and the level's fill_* overwrites what it
-// implements, so no slot is ever null. The active table is one atomic pointer: PYSIM_SIMD
+// implements, so no slot is ever null. Levels are cumulative: avx512_vnni_bf16 = avx512_vnni +
+// its bf16 kernel, avx512_vnni = avx512 + integer kernels, avx512 = avx2 + wider kernels. The
+// compressed-code tables (quant_kernels.hpp) are built the same way, one per level. The active table is one atomic pointer: PYSIM_SIMD
 // (read once, at first use) may lower the level; tests switch it with set_active().
 #include "simd/dispatch.hpp"
 
@@ -30,6 +33,8 @@ namespace {
 struct CpuFeatures {
     bool avx2 = false;
     bool avx512 = false;
+    bool avx512_vnni = false;
+    bool avx512_vnni_bf16 = false;
     bool neon = false;
 };
 
@@ -70,6 +75,12 @@ CpuFeatures detect() noexcept {
     const unsigned need512 = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);  // F DQ BW VL
     f.avx2 = fma && f16c && (r[1] & (1u << 5)) && (xcr0 & 0x06) == 0x06;
     f.avx512 = f.avx2 && (r[1] & need512) == need512 && (xcr0 & 0xE6) == 0xE6;
+    f.avx512_vnni = f.avx512 && (r[2] & (1u << 11));
+    const unsigned max_sub7 = r[0];
+    if (f.avx512_vnni && max_sub7 >= 1) {
+        cpuid(7, 1, r);
+        f.avx512_vnni_bf16 = r[0] & (1u << 5);
+    }
     return f;
 }
 #else
@@ -91,6 +102,12 @@ bool compiled(Isa isa) noexcept {
 #if defined(PYSIM_HAVE_AVX512)
     case Isa::avx512: return true;
 #endif
+#if defined(PYSIM_HAVE_AVX512_VNNI)
+    case Isa::avx512_vnni: return true;
+#endif
+#if defined(PYSIM_HAVE_AVX512_BF16)
+    case Isa::avx512_vnni_bf16: return true;
+#endif
 #if defined(PYSIM_HAVE_NEON)
     case Isa::neon: return true;
 #endif
@@ -104,18 +121,34 @@ bool cpu_has(Isa isa, const CpuFeatures& cpu) noexcept {
     case Isa::avx2: return cpu.avx2;
     case Isa::avx512: return cpu.avx512;
     case Isa::neon: return cpu.neon;
+    case Isa::avx512_vnni: return cpu.avx512_vnni;
+    case Isa::avx512_vnni_bf16: return cpu.avx512_vnni_bf16;
     }
     return false;
 }
+
+// Position of a level in its architecture's chain (0 = scalar).
+[[maybe_unused]] int rank(Isa isa) noexcept {
+    switch (isa) {
+    case Isa::scalar: return 0;
+    case Isa::avx2: return 1;
+    case Isa::avx512: return 2;
+    case Isa::avx512_vnni: return 3;
+    case Isa::avx512_vnni_bf16: return 4;
+    case Isa::neon: return 1;
+    }
+    return 0;
+}
+[[maybe_unused]] bool x86_level(Isa isa) noexcept { return isa != Isa::neon && isa != Isa::scalar; }
 
 KernelTable build(Isa isa) noexcept {
     KernelTable t;
     fill_scalar(t);
 #if defined(PYSIM_HAVE_AVX2)
-    if (isa == Isa::avx2 || isa == Isa::avx512) fill_avx2(t);
+    if (x86_level(isa) && rank(isa) >= 1) fill_avx2(t);
 #endif
 #if defined(PYSIM_HAVE_AVX512)
-    if (isa == Isa::avx512) fill_avx512(t);
+    if (x86_level(isa) && rank(isa) >= 2) fill_avx512(t);
 #endif
 #if defined(PYSIM_HAVE_NEON)
     if (isa == Isa::neon) fill_neon(t);
@@ -124,13 +157,41 @@ KernelTable build(Isa isa) noexcept {
     return t;
 }
 
+QuantKernels build_quant(Isa isa) noexcept {
+    QuantKernels t;
+    fill_quant_scalar(t);
+#if defined(PYSIM_HAVE_AVX2)
+    if (x86_level(isa) && rank(isa) >= 1) fill_quant_avx2(t);
+#endif
+#if defined(PYSIM_HAVE_AVX512)
+    if (x86_level(isa) && rank(isa) >= 2) fill_quant_avx512(t);
+#endif
+#if defined(PYSIM_HAVE_AVX512_VNNI)
+    if (x86_level(isa) && rank(isa) >= 3) fill_quant_avx512_vnni(t);
+#endif
+#if defined(PYSIM_HAVE_AVX512_BF16)
+    if (x86_level(isa) && rank(isa) >= 4) fill_quant_avx512_vnni_bf16(t);
+#endif
+#if defined(PYSIM_HAVE_NEON)
+    if (isa == Isa::neon) fill_quant_neon(t);
+#endif
+    t.isa = isa;
+    return t;
+}
+
 // Levels from best to worst, for "best available".
-constexpr Isa kPreference[] = {Isa::avx512, Isa::avx2, Isa::neon, Isa::scalar};
+constexpr Isa kPreference[] = {Isa::avx512_vnni_bf16, Isa::avx512_vnni, Isa::avx512,
+                               Isa::avx2,             Isa::neon,        Isa::scalar};
 
 struct Registry {
     CpuFeatures cpu = detect();
-    KernelTable tables[kIsaCount] = {build(Isa::scalar), build(Isa::avx2), build(Isa::avx512),
-                                     build(Isa::neon)};
+    KernelTable tables[kIsaCount] = {build(Isa::scalar),      build(Isa::avx2),
+                                     build(Isa::avx512),      build(Isa::neon),
+                                     build(Isa::avx512_vnni), build(Isa::avx512_vnni_bf16)};
+    QuantKernels quant[kIsaCount] = {
+        build_quant(Isa::scalar),      build_quant(Isa::avx2),
+        build_quant(Isa::avx512),      build_quant(Isa::neon),
+        build_quant(Isa::avx512_vnni), build_quant(Isa::avx512_vnni_bf16)};
     Isa best = Isa::scalar;
     std::string request;
     std::string note;
@@ -172,6 +233,10 @@ const KernelTable& active() noexcept {
     return *registry().current.load(std::memory_order_acquire);
 }
 
+const QuantKernels& quant_for(const KernelTable& table) noexcept {
+    return registry().quant[static_cast<int>(table.isa)];
+}
+
 const KernelTable* table_for(Isa isa) noexcept {
     Registry& r = registry();
     if (!(compiled(isa) && cpu_has(isa, r.cpu))) return nullptr;
@@ -191,6 +256,8 @@ const char* isa_name(Isa isa) noexcept {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
     case Isa::neon: return "neon";
+    case Isa::avx512_vnni: return "avx512_vnni";
+    case Isa::avx512_vnni_bf16: return "avx512_vnni_bf16";
     }
     return "unknown";
 }

@@ -5,11 +5,16 @@
 #include <vector>
 
 #include "simd/kernels.hpp"
+#include "simd/quant_kernels.hpp"
 
 namespace pysim::simd {
 
 /// The active kernel table. Callers read it once per batch call, never cache it across calls.
 const KernelTable& active() noexcept;
+
+/// The compressed-code kernels of the same level as `table` (read `active()` once per batch,
+/// then this).
+const QuantKernels& quant_for(const KernelTable& table) noexcept;
 
 /// The table of a given level, or nullptr when that level cannot run here.
 const KernelTable* table_for(Isa isa) noexcept;

@@ -22,8 +22,17 @@
 
 namespace pysim::simd {
 
-enum class Isa : std::uint8_t { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
-inline constexpr int kIsaCount = 4;
+// avx512_vnni and avx512_vnni_bf16 add integer / bf16 dot-product instructions on top of avx512;
+// they change only the compressed-code kernels (quant_kernels.hpp), the float tables are avx512's.
+enum class Isa : std::uint8_t {
+    scalar = 0,
+    avx2 = 1,
+    avx512 = 2,
+    neon = 3,
+    avx512_vnni = 4,
+    avx512_vnni_bf16 = 5
+};
+inline constexpr int kIsaCount = 6;
 
 /// f(a, b) over `dim` elements: dot, l2sq (squared Euclidean) or norm2 (a . a, b unused).
 template <typename T>

@@ -1,0 +1,300 @@
+// Linking rows into the graph (the second step of HnswIndex::add), run under the shared lock.
+//
+// insert (Malkov & Yashunin, Algorithm 1): greedy descent from the entry point to the node's
+// level, then at each level from there down to 0 a beam search with ef_construction, the
+// diversity heuristic picks M neighbours, and links are made in both directions. A neighbour
+// whose list is full re-runs the heuristic over its old neighbours plus the new node (M0 = 2M
+// at level 0, M above). A node whose level exceeds the current top holds entry_mutex_ for its
+// whole insertion, as in hnswlib, and becomes the entry point at the end.
+//
+// relink (a removed point's slot reused, or an existing id given a new vector): the node's old
+// neighbours first re-select their lists from their own neighbours plus the node's other old
+// neighbours, which closes the hole the node leaves (the usual deletion repair); then the node
+// is inserted again from scratch at its new position.
+//
+// Locks: a node's list is written only under its striped mutex, and a thread never holds two
+// node mutexes at once, so striping cannot deadlock. Searches read lists without locks.
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "common/parallel.hpp"
+#include "hnsw/hnsw.hpp"
+#include "hnsw/search.hpp"
+#include "simd/dispatch.hpp"
+
+namespace pysim::hnsw {
+namespace {
+
+std::uint64_t pack_entry(slot_t s, int level) {
+    return (std::uint64_t(level + 1) << 32) | s;
+}
+
+struct SelfAccept {
+    slot_t self;
+    bool operator()(slot_t s) const noexcept { return s != self; }
+};
+struct LiveSelfAccept {
+    const Graph* g;
+    slot_t self;
+    bool operator()(slot_t s) const noexcept { return s != self && g->is_live(s); }
+};
+
+}  // namespace
+
+// Publishes a node as in flight for the duration of its insertion. With more concurrent
+// insertions than entries, the extra ones simply go unpublished (they still link correctly;
+// only the mutual-visibility improvement is lost for them).
+class HnswIndex::InflightGuard {
+  public:
+    InflightGuard(HnswIndex& ix, slot_t s) : ix_(ix) {
+        for (std::size_t i = 0; i < kInflight; ++i) {
+            slot_t expected = kNoSlot;
+            if (ix_.inflight_[i].compare_exchange_strong(expected, s, std::memory_order_acq_rel)) {
+                index_ = i;
+                break;
+            }
+        }
+    }
+    ~InflightGuard() {
+        if (index_ < kInflight) ix_.inflight_[index_].store(kNoSlot, std::memory_order_release);
+    }
+    InflightGuard(const InflightGuard&) = delete;
+    InflightGuard& operator=(const InflightGuard&) = delete;
+
+  private:
+    HnswIndex& ix_;
+    std::size_t index_ = kInflight;
+};
+
+void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
+                          const Progress& progress, std::vector<std::uint8_t>& started) {
+    const simd::KernelTable& table = simd::active();  // once per add
+    const std::size_t n = jobs.size();
+    std::atomic<std::size_t> done{0};
+    const auto caller = std::this_thread::get_id();
+    using clock = std::chrono::steady_clock;
+    auto last_report = clock::now();
+
+    const auto run = [&](const auto& proto) {
+        const auto work = [&](std::size_t begin, std::size_t end) {
+            ScratchPool::Lease lease = scratch_.lease();
+            Scratch& sc = *lease;
+            for (std::size_t i = begin; i < end; ++i) {
+                started[i] = 1;
+                switch (jobs[i].kind) {
+                case Kind::insert: insert(proto, jobs[i].slot, sc); break;
+                case Kind::relink: relink(proto, jobs[i].slot, sc); break;
+                case Kind::keep: break;
+                }
+            }
+            const std::size_t now_done = done.fetch_add(end - begin) + (end - begin);
+            if (progress && std::this_thread::get_id() == caller) {
+                const auto now = clock::now();
+                if (now - last_report > std::chrono::milliseconds(100)) {
+                    last_report = now;
+                    progress(now_done, n);
+                }
+            }
+        };
+        // Short chunks: Ctrl-C is polled between them and threads stay balanced.
+        parallel_for(n, threads, threads > 1 ? 8 : 32, work);
+    };
+    if (store_.space() == Space::ip) {
+        run(store_.distance<Space::ip>(nullptr, table));
+    } else {
+        run(store_.distance<Space::l2>(nullptr, table));
+    }
+    if (progress) progress(n, n);
+}
+
+template <class Dist>
+void HnswIndex::insert(const Dist& proto, slot_t s, Scratch& sc) {
+    const int level = graph_.level(s);
+    std::unique_lock<std::mutex> top_lock(entry_mutex_, std::defer_lock);
+    std::uint64_t e = entry_.load(std::memory_order_acquire);
+    if (e == 0 || level > int(e >> 32) - 1) {
+        top_lock.lock();
+        e = entry_.load(std::memory_order_acquire);
+        if (e == 0) {
+            entry_.store(pack_entry(s, level), std::memory_order_release);
+            return;
+        }
+        if (level <= int(e >> 32) - 1) top_lock.unlock();
+    }
+    const auto ep = static_cast<slot_t>(e & 0xFFFFFFFFu);
+    const int top_level = int(e >> 32) - 1;
+    const InflightGuard inflight(*this, s);
+    const Dist dist = proto.rebind(graph_.code(s));
+    Cand cur{dist(graph_.code(ep)), ep};
+    cur = greedy_descent(graph_, dist, cur, top_level, level);
+    for (int l = std::min(level, top_level); l >= 0; --l) {
+        cur = descend_and_link(dist, s, l, cur, sc);
+    }
+    if (top_lock.owns_lock()) entry_.store(pack_entry(s, level), std::memory_order_release);
+}
+
+template <class Dist>
+Cand HnswIndex::descend_and_link(const Dist& dist, slot_t s, int level, Cand ep, Scratch& sc) {
+    // The entry may be a node that another thread is still inserting: linked on the level
+    // above, not yet on this one. Searching from it alone would find nothing but it, so its
+    // neighbours on the level above (which exist on this level too) join as seeds.
+    std::vector<Cand>& seeds = sc.seeds;
+    seeds.assign(1, ep);
+    if (level < graph_.level(ep.id) && graph_.count(graph_.list(ep.id, level), level) == 0) {
+        const std::uint32_t* up = graph_.list(ep.id, level + 1);
+        const std::size_t c = graph_.count(up, level + 1);
+        for (std::size_t j = 0; j < c; ++j) {
+            const slot_t v = load_word(up + 1 + j);
+            seeds.push_back({dist(graph_.code(v)), v});
+        }
+    }
+    if (tombstones_ > 0) {
+        search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction,
+                           level, sc, LiveSelfAccept{&graph_, s});
+    } else {
+        search_layer<true>(graph_, dist, seeds.data(), seeds.size(), opt_.ef_construction,
+                           level, sc, SelfAccept{s});
+    }
+    std::vector<Cand>& found = sc.work;
+    sorted_results(sc, found);
+    // Nodes inserted concurrently are not reachable yet: offer them as candidates when they
+    // are as close as what the search kept.
+    bool added = false;
+    for (const auto& f : inflight_) {
+        const slot_t v = f.load(std::memory_order_acquire);
+        if (v == kNoSlot || v == s || graph_.level(v) < level) continue;
+        if (std::any_of(found.begin(), found.end(), [v](const Cand& c) { return c.id == v; })) {
+            continue;
+        }
+        const float d = dist(graph_.code(v));
+        if (found.size() < opt_.ef_construction || d < found.back().d) {
+            found.push_back({d, v});
+            added = true;
+        }
+    }
+    if (added) std::sort(found.begin(), found.end());
+    if (found.empty()) return ep;
+    const Cand nearest = found.front();
+    select_neighbors(graph_, dist, found, opt_.M, sc.chosen);
+    connect(dist, s, level, sc.chosen, sc);
+    return nearest;
+}
+
+template <class Dist>
+void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector<Cand>& picked,
+                        Scratch& sc) {
+    const std::size_t cap = graph_.max_links(level);
+    std::vector<slot_t>& ids = sc.ids;
+    if (ids.size() < cap + 1) ids.resize(cap + 1);
+    {
+        // Merge, never overwrite: another thread may already have linked itself into this
+        // list (it reached s through a higher level, where s was linked first, and started
+        // its own search at this level from s). Dropping that link could leave the other node
+        // unreachable.
+        std::lock_guard<std::mutex> lock(graph_.lock(s));
+        std::uint32_t* own = graph_.list(s, level);
+        const std::size_t c = graph_.count(own, level);
+        std::vector<Cand>& cands = sc.work;
+        cands.assign(picked.begin(), picked.end());
+        for (std::size_t j = 0; j < c; ++j) {
+            const slot_t v = load_word(own + 1 + j);
+            const bool known = std::any_of(picked.begin(), picked.end(),
+                                           [v](const Cand& p) { return p.id == v; });
+            if (!known && v != s) cands.push_back({dist(graph_.code(v)), v});
+        }
+        const std::vector<Cand>* keep = &cands;
+        if (cands.size() > cap) {
+            std::sort(cands.begin(), cands.end());
+            select_neighbors(graph_, dist, cands, cap, sc.picked);
+            keep = &sc.picked;
+        }
+        for (std::size_t i = 0; i < keep->size(); ++i) ids[i] = (*keep)[i].id;
+        graph_.write_list(own, ids.data(), keep->size());
+    }
+    for (const Cand& p : picked) {
+        const slot_t nb = p.id;
+        std::lock_guard<std::mutex> lock(graph_.lock(nb));
+        std::uint32_t* lst = graph_.list(nb, level);
+        const std::size_t c = graph_.count(lst, level);
+        bool present = false;
+        for (std::size_t j = 0; j < c && !present; ++j) present = load_word(lst + 1 + j) == s;
+        if (present) continue;
+        if (c < cap) {
+            store_word(lst + 1 + c, s);
+            graph_.set_count(lst, c + 1);
+            continue;
+        }
+        // Full: the neighbour keeps the most diverse `cap` of its old links plus s.
+        const Dist from_nb = dist.rebind(graph_.code(nb));
+        std::vector<Cand>& cands = sc.work;
+        cands.clear();
+        cands.push_back({p.d, s});
+        for (std::size_t j = 0; j < c; ++j) {
+            const slot_t v = load_word(lst + 1 + j);
+            cands.push_back({from_nb(graph_.code(v)), v});
+        }
+        std::sort(cands.begin(), cands.end());
+        select_neighbors(graph_, dist, cands, cap, sc.picked);
+        for (std::size_t i = 0; i < sc.picked.size(); ++i) ids[i] = sc.picked[i].id;
+        graph_.write_list(lst, ids.data(), sc.picked.size());
+    }
+}
+
+template <class Dist>
+void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
+    const int level = graph_.level(s);
+    const std::uint64_t e = entry_.load(std::memory_order_acquire);
+    const bool is_entry = e != 0 && slot_t(e & 0xFFFFFFFFu) == s;
+    std::vector<slot_t> old;
+    for (int l = 0; l <= level; ++l) {
+        const std::size_t cap = graph_.max_links(l);
+        {
+            std::lock_guard<std::mutex> lock(graph_.lock(s));
+            const std::uint32_t* own = graph_.list(s, l);
+            const std::size_t c = graph_.count(own, l);
+            old.assign(own + 1, own + 1 + c);
+        }
+        for (const slot_t nb : old) {
+            if (nb == s) continue;
+            const Dist from_nb = proto.rebind(graph_.code(nb));
+            std::lock_guard<std::mutex> lock(graph_.lock(nb));
+            std::uint32_t* lst = graph_.list(nb, l);
+            const std::size_t c = graph_.count(lst, l);
+            std::vector<Cand>& cands = sc.work;
+            cands.clear();
+            sc.visited.begin(graph_.size());
+            sc.visited.test_and_set(s);
+            sc.visited.test_and_set(nb);
+            const auto offer = [&](slot_t v) {
+                // Candidates must reach level l (true of anything linked at l).
+                if (!sc.visited.test_and_set(v)) cands.push_back({from_nb(graph_.code(v)), v});
+            };
+            for (std::size_t j = 0; j < c; ++j) offer(load_word(lst + 1 + j));
+            for (const slot_t v : old) offer(v);
+            std::sort(cands.begin(), cands.end());
+            select_neighbors(graph_, proto, cands, cap, sc.picked);
+            if (sc.ids.size() < cap + 1) sc.ids.resize(cap + 1);
+            for (std::size_t i = 0; i < sc.picked.size(); ++i) sc.ids[i] = sc.picked[i].id;
+            graph_.write_list(lst, sc.ids.data(), sc.picked.size());
+        }
+        // Drop s's stale links (those of its old position) but keep links other threads added
+        // meanwhile. The entry point keeps them: searches start there, so it must never be a
+        // dead end; its re-insertion below re-selects them by distance instead.
+        if (!is_entry) {
+            std::lock_guard<std::mutex> lock(graph_.lock(s));
+            std::uint32_t* own = graph_.list(s, l);
+            const std::size_t c = graph_.count(own, l);
+            std::size_t kept = 0;
+            if (sc.ids.size() < cap + 1) sc.ids.resize(cap + 1);
+            for (std::size_t j = 0; j < c; ++j) {
+                const slot_t v = load_word(own + 1 + j);
+                if (std::find(old.begin(), old.end(), v) == old.end()) sc.ids[kept++] = v;
+            }
+            graph_.write_list(own, sc.ids.data(), kept);
+        }
+    }
+    insert(proto, s, sc);
+}
+
+}  // namespace pysim::hnsw

@@ -1,0 +1,201 @@
+// HnswIndex: a hierarchical navigable small-world graph over float32 vectors, with ids chosen
+// by the caller, tombstone deletion, filtered search and safe concurrent use.
+//
+// Locking. One reader/writer lock per index (std::shared_mutex behind a writer-preferring
+// turnstile, so a stream of queries cannot starve a writer):
+//   * query, contains, get_items, export: shared;
+//   * remove and the short planning/commit steps of add: exclusive;
+//   * the long linking step of add: shared, so queries keep running while points are
+//     inserted; links are then guarded per node by striped mutexes (graph.hpp explains why
+//     lock-free readers are safe).
+// Callers from Python must release the GIL before any of these calls (they block).
+//
+// add(X, ids) in three steps:
+//   1. plan (exclusive): classify every row as new / replaces an existing id / reuses the
+//      slot of a removed point, reserve all memory (may throw: nothing changed yet), then
+//      commit without failure points: codes, labels, levels, id map;
+//   2. link (shared): insert or re-link the rows in parallel (parallel_for, Ctrl-C aware);
+//   3. on interruption or error only (exclusive): rows whose linking never started are
+//      rolled back, so every point is either fully in or absent.
+// With threads = 1 the rows are linked in order and levels come from a seeded generator, so
+// two builds from the same data and seed give identical graphs.
+//
+// Removed points stay in the graph as tombstones (routing only, never returned) and their
+// slots are reused by later adds; a reused or replaced slot is re-linked in place.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <vector>
+
+#include "common/types.hpp"
+#include "hnsw/graph.hpp"
+#include "hnsw/id_map.hpp"
+#include "hnsw/search_state.hpp"
+#include "hnsw/vector_store.hpp"
+
+namespace pysim::hnsw {
+
+struct Options {
+    std::size_t dim = 0;
+    Metric metric = Metric::sqeuclidean;  // mahalanobis arrives as euclidean on mapped rows
+    std::size_t M = 16;
+    std::size_t ef_construction = 200;
+    std::size_t max_elements = 0;  // initial capacity hint
+    std::uint64_t seed = 0;
+};
+
+/// Everything needed to rebuild an index bit for bit (see persist.cpp for the checks).
+struct State {
+    std::size_t n = 0;                      // slots
+    std::vector<float> codes;               // (n, dim) stored vectors
+    std::vector<std::uint8_t> levels;       // (n,)
+    std::vector<std::uint8_t> status;       // (n,) Status
+    std::vector<index_t> labels;            // (n,) caller ids, -1 where not live
+    std::vector<std::uint16_t> counts0;     // (n,)
+    std::vector<std::uint32_t> links0;      // (n, 2M)
+    std::vector<std::uint16_t> upper_counts;  // (sum(levels),) slot-major, level 1 first
+    std::vector<std::uint32_t> upper_links;   // (sum(levels), M)
+    std::vector<std::uint32_t> free_slots;    // reuse order (last is reused first)
+    std::int64_t entry = -1;                  // entry slot, -1 when none
+    int max_level = -1;
+    index_t next_id = 0;
+    std::uint64_t rng = 0;
+};
+
+/// Called now and then by the adding thread with (rows linked, rows total).
+using Progress = std::function<void(std::size_t, std::size_t)>;
+
+class HnswIndex {
+  public:
+    explicit HnswIndex(const Options& opt);
+    ~HnswIndex();
+    HnswIndex(const HnswIndex&) = delete;
+    HnswIndex& operator=(const HnswIndex&) = delete;
+
+    /// Adds n rows (dim floats each). ids: n caller ids (>= 0, distinct), or nullptr for
+    /// next_id(), next_id() + 1, ... An existing id gets its vector replaced.
+    void add(const float* rows, std::size_t n, const index_t* ids, std::size_t threads,
+             const Progress& progress = {});
+
+    /// k nearest neighbours of m queries: dist/ids (m, k), ascending, padded with inf / -1.
+    /// allowed (n_allowed ids) restricts results when has_filter; ids not in the index are
+    /// ignored. Few allowed points (or tombstones) switch to exact brute force over them.
+    void search(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
+                std::size_t threads, bool has_filter, const index_t* allowed,
+                std::size_t n_allowed, float* dist, index_t* ids) const;
+
+    /// Exact k nearest neighbours among all live points (ties: smaller id first).
+    void exact_search(const float* queries, std::size_t m, std::size_t k, std::size_t threads,
+                      float* dist, index_t* ids) const;
+
+    /// Marks ids removed. Throws std::out_of_range (nothing removed) if one is unknown.
+    void remove(const index_t* ids, std::size_t n);
+
+    bool contains(index_t id) const;
+    std::vector<index_t> ids() const;  // live ids in slot order
+    /// Stored vectors of n ids into out (n, dim). Throws std::out_of_range if one is unknown.
+    void get_items(const index_t* ids, std::size_t n, float* out) const;
+
+    std::size_t size() const;  // live points
+    std::size_t dim() const noexcept { return opt_.dim; }
+    std::size_t M() const noexcept { return opt_.M; }
+    std::size_t ef_construction() const noexcept { return opt_.ef_construction; }
+    std::uint64_t seed() const noexcept { return opt_.seed; }
+    Metric metric() const noexcept { return opt_.metric; }
+    std::size_t capacity() const;
+    index_t next_id() const;
+    std::size_t memory_bytes() const;
+
+    State export_state() const;
+    /// Rebuilds from a State after checking every field and link; throws
+    /// std::invalid_argument naming the first defect.
+    static std::unique_ptr<HnswIndex> from_state(const Options& opt, const State& st);
+
+  private:
+    enum class Kind : std::uint8_t { insert, relink, keep };
+    struct Job {
+        slot_t slot;
+        Kind kind;
+    };
+
+    // Readers pass the turnstile before taking the shared lock; a writer holds the turnstile
+    // while it waits for the exclusive lock, so new readers queue behind it (no starvation).
+    class SharedLock {
+      public:
+        explicit SharedLock(const HnswIndex& ix) : lock_(ix.rw_, std::defer_lock) {
+            { std::lock_guard<std::mutex> gate(ix.turnstile_); }
+            lock_.lock();
+        }
+
+      private:
+        std::shared_lock<std::shared_mutex> lock_;
+    };
+    class ExclusiveLock {
+      public:
+        explicit ExclusiveLock(const HnswIndex& ix) : gate_(ix.turnstile_), lock_(ix.rw_) {
+            gate_.unlock();
+        }
+
+      private:
+        std::unique_lock<std::mutex> gate_;
+        std::unique_lock<std::shared_mutex> lock_;
+    };
+
+    // build.cpp
+    void link_jobs(const std::vector<Job>& jobs, std::size_t threads, const Progress& progress,
+                   std::vector<std::uint8_t>& started);
+    template <class Dist>
+    void insert(const Dist& proto, slot_t s, Scratch& sc);
+    template <class Dist>
+    void relink(const Dist& proto, slot_t s, Scratch& sc);
+    template <class Dist>
+    void connect(const Dist& proto, slot_t s, int level, const std::vector<Cand>& picked,
+                 Scratch& sc);
+    template <class Dist>
+    Cand descend_and_link(const Dist& dist, slot_t s, int level, Cand ep, Scratch& sc);
+
+    // hnsw.cpp
+    template <Space S>
+    void search_impl(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
+                     std::size_t threads, const std::vector<std::uint64_t>* bits,
+                     const std::vector<slot_t>* brute_slots, float* dist, index_t* ids) const;
+    void finish_distances(float* d, std::size_t n) const noexcept;
+    std::vector<slot_t> live_slots() const;
+    int draw_level(std::uint64_t& state) const noexcept;
+
+    Options opt_;
+    FloatStore store_;
+    Graph graph_;
+    IdMap id_map_;
+    std::vector<slot_t> free_;  // slots of removed / rolled-back points, reused LIFO
+    std::size_t live_ = 0;
+    std::size_t tombstones_ = 0;  // deleted slots still in the graph
+    index_t next_id_ = 0;
+    std::uint64_t rng_;
+    double level_mult_;
+
+    // Entry point and top level packed in one word: (level + 1) << 32 | slot; 0 = empty.
+    std::atomic<std::uint64_t> entry_{0};
+    std::mutex entry_mutex_;  // held while a node that raises the top level is inserted
+
+    // Nodes being inserted right now (kNoSlot = free entry). Searches read the graph without
+    // locks, so two nodes inserted at the same time cannot find each other through links;
+    // each insertion therefore also offers the others in flight as neighbour candidates,
+    // which is what a serial build would have found (build.cpp, descend_and_link).
+    static constexpr std::size_t kInflight = 64;
+    std::atomic<slot_t> inflight_[kInflight];
+    class InflightGuard;
+
+    mutable std::shared_mutex rw_;
+    mutable std::mutex turnstile_;
+    mutable ScratchPool scratch_;
+};
+
+}  // namespace pysim::hnsw

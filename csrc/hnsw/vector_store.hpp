@@ -1,0 +1,102 @@
+// How vectors are stored in the graph's records and how distances to them are computed.
+//
+// The graph code never touches vector elements: it asks a *store* to encode a row into a
+// record's code bytes, to prepare a query, and for a distance functor `dist(code) -> float`
+// bound to one prepared query (construction binds it to another node's code, which is how
+// node-to-node distances are computed). A compressed store (f16, int8 codes, ...) is a new
+// class with the same members; the search and build templates take the functor type as a
+// template parameter, so the distance inlines into the hot loop whatever the store.
+//
+// FloatStore keeps float32 rows. Internally every metric is one of two spaces:
+//   l2: squared Euclidean (sqeuclidean; euclidean and mahalanobis take a sqrt on output;
+//       the Python layer maps mahalanobis rows through L beforehand),
+//   ip: 1 - a.b (ip; cosine after normalising rows and queries to unit length, so cosine
+//       stores normalised vectors and zero vectors stay zero: distance 1 to everything).
+// The kernel pointer comes from the dispatch table that the caller read once per batch.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+
+#include "simd/kernels.hpp"
+
+namespace pysim::hnsw {
+
+enum class Space : unsigned char { l2 = 0, ip = 1 };
+
+/// Distance from one prepared query to stored float32 codes.
+template <Space S>
+struct FloatDistance {
+    const float* query;
+    simd::PairFn<float> fn;  // l2sq for Space::l2, dot for Space::ip
+    std::size_t dim;
+
+    float operator()(const unsigned char* code) const noexcept {
+        const float v = fn(query, reinterpret_cast<const float*>(code), dim);
+        if constexpr (S == Space::ip) {
+            return 1.0f - v;
+        } else {
+            return v;
+        }
+    }
+    /// The same functor re-bound to another query (e.g. a stored node's code).
+    FloatDistance rebind(const unsigned char* code) const noexcept {
+        return {reinterpret_cast<const float*>(code), fn, dim};
+    }
+};
+
+class FloatStore {
+  public:
+    FloatStore(std::size_t dim, Space space, bool normalize)
+        : dim_(dim), space_(space), normalize_(normalize) {}
+
+    std::size_t dim() const noexcept { return dim_; }
+    std::size_t code_bytes() const noexcept { return dim_ * sizeof(float); }
+    Space space() const noexcept { return space_; }
+    bool normalizes() const noexcept { return normalize_; }
+
+    /// Writes the code of row x (dim floats) to dst (code_bytes()).
+    void encode(const float* x, unsigned char* dst) const noexcept {
+        float* out = reinterpret_cast<float*>(dst);
+        if (!normalize_) {
+            std::memcpy(out, x, code_bytes());
+            return;
+        }
+        const double scale = inverse_norm(x);
+        for (std::size_t i = 0; i < dim_; ++i) out[i] = static_cast<float>(x[i] * scale);
+    }
+
+    /// Reads a code back as dim floats.
+    void decode(const unsigned char* src, float* out) const noexcept {
+        std::memcpy(out, src, code_bytes());
+    }
+
+    /// Returns the query in the stored representation: normalised into `scratch` (dim
+    /// floats) for cosine, the caller's row itself otherwise.
+    const float* prepare_query(const float* q, float* scratch) const noexcept {
+        if (!normalize_) return q;
+        const double scale = inverse_norm(q);
+        for (std::size_t i = 0; i < dim_; ++i) scratch[i] = static_cast<float>(q[i] * scale);
+        return scratch;
+    }
+
+    template <Space S>
+    FloatDistance<S> distance(const float* prepared, const simd::KernelTable& table) const noexcept {
+        return {prepared, S == Space::ip ? table.f32.dot.fn : table.f32.l2sq.fn, dim_};
+    }
+
+  private:
+    // Norm in double: the normalised vector is then correctly rounded to float32.
+    double inverse_norm(const float* x) const noexcept {
+        double s = 0.0;
+        for (std::size_t i = 0; i < dim_; ++i) s += double(x[i]) * double(x[i]);
+        return s > 0.0 ? 1.0 / std::sqrt(s) : 0.0;
+    }
+
+    std::size_t dim_;
+    Space space_;
+    bool normalize_;
+};
+
+}  // namespace pysim::hnsw

@@ -1,0 +1,596 @@
+"""HNSWIndex: approximate nearest neighbours on a hierarchical navigable small-world graph.
+
+The graph, its search and its concurrency live in C++ (``csrc/hnsw/``); this module validates
+input once, maps metrics onto the two internal spaces, and adds what is easier in Python: ids,
+filters given as callables, progress bars, recall measurement, ef tuning and persistence.
+
+Metrics. Vectors are stored as float32. ``"sqeuclidean"``/``"euclidean"`` store rows as given;
+``"cosine"`` stores them normalised to unit length (zero rows stay zero: distance 1 to
+everything); ``"ip"`` stores them as given; ``"mahalanobis"`` stores ``L @ x`` where
+``VI = L.T @ L`` and searches with the Euclidean distance, so ``get_items`` returns the
+stored (normalised or mapped) vectors.
+
+Threads. Every call releases the GIL. Any number of Python threads may query while another
+adds or removes; an add links points while queries keep running, a remove briefly blocks
+them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._index_base import PersistMixin, check_result_size
+from ._validation import (
+    METRICS,
+    as_matrix,
+    check_finite_array,
+    check_k,
+    check_metric,
+    mahalanobis_factor,
+    resolve_threads,
+    to_array,
+)
+
+_EMPTY_IDS = np.empty(0, dtype=np.int64)
+_DEFAULT_EF = 64
+_FORMAT = 1
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def _as_ids(ids: Any, name: str, *, lookup: bool = False) -> np.ndarray:
+    """ids as a 1-D int64 array of values >= 0 (TypeError for non-integers).
+
+    With ``lookup=True`` (ids that must already be in the index) a negative id is simply an
+    id the index cannot hold: KeyError, like any other unknown id.
+    """
+    arr = to_array(ids, name)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of ids, got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        if arr.size == 0:
+            return _EMPTY_IDS
+        raise TypeError(f"{name} must hold integers (int64 >= 0), got dtype {arr.dtype}")
+    if arr.size and arr.dtype.kind == "u" and int(arr.max()) > _INT64_MAX:
+        raise ValueError(f"{name} must fit in int64")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    if arr.size and int(arr.min()) < 0:
+        if lookup:
+            raise KeyError(f"id {int(arr.min())} is not in the index")
+        raise ValueError(f"{name} must be >= 0, got {int(arr.min())}")
+    return arr
+
+
+def _recall(exact_d, exact_i, found_d, found_i) -> float:
+    """Share of the true k nearest found; a found point tied with the k-th true distance
+    counts as found (ties make the true top k ambiguous)."""
+    valid = exact_i >= 0
+    total = int(valid.sum())
+    if total == 0:
+        return 1.0
+    kth = np.where(valid, exact_d, -np.inf).max(axis=1, keepdims=True)
+    hits = 0
+    for e, f, fd, t in zip(exact_i, found_i, found_d, kth[:, 0]):
+        true = set(e[e >= 0].tolist())
+        ok = f >= 0
+        hits += sum(1 for i, d in zip(f[ok].tolist(), fd[ok].tolist()) if i in true or d <= t)
+    return min(1.0, hits / total)
+
+
+class _Progress:
+    """tqdm bar when tqdm is installed, a plain stderr line every 10% otherwise."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bar = None
+        self.shown = 0
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            print(f"HNSWIndex.add: 0/{total}", file=sys.stderr, flush=True)
+        else:
+            self.bar = tqdm(total=total, desc="HNSWIndex.add", unit="pt")
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+        elif done == total or done * 10 // total > self.shown * 10 // total:
+            print(f"HNSWIndex.add: {done}/{total}", file=sys.stderr, flush=True)
+        self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class HNSWIndex(PersistMixin):
+    """Approximate nearest-neighbour index on an HNSW graph, with caller-chosen ids.
+
+    Parameters
+    ----------
+    dim : int
+        Vector dimension.
+    metric : {"sqeuclidean", "euclidean", "cosine", "ip", "mahalanobis"}, default="sqeuclidean"
+        Distance used for search and returned by :meth:`query`.
+    M : int, default=16
+        Links per node on the upper levels (``2 * M`` on the bottom level). Larger M: better
+        recall per ef and more memory.
+    ef_construction : int, default=200
+        Beam width while building. Larger: better graph, slower :meth:`add`.
+    max_elements : int, default=0
+        Capacity to reserve up front. Only a hint: the index grows as needed.
+    seed : int, default=0
+        Seed of the level generator. With ``threads=1``, the same data and seed give the same
+        graph and the same results.
+    VI : array-like of shape (dim, dim), optional
+        Inverse covariance (symmetric positive semi-definite) for ``metric="mahalanobis"``.
+
+    Notes
+    -----
+    Vectors are stored as float32 (float64 input is converted once). ``len(index)`` is the
+    number of live points, ``id in index`` tests an id, and the index pickles and saves.
+
+    Examples
+    --------
+    >>> import numpy as np, pysim
+    >>> X = np.random.default_rng(0).random((1000, 16), dtype=np.float32)
+    >>> index = pysim.HNSWIndex(16, "euclidean")
+    >>> index.add(X)
+    >>> dist, ids = index.query(X[:2], k=3)
+    >>> ids[:, 0].tolist()
+    [0, 1]
+    """
+
+    _KIND = "hnsw"
+
+    def __init__(
+        self,
+        dim: int,
+        metric: str = "sqeuclidean",
+        *,
+        M: int = 16,
+        ef_construction: int = 200,
+        max_elements: int = 0,
+        seed: int = 0,
+        VI: Any = None,
+    ) -> None:
+        dim = _check_int("dim", dim, 1, 1 << 24)
+        metric = check_metric(metric)
+        M = _check_int("M", M, 2, 32767)
+        ef_construction = _check_int("ef_construction", ef_construction, 1)
+        max_elements = _check_int("max_elements", max_elements, 0)
+        seed = _check_int("seed", seed, 0, (1 << 64) - 1)
+        if metric == "mahalanobis":
+            L = mahalanobis_factor(VI, dim, np.float64)
+        elif VI is not None:
+            raise ValueError(f"VI is only used with metric='mahalanobis', not {metric!r}")
+        else:
+            L = None
+        core_metric = METRICS["euclidean" if metric == "mahalanobis" else metric]
+        self._index = _core.HnswIndex(dim, core_metric, M, ef_construction, max_elements, seed)
+        self._metric = metric
+        self._L = L
+        self._ef = _DEFAULT_EF
+        self._max_elements = max_elements
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return self._index.dim
+
+    @property
+    def metric(self) -> str:
+        """The metric name given at construction."""
+        return self._metric
+
+    @property
+    def M(self) -> int:
+        """Links per node on the upper levels."""
+        return self._index.M
+
+    @property
+    def ef_construction(self) -> int:
+        """Beam width used while building."""
+        return self._index.ef_construction
+
+    @property
+    def seed(self) -> int:
+        """Seed of the level generator."""
+        return self._index.seed
+
+    @property
+    def max_elements(self) -> int:
+        """The capacity hint given at construction."""
+        return self._max_elements
+
+    @property
+    def capacity(self) -> int:
+        """Points the index can hold before it grows again (grows automatically)."""
+        return self._index.capacity()
+
+    @property
+    def ef(self) -> int:
+        """Default search beam width (default 64); a query uses ``max(k, ef)``."""
+        return self._ef
+
+    @ef.setter
+    def ef(self, value: int) -> None:
+        self._ef = _check_int("ef", value, 1)
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Live ids, ascending, as an int64 array of shape (len(index),)."""
+        return np.sort(self._index.ids())
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, id: Any) -> bool:
+        if isinstance(id, bool) or not isinstance(id, (int, np.integer)):
+            return False
+        id = int(id)
+        return 0 <= id <= _INT64_MAX and self._index.contains(id)
+
+    def __repr__(self) -> str:
+        return (
+            f"HNSWIndex(dim={self.dim}, metric={self._metric!r}, M={self.M}, "
+            f"ef_construction={self.ef_construction}, n={len(self)})"
+        )
+
+    def memory_bytes(self) -> int:
+        """Bytes held by the index (graph, vectors, ids), excluding per-thread search buffers."""
+        return self._index.memory_bytes()
+
+    # ------------------------------------------------------------------ input helpers
+    def _rows(self, X: Any, name: str) -> np.ndarray:
+        """Rows as C-contiguous float32 (m, dim) in the stored representation."""
+        arr = as_matrix(to_array(X, name), name, np.float64 if self._L is not None else np.float32,
+                        check_finite=False)
+        if arr.shape[1] != self.dim:
+            raise ValueError(
+                f"{name} must have {self.dim} columns (the index dimension), got {arr.shape[1]}"
+            )
+        # Checked in blocks: a whole-array isfinite would allocate a quarter of the input.
+        for start in range(0, arr.shape[0], 1 << 16):
+            check_finite_array(arr[start : start + (1 << 16)], name)
+        if self._L is not None:
+            arr = np.ascontiguousarray(arr @ self._L.T, dtype=np.float32)
+        return arr
+
+    def _allowed(self, filter: Any) -> tuple[np.ndarray, bool]:
+        if filter is None:
+            return _EMPTY_IDS, False
+        if callable(filter):
+            ids = self.ids
+            keep = np.fromiter((bool(filter(int(i))) for i in ids), dtype=bool, count=len(ids))
+            return np.ascontiguousarray(ids[keep]), True
+        if isinstance(filter, (set, frozenset)):
+            filter = np.fromiter(filter, dtype=np.int64, count=len(filter))
+        arr = to_array(filter, "filter")
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise TypeError("filter must be a callable id -> bool or a 1-D array of allowed ids")
+        if arr.size and arr.dtype.kind == "u":
+            arr = arr[arr <= _INT64_MAX]
+        return np.ascontiguousarray(arr, dtype=np.int64), True
+
+    def _ef_for(self, ef: Any) -> int:
+        return self._ef if ef is None else _check_int("ef", ef, 1)
+
+    # ------------------------------------------------------------------ mutation
+    def add(
+        self, X: Any, ids: Any = None, *, threads: int | None = None, progress: bool = False
+    ) -> None:
+        """Insert rows; an id already in the index gets its vector replaced.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, dim) or (dim,)
+            Vectors; float64 or integer input is converted to float32 once.
+        ids : array-like of int of shape (n,), optional
+            Ids (int64 >= 0, distinct within the call). Default: consecutive ids starting
+            one above the largest id the index has ever held (removed ids are not reused).
+        threads : int, optional
+            Insertion threads; None uses every core. With 1, insertion is deterministic.
+        progress : bool, default=False
+            Show a tqdm progress bar (a plain stderr line every 10% without tqdm).
+
+        Raises
+        ------
+        ValueError
+            Wrong number of columns, NaN or infinity, negative or duplicate ids.
+        TypeError
+            Non-numeric input or non-integer ids.
+
+        Notes
+        -----
+        A rejected call leaves the index unchanged. After Ctrl-C, every row is either fully
+        inserted or absent. Capacity grows automatically.
+        """
+        rows = self._rows(X, "X")
+        n = rows.shape[0]
+        threads = resolve_threads(threads)
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be a bool, got {progress!r}")
+        if ids is None:
+            id_arr, has_ids = _EMPTY_IDS, False
+        else:
+            id_arr, has_ids = _as_ids(ids, "ids"), True
+            if id_arr.shape[0] != n:
+                raise ValueError(f"ids must have one id per row of X ({n}), got {id_arr.shape[0]}")
+            uniq, counts = np.unique(id_arr, return_counts=True)
+            if uniq.size != n:
+                raise ValueError(f"ids must be distinct; {int(uniq[counts > 1][0])} repeats")
+        if n == 0:
+            return
+        bar = _Progress(n) if progress else None
+        try:
+            self._index.add(rows, id_arr, has_ids, threads, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def remove(self, ids: Any) -> None:
+        """Remove points by id; removed ids are never returned again (unless re-added).
+
+        Parameters
+        ----------
+        ids : int or array-like of int
+            Ids to remove (repeats count once).
+
+        Raises
+        ------
+        KeyError
+            An id is not in the index; nothing is removed then.
+        """
+        self._index.remove(_as_ids(ids, "ids", lookup=True))
+
+    # ------------------------------------------------------------------ search
+    def query(
+        self,
+        Q: Any,
+        k: int = 1,
+        *,
+        ef: int | None = None,
+        threads: int | None = None,
+        filter: Callable[[int], bool] | Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate k nearest neighbours.
+
+        Parameters
+        ----------
+        Q : array-like of shape (m, dim) or (dim,)
+            Queries (cast to float32).
+        k : int, default=1
+            Neighbours per query.
+        ef : int, optional
+            Beam width for this call (default :attr:`ef`); ``max(k, ef)`` is used. Larger:
+            higher recall, slower. Calls with different ef may run concurrently.
+        threads : int, optional
+            Search threads; None uses every core.
+        filter : array-like of int, set of int, or callable, optional
+            Allowed ids: an array (or set) of ids - fast: it becomes a bitset in C++ and is
+            tested without the GIL; ids not in the index are ignored - or a callable
+            ``id -> bool`` - slow: it is called once per live id, holding the GIL, on every
+            call, so prefer an array for large indexes. When the allowed points are few, the search is an exact scan
+            over them, so even a very selective filter returns the true top k.
+
+        Returns
+        -------
+        distances : ndarray of float32, shape (m, k)
+            Ascending; ``inf`` where fewer than k results exist.
+        ids : ndarray of int64, shape (m, k)
+            The caller's ids; ``-1`` where fewer than k results exist.
+
+        Notes
+        -----
+        When the index holds at most ``max(k, ef)`` points, the answer is exact (ties broken
+        by the smaller id).
+        """
+        k = check_k(k)
+        ef = self._ef_for(ef)
+        rows = self._rows(Q, "Q")
+        check_result_size(len(rows), k, np.float32)
+        threads = resolve_threads(threads)
+        allowed, has_filter = self._allowed(filter)
+        return self._index.search(rows, k, ef, threads, allowed, has_filter)
+
+    def recall(self, Q: Any, k: int = 10, *, ef: int | None = None) -> float:
+        """Recall@k of :meth:`query` against exact search on these queries.
+
+        Parameters
+        ----------
+        Q : array-like of shape (m, dim)
+            Queries, ideally drawn like the real ones.
+        k : int, default=10
+        ef : int, optional
+            Beam width to measure (default :attr:`ef`).
+
+        Returns
+        -------
+        float
+            Mean share of the true k nearest found (a result tied with the k-th true
+            distance counts as found); 1.0 for an empty index.
+        """
+        k = check_k(k)
+        ef = self._ef_for(ef)
+        rows = self._rows(Q, "Q")
+        threads = resolve_threads(None)
+        exact = self._index.search(rows, k, 1, threads, _EMPTY_IDS, False, True)
+        found = self._index.search(rows, k, ef, threads, _EMPTY_IDS, False)
+        return _recall(exact[0], exact[1], found[0], found[1])
+
+    def tune_ef(self, Q: Any, k: int = 10, *, target_recall: float = 0.95) -> int:
+        """Find the smallest ef whose recall@k on `Q` reaches `target_recall`; set it as :attr:`ef`.
+
+        Parameters
+        ----------
+        Q : array-like of shape (m, dim)
+            Representative queries.
+        k : int, default=10
+        target_recall : float, default=0.95
+            In (0, 1].
+
+        Returns
+        -------
+        int
+            The chosen ef (at least k), now also :attr:`ef`.
+
+        Notes
+        -----
+        ef is doubled until the target is met, then bisected; recall grows with ef up to
+        noise, so the result is the smallest such ef up to that noise. An ef at least the
+        index size is exact, so the search always ends.
+        """
+        k = check_k(k)
+        if isinstance(target_recall, bool) or not isinstance(
+            target_recall, (int, float, np.floating, np.integer)
+        ):
+            raise TypeError(f"target_recall must be a number, got {target_recall!r}")
+        if not 0.0 < float(target_recall) <= 1.0:
+            raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
+        rows = self._rows(Q, "Q")
+        threads = resolve_threads(None)
+        exact = self._index.search(rows, k, 1, threads, _EMPTY_IDS, False, True)
+
+        def reaches(ef: int) -> bool:
+            found = self._index.search(rows, k, ef, threads, _EMPTY_IDS, False)
+            return _recall(exact[0], exact[1], found[0], found[1]) >= target_recall
+
+        limit = max(len(self), k)
+        lo, hi = k - 1, k
+        while not reaches(hi):
+            if hi >= limit:
+                break
+            lo, hi = hi, min(2 * hi, limit)
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if reaches(mid):
+                hi = mid
+            else:
+                lo = mid
+        self._ef = hi
+        return hi
+
+    def get_items(self, ids: Any) -> np.ndarray:
+        """Stored vectors of the given ids.
+
+        Parameters
+        ----------
+        ids : int or array-like of int
+
+        Returns
+        -------
+        ndarray of float32, shape (len(ids), dim)
+            As stored: unit-length for cosine, ``L @ x`` for mahalanobis.
+
+        Raises
+        ------
+        KeyError
+            An id is not in the index.
+        """
+        return self._index.get_items(_as_ids(ids, "ids", lookup=True))
+
+    # ------------------------------------------------------------------ persistence
+    def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        st = self._index.export_state()
+        n, dim, M = st["n"], self.dim, self.M
+        arrays = {
+            "codes": st["codes"].reshape(n, dim),
+            "levels": st["levels"],
+            "status": st["status"],
+            "labels": st["labels"],
+            "counts0": st["counts0"],
+            "links0": st["links0"].reshape(n, 2 * M),
+            "upper_counts": st["upper_counts"],
+            "upper_links": st["upper_links"].reshape(-1, M),
+            "free_slots": st["free_slots"],
+        }
+        if self._L is not None:
+            arrays["L"] = self._L
+        meta = {
+            "format": _FORMAT,
+            "dim": dim,
+            "metric": self._metric,
+            "M": M,
+            "ef_construction": self.ef_construction,
+            "seed": self.seed,
+            "max_elements": self._max_elements,
+            "ef": self._ef,
+            "n": n,
+            "entry": st["entry"],
+            "max_level": st["max_level"],
+            "next_id": st["next_id"],
+            "rng": st["rng"],
+        }
+        return meta, arrays
+
+    @classmethod
+    def _from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> HNSWIndex:
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"unknown HNSW state format {meta.get('format')!r}")
+        dim = _check_int("dim", meta["dim"], 1, 1 << 24)
+        metric = check_metric(meta["metric"])
+        M = _check_int("M", meta["M"], 2, 32767)
+        n = _check_int("n", meta["n"], 0, 1 << 32)
+
+        def arr(name: str, dtype: str, shape: tuple) -> np.ndarray:
+            a = arrays[name]
+            if a.dtype != np.dtype(dtype) or a.shape != shape:
+                raise ValueError(f"array {name!r} has dtype {a.dtype} and shape {a.shape}")
+            return np.ascontiguousarray(a).ravel()
+
+        levels = arr("levels", "|u1", (n,))
+        levels_total = int(levels.sum(dtype=np.int64))
+        obj = cls.__new__(cls)
+        obj._metric = metric
+        obj._L = None
+        if metric == "mahalanobis":
+            L = np.ascontiguousarray(arr("L", "<f8", (dim, dim)).reshape(dim, dim))
+            if not np.isfinite(L).all():
+                raise ValueError("array 'L' is not finite")
+            obj._L = L
+        obj._ef = _check_int("ef", meta["ef"], 1)
+        obj._max_elements = _check_int("max_elements", meta["max_elements"], 0)
+        core_metric = METRICS["euclidean" if metric == "mahalanobis" else metric]
+        obj._index = _core.HnswIndex.from_state(
+            dim,
+            core_metric,
+            M,
+            _check_int("ef_construction", meta["ef_construction"], 1, 1 << 30),
+            _check_int("seed", meta["seed"], 0, (1 << 64) - 1),
+            n,
+            _check_int("entry", meta["entry"], -1, n - 1),
+            _check_int("max_level", meta["max_level"], -1, 255),
+            _check_int("next_id", meta["next_id"], 0, _INT64_MAX),
+            _check_int("rng", meta["rng"], 0, (1 << 64) - 1),
+            arr("codes", "<f4", (n, dim)),
+            levels,
+            arr("status", "|u1", (n,)),
+            arr("labels", "<i8", (n,)),
+            arr("counts0", "<u2", (n,)),
+            arr("links0", "<u4", (n, 2 * M)),
+            arr("upper_counts", "<u2", (levels_total,)),
+            arr("upper_links", "<u4", (levels_total, M)),
+            arr("free_slots", "<u4", arrays["free_slots"].shape[:1]),
+        )
+        return obj
+
+
+__all__ = ["HNSWIndex"]

@@ -1,0 +1,364 @@
+"""What every pysim metric learner shares: the Mahalanobis transformer API and fit plumbing.
+
+A learned Mahalanobis metric is stored as its factor L (``components_``, shape
+``(n_components, n_features)``): the distance between a and b is ``||L a - L b||``, so
+``transform(X) = X @ L.T`` maps the data into a space where the plain Euclidean kernels (and
+every pysim index) apply unchanged. ``get_mahalanobis_matrix`` returns ``M = Lᵀ L``.
+
+The supervised learners (NCA, LMNN) work on the training data *sorted by class*: every class
+is then one contiguous run of rows ``[starts[c], starts[c + 1])``, so "same class as row i" is
+a column range instead of an n-wide boolean mask, and per-class neighbour searches are plain
+slices. The learned L does not depend on the row order, so nothing is permuted back.
+
+All dense n x n work (softmax over distances, impostor search, target neighbours) is done in
+row blocks of about ``_BLOCK_ELEMS`` entries, so memory stays O(n * block), never O(n^2).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+
+from .._compat import validate_data
+from .._distances import cdist, paired_distances
+
+# Entries of one row block of a dense (rows x n) work matrix: 2**18 float64 = 2 MiB, which
+# stays in L2/L3 cache between the passes that touch it and keeps Python overhead per block
+# small next to the O(block * n * d) arithmetic.
+_BLOCK_ELEMS = 1 << 18
+
+
+def block_rows(n_cols: int, minimum: int = 16) -> int:
+    """Rows per block so that a (rows, n_cols) float64 block holds about _BLOCK_ELEMS entries."""
+    return max(minimum, _BLOCK_ELEMS // max(1, n_cols))
+
+
+@contextmanager
+def serial_blas():
+    """Run the enclosed code with BLAS on one thread.
+
+    The heavy O(n²) work of a fit runs in pysim's own thread pool; what is left for BLAS are
+    small (d x block) products, for which OpenBLAS's threads cost more than they give (and
+    on a busy machine far more). threadpoolctl comes with scikit-learn.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Transformer API shared by pysim's metric learners (needs ``components_`` after fit)."""
+
+    components_: np.ndarray
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Map `X` into the learned space: ``X @ components_.T``.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            float32 input stays float32; anything else is computed in float64.
+
+        Returns
+        -------
+        ndarray, shape (n_samples, n_components)
+            Euclidean distances between rows of the result are the learned Mahalanobis
+            distances between rows of `X`.
+        """
+        check_is_fitted(self, "components_")
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        return X @ self.components_.astype(X.dtype, copy=False).T
+
+    def get_mahalanobis_matrix(self) -> np.ndarray:
+        """The learned metric matrix ``M = Lᵀ L``.
+
+        Returns
+        -------
+        ndarray, shape (n_features, n_features), float64
+            Symmetric positive semi-definite; ``d(a, b) = sqrt((a - b)ᵀ M (a - b))``. Usable as
+            ``VI`` in ``pysim.cdist(..., metric="mahalanobis", VI=M)``.
+        """
+        check_is_fitted(self, "components_")
+        L = self.components_
+        return L.T @ L
+
+    def pair_distance(self, X1: Any, X2: Any) -> np.ndarray:
+        """Learned distance between row i of `X1` and row i of `X2`, for every i.
+
+        Parameters
+        ----------
+        X1, X2 : array_like, shape (n_pairs, n_features)
+            The two sides of each pair; same shape.
+
+        Returns
+        -------
+        ndarray, shape (n_pairs,)
+            ``||L x1_i - L x2_i||`` (not squared), float32 if both inputs are float32.
+        """
+        check_is_fitted(self, "components_")
+        A = validate_data(self, X1, reset=False, dtype=[np.float64, np.float32])
+        B = validate_data(self, X2, reset=False, dtype=[np.float64, np.float32])
+        if A.shape != B.shape:
+            raise ValueError(f"X1 and X2 must have the same shape, got {A.shape} and {B.shape}")
+        dtype = np.float32 if A.dtype == B.dtype == np.float32 else np.float64
+        L = self.components_.astype(dtype, copy=False)
+        ZA = np.ascontiguousarray(A.astype(dtype, copy=False) @ L.T)
+        ZB = np.ascontiguousarray(B.astype(dtype, copy=False) @ L.T)
+        return paired_distances(ZA, ZB, "euclidean")
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
+        return {"preserves_dtype": [np.float64, np.float32]}
+
+
+def check_n_components(n_components: Any, n_features: int) -> int:
+    """None -> n_features; otherwise an integer in [1, n_features]."""
+    if n_components is None:
+        return n_features
+    if isinstance(n_components, bool) or not isinstance(n_components, Integral):
+        raise TypeError(f"n_components must be None or an integer, got {n_components!r}")
+    if n_components < 1:
+        raise ValueError(f"n_components must be >= 1, got {n_components}")
+    if n_components > n_features:
+        raise ValueError(
+            f"n_components ({n_components}) must not exceed the number of features "
+            f"({n_features})"
+        )
+    return int(n_components)
+
+
+def check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(value: Any, name: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{name} must be a number in [{low}, {high}], got {value!r}")
+    if not low <= float(value) <= high:
+        raise ValueError(f"{name} must be in [{low}, {high}], got {value}")
+    return float(value)
+
+
+class LabelledData:
+    """Training data sorted by class, with the run of rows each class occupies.
+
+    Attributes
+    ----------
+    X : ndarray (n, d) float64, C-contiguous, rows sorted by class (stable)
+    codes : ndarray (n,) int64, class index of each sorted row (non-decreasing)
+    starts : ndarray (n_classes + 1,) int64, class c is rows ``starts[c]:starts[c + 1]``
+    classes : ndarray, the original labels, ``classes[c]`` for code c
+    order : ndarray (n,) int64, sorted row r is original row ``order[r]``
+    """
+
+    def __init__(self, X: np.ndarray, y: np.ndarray):
+        classes, codes = np.unique(y, return_inverse=True)
+        order = np.argsort(codes, kind="stable")
+        self.order = order
+        self.X = np.ascontiguousarray(X[order], dtype=np.float64)
+        self.codes = codes[order].astype(np.int64)
+        counts = np.bincount(self.codes, minlength=len(classes))
+        self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.classes = classes
+        self.counts = counts
+
+
+def check_labelled(estimator: BaseEstimator, X: Any, y: Any) -> LabelledData:
+    """Validate (X, y) for a supervised metric learner; raise ValueError on unusable labels."""
+    X, y = validate_data(estimator, X, y, ensure_min_samples=2, dtype=[np.float64, np.float32])
+    check_classification_targets(y)
+    data = LabelledData(X, y)
+    if len(data.classes) < 2:
+        raise ValueError(
+            f"{type(estimator).__name__} needs labels of at least 2 classes; y has only one "
+            f"class ({data.classes[0]!r})"
+        )
+    single = data.classes[data.counts < 2]
+    if len(single):
+        raise ValueError(
+            f"{type(estimator).__name__} needs at least 2 samples in every class; class "
+            f"{single[0]!r} has one sample (drop it, or merge it into another class)"
+        )
+    return data
+
+
+def initial_components(
+    init: Any, data: LabelledData, n_components: int, random_state: Any
+) -> np.ndarray:
+    """Starting L (n_components, d) for NCA and LMNN, as scikit-learn's NCA chooses it.
+
+    "auto": LDA when ``n_components <= n_classes - 1`` (it then finds exactly the directions
+    that separate the classes), PCA when reducing dimension otherwise, identity when not.
+    An array is used as given (checked for shape).
+    """
+    X = data.X
+    n, d = X.shape
+    if isinstance(init, np.ndarray):
+        L = np.asarray(init, dtype=np.float64)
+        if L.shape != (n_components, d):
+            raise ValueError(
+                f"init array must have shape (n_components, n_features) = ({n_components}, {d}),"
+                f" got {L.shape}"
+            )
+        if not np.isfinite(L).all():
+            raise ValueError("init array contains NaN or infinity")
+        return L.copy()
+    valid = ("auto", "identity", "pca", "lda", "random")
+    if not isinstance(init, str) or init not in valid:
+        raise ValueError(
+            f"init must be one of {', '.join(map(repr, valid))} or an array of shape "
+            f"(n_components, n_features); got {init!r}"
+        )
+    if init == "auto":
+        n_classes = len(data.classes)
+        if n_components <= min(d, n_classes - 1):
+            init = "lda"
+        elif n_components < min(d, n):
+            init = "pca"
+        else:
+            init = "identity"
+    if init == "identity":
+        return np.eye(n_components, d)
+    if init == "random":
+        rng = np.random.default_rng(_seed(random_state))
+        return rng.standard_normal((n_components, d))
+    if init == "pca":
+        Xc = X - X.mean(axis=0)
+        _, _, vt = np.linalg.svd(Xc, full_matrices=False)
+        L = np.zeros((n_components, d))
+        L[: min(n_components, len(vt))] = vt[:n_components]
+        return _fix_signs(L)
+    return _lda_components(data, n_components)
+
+
+def _lda_components(data: LabelledData, n_components: int) -> np.ndarray:
+    """Fisher discriminant directions, scaled so the within-class covariance becomes identity."""
+    X, starts = data.X, data.starts
+    n, d = X.shape
+    means = np.stack([X[starts[c] : starts[c + 1]].mean(0) for c in range(len(starts) - 1)])
+    within = X - means[data.codes]
+    Sw = within.T @ within / n
+    between = (means - X.mean(0)) * np.sqrt(data.counts / n)[:, None]
+    Sb = between.T @ between
+    # Regularise Sw slightly so collinear features do not make the problem singular.
+    Sw += (1e-8 * np.trace(Sw) / d + 1e-300) * np.eye(d)
+    w, V = np.linalg.eigh(Sw)
+    W = V / np.sqrt(w)  # Sw^{-1/2} up to rotation
+    bw, bV = np.linalg.eigh(W.T @ Sb @ W)
+    order = np.argsort(bw)[::-1][:n_components]
+    L = (W @ bV[:, order]).T
+    return _fix_signs(L)
+
+
+def _fix_signs(L: np.ndarray) -> np.ndarray:
+    # Eigen/SVD solvers return each direction up to sign; make the largest entry positive so
+    # fits are reproducible across LAPACK builds.
+    idx = np.argmax(np.abs(L), axis=1)
+    signs = np.sign(L[np.arange(len(L)), idx])
+    signs[signs == 0] = 1
+    return L * signs[:, None]
+
+
+def _seed(random_state: Any) -> Any:
+    """Turn scikit-learn's random_state conventions into something default_rng accepts."""
+    if random_state is None or isinstance(random_state, (Integral, np.random.Generator)):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return random_state.randint(np.iinfo(np.int32).max)
+    raise ValueError(f"random_state must be None, an int or a numpy random generator, "
+                     f"got {random_state!r}")
+
+
+def same_class_neighbors(data: LabelledData, k: int) -> np.ndarray:
+    """The k nearest same-class rows of every sorted row, Euclidean, in the input space.
+
+    A class with no more than k members gives each member all of its other members; the
+    missing slots are -1. Ties go to the smaller row. Exact, in row blocks (never class^2
+    memory for a large class).
+
+    Returns
+    -------
+    ndarray (n, min(k, largest class - 1)) int64, indices into the sorted rows.
+    """
+    X, starts = data.X, data.starts
+    n = len(X)
+    kk = min(k, int(data.counts.max()) - 1)
+    out = np.full((n, kk), -1, dtype=np.int64)
+    for c in range(len(starts) - 1):
+        s, e = int(starts[c]), int(starts[c + 1])
+        Xc = X[s:e]
+        m = e - s
+        kc = min(kk, m - 1)
+        rows = block_rows(m)
+        for b in range(s, e, rows):
+            be = min(e, b + rows)
+            D = cdist(X[b:be], Xc, "sqeuclidean")
+            D[np.arange(be - b), np.arange(b - s, be - s)] = np.inf
+            out[b:be, :kc] = s + _smallest(D, kc)
+    return out
+
+
+def _smallest(D: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the k smallest entries of each row, ascending, ties -> smaller index."""
+    if k >= D.shape[1]:
+        return np.argsort(D, axis=1, kind="stable")[:, :k]
+    part = np.argpartition(D, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(D, part, 1)
+    # A row whose k-th value is tied with an entry left outside needs the slow exact rule.
+    kth = vals.max(axis=1)
+    tied = (D <= kth[:, None]).sum(axis=1) > k
+    order = np.lexsort((part, vals), axis=1)
+    part = np.take_along_axis(part, order, 1)
+    for r in np.nonzero(tied)[0]:
+        part[r] = np.argsort(D[r], kind="stable")[:k]
+    return part
+
+
+class IterationReporter:
+    """Prints one line per optimiser iteration (loss and seconds) when verbose."""
+
+    def __init__(self, name: str, verbose: Any):
+        self.name = name
+        self.verbose = bool(verbose)
+        self.iteration = 0
+        self.loss = np.nan
+        self.start = self.last = time.perf_counter()
+        if self.verbose:
+            print(f"[{name}] {'iter':>5} {'loss':>16} {'time (s)':>10}", flush=True)
+
+    def callback(self, *args: Any) -> None:
+        self.iteration += 1
+        now = time.perf_counter()
+        if self.verbose:
+            print(f"[{self.name}] {self.iteration:>5} {self.loss:>16.8g} {now - self.last:>10.3f}",
+                  flush=True)
+        self.last = now
+
+    def done(self, message: str) -> None:
+        if self.verbose:
+            total = time.perf_counter() - self.start
+            print(f"[{self.name}] {message} after {self.iteration} iterations, {total:.2f} s",
+                  flush=True)

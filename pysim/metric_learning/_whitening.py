@@ -1,0 +1,110 @@
+"""Whitening: the unsupervised Mahalanobis metric given by the inverse covariance.
+
+With the covariance ``C = V diag(w) Vᵀ``, the factor ``L = diag(w^-1/2) Vᵀ`` gives
+``Lᵀ L = C⁻¹``: Euclidean distance after ``X @ L.T`` is the classic Mahalanobis distance. Rows
+of L are ordered by decreasing variance, so ``n_components < d`` keeps the leading principal
+directions, each scaled to unit variance (PCA whitening).
+
+Shrinkage blends C with a multiple of the identity, ``(1 - s) C + s (tr C / d) I``: the
+scale-aware form used by Ledoit-Wolf, which keeps the trace and makes a singular covariance
+(more features than samples, a constant or duplicated feature) invertible. Without it a
+singular covariance is an error that says so, rather than a metric with infinite weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._compat import validate_data
+from ._base import MahalanobisMixin, check_float, check_n_components
+
+
+class Whitening(MahalanobisMixin):
+    """Mahalanobis metric from the (optionally shrunk) inverse covariance of the data.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Dimension of the output space; None keeps every feature. Below the number of features
+        the directions of largest variance are kept.
+    shrinkage : float in [0, 1], default=0.0
+        Weight of the scaled identity blended into the covariance,
+        ``(1 - shrinkage) * C + shrinkage * trace(C) / d * I``. Needed when the covariance
+        is singular (e.g. fewer samples than features, or a constant feature).
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features), float64
+        L with ``transform(X) == X @ components_.T`` and ``Lᵀ L`` the inverse of the
+        (shrunk) covariance when ``n_components`` is the number of features.
+    mean_ : ndarray of shape (n_features,)
+        Feature means of the training data (transform does not subtract it: distances
+        do not depend on it).
+    explained_variance_ : ndarray of shape (n_components,)
+        Variance along each kept direction (the eigenvalues of the shrunk covariance).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when `X` had string feature names.
+
+    Examples
+    --------
+    >>> import numpy as np, pysim
+    >>> X = np.random.default_rng(0).standard_normal((100, 3)) * [1.0, 10.0, 0.1]
+    >>> M = pysim.Whitening().fit(X).get_mahalanobis_matrix()
+    >>> np.allclose(M, np.linalg.inv(np.cov(X.T)))
+    True
+    """
+
+    def __init__(self, n_components: int | None = None, *, shrinkage: float = 0.0):
+        self.n_components = n_components
+        self.shrinkage = shrinkage
+
+    def fit(self, X: Any, y: Any = None) -> Whitening:
+        """Estimate the covariance of `X` and its inverse square root.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            Training data, at least 2 samples.
+        y : ignored
+
+        Returns
+        -------
+        self : Whitening
+
+        Raises
+        ------
+        ValueError
+            NaN/inf in `X`, fewer than 2 samples, `n_components` out of range, a shrinkage
+            outside [0, 1], or a singular covariance with ``shrinkage=0``.
+        """
+        X = validate_data(self, X, ensure_min_samples=2, dtype=[np.float64, np.float32])
+        n, d = X.shape
+        k = check_n_components(self.n_components, d)
+        s = check_float(self.shrinkage, "shrinkage", 0.0, 1.0)
+        X = X.astype(np.float64, copy=False)
+        self.mean_ = X.mean(axis=0)
+        Xc = X - self.mean_
+        C = Xc.T @ Xc / (n - 1)
+        if s > 0:
+            C = (1.0 - s) * C + s * (np.trace(C) / d) * np.eye(d)
+        w, V = np.linalg.eigh(C)
+        w, V = w[::-1], V[:, ::-1]  # decreasing variance
+        top = max(float(w[0]), 0.0)
+        # Eigenvalues below this are rounding noise of a zero variance.
+        floor = d * np.finfo(np.float64).eps * top
+        if top <= 0.0 or w[k - 1] <= floor:
+            raise ValueError(
+                f"the covariance of X is singular (rank < {k}: {n} samples, {d} features, or "
+                "constant/collinear features), so it has no inverse; pass shrinkage > 0 "
+                "(e.g. Whitening(shrinkage=0.1)) or a smaller n_components"
+            )
+        w, V = w[:k], V[:, :k]
+        L = (V / np.sqrt(w)).T
+        idx = np.argmax(np.abs(L), axis=1)
+        L *= np.sign(L[np.arange(k), idx])[:, None]  # reproducible signs
+        self.components_ = np.ascontiguousarray(L)
+        self.explained_variance_ = w.copy()
+        return self
