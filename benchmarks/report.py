@@ -23,6 +23,7 @@ Also usable by hand on any pytest-benchmark JSON:
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import re
@@ -39,6 +40,9 @@ PREFERRED = ["dataset", "metric", "case", "threads", "params", "k", "recall", "q
 HIDDEN = {"contender", "kernel", "m", "n", "d", "dtype", "pairs_per_s", "bytes", "isa"}
 #: Recall levels of the "best queries/s at recall >= r" table.
 RECALL_LEVELS = (0.90, 0.95, 0.99)
+#: Parts whose benchmark module adds a section the generic tables cannot know (an issue's own
+#: target table): part -> module with ``report_section(records, out) -> (markdown, [png])``.
+PART_SECTIONS = {"quantized": "bench_quantized"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,6 +415,17 @@ def plot_isa(records, part: str, out: Path, title_suffix: str = "") -> list[Path
 # --------------------------------------------------------------------------------------------
 
 
+def part_section(part: str, records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
+    """The part module's own section (see PART_SECTIONS), or ("", []) when it has none."""
+    module = PART_SECTIONS.get(part)
+    if module is None:
+        return "", []
+    try:
+        return importlib.import_module(module).report_section(records, out)
+    except Exception as exc:  # noqa: BLE001 - the generic report must still be written
+        return f"_({module}.report_section failed: {exc.__class__.__name__}: {exc})_", []
+
+
 def header_md(meta: dict[str, Any]) -> str:
     m = meta.get("machine", {})
     simd = meta.get("simd_info") or {}
@@ -447,6 +462,10 @@ def write_part(part: str, raw: dict[str, Any], meta: dict[str, Any], out: Path) 
     extras = kernel_extras(records)
     if extras:
         sections.append(extras)
+    own_md, own_pngs = part_section(part, records, out)
+    if own_md:
+        sections.append(own_md)
+    pngs = own_pngs + pngs
     ann = ann_table(records)
     if ann:
         sections.append("Best queries/s at a recall@10 floor:\n\n" + ann)

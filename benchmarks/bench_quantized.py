@@ -1,0 +1,627 @@
+"""Quantised graph search: pysim.HNSWIndex storage options against hnswlib and compressed peers.
+
+Issue 5 asks whether walking the HNSW graph over compressed vectors (and re-ranking the best
+candidates with the originals) beats hnswlib's float32 search, at what memory. This module is
+the recall/QPS sweep of ``bench_hnsw.py`` widened to every storage option and to the peers that
+also search compressed codes:
+
+  * hnswlib, float32: the baseline; every speed is quoted as "x hnswlib in the same run",
+    because the machine is shared and only ratios within one run mean anything;
+  * pysim: ``quantization=None`` (float32), ``"f16"``, ``"bf16"``, ``"sq8"``, ``"sq4"`` (the
+    default ``refine``), and ``"sq8"`` with ``refine=0`` (no float32 copy kept);
+  * faiss ``IndexHNSWSQ`` with 8-bit and 4-bit per-dimension scalar quantisation (no re-rank);
+  * pynndescent (its own k-NN graph, ``prepare()``d; knob: ``epsilon``);
+  * ScaNN (k-means tree + anisotropic 4-bit product codes + exact re-order; knobs: leaves
+    searched and candidates re-ordered).
+
+Every graph contender builds with M = 16, ef_construction = 200 on all cores and searches all
+queries in one batch call on ONE thread, k = 10; recall@10 is measured against the dataset's
+exact ground truth (shipped with the shared data, else exact float64 search, cached).
+
+Why it is built this way:
+  * One parametrised test per (dataset, contender, knob) keeps every sweep point a
+    pytest-benchmark record, so ``run.py``'s generic report (best q/s at a recall floor, Pareto
+    plots) works unchanged. The tests are ordered dataset > contender > knob and only the index
+    in use is kept alive, so the 100k x 128 run never holds eleven indexes at once. The index
+    is built the first time a (dataset, contender) is needed; its build time and size ride on
+    every point of its sweep (``build_s``, ``bytes_per_vector``).
+  * The issue's targets are ratios to hnswlib at recall 0.95 / 0.99, interpolated on each
+    contender's recall/QPS Pareto front (``qps_at`` of bench_hnsw on ``report.pareto``), so
+    :func:`report_section` adds that table and a one-panel-per-dataset plot to
+    ``results/quantized.md`` (``report.py`` calls it for this part).
+  * Memory per vector is what each library says it holds, never a guess: pysim
+    ``memory_bytes() / len`` (and the vector-store share when the index exposes it), faiss the
+    serialised index, hnswlib ``index_file_size()`` (its saved level-0 block + links +
+    vectors), ScaNN its serialised artefacts, pynndescent its pickle. The ``memory_source``
+    column says which.
+  * Datasets follow bench_hnsw's split between the quick and the full run: the quick default is
+    the embedded (20,000 x 128) clustered set (no download, about three minutes), ``--full`` the
+    issue's MNIST split, MiniLM (cosine) and (100,000 x 128) clustered data; ``--dataset``
+    replaces them with the user's data.
+  * A peer that is not installed, and pysim variants the installed pysim does not offer yet,
+    are skipped with a printed reason.
+
+Run alone: ``pytest benchmarks/bench_quantized.py --benchmark-only -s`` (the table and plot then
+go to benchmarks/results/quantized_summary.md and quantized_recall_qps.png); normally through
+``python benchmarks/run.py --parts quantized [--full]``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import pickle
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _common import (
+    adaptive_rounds,
+    ann_datasets,
+    dataset,
+    limit_threads,
+    peer,
+    recall_at_k,
+    record,
+)
+from bench_hnsw import EF_CONSTRUCTION, Faiss, Hnswlib, M, Pysim, qps_at
+from report import pareto
+
+K = 10
+BUILD_THREADS = os.cpu_count() or 1
+RESULTS = Path(__file__).resolve().parent / "results"
+DATASETS = ann_datasets(["clustered-20000x128"], ["mnist", "minilm", "clustered-100000x128"])
+TARGETS = (0.95, 0.99)
+X_MIN = 0.8  # the plot's recall axis starts here: the targets are at 0.95 and 0.99
+
+#: ef for every HNSW-style contender: dense at the low end, where recall climbs fastest and
+#: the interpolation at 0.95 needs close neighbours; up to 512 so the 4-bit and no-refine
+#: variants can show whether 0.99 is reachable at all.
+EFS = [10, 12, 14, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512]
+#: pynndescent's query-time search widening (ann-benchmarks' range).
+EPSILONS = [0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.16, 0.2, 0.24, 0.3, 0.36]
+#: ScaNN: fraction of the tree's leaves searched x candidates re-ordered exactly.
+SCANN_LEAF_FRACTIONS = [0.02, 0.04, 0.08, 0.15, 0.3]
+SCANN_REORDER = [50, 100, 250]
+
+
+def _scann_knobs() -> list[tuple[float, int]]:
+    return [(f, r) for f in SCANN_LEAF_FRACTIONS for r in SCANN_REORDER]
+
+
+# ---------------------------------------------------------------------------- contenders
+
+
+def _normalised(X: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    return np.ascontiguousarray(X / np.where(norms > 0, norms, 1), dtype=np.float32)
+
+
+class PysimQ(Pysim):
+    """pysim.HNSWIndex with one storage option (bench_hnsw's adapter otherwise)."""
+
+    memory_source = "memory_bytes()"
+
+    def __init__(self, name: str, quantization: str | None, refine: int | None = None):
+        self.name, self.quantization, self.refine = name, quantization, refine
+
+    def available(self) -> str | None:
+        import pysim
+
+        params = inspect.signature(pysim.HNSWIndex).parameters
+        if "quantization" not in params:
+            if self.quantization is None and self.refine is None:
+                return None  # the float32 index needs no new argument
+            return "pysim.HNSWIndex does not take quantization= yet (issue 5 not merged)"
+        return None
+
+    def build(self, X, metric, threads):
+        import pysim
+
+        kwargs: dict[str, Any] = {}
+        if self.quantization is not None or self.refine is not None:
+            kwargs = {"quantization": self.quantization, "refine": self.refine}
+        index = pysim.HNSWIndex(
+            X.shape[1],
+            metric,
+            M=M,
+            ef_construction=EF_CONSTRUCTION,
+            max_elements=len(X),
+            seed=0,
+            **kwargs,
+        )
+        index.add(X, threads=threads)
+        return index
+
+    def memory(self, index) -> tuple[float, float | None]:
+        """(whole index, vector store or None) in bytes per vector."""
+        n = max(len(index), 1)
+        vectors = None
+        for attr in ("vector_bytes", "vectors_memory_bytes", "storage_bytes"):
+            fn = getattr(index, attr, None)
+            if callable(fn):
+                vectors = fn() / n
+                break
+        return index.memory_bytes() / n, vectors
+
+
+class HnswlibBase(Hnswlib):
+    name = "hnswlib"
+    memory_source = "index_file_size()"
+
+    def available(self) -> str | None:
+        return None
+
+    def memory(self, index) -> tuple[float, float | None]:
+        n = max(index.get_current_count(), 1)
+        return index.index_file_size() / n, 4.0 * index.dim
+
+
+class FaissSQ(Faiss):
+    """faiss IndexHNSWSQ: HNSW over per-dimension scalar codes, no re-rank (faiss's own)."""
+
+    memory_source = "serialize_index()"
+
+    def __init__(self, name: str, bits: int):
+        self.name, self.bits = name, bits
+
+    def available(self) -> str | None:
+        return None
+
+    def build(self, X, metric, threads):
+        faiss = peer("faiss")
+        qtype = {8: faiss.ScalarQuantizer.QT_8bit, 4: faiss.ScalarQuantizer.QT_4bit}[self.bits]
+        cosine = metric == "cosine"
+        if cosine:
+            X = _normalised(X)
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
+        index = faiss.IndexHNSWSQ(X.shape[1], qtype, M, faiss_metric)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        X = np.ascontiguousarray(X, np.float32)
+        with limit_threads(threads):
+            index.train(X)  # learns each dimension's range
+            index.add(X)
+        return index, cosine
+
+    def memory(self, built_index) -> tuple[float, float | None]:
+        faiss = peer("faiss")
+        index = built_index[0]
+        return len(faiss.serialize_index(index)) / index.ntotal, float(index.storage.sa_code_size())
+
+
+class Pynndescent:
+    """pynndescent: NN-descent k-NN graph, pruned and prepare()d for search.
+
+    Library defaults (n_neighbors=30, diversify_prob=1, pruning_degree_multiplier=1.5); the
+    query-time knob is ``epsilon``. Its numba code is compiled on a small set first
+    (:meth:`warm_up`, untimed), so the build time is the build's, not the JIT's (~25 s).
+    """
+
+    name = "pynndescent"
+    memory_source = "pickle"
+
+    def available(self) -> str | None:
+        return None
+
+    def warm_up(self, X, metric):
+        pynndescent = peer("pynndescent")
+        warm = np.ascontiguousarray(X[:500])
+        index = pynndescent.NNDescent(warm, metric=metric, random_state=0, n_jobs=1)
+        index.prepare()
+        index.query(warm[:2], k=K)
+
+    def build(self, X, metric, threads):
+        pynndescent = peer("pynndescent")
+        index = pynndescent.NNDescent(X, metric=metric, random_state=0, n_jobs=threads)
+        index.prepare()
+        return index
+
+    def search(self, index, Q, k, epsilon):
+        import numba
+
+        old = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return index.query(Q, k=k, epsilon=epsilon)[0].astype(np.int64)
+        finally:
+            numba.set_num_threads(old)
+
+    def memory(self, index) -> tuple[float, float | None]:
+        size = len(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+        return size / index._raw_data.shape[0], None
+
+
+class Scann:
+    """ScaNN: k-means tree (about sqrt(n) leaves), anisotropic AH codes (2 dims per 4-bit
+    code, threshold 0.2 for cosine/dot as in ScaNN's README), exact float32 re-order.
+
+    Searched with ``search_batched`` (one thread); knobs: leaves searched, candidates re-ordered.
+    """
+
+    name = "scann"
+    memory_source = "serialize()"
+
+    def available(self) -> str | None:
+        return None
+
+    def build(self, X, metric, threads):
+        scann = peer("scann")
+        cosine = metric == "cosine"
+        if cosine:
+            X = _normalised(X)
+        n = len(X)
+        leaves = max(8, int(round(math.sqrt(n))))
+        builder = scann.scann_ops_pybind.builder(X, K, "dot_product" if cosine else "squared_l2")
+        builder.set_n_training_threads(threads)
+        searcher = (
+            builder.tree(
+                num_leaves=leaves,
+                num_leaves_to_search=max(1, leaves // 10),
+                training_sample_size=n,
+                spherical=cosine,
+            )
+            .score_ah(2, anisotropic_quantization_threshold=0.2 if cosine else float("nan"))
+            .reorder(max(SCANN_REORDER))
+            .build()
+        )
+        return searcher, leaves, cosine, n
+
+    def search(self, built_index, Q, k, knob):
+        searcher, leaves, cosine, _ = built_index
+        fraction, reorder = knob
+        if cosine:
+            Q = _normalised(Q)
+        ids, _ = searcher.search_batched(
+            Q,
+            final_num_neighbors=k,
+            leaves_to_search=max(1, int(round(fraction * leaves))),
+            pre_reorder_num_neighbors=reorder,
+        )
+        return np.asarray(ids, np.int64)
+
+    def memory(self, built_index) -> tuple[float, float | None]:
+        searcher, _, _, n = built_index
+        with tempfile.TemporaryDirectory() as tmp:
+            searcher.serialize(tmp)
+            size = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
+        return size / n, None
+
+
+ADAPTERS = {
+    a.name: a
+    for a in (
+        HnswlibBase(),
+        PysimQ("pysim-f32", None),
+        PysimQ("pysim-f16", "f16"),
+        PysimQ("pysim-bf16", "bf16"),
+        PysimQ("pysim-sq8", "sq8"),
+        PysimQ("pysim-sq4", "sq4"),
+        PysimQ("pysim-sq8-refine0", "sq8", 0),
+        FaissSQ("faiss-hnsw-sq8", 8),
+        FaissSQ("faiss-hnsw-sq4", 4),
+        Pynndescent(),
+        Scann(),
+    )
+}
+CONTENDERS = list(ADAPTERS)
+PEER_MODULE = {
+    "hnswlib": "hnswlib",
+    "faiss-hnsw-sq8": "faiss",
+    "faiss-hnsw-sq4": "faiss",
+    "pynndescent": "pynndescent",
+    "scann": "scann",
+}
+
+
+def knobs(contender: str) -> list[Any]:
+    if contender == "pynndescent":
+        return EPSILONS
+    if contender == "scann":
+        return _scann_knobs()
+    return EFS
+
+
+def knob_label(contender: str, knob: Any) -> str:
+    if contender == "pynndescent":
+        return f"epsilon={knob}"
+    if contender == "scann":
+        return f"leaves={knob[0]:g},reorder={knob[1]}"
+    return f"ef={knob}"
+
+
+CASES = [(c, k) for c in CONTENDERS for k in knobs(c)]
+
+# Only the index in use stays alive (see the module docstring); its build facts are kept.
+_current: dict[tuple[str, str], Any] = {}
+_built: dict[tuple[str, str], dict[str, Any]] = {}
+_sweep: list[dict[str, Any]] = []
+
+
+def built(contender: str, name: str) -> tuple[Any, dict[str, Any]]:
+    """The (dataset, contender) index, built once (timed), and its build facts."""
+    key = (name, contender)
+    if key not in _current:
+        _current.clear()  # drop the previous contender's index before building the next
+        adapter = ADAPTERS[contender]
+        d = dataset(name)
+        if hasattr(adapter, "warm_up"):
+            adapter.warm_up(d["base"], d["metric"])
+        # Timed once. Process CPU time (all threads) next to the wall clock, because other
+        # jobs on a shared machine stretch the wall clock, not the CPU time.
+        t, c = time.perf_counter(), time.process_time()
+        index = adapter.build(d["base"], d["metric"], BUILD_THREADS)
+        build_s, build_cpu_s = time.perf_counter() - t, time.process_time() - c
+        per_vector, vectors = adapter.memory(index)
+        _current[key] = index
+        _built[key] = {
+            "build_s": build_s,
+            "build_cpu_s": build_cpu_s,
+            "build_threads": BUILD_THREADS,
+            "bytes_per_vector": per_vector,
+            "vector_bytes_per_vector": vectors,
+            "float32_bytes_per_vector": 4 * d["base"].shape[1],
+            "memory_source": adapter.memory_source,
+        }
+    return _current[key], _built[key]
+
+
+# ---------------------------------------------------------------------------- the sweep
+
+
+@pytest.mark.parametrize(
+    ("contender", "knob"), CASES, ids=[f"{c}-{knob_label(c, k)}" for c, k in CASES]
+)
+@pytest.mark.parametrize("name", DATASETS)
+def test_sweep(benchmark, name, contender, knob):
+    if contender in PEER_MODULE:
+        peer(PEER_MODULE[contender])
+    adapter = ADAPTERS[contender]
+    why = adapter.available() if contender.startswith("pysim") else None
+    if why:
+        print(f"skipped: {contender} ({why})")
+        pytest.skip(why)
+    d = dataset(name)
+    index, facts = built(contender, name)
+    Q = d["queries"]
+    t = time.perf_counter()
+    found = adapter.search(index, Q, K, knob)  # warm-up call; its answer is the one checked
+    first = time.perf_counter() - t
+    rec = recall_at_k_checked(found, d["gt"], len(d["base"]))
+    cpu: list[float] = []
+
+    def run():
+        # Process CPU time next to wall time: the search is single-threaded, so CPU time is
+        # its cost even while other jobs share the cores.
+        c = time.process_time()
+        adapter.search(index, Q, K, knob)
+        cpu.append(time.process_time() - c)
+
+    benchmark.group = f"search-{name}"
+    # A fast call (a few ms on the quick run's 20k set) gets more rounds, up to about half a
+    # second of timing: the median of five 5-ms calls on a shared machine is mostly noise.
+    n_rounds = max(adaptive_rounds(first, budget=1.5), min(25, int(0.5 / max(first, 1e-6))))
+    benchmark.pedantic(run, rounds=n_rounds, iterations=1)
+    qps = len(Q) / float(benchmark.stats.stats.median)
+    point = {
+        "contender": contender,
+        "dataset": name,
+        "case": f"search-{name}",
+        "params": knob_label(contender, knob),
+        "ef": knob if isinstance(knob, int) else None,
+        "recall": rec,
+        "qps": qps,
+        "qps_cpu": len(Q) / max(float(np.median(cpu)), 1e-9),
+        "threads": 1,
+        "k": K,
+        **facts,
+    }
+    record(benchmark, **{k: v for k, v in point.items() if v is not None})
+    _sweep.append(point)
+
+
+def recall_at_k_checked(found: np.ndarray, gt: np.ndarray, n: int) -> float:
+    """recall@10 after checking the answer's shape and id range (a wrong id map fails loudly)."""
+    found = np.asarray(found)
+    assert found.shape == (len(gt), K), f"expected ({len(gt)}, {K}) ids, got {found.shape}"
+    assert found.max() < n, "an id beyond the base set"
+    return recall_at_k(found, gt, K)
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def summary_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, contender): QPS at each target recall and its ratio to hnswlib.
+
+    ``records``: sweep points (``contender``, ``dataset``, ``recall``, ``qps`` and the build
+    facts), as this module collects them or as ``report.load_records`` flattens them.
+    QPS at a target is interpolated on the contender's recall/QPS Pareto front; None when the
+    target was never reached.
+    """
+    points = [r for r in records if r.get("recall") is not None and r.get("qps")]
+    keys: list[tuple[str, str]] = []
+    for r in points:
+        if (r["dataset"], r["contender"]) not in keys:
+            keys.append((r["dataset"], r["contender"]))
+    order = {c: i for i, c in enumerate(CONTENDERS)}
+    keys.sort(key=lambda k: (k[0], order.get(k[1], len(order)), k[1]))
+    rows = []
+    for ds, c in keys:
+        rs = [r for r in points if r["dataset"] == ds and r["contender"] == c]
+        row = {"dataset": ds, "contender": c, "max_recall": max(r["recall"] for r in rs)}
+        for key in ("qps", "qps_cpu"):
+            front = pareto([(r["recall"], r[key]) for r in rs if r.get(key)])
+            for t in TARGETS:
+                row[f"{key}@{t}"] = qps_at(front, t)
+        for f in (
+            "build_s",
+            "build_cpu_s",
+            "bytes_per_vector",
+            "vector_bytes_per_vector",
+            "float32_bytes_per_vector",
+            "memory_source",
+        ):
+            row[f] = next((r[f] for r in rs if r.get(f) is not None), None)
+        rows.append(row)
+    for row in rows:
+        base = next(
+            (b for b in rows if b["dataset"] == row["dataset"] and b["contender"] == "hnswlib"),
+            None,
+        )
+        for key in ("qps", "qps_cpu"):
+            for t in TARGETS:
+                mine, ref = row[f"{key}@{t}"], base and base[f"{key}@{t}"]
+                row[f"{key}_ratio@{t}"] = mine / ref if mine and ref else None
+        for f in ("build_s", "build_cpu_s"):
+            row[f + "_ratio"] = row[f] / base[f] if base and row[f] and base[f] else None
+    return rows
+
+
+def _num(v: float | None, spec: str) -> str:
+    return "—" if v is None else format(v, spec)
+
+
+def summary_markdown(records: list[dict[str, Any]]) -> str:
+    """The issue's table: QPS at recall 0.95 / 0.99 as multiples of hnswlib, build, memory."""
+    rows = summary_rows(records)
+    if not rows:
+        return ""
+    head = (
+        "| dataset | contender | QPS @ 0.95 | × hnswlib | QPS @ 0.99 | × hnswlib "
+        "| × hnswlib by CPU time (0.95 / 0.99) | max recall | build s (× hnswlib) "
+        "| build CPU s (× hnswlib) | bytes / vector | vector bytes / vector (× float32) "
+        "| memory source |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        vec = r["vector_bytes_per_vector"]
+        vec_cell = (
+            "—" if vec is None else f"{vec:,.0f} ({vec / r['float32_bytes_per_vector']:.2f}×)"
+        )
+        build = [
+            _num(r[f], ".1f") + (f" ({r[f + '_ratio']:.2f}×)" if r[f + "_ratio"] else "")
+            for f in ("build_s", "build_cpu_s")
+        ]
+        cpu = " / ".join(_num(r[f"qps_cpu_ratio@{t}"], ".2f") for t in TARGETS)
+        lines.append(
+            f"| {r['dataset']} | {r['contender']} | {_num(r['qps@0.95'], ',.0f')} "
+            f"| {_num(r['qps_ratio@0.95'], '.2f')} | {_num(r['qps@0.99'], ',.0f')} "
+            f"| {_num(r['qps_ratio@0.99'], '.2f')} | {cpu} | {r['max_recall']:.4f} "
+            f"| {build[0]} | {build[1]} | {_num(r['bytes_per_vector'], ',.0f')} | {vec_cell} "
+            f"| {r['memory_source']} |"
+        )
+    return "\n".join(lines)
+
+
+def same_ef_markdown(
+    records: list[dict[str, Any]], variant: str = "pysim-sq8-refine0", reference: str = "pysim-f32"
+) -> str:
+    """Issue 5's sq8/refine=0 check: recall at the same ef against the float32 index."""
+    out = []
+    for ds in dict.fromkeys(r["dataset"] for r in records):
+        a = {
+            r.get("ef"): r["recall"]
+            for r in records
+            if r["dataset"] == ds and r["contender"] == variant and r.get("ef")
+        }
+        b = {
+            r.get("ef"): r["recall"]
+            for r in records
+            if r["dataset"] == ds and r["contender"] == reference and r.get("ef")
+        }
+        common = sorted(set(a) & set(b))
+        if common:
+            worst = max(common, key=lambda e: b[e] - a[e])
+            out.append(
+                f"{ds}: largest recall loss of {variant} against {reference} at the same "
+                f"ef: {100 * (b[worst] - a[worst]):.2f} points (ef={worst}: "
+                f"{a[worst]:.4f} vs {b[worst]:.4f})"
+            )
+    return "\n".join(f"- {line}" for line in out)
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> Path | None:
+    """recall@10 vs QPS (log), one panel per dataset, each contender's Pareto front."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("skipped: plot (matplotlib not installed)")
+        return None
+    points = [r for r in records if r.get("recall") is not None and r.get("qps")]
+    names = list(dict.fromkeys(r["dataset"] for r in points))
+    if not names:
+        return None
+    fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 5.2), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        for c in CONTENDERS + sorted({r["contender"] for r in points} - set(CONTENDERS)):
+            pts = [
+                (r["recall"], r["qps"])
+                for r in points
+                if r["dataset"] == name and r["contender"] == c
+            ]
+            if not pts:
+                continue
+            front = pareto(pts)
+            style = (
+                {"color": "black", "ls": "--", "lw": 2}
+                if c == "hnswlib"
+                else {"lw": 2.2}
+                if c.startswith("pysim")
+                else {"lw": 1.2, "ls": ":"}
+            )
+            best = max(r for r, _ in pts)
+            label = c if best >= X_MIN else f"{c} (max recall {best:.2f}, off the panel)"
+            ax.plot(*zip(*front, strict=True), marker="o", ms=3, label=label, **style)
+        for t in TARGETS:
+            ax.axvline(t, color="grey", lw=0.8, alpha=0.5)
+        ax.set(
+            title=f"{name} (k={K}, 1 search thread)",
+            xlabel="recall@10",
+            ylabel="queries / s (log)",
+            yscale="log",
+        )
+        ax.set_xlim(X_MIN, 1.002)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def report_section(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
+    """Markdown and plot for ``results/quantized.md`` (called by ``report.write_part``)."""
+    sweep = [r for r in records if str(r.get("case", "")).startswith("search-")]
+    table = summary_markdown(sweep)
+    if not table:
+        return "", []
+    md = (
+        "QPS at recall@10 0.95 / 0.99 (interpolated on each contender's Pareto front; "
+        "1 search thread; × hnswlib = same run), build time on "
+        f"{next((r.get('build_threads') for r in sweep if r.get('build_threads')), '?')} "
+        "threads, memory per vector:\n\n" + table
+    )
+    check = same_ef_markdown(sweep)
+    if check:
+        md += "\n\n" + check
+    png = plot(sweep, out / "quantized-recall-qps.png")
+    return md, [png] if png else []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def summary():
+    yield
+    _current.clear()
+    # Under run.py the driver writes the report (into its --out folder) from the JSON.
+    if _sweep and not os.environ.get("PYSIM_BENCH_PROGRESS"):
+        md, pngs = report_section(_sweep, RESULTS)
+        (RESULTS / "quantized_summary.md").write_text(md + "\n")
+        print("\n" + md + "".join(f"\nplot: {p}" for p in pngs))
