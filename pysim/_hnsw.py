@@ -4,6 +4,13 @@ The graph, its search and its concurrency live in C++ (``csrc/hnsw/``); this mod
 input once, maps metrics onto the two internal spaces, and adds what is easier in Python: ids,
 filters given as callables, progress bars, recall measurement, ef tuning and persistence.
 
+Quantisation. ``quantization="f16" | "bf16" | "sq8" | "sq4"`` stores compressed records
+instead (half floats, or 8-/4-bit scalar codes with per-dimension ranges learned from the first
+batch added), walks the graph over them with the cheapest kernel the CPU has (int8 VNNI dot
+products for sq codes), and re-ranks the best ``refine`` candidates against a float32 copy -
+or, with ``refine=0``, keeps no copy and re-ranks the beam with the decoded records. Returned
+distances are exact for what is stored (``csrc/hnsw/quantized.cpp``).
+
 Metrics. Vectors are stored as float32. ``"sqeuclidean"``/``"euclidean"`` store rows as given;
 ``"cosine"`` stores them normalised to unit length (zero rows stay zero: distance 1 to
 everything); ``"ip"`` stores them as given; ``"mahalanobis"`` stores ``L @ x`` where
@@ -38,7 +45,14 @@ from ._validation import (
 
 _EMPTY_IDS = np.empty(0, dtype=np.int64)
 _DEFAULT_EF = 64
-_FORMAT = 1
+_FORMAT = 2  # 2: quantised storage; format-1 files (float32 only) still load
+_QUANTIZATIONS = ("f16", "bf16", "sq8", "sq4")
+#: Default ``refine`` per quantisation, chosen by measurement (benchmarks/bench_quantized.py):
+#: f16 / bf16 rank like float32 on their own (recall within 0.2 points on MNIST, MiniLM and
+#: clustered data), so they keep no copy; sq8 / sq4 traverse with int8 estimates that blur the
+#: order within the beam (re-ranking only k of it capped recall at 0.92 on clustered data, 20
+#: or more reached 0.999), so they keep the float32 copy and re-rank 32.
+_DEFAULT_REFINE = {"f16": 0, "bf16": 0, "sq8": 32, "sq4": 32}
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -50,6 +64,22 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
         bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
+
+
+def _check_quantization(quantization: Any, refine: Any) -> tuple[str | None, int]:
+    if quantization is not None and not isinstance(quantization, str):
+        raise TypeError(f"quantization must be None or a string, got {quantization!r}")
+    if quantization is not None and quantization not in _QUANTIZATIONS:
+        raise ValueError(
+            f"quantization must be None, 'f16', 'bf16', 'sq8' or 'sq4', got {quantization!r}"
+        )
+    if quantization is None:
+        if refine not in (None, 0):
+            raise ValueError("refine only applies with a quantization")
+        return None, 0
+    if refine is None:
+        return quantization, _DEFAULT_REFINE[quantization]
+    return quantization, _check_int("refine", refine, 0, 1 << 20)
 
 
 def _as_ids(ids: Any, name: str, *, lookup: bool = False) -> np.ndarray:
@@ -141,10 +171,23 @@ class HNSWIndex(PersistMixin):
         graph and the same results.
     VI : array-like of shape (dim, dim), optional
         Inverse covariance (symmetric positive semi-definite) for ``metric="mahalanobis"``.
+    quantization : {None, "f16", "bf16", "sq8", "sq4"}, default=None
+        How vectors are stored for the graph walk. ``None``: float32. ``"f16"`` / ``"bf16"``:
+        16-bit floats (half the memory; f16 holds ``|x| <= 65504``). ``"sq8"`` / ``"sq4"``:
+        8-/4-bit codes on per-dimension ranges learned from the first batch added to the
+        empty index (later rows outside them are clipped and counted in :attr:`drift`; call
+        :meth:`refit` to learn new ranges).
+    refine : int, optional
+        Candidates re-ranked with the float32 vectors after the walk (at least ``k``, at most
+        the beam). ``0`` keeps no float32 copy - the memory saving - and re-ranks the whole
+        beam with the decoded records instead. Default: 0 for f16 / bf16, 32 for sq8 / sq4
+        (chosen by measurement; see the README's quantisation table). Only with
+        ``quantization``.
 
     Notes
     -----
-    Vectors are stored as float32 (float64 input is converted once). ``len(index)`` is the
+    Vectors are stored as float32 (float64 input is converted once) unless ``quantization``
+    says otherwise. ``len(index)`` is the
     number of live points, ``id in index`` tests an id, and the index pickles and saves.
 
     Examples
@@ -170,6 +213,8 @@ class HNSWIndex(PersistMixin):
         max_elements: int = 0,
         seed: int = 0,
         VI: Any = None,
+        quantization: str | None = None,
+        refine: int | None = None,
     ) -> None:
         dim = _check_int("dim", dim, 1, 1 << 24)
         metric = check_metric(metric)
@@ -183,8 +228,11 @@ class HNSWIndex(PersistMixin):
             raise ValueError(f"VI is only used with metric='mahalanobis', not {metric!r}")
         else:
             L = None
+        quantization, refine = _check_quantization(quantization, refine)
         core_metric = METRICS["euclidean" if metric == "mahalanobis" else metric]
-        self._index = _core.HnswIndex(dim, core_metric, M, ef_construction, max_elements, seed)
+        self._index = _core.HnswIndex(
+            dim, core_metric, M, ef_construction, max_elements, seed, quantization or "", refine
+        )
         self._metric = metric
         self._L = L
         self._ef = _DEFAULT_EF
@@ -249,14 +297,53 @@ class HNSWIndex(PersistMixin):
         id = int(id)
         return 0 <= id <= _INT64_MAX and self._index.contains(id)
 
+    @property
+    def quantization(self) -> str | None:
+        """Storage of the vectors: None (float32), "f16", "bf16", "sq8" or "sq4"."""
+        return self._index.quantization
+
+    @property
+    def refine(self) -> int:
+        """Candidates re-ranked with float32 vectors (0: no float32 copy is kept)."""
+        return self._index.refine
+
+    @property
+    def drift(self) -> dict[str, int]:
+        """How well the sq ranges still fit the data (zeros for other storages).
+
+        ``rows_at_fit``: rows the ranges were learned from; ``rows_since_fit``: rows stored
+        since; ``clipped_since_fit``: their elements that fell outside the ranges and were
+        clipped. A growing clipped count says the data drifted: call :meth:`refit`.
+        """
+        at_fit, since, clipped = self._index.drift()
+        return {"rows_at_fit": at_fit, "rows_since_fit": since, "clipped_since_fit": clipped}
+
+    def refit(self, *, threads: int | None = None) -> None:
+        """Learn new sq8 / sq4 ranges from every stored vector and re-encode them all.
+
+        The graph is kept. Uses the float32 copy when ``refine > 0``; without it the ranges
+        are widened to the min/max of every row ever stored and the decoded records are
+        re-quantised (each re-fit adds at most half a step of error, and values clipped earlier
+        stay clipped - so refit before adding a batch that drifted, not after). Queries wait
+        while it runs. Does nothing for float32, f16 and bf16 storage.
+
+        Parameters
+        ----------
+        threads : int, optional
+            Worker threads (default: all cores).
+        """
+        self._index.refit(resolve_threads(threads))
+
     def __repr__(self) -> str:
+        q = "" if self.quantization is None else f", quantization={self.quantization!r}"
         return (
             f"HNSWIndex(dim={self.dim}, metric={self._metric!r}, M={self.M}, "
-            f"ef_construction={self.ef_construction}, n={len(self)})"
+            f"ef_construction={self.ef_construction}{q}, n={len(self)})"
         )
 
     def memory_bytes(self) -> int:
-        """Bytes held by the index (graph, vectors, ids), excluding per-thread search buffers."""
+        """Bytes held by the index (graph, vectors or codes and float32 copy, ids), excluding
+        per-thread search buffers."""
         return self._index.memory_bytes()
 
     # ------------------------------------------------------------------ input helpers
@@ -518,7 +605,7 @@ class HNSWIndex(PersistMixin):
         st = self._index.export_state()
         n, dim, M = st["n"], self.dim, self.M
         arrays = {
-            "codes": st["codes"].reshape(n, dim),
+            "codes": st["codes"].reshape(-1, dim),
             "levels": st["levels"],
             "status": st["status"],
             "labels": st["labels"],
@@ -530,6 +617,11 @@ class HNSWIndex(PersistMixin):
         }
         if self._L is not None:
             arrays["L"] = self._L
+        quant = st.get("quant")
+        if quant is not None:
+            for key in ("lo", "step", "seen_lo", "seen_hi", "codes", "full"):
+                arrays["q_" + key] = quant[key]
+            arrays["q_drift"] = np.asarray(quant["drift"], dtype=np.uint64)
         meta = {
             "format": _FORMAT,
             "dim": dim,
@@ -544,12 +636,14 @@ class HNSWIndex(PersistMixin):
             "max_level": st["max_level"],
             "next_id": st["next_id"],
             "rng": st["rng"],
+            "quantization": self.quantization,
+            "refine": self.refine,
         }
         return meta, arrays
 
     @classmethod
     def _from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> HNSWIndex:
-        if meta.get("format") != _FORMAT:
+        if meta.get("format") not in (1, _FORMAT):
             raise ValueError(f"unknown HNSW state format {meta.get('format')!r}")
         dim = _check_int("dim", meta["dim"], 1, 1 << 24)
         metric = check_metric(meta["metric"])
@@ -574,6 +668,22 @@ class HNSWIndex(PersistMixin):
             obj._L = L
         obj._ef = _check_int("ef", meta["ef"], 1)
         obj._max_elements = _check_int("max_elements", meta["max_elements"], 0)
+        quantization = meta.get("quantization")
+        if quantization is not None and quantization not in _QUANTIZATIONS:
+            raise ValueError(f"unknown quantization {quantization!r} in the HNSW state")
+        refine = _check_int("refine", meta.get("refine", 0), 0, 1 << 20)
+        quant = None
+        if quantization is not None:
+            quant = {"n": n, "drift": tuple(int(v) for v in arr("q_drift", "<u8", (3,)))}
+            for key in ("lo", "step", "seen_lo", "seen_hi", "full"):
+                a = arrays["q_" + key]
+                if a.dtype != np.float32 or a.ndim != 1:
+                    raise ValueError(f"array 'q_{key}' has dtype {a.dtype} and shape {a.shape}")
+                quant[key] = np.ascontiguousarray(a)
+            codes = arrays["q_codes"]
+            if codes.dtype != np.uint8 or codes.ndim != 1:
+                raise ValueError(f"array 'q_codes' has dtype {codes.dtype} and shape {codes.shape}")
+            quant["codes"] = np.ascontiguousarray(codes)
         core_metric = METRICS["euclidean" if metric == "mahalanobis" else metric]
         obj._index = _core.HnswIndex.from_state(
             dim,
@@ -581,12 +691,14 @@ class HNSWIndex(PersistMixin):
             M,
             _check_int("ef_construction", meta["ef_construction"], 1, 1 << 30),
             _check_int("seed", meta["seed"], 0, (1 << 64) - 1),
+            quantization or "",
+            refine,
             n,
             _check_int("entry", meta["entry"], -1, n - 1),
             _check_int("max_level", meta["max_level"], -1, 255),
             _check_int("next_id", meta["next_id"], 0, _INT64_MAX),
             _check_int("rng", meta["rng"], 0, (1 << 64) - 1),
-            arr("codes", "<f4", (n, dim)),
+            arr("codes", "<f4", (0 if quantization else n, dim)),
             levels,
             arr("status", "|u1", (n,)),
             arr("labels", "<i8", (n,)),
@@ -595,6 +707,7 @@ class HNSWIndex(PersistMixin):
             arr("upper_counts", "<u2", (levels_total,)),
             arr("upper_links", "<u4", (levels_total, M)),
             arr("free_slots", "<u4", arrays["free_slots"].shape[:1]),
+            quant,
         )
         return obj
 

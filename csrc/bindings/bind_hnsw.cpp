@@ -14,6 +14,7 @@
 #include <string>
 
 #include "bindings/numpy_utils.hpp"
+#include "bindings/quant_state.hpp"
 #include "hnsw/hnsw.hpp"
 
 namespace pysim::bindings {
@@ -33,6 +34,30 @@ const index_t* id_vector(const CArray<index_t>& ids, std::size_t n, const char* 
     require(ids.ndim() == 1 && static_cast<std::size_t>(ids.shape(0)) == n,
             std::string(name) + " must be a 1-D array of length " + std::to_string(n));
     return ids.data();
+}
+
+hnsw::Options options(int dim, Metric metric, int M, int ef_construction,
+                      std::size_t max_elements, std::uint64_t seed,
+                      const std::string& quantization, std::size_t refine) {
+    require(dim >= 1, "dim must be >= 1");
+    require(M >= 2 && M <= 32767, "M must be in [2, 32767]");
+    require(ef_construction >= 1, "ef_construction must be >= 1");
+    hnsw::Options opt;
+    opt.dim = static_cast<std::size_t>(dim);
+    opt.metric = metric;
+    opt.M = static_cast<std::size_t>(M);
+    opt.ef_construction = static_cast<std::size_t>(ef_construction);
+    opt.max_elements = max_elements;
+    opt.seed = seed;
+    if (!quantization.empty()) {
+        require(quant::parse_kind(quantization, opt.kind),
+                "quantization must be None, 'f16', 'bf16', 'sq8' or 'sq4'");
+        opt.quantized = true;
+        opt.refine = refine;
+    } else {
+        require(refine == 0, "refine needs a quantization");
+    }
+    return opt;
 }
 
 template <class Fn> void keyed(Fn&& fn) {
@@ -118,6 +143,8 @@ py::dict export_state(const HnswIndex& ix) {
     out["upper_counts"] = take(st.upper_counts);
     out["upper_links"] = take(st.upper_links);
     out["free_slots"] = take(st.free_slots);
+    if (st.quant)
+        out["quant"] = state_dict(*st.quant);
     return out;
 }
 
@@ -126,20 +153,17 @@ template <class T> std::vector<T> copy_flat(const py::array_t<T, py::array::c_st
 }
 
 std::unique_ptr<HnswIndex>
-from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t seed, std::size_t n,
+from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t seed,
+           const std::string& quantization, std::size_t refine, std::size_t n,
            std::int64_t entry, int max_level, index_t next_id, std::uint64_t rng,
            const CArray<float>& codes, const CArray<std::uint8_t>& levels,
            const CArray<std::uint8_t>& status, const CArray<index_t>& labels,
            const CArray<std::uint16_t>& counts0, const CArray<std::uint32_t>& links0,
            const CArray<std::uint16_t>& upper_counts, const CArray<std::uint32_t>& upper_links,
-           const CArray<std::uint32_t>& free_slots) {
+           const CArray<std::uint32_t>& free_slots, const py::object& quant) {
     require(dim >= 1 && M >= 2 && ef_construction >= 1, "invalid HNSW parameters");
-    hnsw::Options opt;
-    opt.dim = static_cast<std::size_t>(dim);
-    opt.metric = metric;
-    opt.M = static_cast<std::size_t>(M);
-    opt.ef_construction = static_cast<std::size_t>(ef_construction);
-    opt.seed = seed;
+    hnsw::Options opt = options(dim, metric, M, ef_construction, 0, seed, quantization, refine);
+    require(opt.quantized == !quant.is_none(), "quantised state does not match quantization");
     hnsw::State st;
     st.n = n;
     st.entry = entry;
@@ -155,6 +179,8 @@ from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t see
     st.upper_counts = copy_flat(upper_counts);
     st.upper_links = copy_flat(upper_links);
     st.free_slots = copy_flat(free_slots);
+    if (opt.quantized)
+        st.quant = store_state_from_dict(quant_options(opt), quant.cast<py::dict>());
     py::gil_scoped_release nogil;
     return HnswIndex::from_state(opt, st);
 }
@@ -165,21 +191,15 @@ void bind_hnsw(py::module_& m) {
     using nogil = py::call_guard<py::gil_scoped_release>;
     py::class_<HnswIndex>(m, "HnswIndex")
         .def(py::init([](int dim, Metric metric, int M, int ef_construction,
-                         std::size_t max_elements, std::uint64_t seed) {
-                 require(dim >= 1, "dim must be >= 1");
-                 require(M >= 2 && M <= 32767, "M must be in [2, 32767]");
-                 require(ef_construction >= 1, "ef_construction must be >= 1");
-                 hnsw::Options opt;
-                 opt.dim = static_cast<std::size_t>(dim);
-                 opt.metric = metric;
-                 opt.M = static_cast<std::size_t>(M);
-                 opt.ef_construction = static_cast<std::size_t>(ef_construction);
-                 opt.max_elements = max_elements;
-                 opt.seed = seed;
-                 return std::make_unique<HnswIndex>(opt);
+                         std::size_t max_elements, std::uint64_t seed,
+                         const std::string& quantization, std::size_t refine) {
+                 return std::make_unique<HnswIndex>(options(dim, metric, M, ef_construction,
+                                                            max_elements, seed, quantization,
+                                                            refine));
              }),
              py::arg("dim"), py::arg("metric"), py::arg("M"), py::arg("ef_construction"),
-             py::arg("max_elements"), py::arg("seed"))
+             py::arg("max_elements"), py::arg("seed"), py::arg("quantization") = "",
+             py::arg("refine") = 0)
         .def("add", &add, py::arg("X").noconvert(), py::arg("ids").noconvert(), py::arg("has_ids"),
              py::arg("threads"), py::arg("progress") = py::none())
         .def("search", &search, py::arg("Q").noconvert(), py::arg("k"), py::arg("ef"),
@@ -225,14 +245,39 @@ void bind_hnsw(py::module_& m) {
         .def("next_id", &HnswIndex::next_id, nogil())
         .def("memory_bytes", &HnswIndex::memory_bytes, nogil())
         .def("export_state", &export_state)
+        .def_property_readonly("quantization",
+                               [](const HnswIndex& ix) -> py::object {
+                                   if (!ix.quantized())
+                                       return py::none();
+                                   return py::str(quant::kind_name(ix.kind()));
+                               })
+        .def_property_readonly("refine", &HnswIndex::refine)
+        .def(
+            "refit",
+            [](HnswIndex& ix, int threads) {
+                const std::size_t nt = checked_threads(threads);
+                py::gil_scoped_release release;
+                ix.refit(nt);
+            },
+            py::arg("threads"))
+        .def("drift",
+             [](const HnswIndex& ix) {
+                 quant::DriftStats d;
+                 {
+                     py::gil_scoped_release release;
+                     d = ix.drift();
+                 }
+                 return py::make_tuple(d.rows_at_fit, d.rows_since_fit, d.clipped_since_fit);
+             })
         .def_static("from_state", &from_state, py::arg("dim"), py::arg("metric"), py::arg("M"),
-                    py::arg("ef_construction"), py::arg("seed"), py::arg("n"), py::arg("entry"),
+                    py::arg("ef_construction"), py::arg("seed"), py::arg("quantization"),
+                    py::arg("refine"), py::arg("n"), py::arg("entry"),
                     py::arg("max_level"), py::arg("next_id"), py::arg("rng"),
                     py::arg("codes").noconvert(), py::arg("levels").noconvert(),
                     py::arg("status").noconvert(), py::arg("labels").noconvert(),
                     py::arg("counts0").noconvert(), py::arg("links0").noconvert(),
                     py::arg("upper_counts").noconvert(), py::arg("upper_links").noconvert(),
-                    py::arg("free_slots").noconvert());
+                    py::arg("free_slots").noconvert(), py::arg("quant") = py::none());
 }
 
 } // namespace pysim::bindings

@@ -9,12 +9,19 @@
 #include <vector>
 
 #include "bindings/numpy_utils.hpp"
+#include "bindings/quant_state.hpp"
 #include "quant/store.hpp"
 #include "simd/dispatch.hpp"
 
 namespace pysim::bindings {
 
 namespace {
+
+template <typename T>
+std::vector<T> vec_of(const py::dict& d, const char* key) {
+    auto a = d[key].cast<CArray<T>>();
+    return std::vector<T>(a.data(), a.data() + a.size());
+}
 
 using quant::Kind;
 using quant::Mode;
@@ -246,26 +253,6 @@ void bind_quantizer(py::module_& m) {
             py::arg("query").noconvert());
 }
 
-py::dict state_dict(const quant::StoreState& st) {
-    py::dict d;
-    d["n"] = st.n;
-    d["lo"] = vector_to_array(std::vector<float>(st.lo));
-    d["step"] = vector_to_array(std::vector<float>(st.step));
-    d["seen_lo"] = vector_to_array(std::vector<float>(st.seen_lo));
-    d["seen_hi"] = vector_to_array(std::vector<float>(st.seen_hi));
-    d["codes"] = vector_to_array(std::vector<std::uint8_t>(st.codes));
-    d["full"] = vector_to_array(std::vector<float>(st.full));
-    d["drift"] =
-        py::make_tuple(st.drift.rows_at_fit, st.drift.rows_since_fit, st.drift.clipped_since_fit);
-    return d;
-}
-
-template <typename T>
-std::vector<T> vec_of(const py::dict& d, const char* key) {
-    auto a = d[key].cast<CArray<T>>();
-    return std::vector<T>(a.data(), a.data() + a.size());
-}
-
 void bind_store(py::module_& m) {
     py::class_<QuantStore>(m, "_QuantStore")
         .def(py::init([](const std::string& kind, std::size_t dim, const std::string& space,
@@ -379,27 +366,45 @@ void bind_store(py::module_& m) {
             "from_state",
             [](const std::string& kind, std::size_t dim, const std::string& space, bool normalize,
                const std::string& mode, bool keep_full, double clip, const py::dict& d) {
-                quant::StoreState st;
-                st.options = {kind_arg(kind), dim, space_arg(space), normalize, mode_arg(mode),
-                              keep_full,      clip};
-                st.n = d["n"].cast<std::size_t>();
-                st.lo = vec_of<float>(d, "lo");
-                st.step = vec_of<float>(d, "step");
-                st.seen_lo = vec_of<float>(d, "seen_lo");
-                st.seen_hi = vec_of<float>(d, "seen_hi");
-                st.codes = vec_of<std::uint8_t>(d, "codes");
-                st.full = vec_of<float>(d, "full");
-                auto dr = d["drift"].cast<py::tuple>();
-                require(dr.size() == 3, "drift must hold three counts");
-                st.drift = {dr[0].cast<std::size_t>(), dr[1].cast<std::size_t>(),
-                            dr[2].cast<std::size_t>()};
-                return QuantStore::from_state(st);
+                const quant::StoreOptions opt{kind_arg(kind), dim,      space_arg(space), normalize,
+                                              mode_arg(mode), keep_full, clip};
+                return QuantStore::from_state(store_state_from_dict(opt, d));
             },
             py::arg("kind"), py::arg("dim"), py::arg("space"), py::arg("normalize"),
             py::arg("mode"), py::arg("keep_full"), py::arg("clip"), py::arg("state"));
 }
 
 }  // namespace
+
+py::dict state_dict(const quant::StoreState& st) {
+    py::dict d;
+    d["n"] = st.n;
+    d["lo"] = vector_to_array(std::vector<float>(st.lo));
+    d["step"] = vector_to_array(std::vector<float>(st.step));
+    d["seen_lo"] = vector_to_array(std::vector<float>(st.seen_lo));
+    d["seen_hi"] = vector_to_array(std::vector<float>(st.seen_hi));
+    d["codes"] = vector_to_array(std::vector<std::uint8_t>(st.codes));
+    d["full"] = vector_to_array(std::vector<float>(st.full));
+    d["drift"] =
+        py::make_tuple(st.drift.rows_at_fit, st.drift.rows_since_fit, st.drift.clipped_since_fit);
+    return d;
+}
+
+quant::StoreState store_state_from_dict(const quant::StoreOptions& opt, const py::dict& d) {
+    quant::StoreState st;
+    st.options = opt;
+    st.n = d["n"].cast<std::size_t>();
+    st.lo = vec_of<float>(d, "lo");
+    st.step = vec_of<float>(d, "step");
+    st.seen_lo = vec_of<float>(d, "seen_lo");
+    st.seen_hi = vec_of<float>(d, "seen_hi");
+    st.codes = vec_of<std::uint8_t>(d, "codes");
+    st.full = vec_of<float>(d, "full");
+    auto dr = d["drift"].cast<py::tuple>();
+    require(dr.size() == 3, "drift must hold three counts");
+    st.drift = {dr[0].cast<std::size_t>(), dr[1].cast<std::size_t>(), dr[2].cast<std::size_t>()};
+    return st;
+}
 
 void bind_quant_store(py::module_& m) {
     bind_quantizer(m);

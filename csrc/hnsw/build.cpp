@@ -27,6 +27,7 @@
 
 #include "common/parallel.hpp"
 #include "hnsw/hnsw.hpp"
+#include "hnsw/quant_distance.hpp"
 #include "hnsw/search.hpp"
 #include "simd/dispatch.hpp"
 
@@ -84,10 +85,13 @@ void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
     using clock = std::chrono::steady_clock;
     auto last_report = clock::now();
 
-    const auto run = [&](const auto& proto) {
+    // make_proto(scratch) gives the thread's construction functor (unbound: only rebind() is
+    // used on it), from the store the index uses.
+    const auto run = [&](const auto& make_proto) {
         const auto work = [&](std::size_t begin, std::size_t end) {
             ScratchPool::Lease lease = scratch_.lease();
             Scratch& sc = *lease;
+            const auto proto = make_proto(sc);
             for (std::size_t i = begin; i < end; ++i) {
                 started[i] = 1;
                 switch (jobs[i].kind) {
@@ -113,10 +117,23 @@ void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
         // Short chunks: Ctrl-C is polled between them and threads stay balanced.
         parallel_for(n, threads, threads > 1 ? 8 : 32, work);
     };
-    if (store_.space() == Space::ip) {
-        run(store_.distance<Space::ip>(nullptr, table));
+    const bool ip = store_.space() == Space::ip;
+    if (qstore_ && !qstore_->keeps_full()) {
+        // Distances between decoded vectors (quant_distance.hpp).
+        run([&](Scratch& sc) {
+            return DecodedDistance{qstore_.get(), &table, sc.quant_stack.data(), 0};
+        });
     } else {
-        run(store_.distance<Space::l2>(nullptr, table));
+        // float32 rows: the graph's own codes, or a quantised index's float32 copy (so the
+        // graph is the one a float32 index would build).
+        const unsigned char* base =
+            qstore_ ? reinterpret_cast<const unsigned char*>(qstore_->full_row(0)) : graph_.code(0);
+        const std::size_t stride = qstore_ ? opt_.dim * sizeof(float) : graph_.stride();
+        if (ip) {
+            run([&](Scratch&) { return store_.distance<Space::ip>(nullptr, table, base, stride); });
+        } else {
+            run([&](Scratch&) { return store_.distance<Space::l2>(nullptr, table, base, stride); });
+        }
     }
     if (progress)
         progress(n, n);
@@ -139,8 +156,8 @@ template <class Dist> void HnswIndex::insert(const Dist& proto, slot_t s, Scratc
     const auto ep = static_cast<slot_t>(e & 0xFFFFFFFFu);
     const int top_level = int(e >> 32) - 1;
     const InflightGuard inflight(*this, s);
-    const Dist dist = proto.rebind(graph_.code(s));
-    Cand cur{dist(graph_.code(ep)), ep};
+    const Dist dist = proto.rebind(s);
+    Cand cur{dist(ep), ep};
     cur = greedy_descent(graph_, dist, cur, top_level, level);
     for (int l = std::min(level, top_level); l >= 0; --l) {
         cur = descend_and_link(dist, s, l, cur, sc);
@@ -161,7 +178,7 @@ Cand HnswIndex::descend_and_link(const Dist& dist, slot_t s, int level, Cand ep,
         const std::size_t c = graph_.count(up, level + 1);
         for (std::size_t j = 0; j < c; ++j) {
             const slot_t v = load_word(up + 1 + j);
-            seeds.push_back({dist(graph_.code(v)), v});
+            seeds.push_back({dist(v), v});
         }
     }
     if (tombstones_ > 0) {
@@ -183,7 +200,7 @@ Cand HnswIndex::descend_and_link(const Dist& dist, slot_t s, int level, Cand ep,
         if (std::any_of(found.begin(), found.end(), [v](const Cand& c) { return c.id == v; })) {
             continue;
         }
-        const float d = dist(graph_.code(v));
+        const float d = dist(v);
         if (found.size() < opt_.ef_construction || d < found.back().d) {
             found.push_back({d, v});
             added = true;
@@ -221,7 +238,7 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
             const bool known =
                 std::any_of(picked.begin(), picked.end(), [v](const Cand& p) { return p.id == v; });
             if (!known && v != s)
-                cands.push_back({dist(graph_.code(v)), v});
+                cands.push_back({dist(v), v});
         }
         const std::vector<Cand>* keep = &cands;
         if (cands.size() > cap) {
@@ -249,13 +266,13 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
             continue;
         }
         // Full: the neighbour keeps the most diverse `cap` of its old links plus s.
-        const Dist from_nb = dist.rebind(graph_.code(nb));
+        const Dist from_nb = dist.rebind(nb);
         std::vector<Cand>& cands = sc.work;
         cands.clear();
         cands.push_back({p.d, s});
         for (std::size_t j = 0; j < c; ++j) {
             const slot_t v = load_word(lst + 1 + j);
-            cands.push_back({from_nb(graph_.code(v)), v});
+            cands.push_back({from_nb(v), v});
         }
         std::sort(cands.begin(), cands.end());
         select_neighbors(graph_, dist, cands, cap, sc.picked);
@@ -281,7 +298,7 @@ template <class Dist> void HnswIndex::relink(const Dist& proto, slot_t s, Scratc
         for (const slot_t nb : old) {
             if (nb == s)
                 continue;
-            const Dist from_nb = proto.rebind(graph_.code(nb));
+            const Dist from_nb = proto.rebind(nb);
             std::lock_guard<std::mutex> lock(graph_.lock(nb));
             std::uint32_t* lst = graph_.list(nb, l);
             const std::size_t c = graph_.count(lst, l);
@@ -293,7 +310,7 @@ template <class Dist> void HnswIndex::relink(const Dist& proto, slot_t s, Scratc
             const auto offer = [&](slot_t v) {
                 // Candidates must reach level l (true of anything linked at l).
                 if (!sc.visited.test_and_set(v))
-                    cands.push_back({from_nb(graph_.code(v)), v});
+                    cands.push_back({from_nb(v), v});
             };
             for (std::size_t j = 0; j < c; ++j)
                 offer(load_word(lst + 1 + j));

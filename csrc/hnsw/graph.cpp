@@ -95,7 +95,8 @@ void Graph::assign(std::size_t n, const unsigned char* codes, const std::uint8_t
     std::size_t upper_row = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const slot_t s = append(levels[i]);
-        std::memcpy(code(s), codes + i * code_bytes_, code_bytes_);
+        if (code_bytes_ != 0)
+            std::memcpy(code(s), codes + i * code_bytes_, code_bytes_);
         set_status(s, static_cast<Status>(status[i]));
         labels_[s] = status[i] == std::uint8_t(Status::live) ? labels[i] : kNoIndex;
         write_list(header(s), links0 + i * m0, counts0[i]);

@@ -23,10 +23,13 @@
 // Removed points stay in the graph as tombstones (routing only, never returned) and their
 // slots are reused by later adds; a reused or replaced slot is re-linked in place.
 //
-// Vector storage goes through a store (vector_store.hpp: encode, decode, prepare_query and a
-// distance functor); the graph code only sees the functor, whose type the search and build
-// templates take as a parameter. FloatStore is the only store today; a compressed one plugs
-// in at the two places that bind the functor (search_impl and link_jobs).
+// Vector storage goes through a store; the graph code only sees a distance functor addressed
+// by slot, whose type the search and build templates take as a parameter. A float32 index keeps
+// its rows inside the graph's node records (FloatStore, vector_store.hpp). A quantised index
+// (Options::quantized) keeps f16 / bf16 / sq8 / sq4 records in a quant::QuantStore indexed by the
+// same slots, plus a float32 copy when refine > 0; it walks the graph over the records and
+// re-ranks the best candidates (quantized.cpp). Both plug in at the two places that bind the
+// functor (search dispatch and link_jobs).
 #pragma once
 
 #include <atomic>
@@ -35,6 +38,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <vector>
 
@@ -43,6 +47,7 @@
 #include "hnsw/id_map.hpp"
 #include "hnsw/search_state.hpp"
 #include "hnsw/vector_store.hpp"
+#include "quant/store.hpp"
 
 namespace pysim::hnsw {
 
@@ -53,12 +58,21 @@ struct Options {
     std::size_t ef_construction = 200;
     std::size_t max_elements = 0; // initial capacity hint
     std::uint64_t seed = 0;
+    // Quantised storage: records of `kind`, and a float32 copy for re-ranking when refine > 0
+    // (the number of best candidates re-scored exactly; 0 keeps no copy and re-scores the beam
+    // with the decoded vectors instead).
+    bool quantized = false;
+    quant::Kind kind = quant::Kind::sq8;
+    std::size_t refine = 0;
 };
+
+/// How a quantised index configures its QuantStore (mode, float32 copy) for these options.
+quant::StoreOptions quant_options(const Options& opt);
 
 /// Everything needed to rebuild an index bit for bit (see persist.cpp for the checks).
 struct State {
     std::size_t n = 0;                       // slots
-    std::vector<float> codes;                // (n, dim) stored vectors
+    std::vector<float> codes;                // (n, dim) stored vectors; empty when quantised
     std::vector<std::uint8_t> levels;        // (n,)
     std::vector<std::uint8_t> status;        // (n,) Status
     std::vector<index_t> labels;             // (n,) caller ids, -1 where not live
@@ -71,6 +85,7 @@ struct State {
     int max_level = -1;
     index_t next_id = 0;
     std::uint64_t rng = 0;
+    std::optional<quant::StoreState> quant;  // records, ranges, float32 copy when quantised
 };
 
 /// Called now and then by the adding thread with (rows linked, rows total).
@@ -116,6 +131,15 @@ class HnswIndex {
     std::size_t capacity() const;
     index_t next_id() const;
     std::size_t memory_bytes() const;
+
+    bool quantized() const noexcept { return opt_.quantized; }
+    quant::Kind kind() const noexcept { return opt_.kind; }
+    std::size_t refine() const noexcept { return opt_.refine; }
+    /// sq8 / sq4: new per-dimension ranges from every stored vector, then every record is
+    /// re-encoded (the graph is kept). No-op otherwise. Strong guarantee; blocks queries.
+    void refit(std::size_t threads);
+    /// Rows stored since the ranges were fitted and how many of their elements were clipped.
+    quant::DriftStats drift() const;
 
     State export_state() const;
     /// Rebuilds from a State after checking every field and link; throws
@@ -170,12 +194,22 @@ class HnswIndex {
     void search_impl(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
                      std::size_t threads, const std::vector<std::uint64_t>* bits,
                      const std::vector<slot_t>* brute_slots, float* dist, index_t* ids) const;
+    // quantized.cpp
+    template <Space S>
+    void search_quant(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
+                      std::size_t threads, const std::vector<std::uint64_t>* bits,
+                      const std::vector<slot_t>* brute_slots, float* dist, index_t* ids) const;
+    /// Writes row into slot's storage (commit step of add; cannot fail).
+    void store_row(slot_t s, const float* row, float* scratch) noexcept;
+    /// Whether row would be stored exactly as slot already holds it.
+    bool same_row(slot_t s, const float* row, float* scratch, std::uint8_t* record) const noexcept;
     void finish_distances(float* d, std::size_t n) const noexcept;
     std::vector<slot_t> live_slots() const;
     int draw_level(std::uint64_t& state) const noexcept;
 
     Options opt_;
     FloatStore store_;
+    std::unique_ptr<quant::QuantStore> qstore_; // quantised indexes only
     Graph graph_;
     IdMap id_map_;
     std::vector<slot_t> free_; // slots of removed / rolled-back points, reused LIFO

@@ -32,7 +32,8 @@ State HnswIndex::export_state() const {
     const std::size_t n = graph_.size();
     const std::size_t dim = opt_.dim, m0 = graph_.M0(), M = opt_.M;
     st.n = n;
-    st.codes.resize(n * dim);
+    if (!qstore_)
+        st.codes.resize(n * dim);
     st.levels.resize(n);
     st.status.resize(n);
     st.labels.resize(n);
@@ -45,7 +46,8 @@ State HnswIndex::export_state() const {
     st.upper_links.assign(rows * M, 0);
     std::size_t row = 0;
     for (slot_t s = 0; s < n; ++s) {
-        store_.decode(graph_.code(s), st.codes.data() + std::size_t(s) * dim);
+        if (!qstore_)
+            store_.decode(graph_.code(s), st.codes.data() + std::size_t(s) * dim);
         st.levels[s] = static_cast<std::uint8_t>(graph_.level(s));
         st.status[s] = static_cast<std::uint8_t>(graph_.status(s));
         st.labels[s] = graph_.is_live(s) ? graph_.label(s) : kNoIndex;
@@ -69,6 +71,8 @@ State HnswIndex::export_state() const {
     st.max_level = int(e >> 32) - 1;
     st.next_id = next_id_;
     st.rng = rng_;
+    if (qstore_)
+        st.quant = qstore_->export_state();
     return st;
 }
 
@@ -77,7 +81,17 @@ std::unique_ptr<HnswIndex> HnswIndex::from_state(const Options& opt, const State
           "parameters out of range");
     const std::size_t n = st.n, dim = opt.dim, M = opt.M, m0 = 2 * M;
     check(n <= kMaxSlots, "too many slots");
-    check(st.codes.size() == n * dim, "vectors do not match the number of slots");
+    check(st.codes.size() == (opt.quantized ? 0 : n * dim),
+          "vectors do not match the number of slots");
+    check(opt.quantized == st.quant.has_value(), "quantised storage does not match the options");
+    if (st.quant) {
+        const quant::StoreOptions want = quant_options(opt), got = st.quant->options;
+        check(got.kind == want.kind && got.dim == want.dim && got.space == want.space &&
+                  got.normalize == want.normalize && got.mode == want.mode &&
+                  got.keep_full == want.keep_full && got.clip == want.clip,
+              "quantised storage options do not match the index");
+        check(st.quant->n == n, "quantised records do not match the number of slots");
+    }
     check(st.levels.size() == n && st.status.size() == n && st.labels.size() == n &&
               st.counts0.size() == n,
           "per-slot arrays disagree in length");
@@ -152,6 +166,13 @@ std::unique_ptr<HnswIndex> HnswIndex::from_state(const Options& opt, const State
     Options o = opt;
     o.max_elements = 0;
     auto ix = std::make_unique<HnswIndex>(o);
+    if (st.quant) {
+        try {
+            ix->qstore_ = quant::QuantStore::from_state(*st.quant);
+        } catch (const std::invalid_argument& e) {
+            check(false, e.what());
+        }
+    }
     ix->graph_.assign(n, reinterpret_cast<const unsigned char*>(st.codes.data()), st.levels.data(),
                       st.status.data(), st.labels.data(), st.counts0.data(), st.links0.data(),
                       st.upper_counts.data(), st.upper_links.data());

@@ -14,7 +14,9 @@
 // select_neighbors: the diversity heuristic - keep a candidate only if it is closer to the base
 // point than to every neighbour already kept - which keeps long-range links on clustered data.
 //
-// Dist is a store's distance functor (vector_store.hpp): dist(code) and dist.rebind(code).
+// Dist is a store's distance functor addressed by slot (vector_store.hpp, quant_distance.hpp):
+// dist(slot), dist.code(slot) for prefetching, dist.batch() when Dist::kBatch, and
+// dist.rebind(slot) for construction.
 #pragma once
 
 #include <algorithm>
@@ -35,19 +37,32 @@ namespace pysim::hnsw {
 /// first line only, as hnswlib does).
 struct Prefetch {
     std::size_t lines, ahead;
-    explicit Prefetch(const Graph& g) noexcept
-        : lines(std::min<std::size_t>(128, (g.code_bytes() + 63) / 64)),
+    explicit Prefetch(std::size_t code_bytes) noexcept
+        : lines(std::max<std::size_t>(1, std::min<std::size_t>(128, (code_bytes + 63) / 64))),
           ahead(std::min<std::size_t>(8, std::max<std::size_t>(2, 192 / lines))) {}
-    void operator()(const Graph& g, slot_t s) const noexcept {
-        const unsigned char* p = g.code(s);
+    template <class Dist> void operator()(const Dist& dist, slot_t s) const noexcept {
+        const unsigned char* p = reinterpret_cast<const unsigned char*>(dist.code(s));
         for (std::size_t i = 0; i < lines; ++i)
             prefetch(p + 64 * i);
     }
 };
 
+/// Acceptance tests of search_layer: a filter's bitset over slots, live nodes only, or all.
+struct BitAccept {
+    const std::uint64_t* bits;
+    bool operator()(slot_t s) const noexcept { return (bits[s >> 6] >> (s & 63)) & 1u; }
+};
+struct LiveAccept {
+    const Graph* g;
+    bool operator()(slot_t s) const noexcept { return g->is_live(s); }
+};
+struct AcceptAll {
+    bool operator()(slot_t) const noexcept { return true; }
+};
+
 template <class Dist>
 Cand greedy_descent(const Graph& g, const Dist& dist, Cand cur, int from_level, int to_level) {
-    const Prefetch pf(g);
+    const Prefetch pf(dist.code_bytes());
     for (int l = from_level; l > to_level; --l) {
         bool moved = true;
         while (moved) {
@@ -57,8 +72,8 @@ Cand greedy_descent(const Graph& g, const Dist& dist, Cand cur, int from_level, 
             for (std::size_t j = 0; j < c; ++j) {
                 const slot_t v = load_word(lst + 1 + j);
                 if (j + 1 < c)
-                    pf(g, load_word(lst + 2 + j));
-                const float d = dist(g.code(v));
+                    pf(dist, load_word(lst + 2 + j));
+                const float d = dist(v);
                 if (d < cur.d) {
                     cur = {d, v};
                     moved = true;
@@ -82,8 +97,10 @@ void search_layer(const Graph& g, const Dist& dist, const Cand* seeds, std::size
     results.clear();
     if (s.ids.size() < g.M0() + 1)
         s.ids.resize(g.M0() + 1);
+    if (s.dists.size() < g.M0() + 1)
+        s.dists.resize(g.M0() + 1);
     slot_t* fresh = s.ids.data();
-    const Prefetch pf(g);
+    const Prefetch pf(dist.code_bytes());
 
     float bound = std::numeric_limits<float>::infinity();
     for (std::size_t i = 0; i < n_seeds; ++i) {
@@ -116,13 +133,7 @@ void search_layer(const Graph& g, const Dist& dist, const Cand* seeds, std::size
             if (!visited.test_and_set(v))
                 fresh[n++] = v;
         }
-        for (std::size_t i = 0; i < std::min(n, pf.ahead); ++i)
-            pf(g, fresh[i]);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (i + pf.ahead < n)
-                pf(g, fresh[i + pf.ahead]);
-            const slot_t v = fresh[i];
-            const float d = dist(g.code(v));
+        const auto offer = [&](slot_t v, float d) {
             if (results.size() < ef || d < bound) {
                 frontier.push({d, v});
                 if (!kFiltered || accept(v)) {
@@ -132,6 +143,23 @@ void search_layer(const Graph& g, const Dist& dist, const Cand* seeds, std::size
                     if (results.size() >= ef)
                         bound = results.top().d;
                 }
+            }
+        };
+        if constexpr (Dist::kBatch) {
+            // Compressed codes are small: prefetch the whole list, then score it in one call.
+            for (std::size_t i = 0; i < n; ++i)
+                pf(dist, fresh[i]);
+            float* d = s.dists.data();
+            dist.batch(fresh, n, d);
+            for (std::size_t i = 0; i < n; ++i)
+                offer(fresh[i], d[i]);
+        } else {
+            for (std::size_t i = 0; i < std::min(n, pf.ahead); ++i)
+                pf(dist, fresh[i]);
+            for (std::size_t i = 0; i < n; ++i) {
+                if (i + pf.ahead < n)
+                    pf(dist, fresh[i + pf.ahead]);
+                offer(fresh[i], dist(fresh[i]));
             }
         }
     }
@@ -156,10 +184,10 @@ void select_neighbors(const Graph& g, const Dist& dist, const std::vector<Cand>&
     for (const Cand& c : cands) {
         if (out.size() >= m)
             break;
-        const Dist from_c = dist.rebind(g.code(c.id));
+        const Dist from_c = dist.rebind(c.id);
         bool keep = true;
         for (const Cand& o : out) {
-            if (from_c(g.code(o.id)) < c.d) {
+            if (from_c(o.id) < c.d) {
                 keep = false;
                 break;
             }
@@ -173,13 +201,13 @@ void select_neighbors(const Graph& g, const Dist& dist, const std::vector<Cand>&
 template <class Dist>
 void brute_force(const Graph& g, const Dist& dist, const slot_t* slots, std::size_t n,
                  TopK<float>& top) {
-    const Prefetch pf(g);
+    const Prefetch pf(dist.code_bytes());
     for (std::size_t i = 0; i < std::min(n, pf.ahead); ++i)
-        pf(g, slots[i]);
+        pf(dist, slots[i]);
     for (std::size_t i = 0; i < n; ++i) {
         if (i + pf.ahead < n)
-            pf(g, slots[i + pf.ahead]);
-        const float d = dist(g.code(slots[i]));
+            pf(dist, slots[i + pf.ahead]);
+        const float d = dist(slots[i]);
         if (d <= top.worst())
             top.push(d, g.label(slots[i]));
     }

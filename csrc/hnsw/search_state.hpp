@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "hnsw/graph.hpp"
+#include "quant/query.hpp"
 
 namespace pysim::hnsw {
 
@@ -104,6 +106,11 @@ struct Scratch {
     std::vector<slot_t> ids;         // unvisited neighbours of the node being expanded (>= M0)
     std::vector<float> query;        // prepared (normalised) query
     std::vector<unsigned char> code; // an encoded row
+    std::vector<float> dists;        // distances of one neighbour list (batch scoring)
+    quant::Query quant;              // prepared query of a quantised index
+    // Queries of a quantised build without a float32 copy, one per re-binding depth
+    // (quant_distance.hpp explains why three suffice).
+    std::array<quant::Query, 4> quant_stack;
 
     void reserve(std::size_t ef, std::size_t m0, std::size_t dim) {
         candidates.reserve(ef + 4 * m0);

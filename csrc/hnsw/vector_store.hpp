@@ -2,10 +2,13 @@
 //
 // The graph code never touches vector elements: it asks a *store* to encode a row into a
 // record's code bytes, to prepare a query, and for a distance functor `dist(code) -> float`
-// bound to one prepared query (construction binds it to another node's code, which is how
-// node-to-node distances are computed). A compressed store (f16, int8 codes, ...) is a new
-// class with the same members; the search and build templates take the functor type as a
-// template parameter, so the distance inlines into the hot loop whatever the store.
+// bound to one prepared query and addressed by slot (construction re-binds it to another node,
+// which is how node-to-node distances are computed). Every functor has dist(slot),
+// dist.code(slot) / code_bytes() (for prefetching) and kBatch (whether dist.batch() scores a
+// whole neighbour list in one kernel call); build functors also have rebind(slot). The search
+// and build templates take the functor type as a parameter, so the distance inlines into the
+// hot loop whatever the store. Quantised storage lives in quant/ (QuantStore) and its
+// functors in hnsw/quant_distance.hpp.
 //
 // FloatStore keeps float32 rows. Internally every metric is one of two spaces:
 //   l2: squared Euclidean (sqeuclidean; euclidean and mahalanobis take a sqrt on output;
@@ -17,6 +20,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 
 #include "simd/kernels.hpp"
@@ -25,23 +29,31 @@ namespace pysim::hnsw {
 
 enum class Space : unsigned char { l2 = 0, ip = 1 };
 
-/// Distance from one prepared query to stored float32 codes.
+/// Distance from one prepared query to float32 rows found by slot (`base + slot * stride`):
+/// the codes inside the graph's records (FloatStore), or a quantised index's float32 copy.
 template <Space S> struct FloatDistance {
+    static constexpr bool kBatch = false; // one row at a time (search.hpp)
     const float* query;
     simd::PairFn<float> fn; // l2sq for Space::l2, dot for Space::ip
     std::size_t dim;
+    const unsigned char* base;
+    std::size_t stride;
 
-    float operator()(const unsigned char* code) const noexcept {
-        const float v = fn(query, reinterpret_cast<const float*>(code), dim);
+    const unsigned char* code(std::uint32_t slot) const noexcept {
+        return base + std::size_t(slot) * stride;
+    }
+    std::size_t code_bytes() const noexcept { return dim * sizeof(float); }
+    float operator()(std::uint32_t slot) const noexcept {
+        const float v = fn(query, reinterpret_cast<const float*>(code(slot)), dim);
         if constexpr (S == Space::ip) {
             return 1.0f - v;
         } else {
             return v;
         }
     }
-    /// The same functor re-bound to another query (e.g. a stored node's code).
-    FloatDistance rebind(const unsigned char* code) const noexcept {
-        return {reinterpret_cast<const float*>(code), fn, dim};
+    /// The same functor re-bound to another query: the row of a stored node.
+    FloatDistance rebind(std::uint32_t slot) const noexcept {
+        return {reinterpret_cast<const float*>(code(slot)), fn, dim, base, stride};
     }
 };
 
@@ -83,10 +95,12 @@ class FloatStore {
         return scratch;
     }
 
+    /// Distance functor from `prepared` to rows at base + slot * stride.
     template <Space S>
-    FloatDistance<S> distance(const float* prepared,
-                              const simd::KernelTable& table) const noexcept {
-        return {prepared, S == Space::ip ? table.f32.dot.fn : table.f32.l2sq.fn, dim_};
+    FloatDistance<S> distance(const float* prepared, const simd::KernelTable& table,
+                              const unsigned char* base, std::size_t stride) const noexcept {
+        return {prepared, S == Space::ip ? table.f32.dot.fn : table.f32.l2sq.fn, dim_, base,
+                stride};
     }
 
   private:

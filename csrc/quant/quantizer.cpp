@@ -345,14 +345,14 @@ void Quantizer::prepare(const float* q, const simd::KernelTable& table, Query& o
 }
 
 void Quantizer::prepare_record(const std::uint8_t* record, const simd::KernelTable& table,
-                               Query& out) const {
+                               Query& out, bool search_form) const {
     out.normalised.resize(dim_);
     decode(record, out.normalised.data(), simd::quant_for(table));
-    prepare_normalised(out.normalised.data(), table, out);
+    prepare_normalised(out.normalised.data(), table, out, search_form);
 }
 
 void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& table,
-                                   Query& out) const {
+                                   Query& out, bool search_form) const {
     const simd::QuantKernels& k = simd::quant_for(table);
     const bool ip = space_ == Space::ip;
     out.dim = dim_;
@@ -367,7 +367,7 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
         const auto& kern = ip ? (f16 ? k.f16_dot : k.bf16_dot) : (f16 ? k.f16_l2sq : k.bf16_l2sq);
         out.decoded = {kern.pair.fn,   kern.batch.fn,  qn, nullptr, dim_,
                        ip ? 1.0 : 0.0, ip ? -1.0 : 1.0};
-        if (mode_ == Mode::symmetric) {  // bf16, ip (checked in the constructor)
+        if (mode_ == Mode::symmetric && search_form) {  // bf16, ip (checked in the constructor)
             out.h.resize(dim_);
             k.f32_to_bf16.fn(qn, out.h.data(), dim_);
             out.half = {k.bf16_dot_bf16.pair.fn, k.bf16_dot_bf16.batch.fn, out.h.data(), dim_};
@@ -391,7 +391,7 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
     const auto& kern = ip ? (sq8 ? k.u8_dot : k.u4_dot) : (sq8 ? k.u8_l2sq : k.u4_l2sq);
     out.decoded = {kern.pair.fn, kern.batch.fn,         out.fq.data(),  ip ? nullptr : step_.data(),
                    dim_,         ip ? 1.0 - bias : 0.0, ip ? -1.0 : 1.0};
-    if (mode_ == Mode::asymmetric) return;
+    if (mode_ == Mode::asymmetric || !search_form) return;
 
     // Symmetric form: int8 query on one scale, centred on the middle of the ranges.
     const double c_mid = (levels() - 1) / 2.0;

@@ -133,10 +133,13 @@ class Quantizer {
     /// buffers are too small, so a per-thread Query reused across a batch allocates once.
     void prepare(const float* q, const simd::KernelTable& table, Query& out) const;
     /// Prepares a stored record as a query (its decoded vector), e.g. for node-to-node distances.
-    void prepare_record(const std::uint8_t* record, const simd::KernelTable& table,
-                        Query& out) const;
+    /// `search_form` false: only the decoded and exact forms (the search form is the decoded
+    /// one), which saves the symmetric preparation when only decoded distances are wanted.
+    void prepare_record(const std::uint8_t* record, const simd::KernelTable& table, Query& out,
+                        bool search_form = true) const;
     /// Prepares a query already in stored form (e.g. a kept float32 row).
-    void prepare_normalised(const float* q, const simd::KernelTable& table, Query& out) const;
+    void prepare_normalised(const float* q, const simd::KernelTable& table, Query& out,
+                            bool search_form = true) const;
 
   private:
     unsigned code_at(const std::uint8_t* record, std::size_t j) const noexcept;

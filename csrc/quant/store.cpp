@@ -126,6 +126,29 @@ void QuantStore::resize(std::size_t n) {
 
 void QuantStore::set(std::size_t slot, const float* row) { set_rows(nullptr, slot, row, 1, 1); }
 
+void QuantStore::encode(const float* row, std::uint8_t* record, float* scratch) const noexcept {
+    const simd::QuantKernels& k = simd::quant_for(simd::active());
+    quantizer_.normalise(row, scratch);
+    quantizer_.encode_normalised(scratch, record, k);
+}
+
+void QuantStore::put(std::size_t slot, const float* row, float* scratch) noexcept {
+    const simd::QuantKernels& k = simd::quant_for(simd::active());
+    const std::size_t dim = opt_.dim;
+    quantizer_.normalise(row, scratch);
+    const std::size_t clipped =
+        quantizer_.encode_normalised(scratch, arena_.get() + slot * stride_, k);
+    if (opt_.keep_full) std::copy(scratch, scratch + dim, full_.data() + slot * dim);
+    if (quantizer_.scalar()) {
+        for (std::size_t j = 0; j < dim; ++j) {
+            seen_lo_[j] = std::min(seen_lo_[j], scratch[j]);
+            seen_hi_[j] = std::max(seen_hi_[j], scratch[j]);
+        }
+    }
+    drift_.rows_since_fit += 1;
+    drift_.clipped_since_fit += clipped;
+}
+
 void QuantStore::set_rows(const std::uint32_t* slots, std::size_t first, const float* rows,
                           std::size_t n, std::size_t threads) {
     require(fitted(), "set_rows: the ranges are not fitted yet");

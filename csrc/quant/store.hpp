@@ -97,6 +97,12 @@ class QuantStore {
     void resize(std::size_t n);
     /// Stores one row at slot (< size()). Requires fitted().
     void set(std::size_t slot, const float* row);
+    /// Stores one row at slot (< size()) in the calling thread without allocating (the commit
+    /// step of an index's add). Requires fitted(); `scratch` holds dim floats; the row must
+    /// have passed check_rows().
+    void put(std::size_t slot, const float* row, float* scratch) noexcept;
+    /// The record row would get (record_bytes()) and, through `scratch`, its stored form.
+    void encode(const float* row, std::uint8_t* record, float* scratch) const noexcept;
     /// rows[i] -> slots[i] (slots == nullptr: first + i), in parallel. Requires fitted(); the
     /// slots must exist. Rows must have passed check_rows().
     void set_rows(const std::uint32_t* slots, std::size_t first, const float* rows, std::size_t n,
@@ -127,6 +133,9 @@ class QuantStore {
     void decode(std::size_t slot, float* out) const noexcept;
 
     DriftStats drift() const noexcept { return drift_; }
+    /// Overwrites the drift counters (an index that fitted the ranges on the batch it then
+    /// stored row by row: those rows are the fit's, not rows since it).
+    void set_drift(const DriftStats& d) noexcept { drift_ = d; }
     std::size_t memory_bytes() const noexcept;
 
     StoreState export_state() const;
