@@ -30,7 +30,8 @@ Why it is built this way:
     :func:`report_section` adds that table and a one-panel-per-dataset plot to
     ``results/quantized.md`` (``report.py`` calls it for this part).
   * Memory per vector is what each library says it holds, never a guess: pysim
-    ``memory_bytes() / len`` (and the vector-store share when the index exposes it), faiss the
+    ``memory_bytes() / len`` (its vector share from the storage layout: code + float32 copy
+    when ``refine > 0``, as pysim exposes no separate count), faiss the
     serialised index, hnswlib ``index_file_size()`` (its saved level-0 block + links +
     vectors), ScaNN its serialised artefacts, pynndescent its pickle. The ``memory_source``
     column says which.
@@ -104,7 +105,7 @@ def _normalised(X: np.ndarray) -> np.ndarray:
 class PysimQ(Pysim):
     """pysim.HNSWIndex with one storage option (bench_hnsw's adapter otherwise)."""
 
-    memory_source = "memory_bytes()"
+    memory_source = "memory_bytes(); vectors: code layout"
 
     def __init__(self, name: str, quantization: str | None, refine: int | None = None):
         self.name, self.quantization, self.refine = name, quantization, refine
@@ -138,15 +139,20 @@ class PysimQ(Pysim):
         return index
 
     def memory(self, index) -> tuple[float, float | None]:
-        """(whole index, vector store or None) in bytes per vector."""
+        """(whole index, vectors) in bytes per vector.
+
+        pysim reports only the whole index (``memory_bytes()``); the vector part is the size
+        of what its storage options keep per vector: the code (4, 2, 2, 1 or 1/2 bytes per
+        dimension) plus, when quantised with ``refine > 0``, the float32 copy (4 bytes per
+        dimension). Record padding and links are in the whole-index figure only.
+        """
         n = max(len(index), 1)
-        vectors = None
-        for attr in ("vector_bytes", "vectors_memory_bytes", "storage_bytes"):
-            fn = getattr(index, attr, None)
-            if callable(fn):
-                vectors = fn() / n
-                break
-        return index.memory_bytes() / n, vectors
+        quantization = getattr(index, "quantization", None)
+        per_dim = {None: 4.0, "f16": 2.0, "bf16": 2.0, "sq8": 1.0, "sq4": 0.5}[quantization]
+        vectors = math.ceil(per_dim * index.dim)
+        if quantization is not None and getattr(index, "refine", 0) > 0:
+            vectors += 4 * index.dim
+        return index.memory_bytes() / n, float(vectors)
 
 
 class HnswlibBase(Hnswlib):
@@ -300,7 +306,7 @@ ADAPTERS = {
         PysimQ("pysim-bf16", "bf16"),
         PysimQ("pysim-sq8", "sq8"),
         PysimQ("pysim-sq4", "sq4"),
-        PysimQ("pysim-sq8-refine0", "sq8", 0),
+        PysimQ("pysim-sq8-refine0", "sq8", refine=0),
         FaissSQ("faiss-hnsw-sq8", 8),
         FaissSQ("faiss-hnsw-sq4", 4),
         Pynndescent(),
@@ -517,31 +523,69 @@ def summary_markdown(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def same_ef_markdown(
-    records: list[dict[str, Any]], variant: str = "pysim-sq8-refine0", reference: str = "pysim-f32"
-) -> str:
-    """Issue 5's sq8/refine=0 check: recall at the same ef against the float32 index."""
-    out = []
+def pysim_checks_markdown(records: list[dict[str, Any]], reference: str = "pysim-f32") -> str:
+    """Issue 5's checks of each pysim storage option against pysim's float32 index.
+
+    Per dataset and variant: the largest recall@10 loss at the same ef (target for sq8 with
+    ``refine=0``: within 1 point), build CPU time relative to float32 (target: no worse) and
+    vector memory relative to float32 (target for sq8 with ``refine=0``: at most 0.3x).
+    """
+    rows = []
+    summary = {(r["dataset"], r["contender"]): r for r in summary_rows(records)}
     for ds in dict.fromkeys(r["dataset"] for r in records):
-        a = {
-            r.get("ef"): r["recall"]
+        ref = {
+            r["ef"]: r["recall"]
             for r in records
-            if r["dataset"] == ds and r["contender"] == variant and r.get("ef")
+            if (r["dataset"], r["contender"]) == (ds, reference) and r.get("ef")
         }
-        b = {
-            r.get("ef"): r["recall"]
-            for r in records
-            if r["dataset"] == ds and r["contender"] == reference and r.get("ef")
-        }
-        common = sorted(set(a) & set(b))
-        if common:
-            worst = max(common, key=lambda e: b[e] - a[e])
-            out.append(
-                f"{ds}: largest recall loss of {variant} against {reference} at the same "
-                f"ef: {100 * (b[worst] - a[worst]):.2f} points (ef={worst}: "
-                f"{a[worst]:.4f} vs {b[worst]:.4f})"
+        ref_row = summary.get((ds, reference))
+        if not ref or ref_row is None:
+            continue
+        for c in [c for c in CONTENDERS if c.startswith("pysim") and c != reference]:
+            mine = {
+                r["ef"]: r["recall"]
+                for r in records
+                if (r["dataset"], r["contender"]) == (ds, c) and r.get("ef")
+            }
+            common = [e for e in sorted(mine) if e in ref]
+            row = summary.get((ds, c))
+            if not common or row is None:
+                continue
+            worst = max(common, key=lambda e: ref[e] - mine[e])
+            build = (
+                row["build_cpu_s"] / ref_row["build_cpu_s"]
+                if row["build_cpu_s"] and ref_row["build_cpu_s"]
+                else None
             )
-    return "\n".join(f"- {line}" for line in out)
+            vec = row["vector_bytes_per_vector"]
+            rows.append(
+                f"| {ds} | {c} | {100 * (ref[worst] - mine[worst]):.2f} (ef={worst}: "
+                f"{mine[worst]:.4f} vs {ref[worst]:.4f}) | {_num(build, '.2f')} "
+                f"| {_num(vec and vec / row['float32_bytes_per_vector'], '.2f')} |"
+            )
+    if not rows:
+        return ""
+    head = (
+        f"| dataset | variant | largest recall@10 loss vs {reference} at the same ef "
+        f"(points) | build CPU s × {reference} | vector bytes × float32 |"
+    )
+    return "\n".join([head, "|---|---|---|---|---|", *rows])
+
+
+#: One colour per contender (more contenders than matplotlib's default cycle has colours).
+COLORS = {
+    "hnswlib": "black",
+    "pysim-f32": "tab:blue",
+    "pysim-f16": "tab:orange",
+    "pysim-bf16": "tab:green",
+    "pysim-sq8": "tab:red",
+    "pysim-sq4": "tab:purple",
+    "pysim-sq8-refine0": "tab:brown",
+    "faiss-hnsw-sq8": "tab:pink",
+    "faiss-hnsw-sq4": "tab:gray",
+    "pynndescent": "tab:olive",
+    "scann": "tab:cyan",
+}
 
 
 def plot(records: list[dict[str, Any]], path: Path) -> Path | None:
@@ -570,12 +614,13 @@ def plot(records: list[dict[str, Any]], path: Path) -> Path | None:
                 continue
             front = pareto(pts)
             style = (
-                {"color": "black", "ls": "--", "lw": 2}
+                {"ls": "--", "lw": 2}
                 if c == "hnswlib"
                 else {"lw": 2.2}
                 if c.startswith("pysim")
                 else {"lw": 1.2, "ls": ":"}
             )
+            style["color"] = COLORS.get(c)
             best = max(r for r, _ in pts)
             label = c if best >= X_MIN else f"{c} (max recall {best:.2f}, off the panel)"
             ax.plot(*zip(*front, strict=True), marker="o", ms=3, label=label, **style)
@@ -609,9 +654,9 @@ def report_section(records: list[dict[str, Any]], out: Path) -> tuple[str, list[
         f"{next((r.get('build_threads') for r in sweep if r.get('build_threads')), '?')} "
         "threads, memory per vector:\n\n" + table
     )
-    check = same_ef_markdown(sweep)
-    if check:
-        md += "\n\n" + check
+    checks = pysim_checks_markdown(sweep)
+    if checks:
+        md += "\n\npysim's storage options against its float32 index (same run):\n\n" + checks
     png = plot(sweep, out / "quantized-recall-qps.png")
     return md, [png] if png else []
 
