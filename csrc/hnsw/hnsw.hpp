@@ -59,12 +59,14 @@ struct Options {
     std::size_t max_elements = 0; // initial capacity hint
     std::uint64_t seed = 0;
     // Quantised storage: records of `kind`, and a float32 copy for re-ranking when refine > 0
-    // (the number of best candidates re-scored exactly; 0 keeps no copy and re-scores the beam
-    // with the decoded vectors instead).
+    // (the number of best candidates re-scored exactly, at least k; kAutoRefine: 2k; 0 keeps no
+    // copy and re-scores the beam with the decoded vectors instead).
     bool quantized = false;
     quant::Kind kind = quant::Kind::sq8;
     std::size_t refine = 0;
 };
+
+inline constexpr std::size_t kAutoRefine = ~std::size_t{0};
 
 /// How a quantised index configures its QuantStore (mode, float32 copy) for these options.
 quant::StoreOptions quant_options(const Options& opt);
@@ -203,6 +205,7 @@ class HnswIndex {
     void store_row(slot_t s, const float* row, float* scratch) noexcept;
     /// Whether row would be stored exactly as slot already holds it.
     bool same_row(slot_t s, const float* row, float* scratch, std::uint8_t* record) const noexcept;
+    std::size_t rerank_pool(std::size_t k) const noexcept;
     void finish_distances(float* d, std::size_t n) const noexcept;
     std::vector<slot_t> live_slots() const;
     int draw_level(std::uint64_t& state) const noexcept;

@@ -19,6 +19,15 @@
 namespace pysim::quant {
 namespace {
 
+// Round to nearest, ties to even - std::nearbyint for |v| < 2^51 - without the libm call that
+// the baseline x86-64 target (no SSE4.1 roundsd) makes of nearbyint: adding and subtracting
+// 1.5 * 2^52 leaves the integer part in the significand. Every caller clamps v to [-127, 255].
+inline double round_small(double v) noexcept {
+    constexpr double kMagic = 6755399441055744.0; // 1.5 * 2^52
+    return (v + kMagic) - kMagic; // IEEE arithmetic (no -ffast-math): not folded away
+}
+
+
 double inverse_norm(const float* x, std::size_t dim) noexcept {
     double s = 0.0;
     for (std::size_t i = 0; i < dim; ++i) s += double(x[i]) * double(x[i]);
@@ -298,7 +307,7 @@ std::size_t Quantizer::encode_normalised(const float* x, std::uint8_t* record,
         if (step_[j] > 0.0f) {
             v = (double(x[j]) - double(lo_[j])) / double(step_[j]);
             if (v < -0.5 || v > top + 0.5) ++clipped;
-            v = std::nearbyint(std::min(top, std::max(0.0, v)));
+            v = round_small(std::min(top, std::max(0.0, v)));
         } else if (x[j] != lo_[j]) {
             ++clipped;
         }
@@ -411,9 +420,10 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
         wmax = std::max(wmax, std::fabs(w[j]));
     }
     const double sigma = wmax > 0.0 ? wmax / 127.0 : 1.0;
+    const double inv_sigma = 1.0 / sigma;
     long long tsum = 0;
     for (std::size_t j = 0; j < dim_; ++j) {
-        const double r = std::nearbyint(std::min(127.0, std::max(-127.0, w[j] / sigma)));
+        const double r = round_small(std::min(127.0, std::max(-127.0, w[j] * inv_sigma)));
         out.t[j] = static_cast<std::int8_t>(r);
         tsum += static_cast<long long>(r);
     }
