@@ -210,8 +210,10 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
     } catch (...) {
         error = std::current_exception();
     }
-    if (!error)
+    if (!error) {
+        maybe_reorder();
         return;
+    }
     // Interrupted or failed: rows whose insertion never started leave again, so each row is
     // either fully in or absent. (Re-linked rows keep their new vector and old links.)
     {

@@ -196,6 +196,12 @@ class HnswIndex {
     void search_impl(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
                      std::size_t threads, const std::vector<std::uint64_t>* bits,
                      const std::vector<slot_t>* brute_slots, float* dist, index_t* ids) const;
+    // persist.cpp / reorder.cpp (callers hold the lock)
+    State export_locked() const;
+    /// Renumbers the slots in breadth-first order of the level-0 graph from the entry point,
+    /// when the index has at least doubled since the last renumbering (reorder.cpp).
+    void maybe_reorder();
+
     // quantized.cpp
     template <Space S>
     void search_quant(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
@@ -218,6 +224,7 @@ class HnswIndex {
     std::vector<slot_t> free_; // slots of removed / rolled-back points, reused LIFO
     std::size_t live_ = 0;
     std::size_t tombstones_ = 0; // deleted slots still in the graph
+    std::size_t slots_at_reorder_ = 0; // graph size when the slots were last renumbered
     index_t next_id_ = 0;
     std::uint64_t rng_;
     double level_mult_;
