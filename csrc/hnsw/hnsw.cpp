@@ -206,7 +206,7 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
     std::exception_ptr error;
     try {
         SharedLock lock(*this);
-        link_jobs(jobs, threads, progress, started);
+        link_jobs(rows, jobs, threads, progress, started);
     } catch (...) {
         error = std::current_exception();
     }

@@ -181,7 +181,8 @@ class HnswIndex {
     };
 
     // build.cpp
-    void link_jobs(const std::vector<Job>& jobs, std::size_t threads, const Progress& progress,
+    void link_jobs(const float* rows, const std::vector<Job>& jobs, std::size_t threads,
+                   const Progress& progress,
                    std::vector<std::uint8_t>& started);
     template <class Dist> void insert(const Dist& proto, slot_t s, Scratch& sc);
     template <class Dist> void relink(const Dist& proto, slot_t s, Scratch& sc);
