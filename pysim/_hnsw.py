@@ -48,11 +48,13 @@ _DEFAULT_EF = 64
 _FORMAT = 2  # 2: quantised storage; format-1 files (float32 only) still load
 _QUANTIZATIONS = ("f16", "bf16", "sq8", "sq4")
 #: Default ``refine`` per quantisation, chosen by measurement (benchmarks/bench_quantized.py):
-#: f16 / bf16 rank like float32 on their own (recall within 0.2 points on MNIST, MiniLM and
-#: clustered data), so they keep no copy; sq8 / sq4 traverse with int8 estimates that blur the
-#: order within the beam (re-ranking only k of it capped recall at 0.92 on clustered data, 20
-#: or more reached 0.999), so they keep the float32 copy and re-rank 32.
-_DEFAULT_REFINE = {"f16": 0, "bf16": 0, "sq8": 32, "sq4": 32}
+#: f16 / bf16 rank like float32 on their own (recall within 0.2 points of it on MNIST, MiniLM
+#: and clustered data), so they keep no copy; sq8 / sq4 traverse with int8 estimates that blur
+#: the order within the beam (on (100k x 128) clustered data, re-ranking only k = 10 capped
+#: recall@10 at 0.92, re-ranking 20 or 40 reached 0.999), so they keep the float32 copy and
+#: re-rank 2k ("auto", -1 in the core).
+_AUTO = -1
+_DEFAULT_REFINE = {"f16": 0, "bf16": 0, "sq8": _AUTO, "sq4": _AUTO}
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -79,7 +81,7 @@ def _check_quantization(quantization: Any, refine: Any) -> tuple[str | None, int
         return None, 0
     if refine is None:
         return quantization, _DEFAULT_REFINE[quantization]
-    return quantization, _check_int("refine", refine, 0, 1 << 20)
+    return quantization, _check_int("refine", refine, 0, 1 << 30)
 
 
 def _as_ids(ids: Any, name: str, *, lookup: bool = False) -> np.ndarray:
@@ -179,10 +181,10 @@ class HNSWIndex(PersistMixin):
         :meth:`refit` to learn new ranges).
     refine : int, optional
         Candidates re-ranked with the float32 vectors after the walk (at least ``k``, at most
-        the beam). ``0`` keeps no float32 copy - the memory saving - and re-ranks the whole
-        beam with the decoded records instead. Default: 0 for f16 / bf16, 32 for sq8 / sq4
-        (chosen by measurement; see the README's quantisation table). Only with
-        ``quantization``.
+        the beam ``max(k, ef)``). ``0`` keeps no float32 copy - the memory saving - and
+        re-ranks the whole beam with the decoded records instead. Default (None): 0 for f16 /
+        bf16, ``2 * k`` for sq8 / sq4 (chosen by measurement; see the README's quantisation
+        table). Only with ``quantization``.
 
     Notes
     -----
@@ -303,9 +305,10 @@ class HNSWIndex(PersistMixin):
         return self._index.quantization
 
     @property
-    def refine(self) -> int:
-        """Candidates re-ranked with float32 vectors (0: no float32 copy is kept)."""
-        return self._index.refine
+    def refine(self) -> int | None:
+        """Candidates re-ranked with float32 vectors (0: no float32 copy; None: ``2 * k``)."""
+        refine = self._index.refine
+        return None if refine == _AUTO else refine
 
     @property
     def drift(self) -> dict[str, int]:
@@ -671,7 +674,8 @@ class HNSWIndex(PersistMixin):
         quantization = meta.get("quantization")
         if quantization is not None and quantization not in _QUANTIZATIONS:
             raise ValueError(f"unknown quantization {quantization!r} in the HNSW state")
-        refine = _check_int("refine", meta.get("refine", 0), 0, 1 << 20)
+        refine = meta.get("refine", 0)
+        refine = _AUTO if refine is None else _check_int("refine", refine, 0, 1 << 30)
         quant = None
         if quantization is not None:
             quant = {"n": n, "drift": tuple(int(v) for v in arr("q_drift", "<u8", (3,)))}

@@ -327,3 +327,40 @@ def test_fuzzed_index_state(tmp_path, request, target):
 def test_random_bytes_unpickle(blob):
     with pytest.raises(ValueError, match="corrupt pysim pickle"):
         toy_unpickle(blob)
+
+
+# --------------------------------------------------------------------------------------------
+# The same deterministic sweep over a real quantised HNSW file (the q_* arrays: ranges, codes,
+# observed ranges, drift counters, float32 copy) through HNSWIndex.load and unpickling.
+
+
+def _quantized_hnsw_blob(quantization: str, refine: int | None) -> bytes:
+    import pysim
+
+    rng = np.random.default_rng(11)
+    index = pysim.HNSWIndex(5, "sqeuclidean", M=3, ef_construction=12, seed=2,
+                            quantization=quantization, refine=refine)
+    index.add(rng.standard_normal((24, 5)).astype(np.float32), threads=1)
+    index.add(3 * rng.standard_normal((6, 5)).astype(np.float32), threads=1)  # some clipped
+    index.remove([2, 7])
+    return index.__reduce__()[1][1]
+
+
+@pytest.mark.parametrize("quantization, refine", [("sq8", None), ("sq4", 0), ("f16", 0)])
+def test_quantized_hnsw_truncation_and_flip_sweep(tmp_path, request, quantization, refine):
+    import pysim
+    from pysim._index_base import _rebuild
+
+    blob = _quantized_hnsw_blob(quantization, refine)
+    path = str(tmp_path / "q.idx")
+    cases = 0
+    with AllocationMeter() as meter:
+        for what, data in exhaustive_corruptions(blob):
+            check_file_rejected(pysim.HNSWIndex.load, data, path, meter, what)
+            check_blob_rejected(lambda b: _rebuild(pysim.HNSWIndex, b), data, meter, what)
+            cases += 2
+    report(
+        request.config,
+        f"fuzz persist (quantised HNSW {quantization}, sweep): {cases} damaged inputs, all "
+        f"ValueError; {meter.summary()}",
+    )

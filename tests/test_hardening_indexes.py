@@ -76,11 +76,35 @@ def _hnsw():
     return index
 
 
-MAKERS = {"brute": _brute, "kdtree": _kdtree, "hnsw": _hnsw}
+def _hnsw_quantized(quantization, metric, refine):
+    """A quantised HNSW index whose state has every q_* array: sq ranges, observed ranges,
+    codes, drift counters (some rows clipped) and - with refine > 0 - the float32 copy."""
+
+    def make():
+        rng = np.random.default_rng(4)
+        index = pysim.HNSWIndex(6, metric, M=3, ef_construction=16, seed=7,
+                                quantization=quantization, refine=refine)
+        index.add(rng.standard_normal((60, 6)).astype(np.float32), threads=1)
+        index.add(2 * rng.standard_normal((20, 6)).astype(np.float32), threads=1)  # drifted
+        index.remove([3, 10, 11, 40])
+        return index
+
+    return make
+
+
+MAKERS = {
+    "brute": _brute,
+    "kdtree": _kdtree,
+    "hnsw": _hnsw,
+    "hnsw_sq8": _hnsw_quantized("sq8", "sqeuclidean", None),
+    "hnsw_sq4_norefine": _hnsw_quantized("sq4", "cosine", 0),
+}
 CLASSES = {
     "brute": pysim.BruteForceIndex,
     "kdtree": pysim.KDTreeIndex,
     "hnsw": pysim.HNSWIndex,
+    "hnsw_sq8": pysim.HNSWIndex,
+    "hnsw_sq4_norefine": pysim.HNSWIndex,
 }
 _Q = np.random.default_rng(9).standard_normal((4, 6)).astype(np.float32)
 

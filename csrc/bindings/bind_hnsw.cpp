@@ -38,7 +38,7 @@ const index_t* id_vector(const CArray<index_t>& ids, std::size_t n, const char* 
 
 hnsw::Options options(int dim, Metric metric, int M, int ef_construction,
                       std::size_t max_elements, std::uint64_t seed,
-                      const std::string& quantization, std::size_t refine) {
+                      const std::string& quantization, std::int64_t refine) {
     require(dim >= 1, "dim must be >= 1");
     require(M >= 2 && M <= 32767, "M must be in [2, 32767]");
     require(ef_construction >= 1, "ef_construction must be >= 1");
@@ -53,7 +53,8 @@ hnsw::Options options(int dim, Metric metric, int M, int ef_construction,
         require(quant::parse_kind(quantization, opt.kind),
                 "quantization must be None, 'f16', 'bf16', 'sq8' or 'sq4'");
         opt.quantized = true;
-        opt.refine = refine;
+        require(refine >= -1, "refine must be >= 0");
+        opt.refine = refine < 0 ? hnsw::kAutoRefine : static_cast<std::size_t>(refine);
     } else {
         require(refine == 0, "refine needs a quantization");
     }
@@ -154,7 +155,7 @@ template <class T> std::vector<T> copy_flat(const py::array_t<T, py::array::c_st
 
 std::unique_ptr<HnswIndex>
 from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t seed,
-           const std::string& quantization, std::size_t refine, std::size_t n,
+           const std::string& quantization, std::int64_t refine, std::size_t n,
            std::int64_t entry, int max_level, index_t next_id, std::uint64_t rng,
            const CArray<float>& codes, const CArray<std::uint8_t>& levels,
            const CArray<std::uint8_t>& status, const CArray<index_t>& labels,
@@ -192,7 +193,7 @@ void bind_hnsw(py::module_& m) {
     py::class_<HnswIndex>(m, "HnswIndex")
         .def(py::init([](int dim, Metric metric, int M, int ef_construction,
                          std::size_t max_elements, std::uint64_t seed,
-                         const std::string& quantization, std::size_t refine) {
+                         const std::string& quantization, std::int64_t refine) {
                  return std::make_unique<HnswIndex>(options(dim, metric, M, ef_construction,
                                                             max_elements, seed, quantization,
                                                             refine));
@@ -251,7 +252,12 @@ void bind_hnsw(py::module_& m) {
                                        return py::none();
                                    return py::str(quant::kind_name(ix.kind()));
                                })
-        .def_property_readonly("refine", &HnswIndex::refine)
+        .def_property_readonly("refine",
+                               [](const HnswIndex& ix) -> std::int64_t {
+                                   return ix.refine() == hnsw::kAutoRefine
+                                              ? -1
+                                              : static_cast<std::int64_t>(ix.refine());
+                               })
         .def(
             "refit",
             [](HnswIndex& ix, int threads) {

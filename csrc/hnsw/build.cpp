@@ -76,7 +76,7 @@ class HnswIndex::InflightGuard {
     std::size_t index_ = kInflight;
 };
 
-void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
+void HnswIndex::link_jobs(const float* rows, const std::vector<Job>& jobs, std::size_t threads,
                           const Progress& progress, std::vector<std::uint8_t>& started) {
     const simd::KernelTable& table = simd::active(); // once per add
     const std::size_t n = jobs.size();
@@ -118,16 +118,42 @@ void HnswIndex::link_jobs(const std::vector<Job>& jobs, std::size_t threads,
         parallel_for(n, threads, threads > 1 ? 8 : 32, work);
     };
     const bool ip = store_.space() == Space::ip;
-    if (qstore_ && !qstore_->keeps_full()) {
+    // A quantised index without a float32 copy links a large batch (>= 1/8 of the slots, so
+    // any build) over a transient float32 view - the batch's own rows, decoded records for the
+    // other slots - which builds as fast as a float32 index and, for a build, the same graph;
+    // a small batch uses decoded-vector distances and needs no transient memory.
+    std::vector<float> view;
+    if (qstore_ && !qstore_->keeps_full() && 8 * n >= graph_.size()) {
+        const std::size_t dim = opt_.dim, slots = graph_.size();
+        view.resize(slots * dim);
+        std::vector<std::uint8_t> in_batch(slots, 0);
+        for (const Job& j : jobs)
+            in_batch[j.slot] = 1;
+        parallel_for(slots, threads, 512, [&](std::size_t b, std::size_t e) {
+            for (std::size_t s = b; s < e; ++s) {
+                if (!in_batch[s])
+                    qstore_->decode(s, &view[s * dim]);
+            }
+        });
+        parallel_for(n, threads, 512, [&](std::size_t b, std::size_t e) {
+            for (std::size_t i = b; i < e; ++i) {
+                store_.encode(rows + i * dim,
+                              reinterpret_cast<unsigned char*>(&view[jobs[i].slot * dim]));
+            }
+        });
+    }
+    if (qstore_ && !qstore_->keeps_full() && view.empty()) {
         // Distances between decoded vectors (quant_distance.hpp).
         run([&](Scratch& sc) {
             return DecodedDistance{qstore_.get(), &table, sc.quant_stack.data(), 0};
         });
     } else {
-        // float32 rows: the graph's own codes, or a quantised index's float32 copy (so the
-        // graph is the one a float32 index would build).
+        // float32 rows: the graph's own codes, a quantised index's float32 copy (so the graph
+        // is the one a float32 index would build), or the transient view above.
         const unsigned char* base =
-            qstore_ ? reinterpret_cast<const unsigned char*>(qstore_->full_row(0)) : graph_.code(0);
+            !qstore_               ? graph_.code(0)
+            : qstore_->keeps_full() ? reinterpret_cast<const unsigned char*>(qstore_->full_row(0))
+                                    : reinterpret_cast<const unsigned char*>(view.data());
         const std::size_t stride = qstore_ ? opt_.dim * sizeof(float) : graph_.stride();
         if (ip) {
             run([&](Scratch&) { return store_.distance<Space::ip>(nullptr, table, base, stride); });

@@ -206,12 +206,14 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
     std::exception_ptr error;
     try {
         SharedLock lock(*this);
-        link_jobs(jobs, threads, progress, started);
+        link_jobs(rows, jobs, threads, progress, started);
     } catch (...) {
         error = std::current_exception();
     }
-    if (!error)
+    if (!error) {
+        maybe_reorder();
         return;
+    }
     // Interrupted or failed: rows whose insertion never started leave again, so each row is
     // either fully in or absent. (Re-linked rows keep their new vector and old links.)
     {

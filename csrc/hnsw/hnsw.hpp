@@ -59,12 +59,14 @@ struct Options {
     std::size_t max_elements = 0; // initial capacity hint
     std::uint64_t seed = 0;
     // Quantised storage: records of `kind`, and a float32 copy for re-ranking when refine > 0
-    // (the number of best candidates re-scored exactly; 0 keeps no copy and re-scores the beam
-    // with the decoded vectors instead).
+    // (the number of best candidates re-scored exactly, at least k; kAutoRefine: 2k; 0 keeps no
+    // copy and re-scores the beam with the decoded vectors instead).
     bool quantized = false;
     quant::Kind kind = quant::Kind::sq8;
     std::size_t refine = 0;
 };
+
+inline constexpr std::size_t kAutoRefine = ~std::size_t{0};
 
 /// How a quantised index configures its QuantStore (mode, float32 copy) for these options.
 quant::StoreOptions quant_options(const Options& opt);
@@ -179,7 +181,8 @@ class HnswIndex {
     };
 
     // build.cpp
-    void link_jobs(const std::vector<Job>& jobs, std::size_t threads, const Progress& progress,
+    void link_jobs(const float* rows, const std::vector<Job>& jobs, std::size_t threads,
+                   const Progress& progress,
                    std::vector<std::uint8_t>& started);
     template <class Dist> void insert(const Dist& proto, slot_t s, Scratch& sc);
     template <class Dist> void relink(const Dist& proto, slot_t s, Scratch& sc);
@@ -194,6 +197,12 @@ class HnswIndex {
     void search_impl(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
                      std::size_t threads, const std::vector<std::uint64_t>* bits,
                      const std::vector<slot_t>* brute_slots, float* dist, index_t* ids) const;
+    // persist.cpp / reorder.cpp (callers hold the lock)
+    State export_locked() const;
+    /// Renumbers the slots in breadth-first order of the level-0 graph from the entry point,
+    /// when the index has at least doubled since the last renumbering (reorder.cpp).
+    void maybe_reorder();
+
     // quantized.cpp
     template <Space S>
     void search_quant(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
@@ -203,6 +212,7 @@ class HnswIndex {
     void store_row(slot_t s, const float* row, float* scratch) noexcept;
     /// Whether row would be stored exactly as slot already holds it.
     bool same_row(slot_t s, const float* row, float* scratch, std::uint8_t* record) const noexcept;
+    std::size_t rerank_pool(std::size_t k) const noexcept;
     void finish_distances(float* d, std::size_t n) const noexcept;
     std::vector<slot_t> live_slots() const;
     int draw_level(std::uint64_t& state) const noexcept;
@@ -215,6 +225,7 @@ class HnswIndex {
     std::vector<slot_t> free_; // slots of removed / rolled-back points, reused LIFO
     std::size_t live_ = 0;
     std::size_t tombstones_ = 0; // deleted slots still in the graph
+    std::size_t slots_at_reorder_ = 0; // graph size when the slots were last renumbered
     index_t next_id_ = 0;
     std::uint64_t rng_;
     double level_mult_;

@@ -28,6 +28,10 @@ void check(bool ok, const std::string& what) {
 
 State HnswIndex::export_state() const {
     SharedLock lock(*this);
+    return export_locked();
+}
+
+State HnswIndex::export_locked() const {
     State st;
     const std::size_t n = graph_.size();
     const std::size_t dim = opt_.dim, m0 = graph_.M0(), M = opt_.M;

@@ -61,6 +61,10 @@ void HnswIndex::refit(std::size_t threads) {
     qstore_->refit(nullptr, 0, threads);
 }
 
+std::size_t HnswIndex::rerank_pool(std::size_t k) const noexcept {
+    return opt_.refine == kAutoRefine ? 2 * k : std::max(opt_.refine, k);
+}
+
 quant::DriftStats HnswIndex::drift() const {
     SharedLock lock(*this);
     return qstore_ && qstore_->quantizer().scalar() ? qstore_->drift() : quant::DriftStats{};
@@ -113,15 +117,23 @@ void HnswIndex::search_quant(const float* queries, std::size_t m, std::size_t k,
                     }
                 });
                 sorted_results(sc, beam);
-                if (full) {
-                    const std::size_t r = std::min(beam.size(), std::max(opt_.refine, k));
+                const auto rerank = [&](const auto& d, std::size_t r) {
+                    // Rows of the float32 copy are random reads: prefetch a few ahead.
+                    const Prefetch pf(d.code_bytes());
+                    for (std::size_t i = 0; i < std::min(r, pf.ahead); ++i)
+                        pf(d, beam[i].id);
                     for (std::size_t i = 0; i < r; ++i) {
-                        const slot_t v = beam[i].id;
-                        top.push(qq.exact_distance(st.full_row(v)), graph_.label(v));
+                        if (i + pf.ahead < r)
+                            pf(d, beam[i + pf.ahead].id);
+                        top.push(d(beam[i].id), graph_.label(beam[i].id));
                     }
+                };
+                if (full) {
+                    rerank(exact_distance<S>(qq, st), std::min(beam.size(), rerank_pool(k)));
+                } else if (qq.decoded_affine) {
+                    rerank(code_distance(qq.decoded, st), beam.size());
                 } else {
-                    for (const Cand& c : beam)
-                        top.push(qq.decoded_distance(st.record(c.id)), graph_.label(c.id));
+                    rerank(code_distance(qq.plain_decoded(), st), beam.size());
                 }
             }
             top.extract_sorted(out_d, out_i, k);

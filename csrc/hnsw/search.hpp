@@ -122,8 +122,13 @@ void search_layer(const Graph& g, const Dist& dist, const Cand* seeds, std::size
         if (c.d > bound)
             break;
         frontier.pop();
-        if (!frontier.empty())
-            prefetch(g.header(frontier.top().id));
+        if (!frontier.empty()) {
+            // The next node to expand: its whole level-0 list (count + 2M ids, 2-3 lines).
+            const unsigned char* h =
+                reinterpret_cast<const unsigned char*>(g.header(frontier.top().id));
+            for (std::size_t b = 0; b < 4 * (g.M0() + 1); b += 64)
+                prefetch(h + b);
+        }
 
         const std::uint32_t* lst = g.list(c.id, level);
         const std::size_t cnt = g.count(lst, level);

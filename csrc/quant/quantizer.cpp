@@ -19,6 +19,26 @@
 namespace pysim::quant {
 namespace {
 
+// Round to nearest, ties to even - std::nearbyint for |v| < 2^51 - without the libm call that
+// the baseline x86-64 target (no SSE4.1 roundsd) makes of nearbyint: adding and subtracting
+// 1.5 * 2^52 leaves the integer part in the significand. Every caller clamps v to [-127, 255].
+// sum_j a_j * b_j in double with four partial sums (see prepare_normalised).
+template <class T> double sum_products(const float* a, const T* b, std::size_t n) noexcept {
+    double acc[4] = {0.0, 0.0, 0.0, 0.0};
+    std::size_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        for (std::size_t u = 0; u < 4; ++u) acc[u] += double(a[j + u]) * double(b[j + u]);
+    }
+    for (; j < n; ++j) acc[0] += double(a[j]) * double(b[j]);
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+inline double round_small(double v) noexcept {
+    constexpr double kMagic = 6755399441055744.0; // 1.5 * 2^52
+    return (v + kMagic) - kMagic; // IEEE arithmetic (no -ffast-math): not folded away
+}
+
+
 double inverse_norm(const float* x, std::size_t dim) noexcept {
     double s = 0.0;
     for (std::size_t i = 0; i < dim; ++i) s += double(x[i]) * double(x[i]);
@@ -298,7 +318,7 @@ std::size_t Quantizer::encode_normalised(const float* x, std::uint8_t* record,
         if (step_[j] > 0.0f) {
             v = (double(x[j]) - double(lo_[j])) / double(step_[j]);
             if (v < -0.5 || v > top + 0.5) ++clipped;
-            v = std::nearbyint(std::min(top, std::max(0.0, v)));
+            v = round_small(std::min(top, std::max(0.0, v)));
         } else if (x[j] != lo_[j]) {
             ++clipped;
         }
@@ -378,44 +398,72 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
 
     // Asymmetric (decoded) form: l2 reads a = q - lo with the steps, ip reads w = q * step.
     const bool sq8 = kind_ == Kind::sq8;
+    // float32 arithmetic on float32 operands is correctly rounded, i.e. equal to the double
+    // result rounded to float, and these element-wise loops vectorise. (This preparation runs
+    // once per query; at d = 784 its scalar double form cost as much as the graph walk.)
     out.fq.resize(dim_);
+    float* fq = out.fq.data();
     double bias = 0.0;
-    for (std::size_t j = 0; j < dim_; ++j) {
-        if (ip) {
-            out.fq[j] = static_cast<float>(double(qn[j]) * double(step_[j]));
-            bias += double(qn[j]) * double(lo_[j]);
-        } else {
-            out.fq[j] = static_cast<float>(double(qn[j]) - double(lo_[j]));
-        }
+    if (ip) {
+        for (std::size_t j = 0; j < dim_; ++j) fq[j] = qn[j] * step_[j];
+        bias = sum_products(qn, lo_.data(), dim_);
+    } else {
+        for (std::size_t j = 0; j < dim_; ++j) fq[j] = qn[j] - lo_[j];
     }
     const auto& kern = ip ? (sq8 ? k.u8_dot : k.u4_dot) : (sq8 ? k.u8_l2sq : k.u4_l2sq);
     out.decoded = {kern.pair.fn, kern.batch.fn,         out.fq.data(),  ip ? nullptr : step_.data(),
                    dim_,         ip ? 1.0 - bias : 0.0, ip ? -1.0 : 1.0};
     if (mode_ == Mode::asymmetric || !search_form) return;
 
-    // Symmetric form: int8 query on one scale, centred on the middle of the ranges.
+    // Symmetric form: int8 query on one scale, centred on the middle of the ranges. Element-
+    // wise loops first (they vectorise), then the reductions with four independent partial
+    // sums (a single double accumulator is one long dependency chain).
     const double c_mid = (levels() - 1) / 2.0;
     out.t.resize(dim_);
     std::vector<double>& w = out.w;
     w.resize(dim_);
-    double wmax = 0.0, qm = 0.0;
-    for (std::size_t j = 0; j < dim_; ++j) {
-        if (ip) {
-            w[j] = double(qn[j]) * double(step_[j]);
-            qm += double(qn[j]) * mid_[j];
-        } else {
-            const double d = double(qn[j]) - mid_[j];
-            w[j] = d * double(step_[j]);
-            qm += d * d;
+    const double* mid = mid_.data();
+    const float* st = step_.data();
+    double* wp = w.data();
+    double qm = 0.0;
+    if (ip) {
+        for (std::size_t j = 0; j < dim_; ++j) wp[j] = double(qn[j]) * double(st[j]);
+        qm = sum_products(qn, mid, dim_);
+    } else {
+        for (std::size_t j = 0; j < dim_; ++j) wp[j] = (double(qn[j]) - mid[j]) * double(st[j]);
+        double acc[4] = {0.0, 0.0, 0.0, 0.0};
+        std::size_t j = 0;
+        for (; j + 4 <= dim_; j += 4) {
+            for (std::size_t u = 0; u < 4; ++u) {
+                const double d = double(qn[j + u]) - mid[j + u];
+                acc[u] += d * d;
+            }
         }
-        wmax = std::max(wmax, std::fabs(w[j]));
+        for (; j < dim_; ++j) {
+            const double d = double(qn[j]) - mid[j];
+            acc[0] += d * d;
+        }
+        qm = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
+    const std::size_t n = dim_; // a local: int8 stores below may alias any member
+    double mx[4] = {0.0, 0.0, 0.0, 0.0};
+    std::size_t j4 = 0;
+    for (; j4 + 4 <= n; j4 += 4) {
+        for (std::size_t u = 0; u < 4; ++u) mx[u] = std::max(mx[u], std::fabs(wp[j4 + u]));
+    }
+    for (; j4 < n; ++j4) mx[0] = std::max(mx[0], std::fabs(wp[j4]));
+    const double wmax = std::max(std::max(mx[0], mx[1]), std::max(mx[2], mx[3]));
     const double sigma = wmax > 0.0 ? wmax / 127.0 : 1.0;
-    long long tsum = 0;
-    for (std::size_t j = 0; j < dim_; ++j) {
-        const double r = std::nearbyint(std::min(127.0, std::max(-127.0, w[j] / sigma)));
-        out.t[j] = static_cast<std::int8_t>(r);
-        tsum += static_cast<long long>(r);
+    const double inv_sigma = 1.0 / sigma;
+    // |w_j| <= wmax, so |w_j / sigma| <= 127 up to three roundings - far from 127.5: no clamp
+    // is needed, and without one this loop vectorises. (w is not needed after this.)
+    for (std::size_t j = 0; j < n; ++j) wp[j] = round_small(wp[j] * inv_sigma);
+    std::int8_t* t = out.t.data();
+    int tsum = 0; // |t_j| <= 127 and dim <= kMaxScalarDim: far inside int
+    for (std::size_t j = 0; j < n; ++j) {
+        const int ti = static_cast<int>(wp[j]);
+        t[j] = static_cast<std::int8_t>(ti);
+        tsum += ti;
     }
     const auto& ik = sq8 ? k.u8_dot_i8 : k.u4_dot_i8;
     const double ct = sigma * c_mid * double(tsum);
