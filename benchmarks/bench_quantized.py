@@ -154,7 +154,8 @@ class PysimQ(Pysim):
         quantization = getattr(index, "quantization", None)
         per_dim = {None: 4.0, "f16": 2.0, "bf16": 2.0, "sq8": 1.0, "sq4": 0.5}[quantization]
         vectors = math.ceil(per_dim * index.dim)
-        if quantization is not None and getattr(index, "refine", 0) > 0:
+        refine = index.refine  # None: the default "auto" re-rank (2k), which keeps the copy
+        if quantization is not None and (refine is None or refine > 0):
             vectors += 4 * index.dim
         return index.memory_bytes() / n, float(vectors)
 
