@@ -51,8 +51,9 @@ _QUANTIZATIONS = ("f16", "bf16", "sq8", "sq4")
 #: f16 / bf16 rank like float32 on their own (recall within 0.2 points of it on MNIST, MiniLM
 #: and clustered data), so they keep no copy; sq8 / sq4 traverse with int8 estimates that blur
 #: the order within the beam (on (100k x 128) clustered data, re-ranking only k = 10 capped
-#: recall@10 at 0.92, re-ranking 20 or 40 reached 0.999), so they keep the float32 copy and
-#: re-rank 2k ("auto", -1 in the core).
+#: sq8's recall@10 at 0.92, re-ranking 20 or 40 reached 0.999), so they keep the float32 copy
+#: and re-rank 2k (sq8) or the whole beam (sq4, whose 4-bit order needs it: 2k re-ranked gave
+#: 0.94 on Gaussian d=32 data, the beam 0.98) - "auto", -1 in the core.
 _AUTO = -1
 _DEFAULT_REFINE = {"f16": 0, "bf16": 0, "sq8": _AUTO, "sq4": _AUTO}
 _INT64_MAX = np.iinfo(np.int64).max
@@ -175,16 +176,16 @@ class HNSWIndex(PersistMixin):
         Inverse covariance (symmetric positive semi-definite) for ``metric="mahalanobis"``.
     quantization : {None, "f16", "bf16", "sq8", "sq4"}, default=None
         How vectors are stored for the graph walk. ``None``: float32. ``"f16"`` / ``"bf16"``:
-        16-bit floats (half the memory; f16 holds ``|x| <= 65504``). ``"sq8"`` / ``"sq4"``:
-        8-/4-bit codes on per-dimension ranges learned from the first batch added to the
-        empty index (later rows outside them are clipped and counted in :attr:`drift`; call
-        :meth:`refit` to learn new ranges).
+        16-bit floats (half the memory; f16 stores ``|x| < 65520``, rounded to at most 65504).
+        ``"sq8"`` / ``"sq4"``: 8-/4-bit codes on per-dimension ranges learned from the first
+        batch added to the empty index (later values more than half a step outside them are
+        clipped and counted in :attr:`drift`; call :meth:`refit` to learn new ranges).
     refine : int, optional
         Candidates re-ranked with the float32 vectors after the walk (at least ``k``, at most
         the beam ``max(k, ef)``). ``0`` keeps no float32 copy - the memory saving - and
         re-ranks the whole beam with the decoded records instead. Default (None): 0 for f16 /
-        bf16, ``2 * k`` for sq8 / sq4 (chosen by measurement; see the README's quantisation
-        table). Only with ``quantization``.
+        bf16, ``2 * k`` for sq8, the whole beam for sq4 (chosen by measurement; see the
+        README's quantisation table). Only with ``quantization``.
 
     Notes
     -----
@@ -306,7 +307,8 @@ class HNSWIndex(PersistMixin):
 
     @property
     def refine(self) -> int | None:
-        """Candidates re-ranked with float32 vectors (0: no float32 copy; None: ``2 * k``)."""
+        """Candidates re-ranked with float32 vectors (0: no float32 copy; None: the default,
+        ``2 * k`` for sq8 and the whole beam for sq4)."""
         refine = self._index.refine
         return None if refine == _AUTO else refine
 
@@ -315,8 +317,8 @@ class HNSWIndex(PersistMixin):
         """How well the sq ranges still fit the data (zeros for other storages).
 
         ``rows_at_fit``: rows the ranges were learned from; ``rows_since_fit``: rows stored
-        since; ``clipped_since_fit``: their elements that fell outside the ranges and were
-        clipped. A growing clipped count says the data drifted: call :meth:`refit`.
+        since; ``clipped_since_fit``: their elements that fell more than half a step outside
+        the ranges and were clipped. A growing clipped count says the data drifted: call :meth:`refit`.
         """
         at_fit, since, clipped = self._index.drift()
         return {"rows_at_fit": at_fit, "rows_since_fit": since, "clipped_since_fit": clipped}

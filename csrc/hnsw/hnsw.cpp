@@ -450,12 +450,16 @@ void HnswIndex::search_impl(const float* queries, std::size_t m, std::size_t k, 
                 const int top_level = int(entry >> 32) - 1;
                 Cand cur{d(ep), ep};
                 cur = greedy_descent(graph_, d, cur, top_level, 0);
+                level0_seeds(graph_, d, cur, sc.seeds);
                 if (bits != nullptr) {
-                    search_layer<true>(graph_, d, &cur, 1, ef, 0, sc, BitAccept{bits->data()});
+                    search_layer<true>(graph_, d, sc.seeds.data(),
+                        sc.seeds.size(), ef, 0, sc, BitAccept{bits->data()});
                 } else if (tombstones) {
-                    search_layer<true>(graph_, d, &cur, 1, ef, 0, sc, LiveAccept{&graph_});
+                    search_layer<true>(graph_, d, sc.seeds.data(),
+                        sc.seeds.size(), ef, 0, sc, LiveAccept{&graph_});
                 } else {
-                    search_layer<false>(graph_, d, &cur, 1, ef, 0, sc, AcceptAll{});
+                    search_layer<false>(graph_, d, sc.seeds.data(),
+                        sc.seeds.size(), ef, 0, sc, AcceptAll{});
                 }
                 for (const Cand& c : sc.results.items())
                     top.push(c.d, graph_.label(c.id));

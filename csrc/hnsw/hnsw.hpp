@@ -59,8 +59,9 @@ struct Options {
     std::size_t max_elements = 0; // initial capacity hint
     std::uint64_t seed = 0;
     // Quantised storage: records of `kind`, and a float32 copy for re-ranking when refine > 0
-    // (the number of best candidates re-scored exactly, at least k; kAutoRefine: 2k; 0 keeps no
-    // copy and re-scores the beam with the decoded vectors instead).
+    // (the number of best candidates re-scored exactly, at least k; kAutoRefine: 2k for sq8,
+    // the whole beam otherwise; 0 keeps no copy and re-scores the beam with the decoded vectors
+    // instead).
     bool quantized = false;
     quant::Kind kind = quant::Kind::sq8;
     std::size_t refine = 0;

@@ -26,7 +26,8 @@ namespace pysim::hnsw {
 namespace {
 
 /// Distance functor to float32 rows of the copy, from the query's exact form.
-template <Space S> FloatDistance<S> exact_distance(const quant::Query& q, const quant::QuantStore& st) {
+template <Space S>
+FloatDistance<S> exact_distance(const quant::Query& q, const quant::QuantStore& st) {
     return {q.exact, q.exact_fn, q.dim, reinterpret_cast<const unsigned char*>(st.full_row(0)),
             q.dim * sizeof(float)};
 }
@@ -62,7 +63,13 @@ void HnswIndex::refit(std::size_t threads) {
 }
 
 std::size_t HnswIndex::rerank_pool(std::size_t k) const noexcept {
-    return opt_.refine == kAutoRefine ? 2 * k : std::max(opt_.refine, k);
+    if (opt_.refine != kAutoRefine)
+        return std::max(opt_.refine, k);
+    // Measured (tests/test_hnsw_quant.py data, README table): sq8 order within the beam is
+    // good enough that 2k re-ranked reach float32's recall; 4-bit codes blur it so much that
+    // only the whole beam does (2k: 0.94 / 0.53 on Gaussian / clustered data, the beam: 0.98 /
+    // 0.88).
+    return opt_.kind == quant::Kind::sq4 ? ~std::size_t{0} : 2 * k;
 }
 
 quant::DriftStats HnswIndex::drift() const {
@@ -108,12 +115,16 @@ void HnswIndex::search_quant(const float* queries, std::size_t m, std::size_t k,
                     const int top_level = int(entry >> 32) - 1;
                     Cand cur{d(ep), ep};
                     cur = greedy_descent(graph_, d, cur, top_level, 0);
+                    level0_seeds(graph_, d, cur, sc.seeds);
                     if (bits != nullptr) {
-                        search_layer<true>(graph_, d, &cur, 1, ef, 0, sc, BitAccept{bits->data()});
+                        search_layer<true>(graph_, d, sc.seeds.data(),
+                            sc.seeds.size(), ef, 0, sc, BitAccept{bits->data()});
                     } else if (tombstones) {
-                        search_layer<true>(graph_, d, &cur, 1, ef, 0, sc, LiveAccept{&graph_});
+                        search_layer<true>(graph_, d, sc.seeds.data(),
+                            sc.seeds.size(), ef, 0, sc, LiveAccept{&graph_});
                     } else {
-                        search_layer<false>(graph_, d, &cur, 1, ef, 0, sc, AcceptAll{});
+                        search_layer<false>(graph_, d, sc.seeds.data(),
+                            sc.seeds.size(), ef, 0, sc, AcceptAll{});
                     }
                 });
                 sorted_results(sc, beam);

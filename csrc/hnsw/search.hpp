@@ -170,6 +170,27 @@ void search_layer(const Graph& g, const Dist& dist, const Cand* seeds, std::size
     }
 }
 
+/// Seeds of the level-0 search from the node a descent ended on: the node itself and, when it
+/// has no level-0 links yet (another thread is inserting it: linked on a level above, not yet
+/// below), its neighbours on the lowest level where it has some. Without them a search that
+/// reached such a node through an upper-level link would return it alone.
+template <class Dist>
+void level0_seeds(const Graph& g, const Dist& dist, Cand cur, std::vector<Cand>& seeds) {
+    seeds.assign(1, cur);
+    if (g.count(g.list(cur.id, 0), 0) != 0)
+        return;
+    for (int l = 1; l <= g.level(cur.id); ++l) {
+        const std::uint32_t* lst = g.list(cur.id, l);
+        const std::size_t c = g.count(lst, l);
+        for (std::size_t j = 0; j < c; ++j) {
+            const slot_t v = load_word(lst + 1 + j);
+            seeds.push_back({dist(v), v});
+        }
+        if (c != 0)
+            return;
+    }
+}
+
 /// Sorts the kept results ascending (distance, then slot) into `out`.
 inline void sorted_results(Scratch& s, std::vector<Cand>& out) {
     out.assign(s.results.items().begin(), s.results.items().end());
