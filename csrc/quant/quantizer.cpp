@@ -294,9 +294,29 @@ void Quantizer::write_trailer(std::uint8_t* record) const noexcept {
     if (!trailer_) return;
     const double c_mid = (levels() - 1) / 2.0;
     double sum = 0.0;
-    for (std::size_t j = 0; j < dim_; ++j) {
-        const double d = double(step_[j]) * (double(code_at(record, j)) - c_mid);
-        sum += d * d;
+    if (kind_ == Kind::sq8) {
+        // Four partial sums: one accumulator is a dependency chain (every add, reorder and
+        // load of an index recomputes every trailer).
+        double acc[4] = {0.0, 0.0, 0.0, 0.0};
+        const float* st = step_.data();
+        const std::size_t n = dim_;
+        std::size_t j = 0;
+        for (; j + 4 <= n; j += 4) {
+            for (std::size_t u = 0; u < 4; ++u) {
+                const double d = double(st[j + u]) * (double(record[j + u]) - c_mid);
+                acc[u] += d * d;
+            }
+        }
+        for (; j < n; ++j) {
+            const double d = double(st[j]) * (double(record[j]) - c_mid);
+            acc[0] += d * d;
+        }
+        sum = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    } else {
+        for (std::size_t j = 0; j < dim_; ++j) {
+            const double d = double(step_[j]) * (double(code_at(record, j)) - c_mid);
+            sum += d * d;
+        }
     }
     std::fill(record + code_bytes_, record + trailer_offset_, std::uint8_t{0});
     const float t = static_cast<float>(sum);
