@@ -190,8 +190,9 @@ class HnswIndex {
     template <class Dist>
     void connect(const Dist& proto, slot_t s, int level, const std::vector<Cand>& picked,
                  Scratch& sc);
-    template <class Dist>
-    Cand descend_and_link(const Dist& dist, slot_t s, int level, Cand ep, Scratch& sc);
+    template <class Dist, class Walk>
+    Cand descend_and_link(const Dist& dist, const Walk& walk, slot_t s, int level, Cand ep,
+                          Scratch& sc);
 
     // hnsw.cpp
     template <Space S>
