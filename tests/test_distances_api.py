@@ -200,3 +200,26 @@ def test_set_isa_switches_every_kernel():
         assert not _core._set_isa("no-such-level")
     finally:
         _core._set_isa(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [1, 300])  # one-to-many path and tiled path
+@pytest.mark.parametrize("scale", ["tiny", "huge"])
+def test_cosine_of_vectors_whose_squared_norm_under_or_overflows(dtype, m, scale):
+    # |x|^2 underflows (or overflows) the dtype, yet cosine is scale invariant: such rows must
+    # not count as zero vectors or get a norm with a few significant bits.
+    rng = np.random.default_rng(5)
+    A = rng.standard_normal((m, 6)).astype(dtype)
+    B = rng.standard_normal((40, 6)).astype(dtype)
+    s = {"tiny": 1e-30 if dtype == np.float32 else 1e-170,
+         "huge": 1e25 if dtype == np.float32 else 1e160}[scale]
+    A_scaled = (A * dtype(s)).astype(dtype)
+    want = pysim.cdist(A, B, "cosine")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(pysim.cdist(A_scaled, B, "cosine"), want, atol=tol)
+    np.testing.assert_allclose(pysim.cdist(B, A_scaled, "cosine"), want.T, atol=tol)
+    np.testing.assert_allclose(
+        pysim.paired_distances(A_scaled[:1], B[:1], "cosine"), want[:1, 0], atol=tol
+    )
+    zero = np.zeros((1, 6), dtype)
+    np.testing.assert_array_equal(pysim.cdist(zero, B, "cosine"), np.ones((1, 40), dtype))

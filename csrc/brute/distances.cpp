@@ -77,6 +77,54 @@ T inverse_norm(T squared) {
     return squared > T(0) ? T(1) / std::sqrt(squared) : T(0);
 }
 
+// A squared norm that under- or overflowed (|x| below ~1e-154 or above ~1e154 in float64,
+// 1e-19 / 1e19 in float32; NaN excluded) makes the fused cosine meaningless: a tiny vector
+// would count as zero, or get a norm with a few significant bits. Such rows are rare, so their
+// outputs are recomputed afterwards on vectors rescaled by their largest |x_j|, as BLAS nrm2
+// does, which keeps cosine scale invariant.
+template <typename T>
+bool needs_rescale(T squared, const T* x, std::size_t dim) {
+    if (std::isnan(squared) ||
+        (squared >= std::numeric_limits<T>::min() && squared <= std::numeric_limits<T>::max()))
+        return false;
+    if (squared != T(0)) return true;
+    for (std::size_t j = 0; j < dim; ++j)  // a true zero vector is fine as it is
+        if (x[j] != T(0)) return true;
+    return false;
+}
+
+template <typename T>
+T cosine_rescaled(const T* x, const T* y, std::size_t dim) {
+    T sx = 0, sy = 0;
+    for (std::size_t j = 0; j < dim; ++j) {
+        sx = std::max(sx, std::abs(x[j]));
+        sy = std::max(sy, std::abs(y[j]));
+    }
+    if (!std::isfinite(sx) || !std::isfinite(sy)) return std::numeric_limits<T>::quiet_NaN();
+    if (sx == T(0) || sy == T(0)) return T(1);  // a zero vector: distance 1 to everything
+    T d = 0, nx = 0, ny = 0;
+    for (std::size_t j = 0; j < dim; ++j) {
+        const T u = x[j] / sx, v = y[j] / sy;
+        d += u * v;
+        nx += u * u;
+        ny += v * v;
+    }
+    return clamp_cosine(T(1) - d / (std::sqrt(nx) * std::sqrt(ny)));
+}
+
+// Recomputes the cosine outputs of flagged rows of a and of b (out is m x n, row-major).
+template <typename T>
+void rescale_fixups(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim,
+                    const std::vector<std::size_t>& rows, const std::vector<std::size_t>& cols,
+                    T* out) {
+    for (const std::size_t i : rows)
+        for (std::size_t j = 0; j < n; ++j)
+            out[i * n + j] = cosine_rescaled(a + i * dim, b + j * dim, dim);
+    for (const std::size_t j : cols)
+        for (std::size_t i = 0; i < m; ++i)
+            out[i * n + j] = cosine_rescaled(a + i * dim, b + j * dim, dim);
+}
+
 // Euclidean from the norm expansion loses precision when the distance is tiny next to the
 // norms (catastrophic cancellation, then sqrt magnifies it: an absolute error e in the square
 // becomes sqrt(e) in the distance). Entries whose square falls below a small fraction of
@@ -103,14 +151,21 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
            T* out, std::size_t threads) {
     const simd::Kernels<T>& k = kernels<T>(simd::active());
     std::vector<T> a_aux, b_aux;
+    std::vector<std::size_t> tiny_rows, tiny_cols;  // cosine rows / columns to recompute
     if (ep == Epilogue::l2sq || ep == Epilogue::l2 || ep == Epilogue::cosine) {
         a_aux.resize(m);
         b_aux.resize(n);
         squared_norms(a, m, dim, a_aux.data(), threads);
         squared_norms(b, n, dim, b_aux.data(), threads);
         if (ep == Epilogue::cosine) {
-            for (auto& v : a_aux) v = inverse_norm(v);
-            for (auto& v : b_aux) v = inverse_norm(v);
+            for (std::size_t i = 0; i < m; ++i) {
+                if (needs_rescale(a_aux[i], a + i * dim, dim)) tiny_rows.push_back(i);
+                a_aux[i] = inverse_norm(a_aux[i]);
+            }
+            for (std::size_t j = 0; j < n; ++j) {
+                if (needs_rescale(b_aux[j], b + j * dim, dim)) tiny_cols.push_back(j);
+                b_aux[j] = inverse_norm(b_aux[j]);
+            }
         }
     }
     const std::size_t nr = k.tile_nr;
@@ -145,6 +200,7 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
                                                       out, n, k.l2sq.fn);
         }
     });
+    rescale_fixups(a, m, b, n, dim, tiny_rows, tiny_cols, out);
 }
 
 template <typename T>
@@ -155,7 +211,8 @@ void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size
     for (std::size_t i = 0; i < m; ++i) {
         const T* q = a + i * dim;
         T* o = out + i * n;
-        const T q_inv = ep == Epilogue::cosine ? inverse_norm(k.norm2.fn(q, q, dim)) : T(0);
+        const T q_sq = ep == Epilogue::cosine ? k.norm2.fn(q, q, dim) : T(1);
+        const T q_inv = inverse_norm(q_sq);
         parallel_for(n, threads, grain, [&](std::size_t begin, std::size_t end) {
             const T* rows = b + begin * dim;
             const std::size_t count = end - begin;
@@ -179,12 +236,17 @@ void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size
                     for (std::size_t j = 0; j < c; ++j) {
                         const T sim = o_chunk[s + j] * q_inv * inverse_norm(norms[j]);
                         o_chunk[s + j] = clamp_cosine(T(1) - sim);
+                        if (needs_rescale(norms[j], rows + (s + j) * dim, dim))
+                            o_chunk[s + j] = cosine_rescaled(q, rows + (s + j) * dim, dim);
                     }
                 }
                 break;
             }
             }
         });
+        if (ep == Epilogue::cosine && needs_rescale(q_sq, q, dim)) {
+            for (std::size_t j = 0; j < n; ++j) o[j] = cosine_rescaled(q, b + j * dim, dim);
+        }
     }
 }
 
@@ -230,9 +292,11 @@ void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metri
                          case Epilogue::l2: v = std::sqrt(k.l2sq.fn(x, y, dim)); break;
                          case Epilogue::ip: v = T(1) - k.dot.fn(x, y, dim); break;
                          case Epilogue::cosine: {
-                             const T sim = k.dot.fn(x, y, dim) * inverse_norm(k.norm2.fn(x, x, dim)) *
-                                           inverse_norm(k.norm2.fn(y, y, dim));
+                             const T xx = k.norm2.fn(x, x, dim), yy = k.norm2.fn(y, y, dim);
+                             const T sim = k.dot.fn(x, y, dim) * inverse_norm(xx) * inverse_norm(yy);
                              v = clamp_cosine(T(1) - sim);
+                             if (needs_rescale(xx, x, dim) || needs_rescale(yy, y, dim))
+                                 v = cosine_rescaled(x, y, dim);
                              break;
                          }
                          default: v = k.dot.fn(x, y, dim); break;
