@@ -185,6 +185,7 @@ class HnswIndex {
     void link_jobs(const float* rows, const std::vector<Job>& jobs, std::size_t threads,
                    const Progress& progress,
                    std::vector<std::uint8_t>& started);
+    bool walk_codes_while_linking() const noexcept;
     template <class Dist> void insert(const Dist& proto, slot_t s, Scratch& sc);
     template <class Dist> void relink(const Dist& proto, slot_t s, Scratch& sc);
     template <class Dist>
