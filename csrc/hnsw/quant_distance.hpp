@@ -18,8 +18,9 @@
 // to the new node, select_neighbors and connect re-bind from that), and a re-bound functor is
 // never used again after a sibling at its own depth was created, so depths 0-2 never clobber a
 // live query. The assertion in rebind() guards the depth.
-// With a float32 copy, construction uses FloatDistance on the copy: the graph is then exactly
-// the float32 index's graph.
+// With a float32 copy (or, for a large batch, a transient float32 view) construction links by
+// FloatDistance on those rows; sq8, and f16 / bf16 from 256 dimensions, find each node's
+// candidates with a CodeDistance walk first (build.cpp, walk_codes_while_linking).
 #pragma once
 
 #include <cassert>

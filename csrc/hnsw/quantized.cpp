@@ -4,7 +4,8 @@
 // Search (after glass and ScaNN): walk the graph over the compressed records with the cheapest
 // form the codes allow (quant::visit picks it: int8 x int8 VNNI dot products for sq codes),
 // keep the usual ef-wide beam, then re-score the best candidates - exactly against the float32
-// copy when one is kept (the first max(refine, k) of the beam), or with the decoded vectors
+// copy when one is kept (the first rerank_pool(k) of the beam: max(refine, k), or by default 2k
+// for sq8 and the whole beam for sq4), or with the decoded vectors
 // (the asymmetric kernel, exact for what is stored) across the whole beam when it is not - and
 // return the k best of the re-scored ones. Returned distances are therefore always exact for
 // the stored vectors: float32 rows with refine > 0, decoded records with refine = 0.
