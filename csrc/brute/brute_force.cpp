@@ -115,8 +115,12 @@ Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads,
     const std::size_t nr = kernels<T>(simd::active()).tile_nr;
     std::size_t qb = kQueryBlockBytes / (d * sizeof(T));
     const double per_query = static_cast<double>(n) * static_cast<double>(d);
+    // The scalar kernels run about 8x fewer multiply-adds per second than the vector ones, so
+    // the same task budget would hold Ctrl-C back for most of a second there.
+    const double budget =
+        simd::active().isa == simd::Isa::scalar ? kTaskMultiplyAdds / 8 : kTaskMultiplyAdds;
     if (per_query > 0)
-        qb = std::min<double>(qb, kTaskMultiplyAdds / per_query);
+        qb = std::min<double>(qb, budget / per_query);
     if (threads > 1)
         qb = std::min(qb, round_up(div_up(m, threads), nr));
     if (heap_bytes > 0)
