@@ -446,21 +446,7 @@ void HnswIndex::search_impl(const float* queries, std::size_t m, std::size_t k, 
             if (scan != nullptr) {
                 brute_force(graph_, d, scan->data(), scan->size(), top);
             } else if (entry != 0) {
-                const auto ep = static_cast<slot_t>(entry & 0xFFFFFFFFu);
-                const int top_level = int(entry >> 32) - 1;
-                Cand cur{d(ep), ep};
-                cur = greedy_descent(graph_, d, cur, top_level, 0);
-                level0_seeds(graph_, d, cur, sc.seeds);
-                if (bits != nullptr) {
-                    search_layer<true>(graph_, d, sc.seeds.data(),
-                        sc.seeds.size(), ef, 0, sc, BitAccept{bits->data()});
-                } else if (tombstones) {
-                    search_layer<true>(graph_, d, sc.seeds.data(),
-                        sc.seeds.size(), ef, 0, sc, LiveAccept{&graph_});
-                } else {
-                    search_layer<false>(graph_, d, sc.seeds.data(),
-                        sc.seeds.size(), ef, 0, sc, AcceptAll{});
-                }
+                query_beam(graph_, d, entry, ef, bits ? bits->data() : nullptr, tombstones, sc);
                 for (const Cand& c : sc.results.items())
                     top.push(c.d, graph_.label(c.id));
             }

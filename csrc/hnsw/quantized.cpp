@@ -112,21 +112,8 @@ void HnswIndex::search_quant(const float* queries, std::size_t m, std::size_t k,
             } else if (entry != 0) {
                 quant::visit(qq, [&](const auto& f) {
                     const auto d = code_distance(f, st);
-                    const auto ep = static_cast<slot_t>(entry & 0xFFFFFFFFu);
-                    const int top_level = int(entry >> 32) - 1;
-                    Cand cur{d(ep), ep};
-                    cur = greedy_descent(graph_, d, cur, top_level, 0);
-                    level0_seeds(graph_, d, cur, sc.seeds);
-                    if (bits != nullptr) {
-                        search_layer<true>(graph_, d, sc.seeds.data(),
-                            sc.seeds.size(), ef, 0, sc, BitAccept{bits->data()});
-                    } else if (tombstones) {
-                        search_layer<true>(graph_, d, sc.seeds.data(),
-                            sc.seeds.size(), ef, 0, sc, LiveAccept{&graph_});
-                    } else {
-                        search_layer<false>(graph_, d, sc.seeds.data(),
-                            sc.seeds.size(), ef, 0, sc, AcceptAll{});
-                    }
+                    query_beam(graph_, d, entry, ef, bits ? bits->data() : nullptr, tombstones,
+                               sc);
                 });
                 sorted_results(sc, beam);
                 const auto rerank = [&](const auto& d, std::size_t r) {
