@@ -54,8 +54,13 @@ def pytest_runtest_logreport(report) -> None:
         reason = report.longrepr[2].removeprefix("Skipped: ")
     elif report.failed:
         reason = str(getattr(report.longrepr, "reprcrash", None) or report.longrepr)[-600:]
-    _emit("done", nodeid=report.nodeid, outcome=report.outcome, reason=reason,
-          seconds=round(getattr(report, "duration", 0.0), 3))
+    _emit(
+        "done",
+        nodeid=report.nodeid,
+        outcome=report.outcome,
+        reason=reason,
+        seconds=round(getattr(report, "duration", 0.0), 3),
+    )
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
@@ -66,8 +71,10 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         info = threadpool_info()
     except Exception as exc:  # noqa: BLE001 - only informative
         info = f"threadpoolctl unavailable: {exc}"
-    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                          "OMP_NUM_THREADS", "PYSIM_SIMD")}
+    env = {
+        k: os.environ.get(k)
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS", "PYSIM_SIMD")
+    }
     simd = None
     try:
         import pysim

@@ -110,8 +110,9 @@ def check(contender: str, out, X: np.ndarray, Y: np.ndarray, metric: str, L=None
     rows = min(len(out), CHECK_ROWS)
     got = np.asarray(out)[:rows].astype(np.float64)
     if L is not None:  # mahalanobis: Euclidean distance between rows mapped by the factor
-        ref, scale = reference(_terms(X[:rows].astype(np.float64) @ L,
-                                      Y.astype(np.float64) @ L), "sqeuclidean", rows)
+        ref, scale = reference(
+            _terms(X[:rows].astype(np.float64) @ L, Y.astype(np.float64) @ L), "sqeuclidean", rows
+        )
         ref, scale = np.sqrt(ref), np.sqrt(scale)
     else:
         ref, scale = reference(_case_terms((len(X), len(Y), X.shape[1])), metric, rows)
@@ -196,8 +197,7 @@ def make(contender: str, metric: str, t: int, pool):
                     if metric == "sqeuclidean":
                         faiss.fvec_L2sqr_ny(ptr(out), ptr(x), ptr(Ys), X.shape[1], len(Ys))
                     else:
-                        faiss.fvec_inner_products_ny(ptr(out), ptr(x), ptr(Ys), X.shape[1],
-                                                     len(Ys))
+                        faiss.fvec_inner_products_ny(ptr(out), ptr(x), ptr(Ys), X.shape[1], len(Ys))
                         if metric == "cosine":
                             norms = np.empty(len(Ys), np.float32)
                             faiss.fvec_norms_L2(ptr(norms), ptr(Ys), X.shape[1], len(Ys))
@@ -308,8 +308,9 @@ def _params():
         for metric in METRICS:
             for contender in CONTENDERS:
                 for t in THREADS:
-                    yield pytest.param(case, metric, contender, t,
-                                       id=f"{case_id(case)}-{metric}-{contender}-t{t}")
+                    yield pytest.param(
+                        case, metric, contender, t, id=f"{case_id(case)}-{metric}-{contender}-t{t}"
+                    )
 
 
 @pytest.fixture(scope="module")
@@ -329,8 +330,16 @@ def test_kernel(benchmark, pool, case, metric, contender, t):
             t_used = 1  # scipy's cdist has no threads
         else:
             t_used = t
-        run_timed(benchmark, contender, fn, X, Y, metric, t_used,
-                  kernel="dot" if metric == "dot" else "cdist")
+        run_timed(
+            benchmark,
+            contender,
+            fn,
+            X,
+            Y,
+            metric,
+            t_used,
+            kernel="dot" if metric == "dot" else "cdist",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -356,9 +365,11 @@ def test_mahalanobis(benchmark, mahalanobis_data, contender, t):
         _skip("sklearn pairwise_distances(metric='mahalanobis') calls scipy's cdist (timed)")
     with limit_threads(t):
         if contender == "pysim":
+
             def fn(A, B):
                 return pysim.cdist(A, B, "mahalanobis", VI=VI, threads=t)
         elif contender == "numpy":
+
             def fn(A, B):
                 Lf = np.linalg.cholesky(VI).astype(np.float32)
                 D = numpy_formula("sqeuclidean")(A @ Lf, B @ Lf)
@@ -369,8 +380,18 @@ def test_mahalanobis(benchmark, mahalanobis_data, contender, t):
 
             def fn(A, B):
                 return dist.cdist(A, B, "mahalanobis", VI=VI)
-        run_timed(benchmark, contender, fn, X, Y, "mahalanobis", 1 if contender == "scipy" else t,
-                  L=L, kernel="cdist")
+
+        run_timed(
+            benchmark,
+            contender,
+            fn,
+            X,
+            Y,
+            "mahalanobis",
+            1 if contender == "scipy" else t,
+            L=L,
+            kernel="cdist",
+        )
 
 
 @pytest.fixture(scope="module")
@@ -404,6 +425,7 @@ def test_read_bandwidth(benchmark, t):
     A = np.ones(nbytes // 4, np.float32)
     halves = np.array_split(A, t)
     with concurrent.futures.ThreadPoolExecutor(t) as ex:
+
         def read():
             return sum(ex.map(np.sum, halves))
 
@@ -413,5 +435,12 @@ def test_read_bandwidth(benchmark, t):
         assert abs(total - A.size) < 1e-3 * A.size  # the sums really read every element
         benchmark.pedantic(read, rounds=max(3, rounds()), iterations=1)
     median = _median(benchmark, first)
-    record(benchmark, contender="yardstick", kernel="read", case="1 GB", threads=t,
-           bytes=nbytes, gbps=nbytes / median / 1e9)
+    record(
+        benchmark,
+        contender="yardstick",
+        kernel="read",
+        case="1 GB",
+        threads=t,
+        bytes=nbytes,
+        gbps=nbytes / median / 1e9,
+    )

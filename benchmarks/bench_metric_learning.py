@@ -172,8 +172,10 @@ def test_fit_and_accuracy(benchmark, contender, dataset):
     split = f"{N_SPLITS}x stratified 70/30"
     if dataset == "mnist-pca50":
         split = "first 5000 / last 5000"
-    print(f"\n{dataset:14s} {contender:24s} acc {result['accuracy']:.4f}  "
-          f"fit {result['fit_s']:.3f} s  iters {result['n_iter']}")
+    print(
+        f"\n{dataset:14s} {contender:24s} acc {result['accuracy']:.4f}  "
+        f"fit {result['fit_s']:.3f} s  iters {result['n_iter']}"
+    )
     record(
         benchmark,
         contender=contender,

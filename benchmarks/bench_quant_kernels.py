@@ -49,15 +49,23 @@ KERNELS = {  # name -> (code layout, query kind)
     "u4_dot_i8": ("u4", "i8"),
     "u4_l2sq_u4": ("u4", "code"),
 }
-SWEEP_KERNELS = ["f32_l2sq", "f16_l2sq", "bf16_dot_bf16", "u8_l2sq", "u8_dot_i8", "u4_l2sq",
-                 "u4_dot_i8"]
+SWEEP_KERNELS = [
+    "f32_l2sq",
+    "f16_l2sq",
+    "bf16_dot_bf16",
+    "u8_l2sq",
+    "u8_dot_i8",
+    "u4_l2sq",
+    "u4_dot_i8",
+]
 BEST = pysim.simd_info()["detected"]
 ISAS = _core._available_isas()
 
 
 def code_bytes(layout: str, dim: int) -> int:
-    return {"f32": 4 * dim, "f16": 2 * dim, "bf16": 2 * dim, "u8": dim,
-            "u4": (dim + 1) // 2}[layout]
+    return {"f32": 4 * dim, "f16": 2 * dim, "bf16": 2 * dim, "u8": dim, "u4": (dim + 1) // 2}[
+        layout
+    ]
 
 
 def operands(name: str, n: int, dim: int, seed: int = 0):
@@ -86,6 +94,7 @@ def timed_kernel(benchmark, name, dim, n, shape, isa, *, order=None, repeats=1):
     previous = pysim.simd_info()["isa"]
     assert _core._set_isa(isa)
     try:
+
         def call():
             return _core._quant_kernel(name, query, codes, dim, scale, shape, order, repeats)
 
@@ -96,9 +105,17 @@ def timed_kernel(benchmark, name, dim, n, shape, isa, *, order=None, repeats=1):
     count = (len(order) if order is not None else n) * repeats
     seconds = benchmark.stats.stats.median
     per_code = code_bytes(KERNELS[name][0], dim)
-    record(benchmark, contender=f"pysim-{name}", kernel=name, isa=isa, dim=dim, shape=shape,
-           codes_per_s=count / seconds, gb_per_s=count * per_code / seconds / 1e9,
-           bytes_per_code=per_code)
+    record(
+        benchmark,
+        contender=f"pysim-{name}",
+        kernel=name,
+        isa=isa,
+        dim=dim,
+        shape=shape,
+        codes_per_s=count / seconds,
+        gb_per_s=count * per_code / seconds / 1e9,
+        bytes_per_code=per_code,
+    )
 
 
 @pytest.mark.parametrize("shape", ["many", "batch"])
@@ -118,8 +135,9 @@ def test_kernel_isa_sweep(benchmark, name, isa):
 
 
 @pytest.mark.parametrize("dim", [128, 784])
-@pytest.mark.parametrize("name", ["f32_l2sq", "f16_l2sq", "bf16_l2sq", "u8_l2sq", "u8_dot_i8",
-                                  "u4_l2sq", "u4_dot_i8"])
+@pytest.mark.parametrize(
+    "name", ["f32_l2sq", "f16_l2sq", "bf16_l2sq", "u8_l2sq", "u8_dot_i8", "u4_l2sq", "u4_dot_i8"]
+)
 def test_random_access(benchmark, name, dim):
     # ~100 MB of float32 vectors; 20,480 distances per call in batches of 32 random ids.
     benchmark.group = f"quant kernels, random ids into 100 MB of float32, d={dim}"
@@ -148,15 +166,29 @@ def dataset(name: str) -> dict:
     return _datasets[name]
 
 
-CONFIGS = [("sq8", "asymmetric", 0.0), ("sq8", "symmetric", 0.0), ("sq8", "symmetric", 0.001),
-           ("sq4", "asymmetric", 0.0), ("sq4", "symmetric", 0.0), ("sq4", "asymmetric", 0.001),
-           ("sq4", "symmetric", 0.001), ("sq4", "symmetric", 0.003), ("sq4", "symmetric", 0.01),
-           ("f16", "asymmetric", 0.0), ("bf16", "asymmetric", 0.0), ("bf16", "symmetric", 0.0)]
+CONFIGS = [
+    ("sq8", "asymmetric", 0.0),
+    ("sq8", "symmetric", 0.0),
+    ("sq8", "symmetric", 0.001),
+    ("sq4", "asymmetric", 0.0),
+    ("sq4", "symmetric", 0.0),
+    ("sq4", "asymmetric", 0.001),
+    ("sq4", "symmetric", 0.001),
+    ("sq4", "symmetric", 0.003),
+    ("sq4", "symmetric", 0.01),
+    ("f16", "asymmetric", 0.0),
+    ("bf16", "asymmetric", 0.0),
+    ("bf16", "symmetric", 0.0),
+]
 
 
 # Symmetric bf16 is defined for ip / cosine only (MiniLM here).
-RANKING = [(name, *c) for name in ("mnist", "minilm", "clustered") for c in CONFIGS
-           if not (c[0] == "bf16" and c[1] == "symmetric" and name != "minilm")]
+RANKING = [
+    (name, *c)
+    for name in ("mnist", "minilm", "clustered")
+    for c in CONFIGS
+    if not (c[0] == "bf16" and c[1] == "symmetric" and name != "minilm")
+]
 
 
 @pytest.mark.parametrize("name,kind,mode,clip", RANKING)
@@ -169,27 +201,39 @@ def test_ranking_quality(benchmark, name, kind, mode, clip):
     store.append(base, threads=2)
     slots = np.arange(len(base), dtype=np.int64)
     benchmark.group = f"ranking {name}"
-    benchmark.pedantic(lambda: store.distances(queries, slots, "search"), rounds=rounds(),
-                       iterations=1)
+    benchmark.pedantic(
+        lambda: store.distances(queries, slots, "search"), rounds=rounds(), iterations=1
+    )
     dist = store.distances(queries, slots, "search")
     top = np.argsort(dist, axis=1, kind="stable")
     recalls = {}
     for r, which in ((20, "refine"), (50, "refine"), (50, "decoded")):
         cand = top[:, :r]
-        rescored = np.stack([store.distances(queries[i:i + 1], cand[i], which)[0]
-                             for i in range(len(queries))])
+        rescored = np.stack(
+            [store.distances(queries[i : i + 1], cand[i], which)[0] for i in range(len(queries))]
+        )
         order = np.argsort(rescored, axis=1, kind="stable")[:, :10]
         recalls[r, which] = recall_at_k(np.take_along_axis(cand, order, 1), d["truth"], 10)
     seconds = benchmark.stats.stats.median
-    record(benchmark, contender=f"pysim-{kind}-{mode}" + (f"-clip{clip}" if clip else ""),
-           dataset=name, kind=kind, mode=mode, clip=clip, isa=BEST,
-           recall=recall_at_k(top[:, :10], d["truth"], 10),
-           recall_refine20=recalls[20, "refine"], recall_refine50=recalls[50, "refine"],
-           recall_decoded50=recalls[50, "decoded"],
-           distances_per_s=len(queries) * len(base) / seconds,
-           bytes_per_vector=store.stride)
+    record(
+        benchmark,
+        contender=f"pysim-{kind}-{mode}" + (f"-clip{clip}" if clip else ""),
+        dataset=name,
+        kind=kind,
+        mode=mode,
+        clip=clip,
+        isa=BEST,
+        recall=recall_at_k(top[:, :10], d["truth"], 10),
+        recall_refine20=recalls[20, "refine"],
+        recall_refine50=recalls[50, "refine"],
+        recall_decoded50=recalls[50, "decoded"],
+        distances_per_s=len(queries) * len(base) / seconds,
+        bytes_per_vector=store.stride,
+    )
     info = benchmark.extra_info
-    print(f"\n{name:9s} {kind:4s} {mode:10s} clip={clip:<6} recall@10={info['recall']:.4f}"
-          f" refine20={recalls[20, 'refine']:.4f} refine50={recalls[50, 'refine']:.4f}"
-          f" decoded50={recalls[50, 'decoded']:.4f}"
-          f" {info['distances_per_s'] / 1e6:.1f} M dist/s")
+    print(
+        f"\n{name:9s} {kind:4s} {mode:10s} clip={clip:<6} recall@10={info['recall']:.4f}"
+        f" refine20={recalls[20, 'refine']:.4f} refine50={recalls[50, 'refine']:.4f}"
+        f" decoded50={recalls[50, 'decoded']:.4f}"
+        f" {info['distances_per_s'] / 1e6:.1f} M dist/s"
+    )

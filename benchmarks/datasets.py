@@ -600,8 +600,15 @@ def recall_at_k(found: np.ndarray, gt: np.ndarray, k: int) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def clustered_split(n: int, d: int, nq: int = DEFAULT_QUERIES, *, clusters: int = 100,
-                    seed: int = 0, spread: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+def clustered_split(
+    n: int,
+    d: int,
+    nq: int = DEFAULT_QUERIES,
+    *,
+    clusters: int = 100,
+    seed: int = 0,
+    spread: float = 0.15,
+) -> tuple[np.ndarray, np.ndarray]:
     """Base and queries drawn from the same Gaussian clusters (float32, seeded)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, d)).astype(np.float32)
@@ -632,8 +639,12 @@ def _digits() -> dict[str, Any]:
     X = X.astype(np.float32)
     nq = 197  # 1,600 base images, 197 queries
     return {
-        "base": X[:-nq], "queries": X[-nq:], "y_base": y[:-nq], "y_queries": y[-nq:],
-        "metric": "euclidean", "source": "sklearn.datasets.load_digits (bundled)",
+        "base": X[:-nq],
+        "queries": X[-nq:],
+        "y_base": y[:-nq],
+        "y_queries": y[-nq:],
+        "metric": "euclidean",
+        "source": "sklearn.datasets.load_digits (bundled)",
     }
 
 
@@ -675,8 +686,9 @@ def load_dataset(name: str) -> dict[str, Any]:
         if not path:
             raise FileNotFoundError("no user dataset: set PYSIM_BENCH_DATASET (run.py --dataset)")
         mq = os.environ.get("PYSIM_BENCH_MAX_QUERIES")
-        return load_path(path, os.environ.get("PYSIM_BENCH_METRIC") or None,
-                         max_queries=int(mq) if mq else None)
+        return load_path(
+            path, os.environ.get("PYSIM_BENCH_METRIC") or None, max_queries=int(mq) if mq else None
+        )
     if name in SHARED:
         root = shared_data_dir()
         if root is None or not (root / SHARED[name]).is_dir():
@@ -686,7 +698,8 @@ def load_dataset(name: str) -> dict[str, Any]:
         return load_path(root / SHARED[name], name=name)
     data = _digits() if name == "digits" else _synthetic(name)
     data["name"] = name
-    data["gt"] = cached_ground_truth(data["base"], data["queries"], data["metric"],
-                                     f"embedded:{data['source']}", name)
+    data["gt"] = cached_ground_truth(
+        data["base"], data["queries"], data["metric"], f"embedded:{data['source']}", name
+    )
     data["gt_source"] = "computed"
     return data

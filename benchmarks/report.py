@@ -34,8 +34,23 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 #: extra_info keys shown as table columns, in this order, when present (others follow).
-PREFERRED = ["dataset", "metric", "case", "threads", "params", "k", "recall", "qps", "gflops",
-             "gbps", "accuracy", "build_s", "memory_mb", "rows_timed", "max_rel_err"]
+PREFERRED = [
+    "dataset",
+    "metric",
+    "case",
+    "threads",
+    "params",
+    "k",
+    "recall",
+    "qps",
+    "gflops",
+    "gbps",
+    "accuracy",
+    "build_s",
+    "memory_mb",
+    "rows_timed",
+    "max_rel_err",
+]
 #: extra_info keys never shown as columns (used elsewhere or redundant).
 HIDDEN = {"contender", "kernel", "m", "n", "d", "dtype", "pairs_per_s", "bytes", "isa"}
 #: Recall levels of the "best queries/s at recall >= r" table.
@@ -158,18 +173,26 @@ def group_table(recs: list[dict[str, Any]]) -> str:
     extra = sorted({k for r in recs for k in r} - base - HIDDEN - set(keys))
     keys += [k for k in extra if any(r.get(k) is not None for r in recs)]
     # Columns that are the same on every row only repeat the group title.
-    keys = [k for k in keys if len({json.dumps(r.get(k), default=str) for r in recs}) > 1
-            or k in ("recall", "qps", "gflops", "gbps", "accuracy")]
+    keys = [
+        k
+        for k in keys
+        if len({json.dumps(r.get(k), default=str) for r in recs}) > 1
+        or k in ("recall", "qps", "gflops", "gbps", "accuracy")
+    ]
     ref = max((rate(r) for r in recs if is_pysim(r)), default=float("nan"))
     # A speed ratio means something only between rows doing the same work (not along a
     # recall sweep, where the ann table compares at equal recall).
     comparable = len({r["contender"] for r in recs}) == len(recs)
-    header = ["contender", "median ms", "rounds"] + keys + (["pysim speed ÷ this"]
-                                                            if comparable else [])
+    header = (
+        ["contender", "median ms", "rounds"] + keys + (["pysim speed ÷ this"] if comparable else [])
+    )
     rows = []
     for r in recs:
-        rows.append([r.get("contender"), ms(r.get("median_s")), r.get("rounds")]
-                    + [r.get(k) for k in keys] + ([ratio(ref, rate(r))] if comparable else []))
+        rows.append(
+            [r.get("contender"), ms(r.get("median_s")), r.get("rounds")]
+            + [r.get(k) for k in keys]
+            + ([ratio(ref, rate(r))] if comparable else [])
+        )
     return md_table(header, rows)
 
 
@@ -225,20 +248,37 @@ def ann_table(records: list[dict[str, Any]]) -> str | None:
         return None
     rows = []
     for ds, contenders in _by_dataset_contender(recs).items():
-        best_pysim = {lvl: max((rate(r) for c, rs in contenders.items() if c.startswith("pysim")
-                                for r in rs if r["recall"] >= lvl), default=float("nan"))
-                      for lvl in RECALL_LEVELS}
-        for c, rs in sorted(contenders.items(), key=lambda kv: (not kv[0].startswith("pysim"),
-                                                                 kv[0])):
+        best_pysim = {
+            lvl: max(
+                (
+                    rate(r)
+                    for c, rs in contenders.items()
+                    if c.startswith("pysim")
+                    for r in rs
+                    if r["recall"] >= lvl
+                ),
+                default=float("nan"),
+            )
+            for lvl in RECALL_LEVELS
+        }
+        for c, rs in sorted(
+            contenders.items(), key=lambda kv: (not kv[0].startswith("pysim"), kv[0])
+        ):
             row: list[Any] = [ds, c, max(r["recall"] for r in rs)]
             for lvl in RECALL_LEVELS:
                 q = max((rate(r) for r in rs if r["recall"] >= lvl), default=None)
                 mine = best_pysim[lvl]
-                row.append("—" if q is None else fmt(q) if math.isnan(mine)
-                           else f"{fmt(q)} ({ratio(mine, q)})")
+                row.append(
+                    "—"
+                    if q is None
+                    else fmt(q)
+                    if math.isnan(mine)
+                    else f"{fmt(q)} ({ratio(mine, q)})"
+                )
             rows.append(row)
     header = ["dataset", "contender", "max recall"] + [
-        f"q/s at recall ≥ {lvl:.2f} (pysim ÷ this)" for lvl in RECALL_LEVELS]
+        f"q/s at recall ≥ {lvl:.2f} (pysim ÷ this)" for lvl in RECALL_LEVELS
+    ]
     return md_table(header, rows)
 
 
@@ -261,20 +301,36 @@ def kernel_extras(records: list[dict[str, Any]]) -> str | None:
         for g, rs in by_group(isa).items():
             scalar = next((rate(r) for r in rs if r.get("isa") == "scalar"), float("nan"))
             for r in sorted(rs, key=rate):
-                rows.append([g, r.get("isa"), r.get("threads"), ms(r["median_s"]),
-                             r.get("gflops"), ratio(rate(r), scalar)])
-        parts.append("**Instruction sets** (pysim forced with `_core._set_isa`):\n\n" + md_table(
-            ["benchmark", "isa", "threads", "median ms", "GFLOP/s", "speed-up over scalar"], rows))
+                rows.append(
+                    [
+                        g,
+                        r.get("isa"),
+                        r.get("threads"),
+                        ms(r["median_s"]),
+                        r.get("gflops"),
+                        ratio(rate(r), scalar),
+                    ]
+                )
+        parts.append(
+            "**Instruction sets** (pysim forced with `_core._set_isa`):\n\n"
+            + md_table(
+                ["benchmark", "isa", "threads", "median ms", "GFLOP/s", "speed-up over scalar"],
+                rows,
+            )
+        )
     yard = [r for r in records if r.get("contender") == "yardstick" and r.get("gbps")]
     one = [r for r in records if r.get("gbps") and r.get("m") == 1]
     if yard and one:
         y = max(r["gbps"] for r in yard)
-        rows = [[r["group"], r["contender"], r.get("threads"), r["gbps"],
-                 f"{100 * r['gbps'] / y:.0f}%"]
-                for r in sorted(one, key=lambda r: (r["group"], -r["gbps"]))]
-        parts.append(f"**One query against many rows**: read rate of the big operand against the "
-                     f"yardstick ({fmt(y)} GB/s, same run):\n\n" + md_table(
-                         ["benchmark", "contender", "threads", "GB/s", "of yardstick"], rows))
+        rows = [
+            [r["group"], r["contender"], r.get("threads"), r["gbps"], f"{100 * r['gbps'] / y:.0f}%"]
+            for r in sorted(one, key=lambda r: (r["group"], -r["gbps"]))
+        ]
+        parts.append(
+            f"**One query against many rows**: read rate of the big operand against the "
+            f"yardstick ({fmt(y)} GB/s, same run):\n\n"
+            + md_table(["benchmark", "contender", "threads", "GB/s", "of yardstick"], rows)
+        )
     return "\n\n".join(parts) or None
 
 
@@ -322,10 +378,12 @@ def plot_recall_qps(records, part: str, out: Path, title_suffix: str = "") -> li
             pts = [(r["recall"], rate(r)) for r in rs]
             front = pareto(pts)
             style = dict(lw=2.6, zorder=3) if c.startswith("pysim") else dict(lw=1.4)
-            line, = ax.plot([p[0] for p in front], [p[1] for p in front], "o-", ms=4,
-                            label=c, **style)
-            ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=8, alpha=0.3,
-                       color=line.get_color())
+            (line,) = ax.plot(
+                [p[0] for p in front], [p[1] for p in front], "o-", ms=4, label=c, **style
+            )
+            ax.scatter(
+                [p[0] for p in pts], [p[1] for p in pts], s=8, alpha=0.3, color=line.get_color()
+            )
         ax.set_yscale("log")
         ax.set_xlabel("recall@10")
         ax.set_ylabel("queries per second (log scale)")
@@ -343,15 +401,22 @@ def plot_recall_qps(records, part: str, out: Path, title_suffix: str = "") -> li
 def plot_speed_bars(groups, part: str, out: Path, title_suffix: str = "") -> list[Path]:
     """Per group (kernel x case x metric), each contender's speed relative to a baseline."""
     plt = _pyplot()
-    groups = {g: rs for g, rs in groups.items()
-              if len({r["contender"] for r in rs}) == len(rs) > 1
-              and not any(r.get("kernel") == "isa" for r in rs)}
+    groups = {
+        g: rs
+        for g, rs in groups.items()
+        if len({r["contender"] for r in rs}) == len(rs) > 1
+        and not any(r.get("kernel") == "isa" for r in rs)
+    }
     if plt is None or not groups:
         return []
-    baseline = "numpy" if all(any(r["contender"] == "numpy" for r in rs)
-                              for rs in groups.values()) else "pysim"
-    contenders = sorted({r["contender"] for rs in groups.values() for r in rs},
-                        key=lambda c: (c != "pysim", c))
+    baseline = (
+        "numpy"
+        if all(any(r["contender"] == "numpy" for r in rs) for rs in groups.values())
+        else "pysim"
+    )
+    contenders = sorted(
+        {r["contender"] for rs in groups.values() for r in rs}, key=lambda c: (c != "pysim", c)
+    )
     names = list(groups)
     width = 0.8 / len(contenders)
     fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(names) + 2), 5.2))
@@ -387,8 +452,9 @@ def plot_isa(records, part: str, out: Path, title_suffix: str = "") -> list[Path
         return []
     fig, ax = plt.subplots(figsize=(6.5, 4))
     groups = by_group(isa)
-    isas = sorted({r["isa"] for r in isa}, key=lambda s: [r["isa"] for r in
-                                                           sorted(isa, key=rate)].index(s))
+    isas = sorted(
+        {r["isa"] for r in isa}, key=lambda s: [r["isa"] for r in sorted(isa, key=rate)].index(s)
+    )
     width = 0.8 / len(groups)
     for i, (g, rs) in enumerate(groups.items()):
         scalar = next((rate(r) for r in rs if r["isa"] == "scalar"), None)
@@ -450,13 +516,21 @@ def write_part(part: str, raw: dict[str, Any], meta: dict[str, Any], out: Path) 
     records = load_records(raw)
     groups = by_group(records)
     suffix = "" if not meta.get("machine") else f"\n{meta['machine'].get('cpu', '')}"
-    pngs = (plot_speed_bars(groups, part, out, suffix) + plot_isa(records, part, out, suffix)
-            + plot_recall_qps(records, part, out, suffix))
+    pngs = (
+        plot_speed_bars(groups, part, out, suffix)
+        + plot_isa(records, part, out, suffix)
+        + plot_recall_qps(records, part, out, suffix)
+    )
     sections = [f"## {part}", header_md(meta)]
     if not records:
         sections.append("_No benchmark ran._")
-    summary = pivot_table({g: rs for g, rs in groups.items()
-                           if not any(r.get("kernel") in ("isa", "read") for r in rs)})
+    summary = pivot_table(
+        {
+            g: rs
+            for g, rs in groups.items()
+            if not any(r.get("kernel") in ("isa", "read") for r in rs)
+        }
+    )
     if summary:
         sections.append("Summary (* = timed on fewer query rows, see `rows_timed`):\n\n" + summary)
     extras = kernel_extras(records)
@@ -479,22 +553,36 @@ def write_part(part: str, raw: dict[str, Any], meta: dict[str, Any], out: Path) 
         sections.append(f"- {note}")
     md = "\n\n".join(sections) + "\n"
     (out / f"{part}.md").write_text(md, encoding="utf-8")
-    doc = {"part": part, **meta, "records": records,
-           "pytest_benchmark": {k: raw.get(k) for k in ("machine_info", "commit_info",
-                                                          "datetime", "version")}}
-    (out / f"{part}.json").write_text(json.dumps(doc, indent=1, default=str) + "\n",
-                                      encoding="utf-8")
-    return {"part": part, "markdown": md, "md_path": out / f"{part}.md",
-            "json_path": out / f"{part}.json", "pngs": pngs, "records": records}
+    doc = {
+        "part": part,
+        **meta,
+        "records": records,
+        "pytest_benchmark": {
+            k: raw.get(k) for k in ("machine_info", "commit_info", "datetime", "version")
+        },
+    }
+    (out / f"{part}.json").write_text(
+        json.dumps(doc, indent=1, default=str) + "\n", encoding="utf-8"
+    )
+    return {
+        "part": part,
+        "markdown": md,
+        "md_path": out / f"{part}.md",
+        "json_path": out / f"{part}.json",
+        "pngs": pngs,
+        "records": records,
+    }
 
 
-def write_summary(parts: list[dict[str, Any]], meta: dict[str, Any], out: Path,
-                  skipped: dict[str, str]) -> Path:
+def write_summary(
+    parts: list[dict[str, Any]], meta: dict[str, Any], out: Path, skipped: dict[str, str]
+) -> Path:
     """``summary.md``: every part of this run, ready to paste into a README."""
     sections = ["# pysim benchmark results", header_md(meta)]
     if skipped:
-        sections.append("Skipped parts:\n\n" + "\n".join(f"- {p}: {why}"
-                                                          for p, why in skipped.items()))
+        sections.append(
+            "Skipped parts:\n\n" + "\n".join(f"- {p}: {why}" for p, why in skipped.items())
+        )
     for p in parts:
         sections.append(p["markdown"].replace("\n## ", "\n### ", 1))
     path = out / "summary.md"
@@ -509,12 +597,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results")
     args = ap.parse_args(argv)
     raw = json.loads(args.raw.read_text())
-    meta = {"command": f"pytest ... --benchmark-json={args.raw}",
-            "date": raw.get("datetime"), "machine": {"cpu": (raw.get("machine_info") or {})
-                                                     .get("cpu", {}).get("brand_raw", "?")}}
+    meta = {
+        "command": f"pytest ... --benchmark-json={args.raw}",
+        "date": raw.get("datetime"),
+        "machine": {"cpu": (raw.get("machine_info") or {}).get("cpu", {}).get("brand_raw", "?")},
+    }
     info = write_part(args.part or args.raw.stem, raw, meta, args.out)
-    print(f"wrote {info['md_path']}, {info['json_path']}" +
-          "".join(f", {p}" for p in info["pngs"]))
+    print(f"wrote {info['md_path']}, {info['json_path']}" + "".join(f", {p}" for p in info["pngs"]))
     return 0
 
 

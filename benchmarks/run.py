@@ -45,23 +45,49 @@ REPO = HERE.parent
 
 #: Part name -> benchmark modules (in benchmarks/), and what each part measures.
 PARTS: dict[str, tuple[list[str], str]] = {
-    "kernels": (["bench_kernels.py"], "cdist/dot/mahalanobis kernels vs numpy, scipy, "
-                "scikit-learn, faiss, simsimd; ISA speed-ups; read bandwidth"),
-    "exact": (["bench_bruteforce.py", "bench_kdtree.py"], "exact k-NN: brute force and KD-tree "
-              "vs faiss, scikit-learn, scipy, pykdtree"),
+    "kernels": (
+        ["bench_kernels.py"],
+        "cdist/dot/mahalanobis kernels vs numpy, scipy, "
+        "scikit-learn, faiss, simsimd; ISA speed-ups; read bandwidth",
+    ),
+    "exact": (
+        ["bench_bruteforce.py", "bench_kdtree.py"],
+        "exact k-NN: brute force and KD-tree vs faiss, scikit-learn, scipy, pykdtree",
+    ),
     "hnsw": (["bench_hnsw.py"], "HNSW recall/queries-per-second sweep vs hnswlib, faiss, usearch"),
-    "quantized": (["bench_quantized.py"], "quantised graph search vs HNSW peers, pynndescent, "
-                  "scann"),
-    "metric": (["bench_metric_learning.py"], "metric learning fit time and 3-NN accuracy vs "
-               "scikit-learn NCA and metric-learn"),
+    "quantized": (
+        ["bench_quantized.py"],
+        "quantised graph search vs HNSW peers, pynndescent, scann",
+    ),
+    "metric": (
+        ["bench_metric_learning.py"],
+        "metric learning fit time and 3-NN accuracy vs scikit-learn NCA and metric-learn",
+    ),
     "classifier": (["bench_classifier.py"], "KNeighborsClassifier fit+predict vs scikit-learn"),
 }
 #: Parts that can run on a user's dataset (--dataset).
 DATASET_PARTS = ["exact", "hnsw", "quantized"]
 #: Distributions whose versions are recorded with every result.
-LIBRARIES = ["pysim", "numpy", "scipy", "scikit-learn", "faiss-cpu", "simsimd", "hnswlib",
-             "usearch", "pykdtree", "metric-learn", "pynndescent", "scann", "threadpoolctl",
-             "pytest", "pytest-benchmark", "matplotlib", "tqdm", "h5py"]
+LIBRARIES = [
+    "pysim",
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "faiss-cpu",
+    "simsimd",
+    "hnswlib",
+    "usearch",
+    "pykdtree",
+    "metric-learn",
+    "pynndescent",
+    "scann",
+    "threadpoolctl",
+    "pytest",
+    "pytest-benchmark",
+    "matplotlib",
+    "tqdm",
+    "h5py",
+]
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 QUICK_BUDGET_S = 600
 
@@ -90,13 +116,25 @@ def machine_info() -> dict[str, Any]:
     """CPU model, usable cores, memory, OS and the CPU's SIMD feature flags."""
     info = _cpuinfo()
     flags = (info.get("flags") or info.get("Features") or "").split()
-    simd = sorted(f for f in flags if f.startswith(("sse", "ssse", "avx", "fma", "f16c", "amx",
-                                                    "asimd", "sve", "neon", "bf16", "vnni")))
+    simd = sorted(
+        f
+        for f in flags
+        if f.startswith(
+            ("sse", "ssse", "avx", "fma", "f16c", "amx", "asimd", "sve", "neon", "bf16", "vnni")
+        )
+    )
     cpu = info.get("model name") or info.get("Model") or platform.processor() or "unknown CPU"
     if sys.platform == "darwin":
         try:
-            cpu = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], text=True,
-                                 capture_output=True, check=False).stdout.strip() or cpu
+            cpu = (
+                subprocess.run(
+                    ["sysctl", "-n", "machdep.cpu.brand_string"],
+                    text=True,
+                    capture_output=True,
+                    check=False,
+                ).stdout.strip()
+                or cpu
+            )
         except OSError:
             pass
     try:
@@ -110,9 +148,15 @@ def machine_info() -> dict[str, Any]:
                 mem = round(int(line.split()[1]) / 2**20, 1)
     except OSError:
         pass
-    return {"cpu": cpu, "cores": cores, "memory_gb": mem, "platform": platform.platform(),
-            "python": platform.python_version(), "machine": platform.machine(),
-            "simd_flags": simd}
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "memory_gb": mem,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "simd_flags": simd,
+    }
 
 
 def versions() -> dict[str, str | None]:
@@ -126,11 +170,19 @@ def versions() -> dict[str, str | None]:
 
 
 def _probe_numpy_blas(env: dict[str, str]) -> list[dict[str, Any]]:
-    code = ("import json, numpy\nfrom threadpoolctl import threadpool_info\n"
-            "print(json.dumps(threadpool_info()))")
+    code = (
+        "import json, numpy\nfrom threadpoolctl import threadpool_info\n"
+        "print(json.dumps(threadpool_info()))"
+    )
     try:
-        res = subprocess.run([sys.executable, "-P", "-c", code], env=env, text=True,
-                             capture_output=True, timeout=120, check=True)
+        res = subprocess.run(
+            [sys.executable, "-P", "-c", code],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
         return json.loads(res.stdout)
     except (subprocess.SubprocessError, json.JSONDecodeError, OSError):
         return []
@@ -139,13 +191,16 @@ def _probe_numpy_blas(env: dict[str, str]) -> list[dict[str, Any]]:
 def preflight() -> str | None:
     """Why the benchmark process could not run, checked in a child like it (or None)."""
     code = "import pysim, pytest_benchmark, numpy"
-    res = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True,
-                         check=False, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
     if res.returncode == 0:
         return None
     last = (res.stderr.strip().splitlines() or ["?"])[-1]
-    return (f"{sys.executable} cannot import pysim and pytest-benchmark ({last}).\n"
-            'Install them first: pip install ".[bench]" (from the repository root).')
+    return (
+        f"{sys.executable} cannot import pysim and pytest-benchmark ({last}).\n"
+        'Install them first: pip install ".[bench]" (from the repository root).'
+    )
 
 
 def blas_environment(mode: str) -> tuple[dict[str, str], dict[str, Any]]:
@@ -159,8 +214,11 @@ def blas_environment(mode: str) -> tuple[dict[str, str], dict[str, Any]]:
     for k in BLAS_VARS:
         env.pop(k, None)
     if mode == "auto":
-        numpy_pools = [p for p in _probe_numpy_blas(env)
-                       if p.get("internal_api") == "openblas" and "numpy" in p.get("filepath", "")]
+        numpy_pools = [
+            p
+            for p in _probe_numpy_blas(env)
+            if p.get("internal_api") == "openblas" and "numpy" in p.get("filepath", "")
+        ]
         core = numpy_pools[0].get("architecture") if numpy_pools else None
         record["numpy_autodetected_core"] = core
         if core:
@@ -177,8 +235,10 @@ def blas_summary(pools: Any) -> str:
         if p.get("user_api") != "blas":
             continue
         lib = Path(p.get("filepath", "")).parent.name.replace(".libs", "")
-        items.append(f"{lib}: {p.get('internal_api')} {p.get('version')} "
-                     f"core={p.get('architecture')} threads={p.get('num_threads')}")
+        items.append(
+            f"{lib}: {p.get('internal_api')} {p.get('version')} "
+            f"core={p.get('architecture')} threads={p.get('num_threads')}"
+        )
     return "; ".join(items)
 
 
@@ -201,8 +261,9 @@ class Progress:
 
     def collected(self, n: int) -> None:
         if self._tqdm is not None and not self.quiet:
-            self.bar = self._tqdm(total=n, desc=f"{self.part:>10}", unit="bench",
-                                  dynamic_ncols=True, leave=True)
+            self.bar = self._tqdm(
+                total=n, desc=f"{self.part:>10}", unit="bench", dynamic_ncols=True, leave=True
+            )
         elif not self.quiet:
             print(f"[{self.part}] {n} benchmarks", flush=True)
 
@@ -222,20 +283,36 @@ class Progress:
             self.bar.close()
 
 
-def run_part(part: str, modules: list[Path], env: dict[str, str], args, raw_path: Path,
-             log_path: Path) -> dict[str, Any]:
+def run_part(
+    part: str, modules: list[Path], env: dict[str, str], args, raw_path: Path, log_path: Path
+) -> dict[str, Any]:
     """Run pytest-benchmark on the part's modules; return events and the exit code."""
     with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as f:
         progress_path = Path(f.name)
     child_env = dict(env)
     child_env["PYSIM_BENCH_PROGRESS"] = str(progress_path)
-    child_env["PYTHONPATH"] = os.pathsep.join([str(HERE)] + (
-        [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        [str(HERE)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
     # -P: the repository root must not shadow the installed pysim (the source tree has no
     # compiled core unless it is an editable install).
-    cmd = [sys.executable, "-P", "-m", "pytest", *map(str, modules), "--benchmark-only",
-           f"--benchmark-json={raw_path}", "-p", "_progress", "-p", "no:cacheprovider",
-           "-q", "-rs", "--benchmark-columns=median,rounds", "--benchmark-sort=name"]
+    cmd = [
+        sys.executable,
+        "-P",
+        "-m",
+        "pytest",
+        *map(str, modules),
+        "--benchmark-only",
+        f"--benchmark-json={raw_path}",
+        "-p",
+        "_progress",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "-rs",
+        "--benchmark-columns=median,rounds",
+        "--benchmark-sort=name",
+    ]
     if args.repeats:
         cmd.append(f"--benchmark-min-rounds={args.repeats}")
     if args.select:
@@ -247,8 +324,7 @@ def run_part(part: str, modules: list[Path], env: dict[str, str], args, raw_path
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + shlex.join(cmd) + "\n\n")
         log.flush()
-        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=child_env, stdout=log, stderr=subprocess.STDOUT)
         pos = 0
         try:
             while True:
@@ -278,8 +354,12 @@ def run_part(part: str, modules: list[Path], env: dict[str, str], args, raw_path
         finally:
             bar.close()
             progress_path.unlink(missing_ok=True)
-    return {"returncode": proc.returncode, "events": events, "seconds": time.time() - t0,
-            "command": shlex.join(cmd)}
+    return {
+        "returncode": proc.returncode,
+        "events": events,
+        "seconds": time.time() - t0,
+        "command": shlex.join(cmd),
+    }
 
 
 def summarise_events(part: str, events: list[dict[str, Any]], log_path: Path) -> list[str]:
@@ -315,34 +395,64 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="parts:\n" + "\n".join(f"  {p:<11}{d}" for p, (_, d) in PARTS.items()),
     )
-    ap.add_argument("--parts", default=None,
-                    help="comma-separated parts (default: all; with --dataset: "
-                         + ",".join(DATASET_PARTS) + ")")
-    ap.add_argument("--threads", default=None,
-                    help="thread counts, e.g. 2 or 1,2 (default: each part's own, as its "
-                         "issue specifies)")
-    ap.add_argument("--repeats", type=int, default=None,
-                    help="timed rounds per benchmark; the median is reported (default 5; the "
-                         "quick run fits a slow contender's rounds in about 1.5-2 s, at least "
-                         "one)")
-    ap.add_argument("--full", action="store_true",
-                    help="the per-issue workloads (MNIST, 1M x 3, 100k x 128, MNIST-PCA50...) "
-                         "with every round; no time limit")
-    ap.add_argument("--dataset", type=Path, default=None,
-                    help="your data: .fvecs/.bvecs (+ *_query, *_groundtruth.ivecs), .hdf5 "
-                         "(ann-benchmarks), .npy/.npz, IDX (.gz), or a folder of those")
-    ap.add_argument("--metric", default=None,
-                    help="metric for --dataset (sqeuclidean, euclidean, cosine, ip; default: "
-                         "what the data says, else euclidean)")
-    ap.add_argument("--max-queries", type=int, default=None,
-                    help="use only the first N queries of --dataset")
-    ap.add_argument("--out", type=Path, default=HERE / "results",
-                    help="results folder (default benchmarks/results)")
-    ap.add_argument("--blas-env", choices=["auto", "unset", "keep"], default="auto",
-                    help="what to do with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for the benchmark "
-                         "process (see the module docstring; default auto)")
-    ap.add_argument("-k", dest="select", default=None,
-                    help="only benchmarks matching this pytest -k expression")
+    ap.add_argument(
+        "--parts",
+        default=None,
+        help="comma-separated parts (default: all; with --dataset: "
+        + ",".join(DATASET_PARTS)
+        + ")",
+    )
+    ap.add_argument(
+        "--threads",
+        default=None,
+        help="thread counts, e.g. 2 or 1,2 (default: each part's own, as its issue specifies)",
+    )
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed rounds per benchmark; the median is reported (default 5; the "
+        "quick run fits a slow contender's rounds in about 1.5-2 s, at least "
+        "one)",
+    )
+    ap.add_argument(
+        "--full",
+        action="store_true",
+        help="the per-issue workloads (MNIST, 1M x 3, 100k x 128, MNIST-PCA50...) "
+        "with every round; no time limit",
+    )
+    ap.add_argument(
+        "--dataset",
+        type=Path,
+        default=None,
+        help="your data: .fvecs/.bvecs (+ *_query, *_groundtruth.ivecs), .hdf5 "
+        "(ann-benchmarks), .npy/.npz, IDX (.gz), or a folder of those",
+    )
+    ap.add_argument(
+        "--metric",
+        default=None,
+        help="metric for --dataset (sqeuclidean, euclidean, cosine, ip; default: "
+        "what the data says, else euclidean)",
+    )
+    ap.add_argument(
+        "--max-queries", type=int, default=None, help="use only the first N queries of --dataset"
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "results",
+        help="results folder (default benchmarks/results)",
+    )
+    ap.add_argument(
+        "--blas-env",
+        choices=["auto", "unset", "keep"],
+        default="auto",
+        help="what to do with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE for the benchmark "
+        "process (see the module docstring; default auto)",
+    )
+    ap.add_argument(
+        "-k", dest="select", default=None, help="only benchmarks matching this pytest -k expression"
+    )
     ap.add_argument("--list", action="store_true", help="list the parts and exit")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
@@ -356,8 +466,9 @@ def main(argv: list[str] | None = None) -> int:
             have = [m for m in mods if (HERE / m).is_file()]
             print(f"{p:<11}{desc}\n{'':11}modules: {', '.join(have) or '(none yet)'}")
         return 0
-    chosen = (args.parts.split(",") if args.parts else
-              (DATASET_PARTS if args.dataset else list(PARTS)))
+    chosen = (
+        args.parts.split(",") if args.parts else (DATASET_PARTS if args.dataset else list(PARTS))
+    )
     unknown = [p for p in chosen if p not in PARTS]
     if unknown:
         print(f"unknown part(s) {unknown}; choose from {', '.join(PARTS)}", file=sys.stderr)
@@ -378,9 +489,11 @@ def main(argv: list[str] | None = None) -> int:
         env["PYSIM_BENCH_THREADS"] = args.threads
     if args.repeats:
         env["PYSIM_BENCH_ROUNDS"] = str(args.repeats)
-    command = "python benchmarks/run.py" + ("" if argv is None and len(sys.argv) == 1 else
-                                            " " + shlex.join(argv if argv is not None
-                                                             else sys.argv[1:]))
+    command = "python benchmarks/run.py" + (
+        ""
+        if argv is None and len(sys.argv) == 1
+        else " " + shlex.join(argv if argv is not None else sys.argv[1:])
+    )
     notes: list[str] = []
     user_name = None
     if args.dataset:
@@ -395,15 +508,18 @@ def main(argv: list[str] | None = None) -> int:
 
         t0 = time.time()
         try:
-            data = datasets.load_path(args.dataset, args.metric, max_queries=args.max_queries,
-                                      cache_dir=out / "cache")
+            data = datasets.load_path(
+                args.dataset, args.metric, max_queries=args.max_queries, cache_dir=out / "cache"
+            )
         except (OSError, ValueError, ImportError) as exc:
             print(f"cannot use --dataset {args.dataset}: {exc}", file=sys.stderr)
             return 2
         user_name = data["name"]
-        msg = (f"dataset {user_name}: base {data['base'].shape}, queries "
-               f"{data['queries'].shape}, metric {data['metric']}, ground truth "
-               f"{data['gt_source']} ({time.time() - t0:.1f} s)")
+        msg = (
+            f"dataset {user_name}: base {data['base'].shape}, queries "
+            f"{data['queries'].shape}, metric {data['metric']}, ground truth "
+            f"{data['gt_source']} ({time.time() - t0:.1f} s)"
+        )
         print(msg)
         notes.append(msg)
         del data
@@ -420,10 +536,14 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": str(args.dataset) if args.dataset else None,
         "metric": args.metric,
     }
-    print(f"pysim benchmarks on {machine['cpu']} ({machine['cores']} cores); parts: "
-          f"{', '.join(chosen)}{' (full workloads)' if args.full else ''}")
-    print(f"BLAS environment for the benchmark process ({args.blas_env}): "
-          f"{blas['benchmark_process']} (was {blas['parent']})")
+    print(
+        f"pysim benchmarks on {machine['cpu']} ({machine['cores']} cores); parts: "
+        f"{', '.join(chosen)}{' (full workloads)' if args.full else ''}"
+    )
+    print(
+        f"BLAS environment for the benchmark process ({args.blas_env}): "
+        f"{blas['benchmark_process']} (was {blas['parent']})"
+    )
     import report
 
     written, skipped, failed = [], {}, False
@@ -433,15 +553,19 @@ def main(argv: list[str] | None = None) -> int:
         present = [HERE / m for m in mods if (HERE / m).is_file()]
         missing = [m for m in mods if not (HERE / m).is_file()]
         if not present:
-            why = (f"{', '.join('benchmarks/' + m for m in missing)} "
-                   f"{'does' if len(missing) == 1 else 'do'} not exist yet")
+            why = (
+                f"{', '.join('benchmarks/' + m for m in missing)} "
+                f"{'does' if len(missing) == 1 else 'do'} not exist yet"
+            )
             print(f"skipped part {part!r}: {why}")
             skipped[part] = why
             continue
         part_notes = list(notes)
         if missing:
-            msg = (f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist "
-                   "yet (the rest of the part ran)")
+            msg = (
+                f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not exist "
+                "yet (the rest of the part ran)"
+            )
             print(f"  note: {msg}")
             part_notes.append(msg)
         raw_path = out / "raw" / f"{part}-{stamp}.json"
@@ -451,11 +575,15 @@ def main(argv: list[str] | None = None) -> int:
             f.writelines(json.dumps(e, default=str) + "\n" for e in res["events"])
         part_notes += summarise_events(part, res["events"], log_path)
         env_ev = next((e for e in res["events"] if e["event"] == "env"), {})
-        pm = dict(meta, simd_info=env_ev.get("simd_info"),
-                  threadpool_info=env_ev.get("threadpool_info"),
-                  blas=blas_summary(env_ev.get("threadpool_info")),
-                  pytest_command=res["command"], seconds=round(res["seconds"], 1),
-                  notes=part_notes)
+        pm = dict(
+            meta,
+            simd_info=env_ev.get("simd_info"),
+            threadpool_info=env_ev.get("threadpool_info"),
+            blas=blas_summary(env_ev.get("threadpool_info")),
+            pytest_command=res["command"],
+            seconds=round(res["seconds"], 1),
+            notes=part_notes,
+        )
         if res["returncode"] not in (0, 1, 5) or not raw_path.is_file():
             why = f"pytest exited with {res['returncode']}; see {log_path}"
             print(f"  part {part!r} produced no results: {why}")
@@ -465,14 +593,17 @@ def main(argv: list[str] | None = None) -> int:
         failed |= res["returncode"] == 1
         raw = json.loads(raw_path.read_text())
         info = report.write_part(part, raw, pm, out)
-        if user_name and not any(r.get("dataset") in ("user", user_name)
-                                 for r in info["records"]):
-            print(f"  note: part {part!r} did not use --dataset (its module does not take "
-                  "its datasets from _common.ann_datasets())")
+        if user_name and not any(r.get("dataset") in ("user", user_name) for r in info["records"]):
+            print(
+                f"  note: part {part!r} did not use --dataset (its module does not take "
+                "its datasets from _common.ann_datasets())"
+            )
         written.append(info)
         meta.update(simd_info=pm["simd_info"], blas=pm["blas"])
-        print(f"  {part}: {len(info['records'])} results in {res['seconds']:.0f} s -> "
-              f"{info['md_path']}" + "".join(f", {p.name}" for p in info["pngs"]))
+        print(
+            f"  {part}: {len(info['records'])} results in {res['seconds']:.0f} s -> "
+            f"{info['md_path']}" + "".join(f", {p.name}" for p in info["pngs"])
+        )
     if written:
         path = report.write_summary(written, meta, out, skipped)
         print(f"summary: {path}")

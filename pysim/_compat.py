@@ -14,8 +14,13 @@ try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data
 except ImportError:  # pragma: no cover - exercised only on old scikit-learn
 
-    def validate_data(estimator: Any, X: Any = "no_validation", y: Any = "no_validation",
-                      reset: bool = True, **check_params: Any) -> Any:
+    def validate_data(
+        estimator: Any,
+        X: Any = "no_validation",
+        y: Any = "no_validation",
+        reset: bool = True,
+        **check_params: Any,
+    ) -> Any:
         """Fallback to the private method that ``validate_data`` replaced."""
         return estimator._validate_data(X, y, reset=reset, **check_params)
 

@@ -5,25 +5,51 @@
 """
 pysim compiled core (private; use the pysim package)
 """
+
 from __future__ import annotations
+
+import typing
+
 import numpy
 import numpy.typing
-import typing
-__all__: list[str] = ['HnswIndex', 'KDTree_f32', 'KDTree_f64', 'Metric', 'brute_knn_f32', 'brute_knn_f64', 'brute_max_safe_sqnorm_f32', 'brute_max_safe_sqnorm_f64', 'brute_radius_f32', 'brute_radius_f64', 'brute_sqnorms_f32', 'brute_sqnorms_f64', 'cdist_f32', 'cdist_f64', 'dot_f32', 'dot_f64', 'paired_f32', 'paired_f64', 'simd_info']
+
+__all__: list[str] = [
+    "HnswIndex",
+    "KDTree_f32",
+    "KDTree_f64",
+    "Metric",
+    "brute_knn_f32",
+    "brute_knn_f64",
+    "brute_max_safe_sqnorm_f32",
+    "brute_max_safe_sqnorm_f64",
+    "brute_radius_f32",
+    "brute_radius_f64",
+    "brute_sqnorms_f32",
+    "brute_sqnorms_f64",
+    "cdist_f32",
+    "cdist_f64",
+    "dot_f32",
+    "dot_f64",
+    "paired_f32",
+    "paired_f64",
+    "simd_info",
+]
+
 class Metric:
     """
     Members:
-    
+
       sqeuclidean
-    
+
       euclidean
-    
+
       cosine
-    
+
       ip
-    
+
       mahalanobis
     """
+
     __members__: typing.ClassVar[dict[str, Metric]]
     cosine: typing.ClassVar[Metric]
     euclidean: typing.ClassVar[Metric]
@@ -31,285 +57,452 @@ class Metric:
     mahalanobis: typing.ClassVar[Metric]
     sqeuclidean: typing.ClassVar[Metric]
     @typing.overload
-    def __eq__(self, other: Metric) -> bool:
-        ...
+    def __eq__(self, other: Metric) -> bool: ...
     @typing.overload
-    def __eq__(self, other: typing.Any) -> bool:
-        ...
-    def __getstate__(self) -> int:
-        ...
-    def __hash__(self) -> int:
-        ...
-    def __index__(self) -> int:
-        ...
-    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def __int__(self) -> int:
-        ...
+    def __eq__(self, other: typing.Any) -> bool: ...
+    def __getstate__(self) -> int: ...
+    def __hash__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __init__(self, value: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    def __int__(self) -> int: ...
     @typing.overload
-    def __ne__(self, other: Metric) -> bool:
-        ...
+    def __ne__(self, other: Metric) -> bool: ...
     @typing.overload
-    def __ne__(self, other: typing.Any) -> bool:
-        ...
-    def __repr__(self) -> str:
-        ...
-    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def __str__(self) -> str:
-        ...
+    def __ne__(self, other: typing.Any) -> bool: ...
+    def __repr__(self) -> str: ...
+    def __setstate__(self, state: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    def __str__(self) -> str: ...
     @property
-    def name(self) -> str:
-        ...
+    def name(self) -> str: ...
     @property
-    def value(self) -> int:
-        ...
+    def value(self) -> int: ...
+
 class KDTree_f32:
     @staticmethod
-    def from_state(n: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, leaf_size: typing.SupportsInt | typing.SupportsIndex, points: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], ids: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], split_dims: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], split_bounds: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], bbox: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]]) -> KDTree_f32:
-        ...
-    def __init__(self, data: numpy.typing.NDArray[numpy.float32], leaf_size: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex, _wide_ids: bool = False) -> None:
-        ...
-    def query(self, Q: numpy.typing.NDArray[numpy.float32], k: typing.SupportsInt | typing.SupportsIndex, euclidean: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-        ...
-    def query_radius(self, Q: numpy.typing.NDArray[numpy.float32], r: numpy.typing.NDArray[numpy.float32], euclidean: bool, return_distance: bool, sort_results: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-        ...
-    def state(self) -> dict:
-        ...
+    def from_state(
+        n: typing.SupportsInt | typing.SupportsIndex,
+        dim: typing.SupportsInt | typing.SupportsIndex,
+        leaf_size: typing.SupportsInt | typing.SupportsIndex,
+        points: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+        ids: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+        split_dims: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+        split_bounds: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+        bbox: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+    ) -> KDTree_f32: ...
+    def __init__(
+        self,
+        data: numpy.typing.NDArray[numpy.float32],
+        leaf_size: typing.SupportsInt | typing.SupportsIndex,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+        _wide_ids: bool = False,
+    ) -> None: ...
+    def query(
+        self,
+        Q: numpy.typing.NDArray[numpy.float32],
+        k: typing.SupportsInt | typing.SupportsIndex,
+        euclidean: bool,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> tuple: ...
+    def query_radius(
+        self,
+        Q: numpy.typing.NDArray[numpy.float32],
+        r: numpy.typing.NDArray[numpy.float32],
+        euclidean: bool,
+        return_distance: bool,
+        sort_results: bool,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> tuple: ...
+    def state(self) -> dict: ...
     @property
-    def _wide_ids(self) -> bool:
-        ...
+    def _wide_ids(self) -> bool: ...
     @property
-    def dim(self) -> int:
-        ...
+    def dim(self) -> int: ...
     @property
-    def leaf_size(self) -> int:
-        ...
+    def leaf_size(self) -> int: ...
     @property
-    def levels(self) -> int:
-        ...
+    def levels(self) -> int: ...
     @property
-    def max_leaf(self) -> int:
-        ...
+    def max_leaf(self) -> int: ...
     @property
-    def n(self) -> int:
-        ...
+    def n(self) -> int: ...
+
 class KDTree_f64:
     @staticmethod
-    def from_state(n: typing.SupportsInt | typing.SupportsIndex, dim: typing.SupportsInt | typing.SupportsIndex, leaf_size: typing.SupportsInt | typing.SupportsIndex, points: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], ids: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], split_dims: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], split_bounds: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], bbox: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]]) -> KDTree_f64:
-        ...
-    def __init__(self, data: numpy.typing.NDArray[numpy.float64], leaf_size: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex, _wide_ids: bool = False) -> None:
-        ...
-    def query(self, Q: numpy.typing.NDArray[numpy.float64], k: typing.SupportsInt | typing.SupportsIndex, euclidean: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-        ...
-    def query_radius(self, Q: numpy.typing.NDArray[numpy.float64], r: numpy.typing.NDArray[numpy.float64], euclidean: bool, return_distance: bool, sort_results: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-        ...
-    def state(self) -> dict:
-        ...
+    def from_state(
+        n: typing.SupportsInt | typing.SupportsIndex,
+        dim: typing.SupportsInt | typing.SupportsIndex,
+        leaf_size: typing.SupportsInt | typing.SupportsIndex,
+        points: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+        ids: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+        split_dims: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+        split_bounds: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+        bbox: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+    ) -> KDTree_f64: ...
+    def __init__(
+        self,
+        data: numpy.typing.NDArray[numpy.float64],
+        leaf_size: typing.SupportsInt | typing.SupportsIndex,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+        _wide_ids: bool = False,
+    ) -> None: ...
+    def query(
+        self,
+        Q: numpy.typing.NDArray[numpy.float64],
+        k: typing.SupportsInt | typing.SupportsIndex,
+        euclidean: bool,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> tuple: ...
+    def query_radius(
+        self,
+        Q: numpy.typing.NDArray[numpy.float64],
+        r: numpy.typing.NDArray[numpy.float64],
+        euclidean: bool,
+        return_distance: bool,
+        sort_results: bool,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> tuple: ...
+    def state(self) -> dict: ...
     @property
-    def _wide_ids(self) -> bool:
-        ...
+    def _wide_ids(self) -> bool: ...
     @property
-    def dim(self) -> int:
-        ...
+    def dim(self) -> int: ...
     @property
-    def leaf_size(self) -> int:
-        ...
+    def leaf_size(self) -> int: ...
     @property
-    def levels(self) -> int:
-        ...
+    def levels(self) -> int: ...
     @property
-    def max_leaf(self) -> int:
-        ...
+    def max_leaf(self) -> int: ...
     @property
-    def n(self) -> int:
-        ...
+    def n(self) -> int: ...
+
 class HnswIndex:
     @staticmethod
-    def from_state(dim: typing.SupportsInt | typing.SupportsIndex, metric: Metric, M: typing.SupportsInt | typing.SupportsIndex, ef_construction: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, quantization: str, refine: typing.SupportsInt | typing.SupportsIndex, n: typing.SupportsInt | typing.SupportsIndex, entry: typing.SupportsInt | typing.SupportsIndex, max_level: typing.SupportsInt | typing.SupportsIndex, next_id: typing.SupportsInt | typing.SupportsIndex, rng: typing.SupportsInt | typing.SupportsIndex, codes: numpy.typing.NDArray[numpy.float32], levels: numpy.typing.NDArray[numpy.uint8], status: numpy.typing.NDArray[numpy.uint8], labels: numpy.typing.NDArray[numpy.int64], counts0: numpy.typing.NDArray[numpy.uint16], links0: numpy.typing.NDArray[numpy.uint32], upper_counts: numpy.typing.NDArray[numpy.uint16], upper_links: numpy.typing.NDArray[numpy.uint32], free_slots: numpy.typing.NDArray[numpy.uint32], quant: typing.Any = None) -> HnswIndex:
-        ...
-    def __init__(self, dim: typing.SupportsInt | typing.SupportsIndex, metric: Metric, M: typing.SupportsInt | typing.SupportsIndex, ef_construction: typing.SupportsInt | typing.SupportsIndex, max_elements: typing.SupportsInt | typing.SupportsIndex, seed: typing.SupportsInt | typing.SupportsIndex, quantization: str = '', refine: typing.SupportsInt | typing.SupportsIndex = 0) -> None:
-        ...
-    def __len__(self) -> int:
-        ...
-    def add(self, X: numpy.typing.NDArray[numpy.float32], ids: numpy.typing.NDArray[numpy.int64], has_ids: bool, threads: typing.SupportsInt | typing.SupportsIndex, progress: typing.Any = None) -> None:
-        ...
-    def capacity(self) -> int:
-        ...
-    def contains(self, id: typing.SupportsInt | typing.SupportsIndex) -> bool:
-        ...
-    def drift(self) -> tuple[int, int, int]:
-        ...
-    def export_state(self) -> dict:
-        ...
-    def get_items(self, ids: numpy.typing.NDArray[numpy.int64]) -> numpy.typing.NDArray[numpy.float32]:
-        ...
-    def ids(self) -> numpy.typing.NDArray[numpy.int64]:
-        ...
-    def memory_bytes(self) -> int:
-        ...
-    def next_id(self) -> int:
-        ...
-    def refit(self, threads: typing.SupportsInt | typing.SupportsIndex) -> None:
-        ...
-    def remove(self, ids: numpy.typing.NDArray[numpy.int64]) -> None:
-        ...
-    def search(self, Q: numpy.typing.NDArray[numpy.float32], k: typing.SupportsInt | typing.SupportsIndex, ef: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex, allowed: numpy.typing.NDArray[numpy.int64], has_filter: bool, exact: bool = False) -> tuple:
-        ...
+    def from_state(
+        dim: typing.SupportsInt | typing.SupportsIndex,
+        metric: Metric,
+        M: typing.SupportsInt | typing.SupportsIndex,
+        ef_construction: typing.SupportsInt | typing.SupportsIndex,
+        seed: typing.SupportsInt | typing.SupportsIndex,
+        quantization: str,
+        refine: typing.SupportsInt | typing.SupportsIndex,
+        n: typing.SupportsInt | typing.SupportsIndex,
+        entry: typing.SupportsInt | typing.SupportsIndex,
+        max_level: typing.SupportsInt | typing.SupportsIndex,
+        next_id: typing.SupportsInt | typing.SupportsIndex,
+        rng: typing.SupportsInt | typing.SupportsIndex,
+        codes: numpy.typing.NDArray[numpy.float32],
+        levels: numpy.typing.NDArray[numpy.uint8],
+        status: numpy.typing.NDArray[numpy.uint8],
+        labels: numpy.typing.NDArray[numpy.int64],
+        counts0: numpy.typing.NDArray[numpy.uint16],
+        links0: numpy.typing.NDArray[numpy.uint32],
+        upper_counts: numpy.typing.NDArray[numpy.uint16],
+        upper_links: numpy.typing.NDArray[numpy.uint32],
+        free_slots: numpy.typing.NDArray[numpy.uint32],
+        quant: typing.Any = None,
+    ) -> HnswIndex: ...
+    def __init__(
+        self,
+        dim: typing.SupportsInt | typing.SupportsIndex,
+        metric: Metric,
+        M: typing.SupportsInt | typing.SupportsIndex,
+        ef_construction: typing.SupportsInt | typing.SupportsIndex,
+        max_elements: typing.SupportsInt | typing.SupportsIndex,
+        seed: typing.SupportsInt | typing.SupportsIndex,
+        quantization: str = "",
+        refine: typing.SupportsInt | typing.SupportsIndex = 0,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def add(
+        self,
+        X: numpy.typing.NDArray[numpy.float32],
+        ids: numpy.typing.NDArray[numpy.int64],
+        has_ids: bool,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+        progress: typing.Any = None,
+    ) -> None: ...
+    def capacity(self) -> int: ...
+    def contains(self, id: typing.SupportsInt | typing.SupportsIndex) -> bool: ...
+    def drift(self) -> tuple[int, int, int]: ...
+    def export_state(self) -> dict: ...
+    def get_items(
+        self, ids: numpy.typing.NDArray[numpy.int64]
+    ) -> numpy.typing.NDArray[numpy.float32]: ...
+    def ids(self) -> numpy.typing.NDArray[numpy.int64]: ...
+    def memory_bytes(self) -> int: ...
+    def next_id(self) -> int: ...
+    def refit(self, threads: typing.SupportsInt | typing.SupportsIndex) -> None: ...
+    def remove(self, ids: numpy.typing.NDArray[numpy.int64]) -> None: ...
+    def search(
+        self,
+        Q: numpy.typing.NDArray[numpy.float32],
+        k: typing.SupportsInt | typing.SupportsIndex,
+        ef: typing.SupportsInt | typing.SupportsIndex,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+        allowed: numpy.typing.NDArray[numpy.int64],
+        has_filter: bool,
+        exact: bool = False,
+    ) -> tuple: ...
     @property
-    def M(self) -> int:
-        ...
+    def M(self) -> int: ...
     @property
-    def dim(self) -> int:
-        ...
+    def dim(self) -> int: ...
     @property
-    def ef_construction(self) -> int:
-        ...
+    def ef_construction(self) -> int: ...
     @property
-    def quantization(self) -> typing.Any:
-        ...
+    def quantization(self) -> typing.Any: ...
     @property
-    def refine(self) -> int:
-        ...
+    def refine(self) -> int: ...
     @property
-    def seed(self) -> int:
-        ...
+    def seed(self) -> int: ...
+
 class _Quantizer:
-    def __init__(self, kind: str, dim: typing.SupportsInt | typing.SupportsIndex, space: str = 'l2', normalize: bool = False, mode: str = 'asymmetric') -> None:
-        ...
-    def check_rows(self, X: numpy.typing.NDArray[numpy.float32]) -> None:
-        ...
-    def count_clipped(self, X: numpy.typing.NDArray[numpy.float32]) -> int:
-        ...
-    def decode(self, records: numpy.typing.NDArray[numpy.uint8]) -> numpy.typing.NDArray[numpy.float32]:
-        ...
-    def distances(self, queries: numpy.typing.NDArray[numpy.float32], records: numpy.typing.NDArray[numpy.uint8], which: str = 'search', form: str = 'batch') -> numpy.typing.NDArray[numpy.float32]:
-        ...
-    def encode(self, X: numpy.typing.NDArray[numpy.float32]) -> tuple[numpy.typing.NDArray[numpy.uint8], int]:
-        ...
-    def fit(self, X: numpy.typing.NDArray[numpy.float32], clip: typing.SupportsFloat | typing.SupportsIndex = 0.0, threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
-        ...
-    def prepared(self, query: numpy.typing.NDArray[numpy.float32]) -> dict:
-        ...
-    def set_ranges(self, lo: numpy.typing.NDArray[numpy.float32], hi: numpy.typing.NDArray[numpy.float32]) -> None:
-        ...
+    def __init__(
+        self,
+        kind: str,
+        dim: typing.SupportsInt | typing.SupportsIndex,
+        space: str = "l2",
+        normalize: bool = False,
+        mode: str = "asymmetric",
+    ) -> None: ...
+    def check_rows(self, X: numpy.typing.NDArray[numpy.float32]) -> None: ...
+    def count_clipped(self, X: numpy.typing.NDArray[numpy.float32]) -> int: ...
+    def decode(
+        self, records: numpy.typing.NDArray[numpy.uint8]
+    ) -> numpy.typing.NDArray[numpy.float32]: ...
+    def distances(
+        self,
+        queries: numpy.typing.NDArray[numpy.float32],
+        records: numpy.typing.NDArray[numpy.uint8],
+        which: str = "search",
+        form: str = "batch",
+    ) -> numpy.typing.NDArray[numpy.float32]: ...
+    def encode(
+        self, X: numpy.typing.NDArray[numpy.float32]
+    ) -> tuple[numpy.typing.NDArray[numpy.uint8], int]: ...
+    def fit(
+        self,
+        X: numpy.typing.NDArray[numpy.float32],
+        clip: typing.SupportsFloat | typing.SupportsIndex = 0.0,
+        threads: typing.SupportsInt | typing.SupportsIndex = 1,
+    ) -> None: ...
+    def prepared(self, query: numpy.typing.NDArray[numpy.float32]) -> dict: ...
+    def set_ranges(
+        self, lo: numpy.typing.NDArray[numpy.float32], hi: numpy.typing.NDArray[numpy.float32]
+    ) -> None: ...
     @property
-    def code_bytes(self) -> int:
-        ...
+    def code_bytes(self) -> int: ...
     @property
-    def fitted(self) -> bool:
-        ...
+    def fitted(self) -> bool: ...
     @property
-    def hi(self) -> numpy.typing.NDArray[numpy.float32]:
-        ...
+    def hi(self) -> numpy.typing.NDArray[numpy.float32]: ...
     @property
-    def levels(self) -> int:
-        ...
+    def levels(self) -> int: ...
     @property
-    def lo(self) -> numpy.typing.NDArray[numpy.float32]:
-        ...
+    def lo(self) -> numpy.typing.NDArray[numpy.float32]: ...
     @property
-    def record_bytes(self) -> int:
-        ...
+    def record_bytes(self) -> int: ...
     @property
-    def step(self) -> numpy.typing.NDArray[numpy.float32]:
-        ...
+    def step(self) -> numpy.typing.NDArray[numpy.float32]: ...
     @property
-    def trailer_offset(self) -> typing.Any:
-        ...
+    def trailer_offset(self) -> typing.Any: ...
+
 class _QuantStore:
     @staticmethod
-    def from_state(kind: str, dim: typing.SupportsInt | typing.SupportsIndex, space: str, normalize: bool, mode: str, keep_full: bool, clip: typing.SupportsFloat | typing.SupportsIndex, state: dict) -> _QuantStore:
-        ...
-    def __init__(self, kind: str, dim: typing.SupportsInt | typing.SupportsIndex, space: str = 'l2', normalize: bool = False, mode: str = 'asymmetric', keep_full: bool = True, clip: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> None:
-        ...
-    def __len__(self) -> int:
-        ...
-    def append(self, X: numpy.typing.NDArray[numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex = 1) -> int:
-        ...
-    def count_clipped(self, X: numpy.typing.NDArray[numpy.float32]) -> int:
-        ...
-    def decode(self, slots: numpy.typing.NDArray[numpy.int64]) -> numpy.typing.NDArray[numpy.float32]:
-        ...
-    def distances(self, queries: numpy.typing.NDArray[numpy.float32], slots: numpy.typing.NDArray[numpy.int64], which: str = 'search') -> numpy.typing.NDArray[numpy.float32]:
-        ...
-    def get_state(self) -> dict:
-        ...
-    def refit(self, extra: typing.Any = None, threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
-        ...
-    def set_rows(self, slots: numpy.typing.NDArray[numpy.int64], X: numpy.typing.NDArray[numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex = 1) -> None:
-        ...
-    def slot_distances(self, from_slot: typing.SupportsInt | typing.SupportsIndex, slots: numpy.typing.NDArray[numpy.int64]) -> numpy.typing.NDArray[numpy.float32]:
-        ...
+    def from_state(
+        kind: str,
+        dim: typing.SupportsInt | typing.SupportsIndex,
+        space: str,
+        normalize: bool,
+        mode: str,
+        keep_full: bool,
+        clip: typing.SupportsFloat | typing.SupportsIndex,
+        state: dict,
+    ) -> _QuantStore: ...
+    def __init__(
+        self,
+        kind: str,
+        dim: typing.SupportsInt | typing.SupportsIndex,
+        space: str = "l2",
+        normalize: bool = False,
+        mode: str = "asymmetric",
+        keep_full: bool = True,
+        clip: typing.SupportsFloat | typing.SupportsIndex = 0.0,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    def append(
+        self,
+        X: numpy.typing.NDArray[numpy.float32],
+        threads: typing.SupportsInt | typing.SupportsIndex = 1,
+    ) -> int: ...
+    def count_clipped(self, X: numpy.typing.NDArray[numpy.float32]) -> int: ...
+    def decode(
+        self, slots: numpy.typing.NDArray[numpy.int64]
+    ) -> numpy.typing.NDArray[numpy.float32]: ...
+    def distances(
+        self,
+        queries: numpy.typing.NDArray[numpy.float32],
+        slots: numpy.typing.NDArray[numpy.int64],
+        which: str = "search",
+    ) -> numpy.typing.NDArray[numpy.float32]: ...
+    def get_state(self) -> dict: ...
+    def refit(
+        self, extra: typing.Any = None, threads: typing.SupportsInt | typing.SupportsIndex = 1
+    ) -> None: ...
+    def set_rows(
+        self,
+        slots: numpy.typing.NDArray[numpy.int64],
+        X: numpy.typing.NDArray[numpy.float32],
+        threads: typing.SupportsInt | typing.SupportsIndex = 1,
+    ) -> None: ...
+    def slot_distances(
+        self,
+        from_slot: typing.SupportsInt | typing.SupportsIndex,
+        slots: numpy.typing.NDArray[numpy.int64],
+    ) -> numpy.typing.NDArray[numpy.float32]: ...
     @property
-    def capacity(self) -> int:
-        ...
+    def capacity(self) -> int: ...
     @property
-    def drift(self) -> tuple[int, int, int]:
-        ...
+    def drift(self) -> tuple[int, int, int]: ...
     @property
-    def fitted(self) -> bool:
-        ...
+    def fitted(self) -> bool: ...
     @property
-    def lo(self) -> numpy.typing.NDArray[numpy.float32]:
-        ...
+    def lo(self) -> numpy.typing.NDArray[numpy.float32]: ...
     @property
-    def memory_bytes(self) -> int:
-        ...
+    def memory_bytes(self) -> int: ...
     @property
-    def step(self) -> numpy.typing.NDArray[numpy.float32]:
-        ...
+    def step(self) -> numpy.typing.NDArray[numpy.float32]: ...
     @property
-    def stride(self) -> int:
-        ...
-def _available_isas() -> list:
-    ...
-def _from_half(which: str, h: numpy.typing.NDArray[numpy.uint16]) -> numpy.typing.NDArray[numpy.float32]:
-    ...
-def _kdtree_levels(n: typing.SupportsInt | typing.SupportsIndex, leaf_size: typing.SupportsInt | typing.SupportsIndex) -> int:
-    ...
-def _pool_spin(jobs: typing.SupportsInt | typing.SupportsIndex, chunks: typing.SupportsInt | typing.SupportsIndex, chunk_seconds: typing.SupportsFloat | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex, fail_at: typing.SupportsInt | typing.SupportsIndex = -1) -> int:
+    def stride(self) -> int: ...
+
+def _available_isas() -> list: ...
+def _from_half(
+    which: str, h: numpy.typing.NDArray[numpy.uint16]
+) -> numpy.typing.NDArray[numpy.float32]: ...
+def _kdtree_levels(
+    n: typing.SupportsInt | typing.SupportsIndex,
+    leaf_size: typing.SupportsInt | typing.SupportsIndex,
+) -> int: ...
+def _pool_spin(
+    jobs: typing.SupportsInt | typing.SupportsIndex,
+    chunks: typing.SupportsInt | typing.SupportsIndex,
+    chunk_seconds: typing.SupportsFloat | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+    fail_at: typing.SupportsInt | typing.SupportsIndex = -1,
+) -> int:
     """
     Test hook: run synthetic busy chunks on the thread pool (see bind_testing.cpp).
     """
-def _quant_kernel(name: str, query: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]], codes: numpy.typing.NDArray[numpy.uint8], dim: typing.SupportsInt | typing.SupportsIndex, scale: typing.Any = None, form: str = 'pair', order: typing.Any = None, repeats: typing.SupportsInt | typing.SupportsIndex = 1) -> numpy.ndarray[typing.Any, numpy.dtype[typing.Any]]:
+
+def _quant_kernel(
+    name: str,
+    query: numpy.ndarray[typing.Any, numpy.dtype[typing.Any]],
+    codes: numpy.typing.NDArray[numpy.uint8],
+    dim: typing.SupportsInt | typing.SupportsIndex,
+    scale: typing.Any = None,
+    form: str = "pair",
+    order: typing.Any = None,
+    repeats: typing.SupportsInt | typing.SupportsIndex = 1,
+) -> numpy.ndarray[typing.Any, numpy.dtype[typing.Any]]:
     """
     Runs one compressed-code kernel (tests and benchmarks).
     """
+
 def _set_isa(name: str) -> bool:
     """
     Switch the active kernel level (tests, benchmarks); False if unavailable.
     """
-def _to_half(which: str, x: numpy.typing.NDArray[numpy.float32]) -> numpy.typing.NDArray[numpy.uint16]:
-    ...
-def brute_knn_f32(data: numpy.typing.NDArray[numpy.float32], sqnorms: numpy.typing.NDArray[numpy.float32], max_sqnorm: typing.SupportsFloat | typing.SupportsIndex, metric: Metric, queries: numpy.typing.NDArray[numpy.float32], k: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-    ...
-def brute_knn_f64(data: numpy.typing.NDArray[numpy.float64], sqnorms: numpy.typing.NDArray[numpy.float64], max_sqnorm: typing.SupportsFloat | typing.SupportsIndex, metric: Metric, queries: numpy.typing.NDArray[numpy.float64], k: typing.SupportsInt | typing.SupportsIndex, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-    ...
-def brute_radius_f32(data: numpy.typing.NDArray[numpy.float32], sqnorms: numpy.typing.NDArray[numpy.float32], max_sqnorm: typing.SupportsFloat | typing.SupportsIndex, metric: Metric, queries: numpy.typing.NDArray[numpy.float32], radii: numpy.typing.NDArray[numpy.float64], sort: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-    ...
-def brute_radius_f64(data: numpy.typing.NDArray[numpy.float64], sqnorms: numpy.typing.NDArray[numpy.float64], max_sqnorm: typing.SupportsFloat | typing.SupportsIndex, metric: Metric, queries: numpy.typing.NDArray[numpy.float64], radii: numpy.typing.NDArray[numpy.float64], sort: bool, threads: typing.SupportsInt | typing.SupportsIndex) -> tuple:
-    ...
-def brute_sqnorms_f32(data: numpy.typing.NDArray[numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
-    ...
-def brute_sqnorms_f64(data: numpy.typing.NDArray[numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
-    ...
-def cdist_f32(xa: numpy.typing.NDArray[numpy.float32], xb: numpy.typing.NDArray[numpy.float32], metric: Metric, threads: typing.SupportsInt | typing.SupportsIndex, out: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
-    ...
-def cdist_f64(xa: numpy.typing.NDArray[numpy.float64], xb: numpy.typing.NDArray[numpy.float64], metric: Metric, threads: typing.SupportsInt | typing.SupportsIndex, out: typing.Any = None) -> numpy.typing.NDArray[numpy.float64]:
-    ...
-def dot_f32(xa: numpy.typing.NDArray[numpy.float32], xb: numpy.typing.NDArray[numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex, out: typing.Any = None) -> numpy.typing.NDArray[numpy.float32]:
-    ...
-def dot_f64(xa: numpy.typing.NDArray[numpy.float64], xb: numpy.typing.NDArray[numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex, out: typing.Any = None) -> numpy.typing.NDArray[numpy.float64]:
-    ...
-def paired_f32(xa: numpy.typing.NDArray[numpy.float32], xb: numpy.typing.NDArray[numpy.float32], metric: Metric, threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float32]:
-    ...
-def paired_f64(xa: numpy.typing.NDArray[numpy.float64], xb: numpy.typing.NDArray[numpy.float64], metric: Metric, threads: typing.SupportsInt | typing.SupportsIndex) -> numpy.typing.NDArray[numpy.float64]:
-    ...
+
+def _to_half(
+    which: str, x: numpy.typing.NDArray[numpy.float32]
+) -> numpy.typing.NDArray[numpy.uint16]: ...
+def brute_knn_f32(
+    data: numpy.typing.NDArray[numpy.float32],
+    sqnorms: numpy.typing.NDArray[numpy.float32],
+    max_sqnorm: typing.SupportsFloat | typing.SupportsIndex,
+    metric: Metric,
+    queries: numpy.typing.NDArray[numpy.float32],
+    k: typing.SupportsInt | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def brute_knn_f64(
+    data: numpy.typing.NDArray[numpy.float64],
+    sqnorms: numpy.typing.NDArray[numpy.float64],
+    max_sqnorm: typing.SupportsFloat | typing.SupportsIndex,
+    metric: Metric,
+    queries: numpy.typing.NDArray[numpy.float64],
+    k: typing.SupportsInt | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def brute_radius_f32(
+    data: numpy.typing.NDArray[numpy.float32],
+    sqnorms: numpy.typing.NDArray[numpy.float32],
+    max_sqnorm: typing.SupportsFloat | typing.SupportsIndex,
+    metric: Metric,
+    queries: numpy.typing.NDArray[numpy.float32],
+    radii: numpy.typing.NDArray[numpy.float64],
+    sort: bool,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def brute_radius_f64(
+    data: numpy.typing.NDArray[numpy.float64],
+    sqnorms: numpy.typing.NDArray[numpy.float64],
+    max_sqnorm: typing.SupportsFloat | typing.SupportsIndex,
+    metric: Metric,
+    queries: numpy.typing.NDArray[numpy.float64],
+    radii: numpy.typing.NDArray[numpy.float64],
+    sort: bool,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def brute_sqnorms_f32(
+    data: numpy.typing.NDArray[numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex
+) -> numpy.typing.NDArray[numpy.float32]: ...
+def brute_sqnorms_f64(
+    data: numpy.typing.NDArray[numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex
+) -> numpy.typing.NDArray[numpy.float64]: ...
+def cdist_f32(
+    xa: numpy.typing.NDArray[numpy.float32],
+    xb: numpy.typing.NDArray[numpy.float32],
+    metric: Metric,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+    out: typing.Any = None,
+) -> numpy.typing.NDArray[numpy.float32]: ...
+def cdist_f64(
+    xa: numpy.typing.NDArray[numpy.float64],
+    xb: numpy.typing.NDArray[numpy.float64],
+    metric: Metric,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+    out: typing.Any = None,
+) -> numpy.typing.NDArray[numpy.float64]: ...
+def dot_f32(
+    xa: numpy.typing.NDArray[numpy.float32],
+    xb: numpy.typing.NDArray[numpy.float32],
+    threads: typing.SupportsInt | typing.SupportsIndex,
+    out: typing.Any = None,
+) -> numpy.typing.NDArray[numpy.float32]: ...
+def dot_f64(
+    xa: numpy.typing.NDArray[numpy.float64],
+    xb: numpy.typing.NDArray[numpy.float64],
+    threads: typing.SupportsInt | typing.SupportsIndex,
+    out: typing.Any = None,
+) -> numpy.typing.NDArray[numpy.float64]: ...
+def paired_f32(
+    xa: numpy.typing.NDArray[numpy.float32],
+    xb: numpy.typing.NDArray[numpy.float32],
+    metric: Metric,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> numpy.typing.NDArray[numpy.float32]: ...
+def paired_f64(
+    xa: numpy.typing.NDArray[numpy.float64],
+    xb: numpy.typing.NDArray[numpy.float64],
+    metric: Metric,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> numpy.typing.NDArray[numpy.float64]: ...
 def simd_info() -> dict:
     """
     Which instruction set each kernel dispatches to.
     """
-__version__: str = '0.1.0'
-brute_max_safe_sqnorm_f32: float = 2.1267646664908054e+37
-brute_max_safe_sqnorm_f64: float = 1.1235582092889473e+307
+
+__version__: str = "0.1.0"
+brute_max_safe_sqnorm_f32: float = 2.1267646664908054e37
+brute_max_safe_sqnorm_f64: float = 1.1235582092889473e307

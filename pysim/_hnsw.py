@@ -318,7 +318,8 @@ class HNSWIndex(PersistMixin):
 
         ``rows_at_fit``: rows the ranges were learned from; ``rows_since_fit``: rows stored
         since; ``clipped_since_fit``: their elements that fell more than half a step outside
-        the ranges and were clipped. A growing clipped count says the data drifted: call :meth:`refit`.
+        the ranges and were clipped. A growing clipped count says the data drifted: call
+        :meth:`refit`.
         """
         at_fit, since, clipped = self._index.drift()
         return {"rows_at_fit": at_fit, "rows_since_fit": since, "clipped_since_fit": clipped}

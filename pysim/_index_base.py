@@ -21,7 +21,9 @@ def prepare_queries(Q: Any, dim: int, dtype: np.dtype, name: str = "Q") -> np.nd
     arr = to_array(Q, name)
     arr = as_matrix(arr, name, dtype)
     if arr.shape[1] != dim:
-        raise ValueError(f"{name} must have {dim} columns (the index dimension), got {arr.shape[1]}")
+        raise ValueError(
+            f"{name} must have {dim} columns (the index dimension), got {arr.shape[1]}"
+        )
     return arr
 
 
@@ -96,7 +98,9 @@ class PersistMixin:
         try:
             return cls._from_state(meta, arrays)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as exc:
-            raise ValueError(f"{os.fspath(path)!r}: not a valid pysim {cls._KIND} index ({exc})") from None
+            raise ValueError(
+                f"{os.fspath(path)!r}: not a valid pysim {cls._KIND} index ({exc})"
+            ) from None
 
     def __reduce__(self):
         meta, arrays = self._get_state()

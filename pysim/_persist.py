@@ -48,9 +48,7 @@ def _chunks(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> I
     header = {
         "kind": kind,
         "meta": meta,
-        "arrays": [
-            {"name": n, "dtype": a.dtype.str, "shape": list(a.shape)} for n, a in entries
-        ],
+        "arrays": [{"name": n, "dtype": a.dtype.str, "shape": list(a.shape)} for n, a in entries],
     }
     raw = json.dumps(header, sort_keys=True).encode()
     yield MAGIC + struct.pack("<II", FORMAT_VERSION, len(raw)) + raw

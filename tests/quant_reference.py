@@ -21,8 +21,8 @@ def u4_positions(dim: int) -> tuple[np.ndarray, np.ndarray]:
         r = min(128, dim - base)
         h = (r + 1) // 2
         k = np.arange(r)
-        byte[base:base + r] = base // 2 + np.where(k < h, k, k - h)
-        high[base:base + r] = k >= h
+        byte[base : base + r] = base // 2 + np.where(k < h, k, k - h)
+        high[base : base + r] = k >= h
     return byte, high
 
 
@@ -57,7 +57,7 @@ def bf16_value(bits: np.ndarray) -> np.ndarray:
 
 def decode(layout: str, codes: np.ndarray, dim: int) -> np.ndarray:
     """Codes (n, bytes) -> decoded values (n, dim) in float64 (u8/u4: the integer levels)."""
-    raw = codes[:, :code_bytes(layout, dim)]
+    raw = codes[:, : code_bytes(layout, dim)]
     if layout == "f16":
         return np.ascontiguousarray(raw).view(np.float16).astype(np.float64)
     if layout == "bf16":
@@ -65,5 +65,3 @@ def decode(layout: str, codes: np.ndarray, dim: int) -> np.ndarray:
     if layout == "u8":
         return raw.astype(np.float64)
     return unpack_u4(raw, dim).astype(np.float64)
-
-

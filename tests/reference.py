@@ -30,7 +30,7 @@ def cdist(A: np.ndarray, B: np.ndarray, metric: str, VI: np.ndarray | None = Non
 
 
 def paired(A: np.ndarray, B: np.ndarray, metric: str, VI: np.ndarray | None = None) -> np.ndarray:
-    return np.array([cdist(a[None], b[None], metric, VI)[0, 0] for a, b in zip(A, B)])
+    return np.array([cdist(a[None], b[None], metric, VI)[0, 0] for a, b in zip(A, B, strict=True)])
 
 
 def scale(A: np.ndarray, B: np.ndarray, metric: str) -> np.ndarray:

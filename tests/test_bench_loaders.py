@@ -39,16 +39,23 @@ def ref_ids(base, queries, k, metric):
 # --- texmex -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("suffix", "dtype"), [(".fvecs", np.float32), (".ivecs", np.int32),
-                                               (".bvecs", np.uint8)])
+@pytest.mark.parametrize(
+    ("suffix", "dtype"), [(".fvecs", np.float32), (".ivecs", np.int32), (".bvecs", np.uint8)]
+)
 @pytest.mark.parametrize("d", [1, 3, 128])
 def test_vecs_round_trip(tmp_path, rng, suffix, dtype, d):
-    X = (rng.standard_normal((17, d)) * 50).astype(dtype) if dtype != np.uint8 else \
-        rng.integers(0, 256, (17, d)).astype(np.uint8)
+    X = (
+        (rng.standard_normal((17, d)) * 50).astype(dtype)
+        if dtype != np.uint8
+        else rng.integers(0, 256, (17, d)).astype(np.uint8)
+    )
     path = tmp_path / f"x{suffix}"
     datasets.write_vecs(path, X)
-    reader = {".fvecs": datasets.read_fvecs, ".ivecs": datasets.read_ivecs,
-              ".bvecs": datasets.read_bvecs}[suffix]
+    reader = {
+        ".fvecs": datasets.read_fvecs,
+        ".ivecs": datasets.read_ivecs,
+        ".bvecs": datasets.read_bvecs,
+    }[suffix]
     got = reader(path)
     assert got.dtype == dtype and got.flags.c_contiguous
     np.testing.assert_array_equal(got, X)
@@ -104,8 +111,9 @@ def test_texmex_without_queries_is_split(tmp_path, rng):
 # --- ann-benchmarks hdf5 ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("distance", "metric"), [("euclidean", "euclidean"),
-                                                   ("angular", "cosine")])
+@pytest.mark.parametrize(
+    ("distance", "metric"), [("euclidean", "euclidean"), ("angular", "cosine")]
+)
 @pytest.mark.parametrize("with_gt", [True, False])
 def test_hdf5_dataset(tmp_path, rng, distance, metric, with_gt):
     h5py = pytest.importorskip("h5py", reason="h5py is the optional 'hdf5' extra")
@@ -162,8 +170,7 @@ def test_computed_ground_truth_is_cached(tmp_path, rng):
     files = sorted(cache.glob("gt-*.npy"))
     assert len(files) == 1
     np.save(files[0], np.zeros_like(first["gt"]))  # the cached file is what gets read
-    np.testing.assert_array_equal(datasets.load_path(tmp_path / "x.npy", cache_dir=cache)["gt"],
-                                  0)
+    np.testing.assert_array_equal(datasets.load_path(tmp_path / "x.npy", cache_dir=cache)["gt"], 0)
     # Another metric is another cache entry.
     datasets.load_path(tmp_path / "x.npy", "cosine", cache_dir=cache)
     assert len(list(cache.glob("gt-*.npy"))) == 2
@@ -184,8 +191,7 @@ def test_single_npy_and_npz(tmp_path, rng):
 # --- IDX and MNIST-style folders ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32,
-                                   np.float64])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_round_trip(tmp_path, rng, dtype, gz):
     X = (rng.standard_normal((7, 3, 2)) * 40).astype(dtype)
@@ -270,8 +276,9 @@ def test_exact_knn_matches_reference(rng, monkeypatch, metric, blocks):
     if metric in ("cosine", "ip"):
         # Compare distances (cosine of integer vectors is not exact in floating point).
         D = reference.cdist(queries, base, metric)
-        np.testing.assert_allclose(np.take_along_axis(D, got, 1),
-                                   np.sort(D, axis=1)[:, :k], atol=1e-12)
+        np.testing.assert_allclose(
+            np.take_along_axis(D, got, 1), np.sort(D, axis=1)[:, :k], atol=1e-12
+        )
     else:
         np.testing.assert_array_equal(got, ref_ids(base, queries, k, metric))
 
@@ -289,12 +296,15 @@ def test_recall_hand_made():
     assert datasets.recall_at_k(np.array([[3], [4]]), gt, 1) == pytest.approx(1 / 2)
 
 
-@pytest.mark.parametrize(("found", "gt", "k"), [
-    (np.zeros((2, 3)), np.zeros((3, 3)), 3),
-    (np.zeros((2, 2)), np.zeros((2, 3)), 3),
-    (np.zeros((2, 3)), np.zeros((2, 3)), 0),
-    (np.zeros(3), np.zeros(3), 1),
-])
+@pytest.mark.parametrize(
+    ("found", "gt", "k"),
+    [
+        (np.zeros((2, 3)), np.zeros((3, 3)), 3),
+        (np.zeros((2, 2)), np.zeros((2, 3)), 3),
+        (np.zeros((2, 3)), np.zeros((2, 3)), 0),
+        (np.zeros(3), np.zeros(3), 1),
+    ],
+)
 def test_recall_rejects_bad_shapes(found, gt, k):
     with pytest.raises(ValueError):
         datasets.recall_at_k(found, gt, k)
@@ -317,8 +327,9 @@ def test_embedded_datasets_are_deterministic():
     b = datasets.load_dataset("clustered-2000x8")
     np.testing.assert_array_equal(a["base"], b["base"])
     assert a["base"].shape == (2000, 8) and a["queries"].shape == (200, 8)
-    np.testing.assert_array_equal(a["gt"][:5, :10], ref_ids(a["base"], a["queries"][:5], 10,
-                                                           "sqeuclidean"))
+    np.testing.assert_array_equal(
+        a["gt"][:5, :10], ref_ids(a["base"], a["queries"][:5], 10, "sqeuclidean")
+    )
     digits = datasets.load_dataset("digits")
     assert digits["base"].shape == (1600, 64) and len(digits["y_queries"]) == 197
     with pytest.raises(KeyError):
@@ -349,8 +360,9 @@ def test_shared_mnist_split_and_ground_truth():
     data = datasets.load_path(_shared("mnist"))
     assert data["base"].shape == (9000, 784) and data["queries"].shape == (1000, 784)
     assert data["metric"] == "euclidean" and data["gt_source"] == "file"
-    np.testing.assert_array_equal(datasets.exact_knn(data["base"], data["queries"][:50], 100,
-                                                     "euclidean"), data["gt"][:50])
+    np.testing.assert_array_equal(
+        datasets.exact_knn(data["base"], data["queries"][:50], 100, "euclidean"), data["gt"][:50]
+    )
 
 
 def test_shared_minilm_cosine():
@@ -368,18 +380,27 @@ def test_report_from_pytest_benchmark_json(tmp_path):
     pytest.importorskip("matplotlib", reason="plots need the optional matplotlib")
 
     def bench(group, contender, median, **extra):
-        return {"group": group, "name": f"test[{contender}]", "stats": {
-            "median": median, "min": median, "iqr": 0.0, "rounds": 3},
-            "extra_info": {"contender": contender, **extra}}
+        return {
+            "group": group,
+            "name": f"test[{contender}]",
+            "stats": {"median": median, "min": median, "iqr": 0.0, "rounds": 3},
+            "extra_info": {"contender": contender, **extra},
+        }
 
-    raw = {"benchmarks": [
-        bench("cdist 10x10x4 sqeuclidean", "pysim", 0.01, gflops=2.0, m=10),
-        bench("cdist 10x10x4 sqeuclidean", "numpy", 0.02, gflops=1.0, m=10),
-        *[bench("hnsw toy", c, 1.0 / q, dataset="toy", recall=r, qps=q, params=f"ef={q}")
-          for c, pts in {"pysim": [(0.9, 900.0), (0.99, 400.0)],
-                         "hnswlib": [(0.9, 600.0), (0.97, 300.0)]}.items()
-          for r, q in pts],
-    ]}
+    raw = {
+        "benchmarks": [
+            bench("cdist 10x10x4 sqeuclidean", "pysim", 0.01, gflops=2.0, m=10),
+            bench("cdist 10x10x4 sqeuclidean", "numpy", 0.02, gflops=1.0, m=10),
+            *[
+                bench("hnsw toy", c, 1.0 / q, dataset="toy", recall=r, qps=q, params=f"ef={q}")
+                for c, pts in {
+                    "pysim": [(0.9, 900.0), (0.99, 400.0)],
+                    "hnswlib": [(0.9, 600.0), (0.97, 300.0)],
+                }.items()
+                for r, q in pts
+            ],
+        ]
+    }
     info = report.write_part("toy", raw, {"command": "test", "machine": {"cpu": "cpu"}}, tmp_path)
     md = info["md_path"].read_text()
     assert "| cdist 10x10x4 sqeuclidean (GFLOP/s) | 2.00 | 1.00 | 2.00× |" in md
@@ -387,8 +408,10 @@ def test_report_from_pytest_benchmark_json(tmp_path):
     assert {p.name for p in info["pngs"]} == {"toy-speedup.png", "toy-toy-recall-qps.png"}
     doc = json.loads(info["json_path"].read_text())
     assert len(doc["records"]) == 6
-    assert report.pareto([(0.5, 10.0), (0.6, 5.0), (0.4, 8.0), (0.6, 7.0)]) == [(0.5, 10.0),
-                                                                               (0.6, 7.0)]
+    assert report.pareto([(0.5, 10.0), (0.6, 5.0), (0.4, 8.0), (0.6, 7.0)]) == [
+        (0.5, 10.0),
+        (0.6, 7.0),
+    ]
 
 
 def test_gzip_idx_is_really_gzipped(tmp_path):
@@ -399,7 +422,7 @@ def test_gzip_idx_is_really_gzipped(tmp_path):
 
 # --- the driver, end to end on a toy part ----------------------------------------------------
 
-TOY_PART = '''
+TOY_PART = """
 import numpy as np
 import pytest
 from _common import ann_datasets, dataset, peer, record, recall_at_k
@@ -425,7 +448,7 @@ def test_toy_search(benchmark, name, ef):
     benchmark.pedantic(lambda: None, rounds=2, iterations=1)
     record(benchmark, contender="pysim", dataset=d["name"], recall=recall_at_k(found, d["gt"], 10),
            qps=1000.0 * ef)
-'''
+"""
 
 
 def test_driver_end_to_end(tmp_path, monkeypatch, capsys):
@@ -436,8 +459,19 @@ def test_driver_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(run.PARTS, "ghost", (["bench_ghost_missing.py"], "never written"))
     out = tmp_path / "results"
     # --blas-env keep: tests never change the BLAS environment, not even for a child.
-    code = run.main(["--parts", "toy,ghost", "--out", str(out), "--blas-env", "keep", "--quiet",
-                     "--repeats", "2"])
+    code = run.main(
+        [
+            "--parts",
+            "toy,ghost",
+            "--out",
+            str(out),
+            "--blas-env",
+            "keep",
+            "--quiet",
+            "--repeats",
+            "2",
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "skipped part 'ghost'" in printed and "does not exist yet" in printed

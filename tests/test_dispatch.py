@@ -26,7 +26,11 @@ def run_with(env_value: str, cwd) -> dict:
     # pysim/ (without the compiled module) must not shadow the installed package.
     env = dict(os.environ, PYSIM_SIMD=env_value)
     out = subprocess.run(
-        [sys.executable, "-c", SNIPPET], env=env, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", SNIPPET],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
         cwd=cwd,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -41,7 +45,9 @@ def test_env_forces_an_available_level(level, tmp_path):
     assert res["warnings"] == []
 
 
-@pytest.mark.parametrize("level", ["neon" if "avx2" in _core._available_isas() else "avx512", "bogus"])
+@pytest.mark.parametrize(
+    "level", ["neon" if "avx2" in _core._available_isas() else "avx512", "bogus"]
+)
 def test_unavailable_level_falls_back_with_warning(level, tmp_path):
     res = run_with(level, tmp_path)
     assert res["info"]["isa"] == res["info"]["detected"]

@@ -87,10 +87,34 @@ def test_wrong_out_type_raises(rng):
         (np.array([["a", "b"]]), np.ones((1, 2)), {}, TypeError, "XA"),
         (np.ones((2, 3)), np.ones((2, 3)), {"threads": 0}, ValueError, "threads"),
         (np.ones((2, 3)), np.ones((2, 3)), {"metric": "mahalanobis"}, ValueError, "VI"),
-        (np.ones((2, 3)), np.ones((2, 3)), {"metric": "mahalanobis", "VI": np.eye(4)}, ValueError, "VI"),
-        (np.ones((2, 3)), np.ones((2, 3)), {"metric": "mahalanobis", "VI": -np.eye(3)}, ValueError, "semi-definite"),
-        (np.ones((2, 3)), np.ones((2, 3)), {"metric": "mahalanobis", "VI": np.triu(np.ones((3, 3)))}, ValueError, "symmetric"),
-        (np.ones((2, 3)), np.ones((2, 3)), {"metric": "euclidean", "VI": np.eye(3)}, ValueError, "VI"),
+        (
+            np.ones((2, 3)),
+            np.ones((2, 3)),
+            {"metric": "mahalanobis", "VI": np.eye(4)},
+            ValueError,
+            "VI",
+        ),
+        (
+            np.ones((2, 3)),
+            np.ones((2, 3)),
+            {"metric": "mahalanobis", "VI": -np.eye(3)},
+            ValueError,
+            "semi-definite",
+        ),
+        (
+            np.ones((2, 3)),
+            np.ones((2, 3)),
+            {"metric": "mahalanobis", "VI": np.triu(np.ones((3, 3)))},
+            ValueError,
+            "symmetric",
+        ),
+        (
+            np.ones((2, 3)),
+            np.ones((2, 3)),
+            {"metric": "euclidean", "VI": np.eye(3)},
+            ValueError,
+            "VI",
+        ),
     ],
 )
 def test_bad_input_errors(XA, XB, kwargs, exc, match):
@@ -211,8 +235,10 @@ def test_cosine_of_vectors_whose_squared_norm_under_or_overflows(dtype, m, scale
     rng = np.random.default_rng(5)
     A = rng.standard_normal((m, 6)).astype(dtype)
     B = rng.standard_normal((40, 6)).astype(dtype)
-    s = {"tiny": 1e-30 if dtype == np.float32 else 1e-170,
-         "huge": 1e25 if dtype == np.float32 else 1e160}[scale]
+    s = {
+        "tiny": 1e-30 if dtype == np.float32 else 1e-170,
+        "huge": 1e25 if dtype == np.float32 else 1e160,
+    }[scale]
     A_scaled = (A * dtype(s)).astype(dtype)
     want = pysim.cdist(A, B, "cosine")
     tol = 1e-5 if dtype == np.float32 else 1e-12

@@ -338,8 +338,9 @@ def _quantized_hnsw_blob(quantization: str, refine: int | None) -> bytes:
     import pysim
 
     rng = np.random.default_rng(11)
-    index = pysim.HNSWIndex(5, "sqeuclidean", M=3, ef_construction=12, seed=2,
-                            quantization=quantization, refine=refine)
+    index = pysim.HNSWIndex(
+        5, "sqeuclidean", M=3, ef_construction=12, seed=2, quantization=quantization, refine=refine
+    )
     index.add(rng.standard_normal((24, 5)).astype(np.float32), threads=1)
     index.add(3 * rng.standard_normal((6, 5)).astype(np.float32), threads=1)  # some clipped
     index.remove([2, 7])

@@ -82,8 +82,9 @@ def _hnsw_quantized(quantization, metric, refine):
 
     def make():
         rng = np.random.default_rng(4)
-        index = pysim.HNSWIndex(6, metric, M=3, ef_construction=16, seed=7,
-                                quantization=quantization, refine=refine)
+        index = pysim.HNSWIndex(
+            6, metric, M=3, ef_construction=16, seed=7, quantization=quantization, refine=refine
+        )
         index.add(rng.standard_normal((60, 6)).astype(np.float32), threads=1)
         index.add(2 * rng.standard_normal((20, 6)).astype(np.float32), threads=1)  # drifted
         index.remove([3, 10, 11, 40])
@@ -196,8 +197,9 @@ def test_valid_indexes_round_trip(valid_index, tmp_path):
     path = str(tmp_path / "ok.idx")
     index.save(path)
     loaded = CLASSES[name].load(path)
-    np.testing.assert_array_equal(loaded.query(_Q[:, : index.dim], k=3)[1],
-                                  index.query(_Q[:, : index.dim], k=3)[1])
+    np.testing.assert_array_equal(
+        loaded.query(_Q[:, : index.dim], k=3)[1], index.query(_Q[:, : index.dim], k=3)[1]
+    )
     again = unpickler_for(index)(blob)
     assert len(again) == len(index)
 
@@ -213,10 +215,12 @@ def test_resealed_array_damage(valid_index, tmp_path, request):
     with AllocationMeter() as meter:
         for what, data in array_damage(valid, rng, positions=12 if CI else 3):
             for ok in (
-                check_file_rejected(cls.load, data, path, meter, what, may_succeed=True,
-                                    exercise=_exercise),
-                check_blob_rejected(unpickle, data, meter, what, may_succeed=True,
-                                    exercise=_exercise),
+                check_file_rejected(
+                    cls.load, data, path, meter, what, may_succeed=True, exercise=_exercise
+                ),
+                check_blob_rejected(
+                    unpickle, data, meter, what, may_succeed=True, exercise=_exercise
+                ),
             ):
                 counts["loaded" if ok else "rejected"] += 1
     total = sum(counts.values())
@@ -244,11 +248,13 @@ def test_fuzzed_index_loaders(valid_index, tmp_path, request, target):
         def run(case):
             what, data, may_succeed = case
             if target == "file":
-                ok = check_file_rejected(cls.load, data, path, meter, what,
-                                         may_succeed=may_succeed, exercise=_exercise)
+                ok = check_file_rejected(
+                    cls.load, data, path, meter, what, may_succeed=may_succeed, exercise=_exercise
+                )
             else:
-                ok = check_blob_rejected(unpickle, data, meter, what,
-                                         may_succeed=may_succeed, exercise=_exercise)
+                ok = check_blob_rejected(
+                    unpickle, data, meter, what, may_succeed=may_succeed, exercise=_exercise
+                )
             counts["loaded" if ok else "rejected"] += 1
 
         run()
@@ -294,13 +300,14 @@ def test_hnsw_concurrent_add_remove_query(request):
                 X = wrng.standard_normal((n, dim)).astype(np.float32)
                 ids = np.arange(next_id, next_id + n)
                 next_id += n
-                for i, x in zip(ids.tolist(), X):
+                for i, x in zip(ids.tolist(), X, strict=True):
                     vectors[i] = x
                 index.add(X, ids, threads=int(wrng.integers(1, 3)))
                 live[w].update(ids.tolist())
                 mine = sorted(live[w])
-                gone = wrng.choice(mine, size=min(len(mine) - 1, int(wrng.integers(1, 15))),
-                                   replace=False).tolist()
+                gone = wrng.choice(
+                    mine, size=min(len(mine) - 1, int(wrng.integers(1, 15))), replace=False
+                ).tolist()
                 index.remove(gone)
                 live[w].difference_update(gone)
                 removed.update(gone)
@@ -312,8 +319,9 @@ def test_hnsw_concurrent_add_remove_query(request):
         try:
             while not stop.is_set():
                 Q = rrng.standard_normal((int(rrng.integers(1, 16)), dim)).astype(np.float32)
-                d, i = index.query(Q, k=10, ef=int(rrng.integers(10, 80)),
-                                   threads=int(rrng.integers(1, 3)))
+                d, i = index.query(
+                    Q, k=10, ef=int(rrng.integers(10, 80)), threads=int(rrng.integers(1, 3))
+                )
                 # Ids must be ones that were ever added (or -1 padding), distances sorted.
                 ok = (i == -1) | ((i >= 0) & (i < 500)) | ((i >= 1_000_000) & (i < 3_000_000))
                 ordered = (d[:, 1:] >= d[:, :-1]).all()
@@ -348,8 +356,9 @@ def test_hnsw_concurrent_add_remove_query(request):
     ids = np.array(sorted(expected), dtype=np.int64)
     V = np.stack([vectors[i] for i in ids.tolist()])
     if len(ids):
-        np.testing.assert_array_equal(index.get_items(ids[np.isin(ids, list(got))]),
-                                      V[np.isin(ids, list(got))])
+        np.testing.assert_array_equal(
+            index.get_items(ids[np.isin(ids, list(got))]), V[np.isin(ids, list(got))]
+        )
     # Exact (ef >= len: a scan by contract): every live id is its own vector's top-10.
     _, found = index.query(V, k=10, ef=len(index) + 1, threads=2)
     not_found = int((~(found == ids[:, None]).any(axis=1)).sum())
@@ -358,8 +367,9 @@ def test_hnsw_concurrent_add_remove_query(request):
     self_hit = float((found1 == ids[:, None]).any(axis=1).mean()) if len(ids) else 1.0
     # No removed id in any result, for random queries and for every removed vector.
     R = np.stack([vectors[i] for i in sorted(removed)]) if removed else V[:0]
-    _, ri = index.query(np.concatenate([R, rng.standard_normal((200, dim)).astype(np.float32)]),
-                        k=20, ef=200)
+    _, ri = index.query(
+        np.concatenate([R, rng.standard_normal((200, dim)).astype(np.float32)]), k=20, ef=200
+    )
     removed_returned = int(np.isin(ri, list(removed)).sum())
     report(
         request.config,
@@ -385,10 +395,12 @@ def test_hnsw_concurrent_add_remove_query(request):
 def test_exact_indexes_concurrent_read_only(kind, request):
     rng = np.random.default_rng(31)
     X = rng.standard_normal((3000, 8))
-    index = (pysim.BruteForceIndex(X.astype(np.float32), "euclidean") if kind == "brute"
-             else pysim.KDTreeIndex(X, "euclidean"))
-    Q = [rng.standard_normal((int(rng.integers(1, 60)), 8)).astype(index.dtype)
-         for _ in range(24)]
+    index = (
+        pysim.BruteForceIndex(X.astype(np.float32), "euclidean")
+        if kind == "brute"
+        else pysim.KDTreeIndex(X, "euclidean")
+    )
+    Q = [rng.standard_normal((int(rng.integers(1, 60)), 8)).astype(index.dtype) for _ in range(24)]
     serial = [index.query(q, k=7, threads=1) for q in Q]
     mismatches = [0]
     calls = [0]
@@ -412,8 +424,11 @@ def test_exact_indexes_concurrent_read_only(kind, request):
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors
-    report(request.config, f"concurrency {kind} read-only (4 threads): {calls[0]} queries, "
-                           f"{mismatches[0]} differ from serial")
+    report(
+        request.config,
+        f"concurrency {kind} read-only (4 threads): {calls[0]} queries, "
+        f"{mismatches[0]} differ from serial",
+    )
     assert mismatches[0] == 0
 
 
@@ -439,7 +454,9 @@ def _check_consistent_after_interrupt(index, X, ids) -> int:
         _, found = index.query(X[in_batch], k=10, ef=200, threads=2)
         hit = (found == got[:, None]).any(axis=1).mean()
         assert hit >= 0.99, f"only {hit:.2%} of present ids found by their own vector"
-    assert all((i in index) == bool(f) for i, f in zip(ids[:50].tolist(), in_batch[:50]))
+    assert all(
+        (i in index) == bool(f) for i, f in zip(ids[:50].tolist(), in_batch[:50], strict=True)
+    )
     return int(in_batch.sum())
 
 
@@ -463,8 +480,11 @@ def test_sigint_hnsw_add(request, threads):
     np.testing.assert_array_equal(index.get_items(np.arange(200)), first)
     _, found = index.query(extra, k=10, ef=200)
     assert (found == np.arange(500, 550)[:, None]).any(axis=1).all()
-    report(request.config, f"interrupt hnsw add threads={threads}: {latency * 1e3:.1f} ms "
-                           f"({inserted} of {len(X)} rows in, all consistent)")
+    report(
+        request.config,
+        f"interrupt hnsw add threads={threads}: {latency * 1e3:.1f} ms "
+        f"({inserted} of {len(X)} rows in, all consistent)",
+    )
     assert latency < LATENCY_BOUND
 
 
@@ -521,8 +541,9 @@ def test_sigint_metric_learning_fit(request, learner):
     rng = np.random.default_rng(47)
     X = rng.standard_normal((3000, 40))
     y = rng.integers(0, 10, len(X))
-    model = (pysim.NCA(max_iter=100_000, tol=0.0) if learner == "NCA"
-             else pysim.LMNN(max_iter=100_000))
+    model = (
+        pysim.NCA(max_iter=100_000, tol=0.0) if learner == "NCA" else pysim.LMNN(max_iter=100_000)
+    )
     latency = measure_interrupts(lambda: model.fit(X, y), delay=0.3)
     report(request.config, f"interrupt {learner} fit: {latency * 1e3:.1f} ms")
     assert latency < LATENCY_BOUND

@@ -61,7 +61,9 @@ def vi_of(index):
 
 def ref_dist(index, Q, X):
     """float64 distances (len(Q), len(X)) with the index's metric, from raw rows."""
-    out = [reference.cdist(Q[s : s + 32], X, index.metric, vi_of(index)) for s in range(0, len(Q), 32)]
+    out = [
+        reference.cdist(Q[s : s + 32], X, index.metric, vi_of(index)) for s in range(0, len(Q), 32)
+    ]
     return np.vstack(out) if out else np.empty((0, len(X)))
 
 
@@ -116,7 +118,11 @@ def stored_truth(index, ids, Q, k=10):
 
 def overlap_recall(found, truth):
     k = truth.shape[1]
-    return float(np.mean([len(set(f) & set(t)) / k for f, t in zip(found.tolist(), truth.tolist())]))
+    return float(
+        np.mean(
+            [len(set(f) & set(t)) / k for f, t in zip(found.tolist(), truth.tolist(), strict=True)]
+        )
+    )
 
 
 def _mnist():
@@ -195,7 +201,12 @@ def test_recall_minilm_full_defaults(quantization):
 @pytest.mark.parametrize("quantization", QUANTS)
 @pytest.mark.parametrize(
     "data, metric",
-    [("gauss32", "sqeuclidean"), ("gauss32", "cosine"), ("gauss32", "ip"), ("clustered64", "euclidean")],
+    [
+        ("gauss32", "sqeuclidean"),
+        ("gauss32", "cosine"),
+        ("gauss32", "ip"),
+        ("clustered64", "euclidean"),
+    ],
 )
 def test_recall_synthetic_defaults(quantization, data, metric):
     rng = np.random.default_rng(2024)
@@ -262,8 +273,9 @@ def test_k_larger_than_index_pads_and_small_index_is_exact(rng, quantization, re
     want = stored_dist(index, (X[:3] + 0.01)[:, None, :], S[None])
     order = np.lexsort((np.broadcast_to(np.arange(6), want.shape), want), axis=1)
     np.testing.assert_array_equal(nbrs[:, :6], order)
-    np.testing.assert_allclose(dists[:, :6], np.take_along_axis(want, order, 1), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        dists[:, :6], np.take_along_axis(want, order, 1), rtol=1e-5, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("quantization", QUANTS)
@@ -272,7 +284,10 @@ def test_empty_quantised_index(quantization):
     dists, nbrs = index.query(np.zeros(4), k=3)
     assert (nbrs == -1).all() and np.isinf(dists).all()
     assert len(index) == 0 and index.drift == {
-        "rows_at_fit": 0, "rows_since_fit": 0, "clipped_since_fit": 0}
+        "rows_at_fit": 0,
+        "rows_since_fit": 0,
+        "clipped_since_fit": 0,
+    }
     index.refit()  # nothing to fit: no error
 
 
@@ -528,8 +543,11 @@ def test_drift_is_counted_and_refit_recovers(refine):
     lo, hi = A.min(axis=0).astype(np.float64), A.max(axis=0).astype(np.float64)
     v = (B - lo) / ((hi - lo) / 255)
     clipped = int(((v < -0.5) | (v > 255.5)).sum())
-    assert index.drift == {"rows_at_fit": 2000, "rows_since_fit": 1000,
-                           "clipped_since_fit": clipped}
+    assert index.drift == {
+        "rows_at_fit": 2000,
+        "rows_since_fit": 1000,
+        "clipped_since_fit": clipped,
+    }
     before = overlap_recall(index.query(QB, k=10)[1], truth)
     assert before < 0.9, before  # clipped codes cannot tell the new rows apart
     if refine > 0:
@@ -543,8 +561,7 @@ def test_drift_is_counted_and_refit_recovers(refine):
         index.refit()
         assert index.drift == {"rows_at_fit": 3000, "rows_since_fit": 0, "clipped_since_fit": 0}
         index.add(B, np.arange(2000, 3000), threads=1)
-        assert index.drift == {"rows_at_fit": 3000, "rows_since_fit": 1000,
-                               "clipped_since_fit": 0}
+        assert index.drift == {"rows_at_fit": 3000, "rows_since_fit": 1000, "clipped_since_fit": 0}
         after = overlap_recall(index.query(QB, k=10)[1], truth)
         got = index.get_items(np.arange(2000, 3000)).astype(np.float64)
         half = (np.maximum(A.max(0), B.max(0)) - np.minimum(A.min(0), B.min(0))) / 510
@@ -689,8 +706,9 @@ def test_f16_overflow_names_the_row_and_leaves_the_index_unchanged(rng, refine):
     after = index.query(Q, k=5)
     np.testing.assert_array_equal(after[1], before[1])
     np.testing.assert_array_equal(after[0], before[0])
-    np.testing.assert_array_equal(index.get_items([7]), build(X, "sqeuclidean", "f16",
-                                                              refine).get_items([7]))
+    np.testing.assert_array_equal(
+        index.get_items([7]), build(X, "sqeuclidean", "f16", refine).get_items([7])
+    )
 
 
 @pytest.mark.parametrize("quantization", QUANTS)
@@ -768,8 +786,9 @@ def test_remove_readd_and_replace(rng, quantization, refine):
     got = index.get_items([target])[0]
     if index.refine != 0:
         np.testing.assert_array_equal(got, new)
-    assert d[0, 0] == pytest.approx(float(np.sum((Q[0].astype(np.float64) - got) ** 2)),
-                                    rel=1e-4, abs=1e-5)
+    assert d[0, 0] == pytest.approx(
+        float(np.sum((Q[0].astype(np.float64) - got) ** 2)), rel=1e-4, abs=1e-5
+    )
 
 
 @pytest.mark.parametrize("quantization", QUANTS)
@@ -864,7 +883,7 @@ def test_concurrent_queries_while_adding_return_k_results(quantization):
         done = threading.Event()
         counts = []
 
-        def reader():
+        def reader(index=index, Q=Q, done=done, counts=counts):
             n = 0
             while not done.is_set():
                 _, i = index.query(Q, k=5, threads=1)

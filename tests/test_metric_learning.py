@@ -186,9 +186,11 @@ def test_same_class_neighbors(rng):
 # ---------------------------------------------------------------- learning
 
 
-@pytest.mark.parametrize("make", [
-    lambda: pysim.NCA(random_state=0), lambda: pysim.LMNN(n_neighbors=3)
-], ids=["NCA", "LMNN"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: pysim.NCA(random_state=0), lambda: pysim.LMNN(n_neighbors=3)],
+    ids=["NCA", "LMNN"],
+)
 def test_learners_beat_euclidean_and_drop_noise(rng, make):
     X, y, Xte, yte = split(*noisy_classes(rng, n=480))
     base = knn_accuracy(X, y, Xte, yte)
@@ -200,9 +202,11 @@ def test_learners_beat_euclidean_and_drop_noise(rng, make):
     assert weight[3:].mean() < 0.75 * weight[:3].mean(), weight
 
 
-@pytest.mark.parametrize("make", [
-    lambda: pysim.NCA(n_components=2, random_state=0), lambda: pysim.LMNN(n_components=2)
-], ids=["NCA", "LMNN"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: pysim.NCA(n_components=2, random_state=0), lambda: pysim.LMNN(n_components=2)],
+    ids=["NCA", "LMNN"],
+)
 def test_dimension_reduction(rng, make):
     X, y, Xte, yte = split(*noisy_classes(rng, n=480))
     model = make().fit(X, y)
@@ -281,10 +285,14 @@ def test_pipeline_clone_pickle(rng, make):
     assert fresh.get_params() == model.get_params()
 
 
-@pytest.mark.parametrize("make", [
-    lambda s: pysim.NCA(init="random", random_state=s, max_iter=5),
-    lambda s: pysim.LMNN(random_state=s, max_iter=5),
-], ids=["NCA", "LMNN"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: pysim.NCA(init="random", random_state=s, max_iter=5),
+        lambda s: pysim.LMNN(random_state=s, max_iter=5),
+    ],
+    ids=["NCA", "LMNN"],
+)
 def test_random_state_reproducible(rng, make):
     X, y = noisy_classes(rng, n=90)
     a = make(3).fit(X, y).components_
@@ -392,8 +400,6 @@ def test_nca_fits_20000_points_in_bounded_memory(rng):
 # ---------------------------------------------------------------- scikit-learn's own checks
 
 
-@parametrize_with_checks(
-    [pysim.Whitening(), pysim.NCA(max_iter=20), pysim.LMNN(max_iter=20)]
-)
+@parametrize_with_checks([pysim.Whitening(), pysim.NCA(max_iter=20), pysim.LMNN(max_iter=20)])
 def test_sklearn_compatible(estimator, check):
     check(estimator)

@@ -20,8 +20,33 @@ from quant_reference import bf16_round, bf16_value, code_bytes, decode, pack_u4
 import pysim
 from pysim import _core
 
-DIMS = [1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 191, 255,
-        257, 384, 784]
+DIMS = [
+    1,
+    2,
+    3,
+    4,
+    5,
+    7,
+    8,
+    15,
+    16,
+    17,
+    31,
+    32,
+    33,
+    63,
+    64,
+    65,
+    100,
+    127,
+    128,
+    129,
+    191,
+    255,
+    257,
+    384,
+    784,
+]
 N_CODES = 7  # odd: the four-at-a-time shapes also run their remainder
 EPS32 = float(np.finfo(np.float32).eps)
 
@@ -105,7 +130,7 @@ def make_query(rng, name: str, dim: int):
 def run_all_forms(name, query, codes, dim, scale, rng):
     n = codes.shape[0]
     order = rng.permutation(n).astype(np.int64)
-    tight = np.ascontiguousarray(codes[:, :code_bytes(KERNELS[name][1], dim)])
+    tight = np.ascontiguousarray(codes[:, : code_bytes(KERNELS[name][1], dim)])
     pair = _core._quant_kernel(name, query, tight, dim, scale, "pair")
     many = _core._quant_kernel(name, query, codes, dim, scale, "many")
     batch = _core._quant_kernel(name, query, tight, dim, scale, "batch", order)
@@ -151,9 +176,31 @@ def test_integer_kernels_exact_at_extremes(isa, name, dim):
 
 
 def test_f16_conversions_match_numpy(isa, rng):
-    specials = np.array([0.0, -0.0, 1.0, -1.0, 65504.0, 65519.99, 65520.0, -65520.0, 1e6,
-                         2.0**-14, 2.0**-24, 2.0**-25, 1.5 * 2.0**-25, 2.0**-26, 3e-8, 6e-5,
-                         np.inf, -np.inf, 1.0 + 2.0**-11, 1.0 + 3 * 2.0**-11], np.float32)
+    specials = np.array(
+        [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            65504.0,
+            65519.99,
+            65520.0,
+            -65520.0,
+            1e6,
+            2.0**-14,
+            2.0**-24,
+            2.0**-25,
+            1.5 * 2.0**-25,
+            2.0**-26,
+            3e-8,
+            6e-5,
+            np.inf,
+            -np.inf,
+            1.0 + 2.0**-11,
+            1.0 + 3 * 2.0**-11,
+        ],
+        np.float32,
+    )
     bits = rng.integers(0, 2**32, 50000, dtype=np.uint64).astype(np.uint32)
     finite = bits.view(np.float32)
     finite = finite[np.isfinite(finite)]
@@ -176,9 +223,15 @@ def test_f16_conversions_match_numpy(isa, rng):
 
 def test_bf16_conversions_match_integer_rounding(isa, rng):
     bits = rng.integers(0, 2**32, 50000, dtype=np.uint64).astype(np.uint32)
-    x = np.concatenate([bits.view(np.float32),
-                        np.array([0.0, -0.0, 1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 3.4e38, np.inf,
-                                  -np.inf, np.nan], np.float32)])
+    x = np.concatenate(
+        [
+            bits.view(np.float32),
+            np.array(
+                [0.0, -0.0, 1.0 + 2.0**-8, 1.0 + 3 * 2.0**-8, 3.4e38, np.inf, -np.inf, np.nan],
+                np.float32,
+            ),
+        ]
+    )
     got = _core._to_half("bf16", x)
     np.testing.assert_array_equal(got, bf16_round(x))
     every = np.arange(2**16, dtype=np.uint32).astype(np.uint16)
@@ -239,8 +292,9 @@ def test_kernels_never_read_past_their_inputs(tmp_path):
     # Codes and queries are placed so they end exactly where an unreadable page starts; a read
     # of even one byte too many kills the child process (checked in a subprocess).
     script = tmp_path / "guard.py"
-    script.write_text(textwrap.dedent(
-        """
+    script.write_text(
+        textwrap.dedent(
+            """
         import ctypes, mmap, sys
         import numpy as np
         from pysim import _core
@@ -274,9 +328,11 @@ def test_kernels_never_read_past_their_inputs(tmp_path):
                     count += 1
         print(count)
         """
-    ))
+        )
+    )
     here = os.path.dirname(os.path.abspath(__file__))
-    out = subprocess.run([sys.executable, str(script), here], capture_output=True, text=True,
-                         cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(script), here], capture_output=True, text=True, cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.split()[-1]) == len(_core._available_isas()) * len(KERNELS) * 9

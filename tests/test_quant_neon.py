@@ -21,15 +21,33 @@ QEMU = shutil.which("qemu-aarch64")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CXX is None or QEMU is None,
-                    reason="needs aarch64-linux-gnu-g++ and qemu-aarch64")
+@pytest.mark.skipif(
+    CXX is None or QEMU is None, reason="needs aarch64-linux-gnu-g++ and qemu-aarch64"
+)
 @pytest.mark.parametrize("march", ["armv8-a", "armv8.2-a+dotprod"])
 def test_neon_kernels_match_portable_ones(tmp_path, march):
     exe = tmp_path / "quant_neon_check"
-    sources = ["tests/native/quant_neon_check.cpp", "csrc/simd/isa/quant_scalar.cpp",
-               "csrc/simd/isa/quant_neon.cpp"]
-    subprocess.run([CXX, "-std=c++17", "-O2", "-static", f"-march={march}", "-Icsrc", *sources,
-                    "-o", str(exe)], cwd=ROOT, check=True, capture_output=True)
+    sources = [
+        "tests/native/quant_neon_check.cpp",
+        "csrc/simd/isa/quant_scalar.cpp",
+        "csrc/simd/isa/quant_neon.cpp",
+    ]
+    subprocess.run(
+        [
+            CXX,
+            "-std=c++17",
+            "-O2",
+            "-static",
+            f"-march={march}",
+            "-Icsrc",
+            *sources,
+            "-o",
+            str(exe),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     out = subprocess.run([QEMU, "-cpu", "max", str(exe)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout
     assert "OK" in out.stdout

@@ -40,7 +40,8 @@ def exact_decoded(qz, kind: str, records: np.ndarray, dim: int) -> np.ndarray:
         return np.ascontiguousarray(records[:, : 2 * dim]).view(np.float16).astype(np.float64)
     if kind == "bf16":
         return bf16_value(np.ascontiguousarray(records[:, : 2 * dim]).view(np.uint16)).astype(
-            np.float64)
+            np.float64
+        )
     lo, step = qz.lo.astype(np.float64), qz.step.astype(np.float64)
     return lo + step * levels_of(kind, records, dim)
 
@@ -126,14 +127,24 @@ def test_nibble_layout(dim):
     np.testing.assert_array_equal(records[0], want)
 
 
-MODES = [("f16", "asymmetric"), ("bf16", "asymmetric"), ("bf16", "symmetric"),
-         ("sq8", "asymmetric"), ("sq8", "symmetric"), ("sq4", "asymmetric"),
-         ("sq4", "symmetric")]
+MODES = [
+    ("f16", "asymmetric"),
+    ("bf16", "asymmetric"),
+    ("bf16", "symmetric"),
+    ("sq8", "asymmetric"),
+    ("sq8", "symmetric"),
+    ("sq4", "asymmetric"),
+    ("sq4", "symmetric"),
+]
 
 
 # Symmetric bf16 exists for the ip spaces only (a ValueError otherwise, tested below).
-VALID = [(k, m, metric) for k, m in MODES for metric in SPACES
-         if not (k == "bf16" and m == "symmetric" and SPACES[metric][0] == "l2")]
+VALID = [
+    (k, m, metric)
+    for k, m in MODES
+    for metric in SPACES
+    if not (k == "bf16" and m == "symmetric" and SPACES[metric][0] == "l2")
+]
 
 
 @pytest.mark.parametrize("dim", [3, 64, 100, 129, 384])
@@ -212,8 +223,14 @@ def test_quantizer_rejects_bad_arguments():
 
 # ---- QuantStore ------------------------------------------------------------------------------
 
-STORE_KINDS = [("sq8", "asymmetric"), ("sq8", "symmetric"), ("sq4", "asymmetric"),
-               ("sq4", "symmetric"), ("f16", "asymmetric"), ("bf16", "asymmetric")]
+STORE_KINDS = [
+    ("sq8", "asymmetric"),
+    ("sq8", "symmetric"),
+    ("sq4", "asymmetric"),
+    ("sq4", "symmetric"),
+    ("f16", "asymmetric"),
+    ("bf16", "asymmetric"),
+]
 
 
 def make_store(kind, mode, dim, metric="sqeuclidean", keep_full=True, clip=0.0):
@@ -341,8 +358,9 @@ def test_store_state_round_trip(rng, kind, mode, metric, keep_full):
     slots = np.arange(30, dtype=np.int64)
     q = skewed_data(rng, 3, dim)
     for which in ("search", "refine"):
-        np.testing.assert_array_equal(copy.distances(q, slots, which),
-                                      store.distances(q, slots, which))
+        np.testing.assert_array_equal(
+            copy.distances(q, slots, which), store.distances(q, slots, which)
+        )
     np.testing.assert_array_equal(copy.decode(slots), store.decode(slots))
     assert copy.drift == store.drift and len(copy) == len(store)
     more = skewed_data(rng, 10, dim)
@@ -368,8 +386,11 @@ def test_store_state_rejects_corruption(rng):
     cases = {
         "codes do not match": broken(codes=good["codes"][:-1]),
         "float32 rows": broken(full=good["full"][:-1]),
-        "not finite": broken(full=np.where(np.arange(good["full"].size) == 3, np.nan,
-                                           good["full"]).astype(np.float32)),
+        "not finite": broken(
+            full=np.where(np.arange(good["full"].size) == 3, np.nan, good["full"]).astype(
+                np.float32
+            )
+        ),
         "differ in length": broken(step=good["step"][:-1]),
         "step finite and >= 0": broken(step=-good["step"]),
         "padding nibble": broken(codes=codes),

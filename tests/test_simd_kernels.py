@@ -132,4 +132,6 @@ def test_large_blocks_cross_packing_boundaries(isa, rng, dtype):
     A = rng.standard_normal((300, 40)).astype(dtype)
     B = rng.standard_normal((2100, 40)).astype(dtype)
     got = pysim.cdist(A, B, "sqeuclidean", threads=2)
-    assert_close(got, reference.cdist(A, B, "sqeuclidean"), reference.scale(A, B, "sqeuclidean"), dtype)
+    assert_close(
+        got, reference.cdist(A, B, "sqeuclidean"), reference.scale(A, B, "sqeuclidean"), dtype
+    )

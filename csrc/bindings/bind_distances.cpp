@@ -11,9 +11,9 @@ namespace pysim::bindings {
 
 namespace {
 
-template <typename T>
-py::array_t<T> output_matrix(py::object out, std::size_t m, std::size_t n) {
-    if (out.is_none()) return py::array_t<T>({m, n});
+template <typename T> py::array_t<T> output_matrix(py::object out, std::size_t m, std::size_t n) {
+    if (out.is_none())
+        return py::array_t<T>({m, n});
     require(py::isinstance<py::array_t<T>>(out), "out has the wrong dtype");
     auto arr = out.cast<py::array>();
     require(arr.ndim() == 2 && static_cast<std::size_t>(arr.shape(0)) == m &&
@@ -76,18 +76,17 @@ py::array_t<T> paired(const CArray<T>& xa, const CArray<T>& xb, Metric metric, i
     return result;
 }
 
-template <typename T>
-void def_dtype(py::module_& m, const char* suffix) {
+template <typename T> void def_dtype(py::module_& m, const char* suffix) {
     const std::string s = suffix;
     m.def(("cdist_" + s).c_str(), &cdist<T>, py::arg("xa").noconvert(), py::arg("xb").noconvert(),
           py::arg("metric"), py::arg("threads"), py::arg("out") = py::none());
     m.def(("dot_" + s).c_str(), &dot<T>, py::arg("xa").noconvert(), py::arg("xb").noconvert(),
           py::arg("threads"), py::arg("out") = py::none());
-    m.def(("paired_" + s).c_str(), &paired<T>, py::arg("xa").noconvert(),
-          py::arg("xb").noconvert(), py::arg("metric"), py::arg("threads"));
+    m.def(("paired_" + s).c_str(), &paired<T>, py::arg("xa").noconvert(), py::arg("xb").noconvert(),
+          py::arg("metric"), py::arg("threads"));
 }
 
-}  // namespace
+} // namespace
 
 void bind_distances(py::module_& m) {
     py::enum_<Metric>(m, "Metric")
@@ -100,4 +99,4 @@ void bind_distances(py::module_& m) {
     def_dtype<double>(m, "f64");
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

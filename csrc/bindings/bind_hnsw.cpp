@@ -36,9 +36,8 @@ const index_t* id_vector(const CArray<index_t>& ids, std::size_t n, const char* 
     return ids.data();
 }
 
-hnsw::Options options(int dim, Metric metric, int M, int ef_construction,
-                      std::size_t max_elements, std::uint64_t seed,
-                      const std::string& quantization, std::int64_t refine) {
+hnsw::Options options(int dim, Metric metric, int M, int ef_construction, std::size_t max_elements,
+                      std::uint64_t seed, const std::string& quantization, std::int64_t refine) {
     require(dim >= 1, "dim must be >= 1");
     require(M >= 2 && M <= 32767, "M must be in [2, 32767]");
     require(ef_construction >= 1, "ef_construction must be >= 1");
@@ -155,13 +154,13 @@ template <class T> std::vector<T> copy_flat(const py::array_t<T, py::array::c_st
 
 std::unique_ptr<HnswIndex>
 from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t seed,
-           const std::string& quantization, std::int64_t refine, std::size_t n,
-           std::int64_t entry, int max_level, index_t next_id, std::uint64_t rng,
-           const CArray<float>& codes, const CArray<std::uint8_t>& levels,
-           const CArray<std::uint8_t>& status, const CArray<index_t>& labels,
-           const CArray<std::uint16_t>& counts0, const CArray<std::uint32_t>& links0,
-           const CArray<std::uint16_t>& upper_counts, const CArray<std::uint32_t>& upper_links,
-           const CArray<std::uint32_t>& free_slots, const py::object& quant) {
+           const std::string& quantization, std::int64_t refine, std::size_t n, std::int64_t entry,
+           int max_level, index_t next_id, std::uint64_t rng, const CArray<float>& codes,
+           const CArray<std::uint8_t>& levels, const CArray<std::uint8_t>& status,
+           const CArray<index_t>& labels, const CArray<std::uint16_t>& counts0,
+           const CArray<std::uint32_t>& links0, const CArray<std::uint16_t>& upper_counts,
+           const CArray<std::uint32_t>& upper_links, const CArray<std::uint32_t>& free_slots,
+           const py::object& quant) {
     require(dim >= 1 && M >= 2 && ef_construction >= 1, "invalid HNSW parameters");
     hnsw::Options opt = options(dim, metric, M, ef_construction, 0, seed, quantization, refine);
     require(opt.quantized == !quant.is_none(), "quantised state does not match quantization");
@@ -194,9 +193,8 @@ void bind_hnsw(py::module_& m) {
         .def(py::init([](int dim, Metric metric, int M, int ef_construction,
                          std::size_t max_elements, std::uint64_t seed,
                          const std::string& quantization, std::int64_t refine) {
-                 return std::make_unique<HnswIndex>(options(dim, metric, M, ef_construction,
-                                                            max_elements, seed, quantization,
-                                                            refine));
+                 return std::make_unique<HnswIndex>(options(
+                     dim, metric, M, ef_construction, max_elements, seed, quantization, refine));
              }),
              py::arg("dim"), py::arg("metric"), py::arg("M"), py::arg("ef_construction"),
              py::arg("max_elements"), py::arg("seed"), py::arg("quantization") = "",
@@ -277,13 +275,13 @@ void bind_hnsw(py::module_& m) {
              })
         .def_static("from_state", &from_state, py::arg("dim"), py::arg("metric"), py::arg("M"),
                     py::arg("ef_construction"), py::arg("seed"), py::arg("quantization"),
-                    py::arg("refine"), py::arg("n"), py::arg("entry"),
-                    py::arg("max_level"), py::arg("next_id"), py::arg("rng"),
-                    py::arg("codes").noconvert(), py::arg("levels").noconvert(),
-                    py::arg("status").noconvert(), py::arg("labels").noconvert(),
-                    py::arg("counts0").noconvert(), py::arg("links0").noconvert(),
-                    py::arg("upper_counts").noconvert(), py::arg("upper_links").noconvert(),
-                    py::arg("free_slots").noconvert(), py::arg("quant") = py::none());
+                    py::arg("refine"), py::arg("n"), py::arg("entry"), py::arg("max_level"),
+                    py::arg("next_id"), py::arg("rng"), py::arg("codes").noconvert(),
+                    py::arg("levels").noconvert(), py::arg("status").noconvert(),
+                    py::arg("labels").noconvert(), py::arg("counts0").noconvert(),
+                    py::arg("links0").noconvert(), py::arg("upper_counts").noconvert(),
+                    py::arg("upper_links").noconvert(), py::arg("free_slots").noconvert(),
+                    py::arg("quant") = py::none());
 }
 
 } // namespace pysim::bindings

@@ -31,10 +31,10 @@ using quant::Space;
 
 struct KernelSpec {
     const char* name;
-    char query;       // 'f' float32, 'b' int8, 'B' uint8 (a code), 'H' uint16 (bf16)
-    bool int_result;  // int32 output
-    bool scale;       // reads the per-dimension scale
-    Kind layout;      // code layout of the codes (and of a code query)
+    char query;      // 'f' float32, 'b' int8, 'B' uint8 (a code), 'H' uint16 (bf16)
+    bool int_result; // int32 output
+    bool scale;      // reads the per-dimension scale
+    Kind layout;     // code layout of the codes (and of a code query)
 };
 
 const KernelSpec kSpecs[] = {
@@ -49,7 +49,8 @@ const KernelSpec kSpecs[] = {
 
 const KernelSpec& spec_of(const std::string& name) {
     for (const KernelSpec& s : kSpecs)
-        if (name == s.name) return s;
+        if (name == s.name)
+            return s;
     throw std::invalid_argument("unknown quantized kernel '" + name + "'");
 }
 
@@ -58,13 +59,20 @@ const simd::CodeKernel<Q, R>& kernel_of(const simd::QuantKernels& k, const std::
 
 template <>
 const simd::CodeKernel<float, float>& kernel_of(const simd::QuantKernels& k, const std::string& n) {
-    if (n == "f16_dot") return k.f16_dot;
-    if (n == "f16_l2sq") return k.f16_l2sq;
-    if (n == "bf16_dot") return k.bf16_dot;
-    if (n == "bf16_l2sq") return k.bf16_l2sq;
-    if (n == "u8_dot") return k.u8_dot;
-    if (n == "u8_l2sq") return k.u8_l2sq;
-    if (n == "u4_dot") return k.u4_dot;
+    if (n == "f16_dot")
+        return k.f16_dot;
+    if (n == "f16_l2sq")
+        return k.f16_l2sq;
+    if (n == "bf16_dot")
+        return k.bf16_dot;
+    if (n == "bf16_l2sq")
+        return k.bf16_l2sq;
+    if (n == "u8_dot")
+        return k.u8_dot;
+    if (n == "u8_l2sq")
+        return k.u8_l2sq;
+    if (n == "u4_dot")
+        return k.u4_dot;
     return k.u4_l2sq;
 }
 template <>
@@ -87,8 +95,8 @@ struct KernelCall {
     std::size_t dim, n, stride;
     const std::uint8_t* codes;
     const float* scale;
-    std::vector<const std::uint8_t*> ptrs;  // batch form
-    int form;                               // 0 pair, 1 many, 2 batch
+    std::vector<const std::uint8_t*> ptrs; // batch form
+    int form;                              // 0 pair, 1 many, 2 batch
     std::size_t repeats;
 };
 
@@ -141,7 +149,8 @@ py::array quant_kernel(const std::string& name, const py::array& query,
     if (c.form == 2) {
         std::vector<std::int64_t> ids;
         if (order.is_none()) {
-            for (std::size_t i = 0; i < c.n; ++i) ids.push_back(static_cast<std::int64_t>(i));
+            for (std::size_t i = 0; i < c.n; ++i)
+                ids.push_back(static_cast<std::int64_t>(i));
         } else {
             auto o = order.cast<CArray<std::int64_t>>();
             require(o.ndim() == 1, "order must be 1-D");
@@ -179,7 +188,8 @@ py::array quant_kernel(const std::string& name, const py::array& query,
         require(static_cast<std::size_t>(sc.size()) == dim, "scale must hold dim float32");
         c.scale = sc.data();
     }
-    if (s.int_result) require(dim <= quant::kMaxScalarDim, "dim too large for exact int32 sums");
+    if (s.int_result)
+        require(dim <= quant::kMaxScalarDim, "dim too large for exact int32 sums");
 
     auto launch = [&](auto tag, std::size_t qlen, auto result_tag) -> py::array {
         using Q = decltype(tag);
@@ -198,10 +208,14 @@ py::array quant_kernel(const std::string& name, const py::array& query,
         return std::move(out);
     };
     switch (s.query) {
-    case 'f': return launch(float{}, dim, float{});
-    case 'H': return launch(std::uint16_t{}, dim, float{});
-    case 'b': return launch(std::int8_t{}, dim, std::int32_t{});
-    default: return launch(std::uint8_t{}, quant::code_bytes(s.layout, dim), std::int32_t{});
+    case 'f':
+        return launch(float{}, dim, float{});
+    case 'H':
+        return launch(std::uint16_t{}, dim, float{});
+    case 'b':
+        return launch(std::int8_t{}, dim, std::int32_t{});
+    default:
+        return launch(std::uint8_t{}, quant::code_bytes(s.layout, dim), std::int32_t{});
     }
 }
 
@@ -233,7 +247,7 @@ py::array_t<float> from_half(const std::string& which, const CArray<std::uint16_
     return out;
 }
 
-}  // namespace
+} // namespace
 
 void add_quant_kernel_info(py::dict& out, const simd::KernelTable& table) {
     const simd::QuantKernels& k = simd::quant_for(table);
@@ -262,7 +276,7 @@ void add_quant_kernel_info(py::dict& out, const simd::KernelTable& table) {
     code("u4_l2sq_u4", k.u4_l2sq_u4);
 }
 
-void bind_quant_store(py::module_& m);  // bind_quant_store.cpp
+void bind_quant_store(py::module_& m); // bind_quant_store.cpp
 
 void bind_quant(py::module_& m) {
     m.def("_quant_kernel", &quant_kernel, py::arg("name"), py::arg("query"),
@@ -274,4 +288,4 @@ void bind_quant(py::module_& m) {
     bind_quant_store(m);
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

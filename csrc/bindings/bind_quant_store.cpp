@@ -17,8 +17,7 @@ namespace pysim::bindings {
 
 namespace {
 
-template <typename T>
-std::vector<T> vec_of(const py::dict& d, const char* key) {
+template <typename T> std::vector<T> vec_of(const py::dict& d, const char* key) {
     auto a = d[key].cast<CArray<T>>();
     return std::vector<T>(a.data(), a.data() + a.size());
 }
@@ -44,11 +43,16 @@ Mode mode_arg(const std::string& s) {
 }
 const char* form_name(quant::Form f) {
     switch (f) {
-    case quant::Form::plain: return "plain";
-    case quant::Form::affine: return "affine";
-    case quant::Form::sym: return "sym";
-    case quant::Form::sym_trailer: return "sym_trailer";
-    case quant::Form::half: return "half";
+    case quant::Form::plain:
+        return "plain";
+    case quant::Form::affine:
+        return "affine";
+    case quant::Form::sym:
+        return "sym";
+    case quant::Form::sym_trailer:
+        return "sym_trailer";
+    case quant::Form::half:
+        return "half";
     }
     return "unknown";
 }
@@ -59,8 +63,7 @@ std::size_t rows_of(const CArray<float>& x, std::size_t dim, const char* name) {
     return n;
 }
 
-template <typename T>
-py::array_t<T> matrix(std::size_t n, std::size_t d) {
+template <typename T> py::array_t<T> matrix(std::size_t n, std::size_t d) {
     return py::array_t<T>({n, d});
 }
 
@@ -87,7 +90,8 @@ py::array_t<float> query_matrix(const CArray<float>& q, std::size_t dim, std::si
         py::gil_scoped_release nogil;
         const simd::KernelTable& table = simd::active();
         quant::Query query;
-        for (std::size_t i = 0; i < m; ++i) fn(qp + i * dim, table, query, o + i * n);
+        for (std::size_t i = 0; i < m; ++i)
+            fn(qp + i * dim, table, query, o + i * n);
     }
     return out;
 }
@@ -105,7 +109,8 @@ py::array_t<float> quantizer_distances(const Quantizer& qz, const CArray<float>&
     const std::uint8_t* base = rec.data();
     const bool search = which == "search", batch = form == "batch";
     std::vector<const std::uint8_t*> ptrs(n);
-    for (std::size_t j = 0; j < n; ++j) ptrs[j] = base + j * b;
+    for (std::size_t j = 0; j < n; ++j)
+        ptrs[j] = base + j * b;
     auto row = [&](const float* qr, const simd::KernelTable& t, quant::Query& query, float* o) {
         qz.prepare(qr, t, query);
         if (batch && search) {
@@ -156,7 +161,8 @@ void bind_quantizer(py::module_& m) {
         .def_property_readonly("record_bytes", &Quantizer::record_bytes)
         .def_property_readonly("trailer_offset",
                                [](const Quantizer& q) -> py::object {
-                                   if (!q.has_trailer()) return py::none();
+                                   if (!q.has_trailer())
+                                       return py::none();
                                    return py::int_(q.trailer_offset());
                                })
         .def_property_readonly("levels", &Quantizer::levels)
@@ -229,7 +235,8 @@ void bind_quantizer(py::module_& m) {
                 {
                     py::gil_scoped_release nogil;
                     const simd::QuantKernels& k = simd::quant_for(simd::active());
-                    for (std::size_t i = 0; i < n; ++i) q.decode(p + i * b, o + i * q.dim(), k);
+                    for (std::size_t i = 0; i < n; ++i)
+                        q.decode(p + i * b, o + i * q.dim(), k);
                 }
                 return out;
             },
@@ -357,7 +364,8 @@ void bind_store(py::module_& m) {
                 auto out = matrix<float>(sl.size(), s.dim());
                 float* o = out.mutable_data();
                 py::gil_scoped_release nogil;
-                for (std::size_t i = 0; i < sl.size(); ++i) s.decode(sl[i], o + i * s.dim());
+                for (std::size_t i = 0; i < sl.size(); ++i)
+                    s.decode(sl[i], o + i * s.dim());
                 return out;
             },
             py::arg("slots").noconvert())
@@ -366,15 +374,16 @@ void bind_store(py::module_& m) {
             "from_state",
             [](const std::string& kind, std::size_t dim, const std::string& space, bool normalize,
                const std::string& mode, bool keep_full, double clip, const py::dict& d) {
-                const quant::StoreOptions opt{kind_arg(kind), dim,      space_arg(space), normalize,
-                                              mode_arg(mode), keep_full, clip};
+                const quant::StoreOptions opt{
+                    kind_arg(kind), dim, space_arg(space), normalize, mode_arg(mode),
+                    keep_full,      clip};
                 return QuantStore::from_state(store_state_from_dict(opt, d));
             },
             py::arg("kind"), py::arg("dim"), py::arg("space"), py::arg("normalize"),
             py::arg("mode"), py::arg("keep_full"), py::arg("clip"), py::arg("state"));
 }
 
-}  // namespace
+} // namespace
 
 py::dict state_dict(const quant::StoreState& st) {
     py::dict d;
@@ -411,4 +420,4 @@ void bind_quant_store(py::module_& m) {
     bind_store(m);
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

@@ -9,7 +9,7 @@
 namespace pysim::bindings {
 
 namespace py = pybind11;
-void add_quant_kernel_info(py::dict& out, const simd::KernelTable& table);  // bind_quant.cpp
+void add_quant_kernel_info(py::dict& out, const simd::KernelTable& table); // bind_quant.cpp
 using simd::isa_name;
 
 namespace {
@@ -31,11 +31,12 @@ void add_kernels(py::dict& out, const simd::Kernels<T>& k, const char* suffix) {
 
 py::list names(const std::vector<simd::Isa>& isas) {
     py::list out;
-    for (simd::Isa isa : isas) out.append(isa_name(isa));
+    for (simd::Isa isa : isas)
+        out.append(isa_name(isa));
     return out;
 }
 
-}  // namespace
+} // namespace
 
 void bind_simd(py::module_& m) {
     m.def(
@@ -65,8 +66,9 @@ void bind_simd(py::module_& m) {
             simd::Isa isa;
             return simd::parse_isa(name, isa) && simd::set_active(isa);
         },
-        py::arg("name"), "Switch the active kernel level (tests, benchmarks); False if unavailable.");
+        py::arg("name"),
+        "Switch the active kernel level (tests, benchmarks); False if unavailable.");
     m.def("_available_isas", [] { return names(simd::runnable_isas()); });
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

@@ -19,8 +19,7 @@ namespace {
 
 // Busy-waits (no sleep: a sleeping chunk would not show a missing poll as CPU work does).
 void spin_for(double seconds) {
-    const auto until =
-        std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
     while (std::chrono::steady_clock::now() < until) {
     }
 }
@@ -49,7 +48,7 @@ std::size_t pool_spin(std::size_t jobs, std::size_t chunks, double chunk_seconds
     return done.load();
 }
 
-}  // namespace
+} // namespace
 
 void bind_testing(py::module_& m) {
     m.def("_pool_spin", &pool_spin, py::arg("jobs"), py::arg("chunks"), py::arg("chunk_seconds"),
@@ -57,4 +56,4 @@ void bind_testing(py::module_& m) {
           "Test hook: run synthetic busy chunks on the thread pool (see bind_testing.cpp).");
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

@@ -21,12 +21,13 @@ void bind_kdtree(py::module_& m);
 void bind_hnsw(py::module_& m);
 void bind_testing(py::module_& m);
 void bind_quant(py::module_& m);
-}  // namespace pysim::bindings
+} // namespace pysim::bindings
 
 namespace {
 
 bool python_interrupt_check() {
-    if (!Py_IsInitialized()) return false;
+    if (!Py_IsInitialized())
+        return false;
     py::gil_scoped_acquire gil;
     if (PyErr_CheckSignals() != 0) {
         PyErr_Clear();
@@ -35,16 +36,17 @@ bool python_interrupt_check() {
     return false;
 }
 
-}  // namespace
+} // namespace
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "pysim compiled core (private; use the pysim package)";
     m.attr("__version__") = PYSIM_VERSION;
-    (void)pysim::simd::active();  // CPU detection and PYSIM_SIMD happen at import
+    (void)pysim::simd::active(); // CPU detection and PYSIM_SIMD happen at import
     pysim::set_interrupt_check(&python_interrupt_check);
     py::register_exception_translator([](std::exception_ptr p) {
         try {
-            if (p) std::rethrow_exception(p);
+            if (p)
+                std::rethrow_exception(p);
         } catch (const pysim::Interrupted&) {
             PyErr_SetNone(PyExc_KeyboardInterrupt);
         }

@@ -19,8 +19,7 @@ namespace pysim::bindings {
 
 namespace py = pybind11;
 
-template <typename T>
-using CArray = py::array_t<T, py::array::c_style>;
+template <typename T> using CArray = py::array_t<T, py::array::c_style>;
 
 /// Rows and columns of a 2-D array, checked.
 template <typename T>
@@ -30,8 +29,7 @@ std::pair<std::size_t, std::size_t> matrix_shape(const CArray<T>& a, const char*
 }
 
 /// Moves a std::vector into a 1-D numpy array without copying (a capsule owns the vector).
-template <typename T>
-py::array_t<T> vector_to_array(std::vector<T>&& v) {
+template <typename T> py::array_t<T> vector_to_array(std::vector<T>&& v) {
     auto* owner = new std::vector<T>(std::move(v));
     py::capsule free_when_done(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
     return py::array_t<T>({static_cast<py::ssize_t>(owner->size())}, {sizeof(T)}, owner->data(),
@@ -44,4 +42,4 @@ inline std::size_t checked_threads(int threads) {
     return static_cast<std::size_t>(threads);
 }
 
-}  // namespace pysim::bindings
+} // namespace pysim::bindings

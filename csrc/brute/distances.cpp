@@ -28,7 +28,7 @@ using simd::Epilogue;
 
 constexpr std::size_t kRowsPerTask = 128;
 constexpr std::size_t kPackedBytes = 256 * 1024;
-constexpr std::size_t kManyMaxRows = 2;  // A rows at or below this use the one-to-many path
+constexpr std::size_t kManyMaxRows = 2; // A rows at or below this use the one-to-many path
 // Streaming loops (one-to-many, norms, paired) read at most this much per chunk: a chunk is
 // the unit of Ctrl-C latency (the pool polls between chunks), so it must stay short however
 // large the operands are; a few MiB is still far above the per-chunk overhead.
@@ -43,37 +43,37 @@ std::size_t stream_grain(std::size_t n, std::size_t threads, std::size_t min_row
     return balanced_grain(n, threads, std::min(min_rows, cap), cap);
 }
 
-template <typename T>
-const simd::Kernels<T>& kernels(const simd::KernelTable& t);
-template <>
-const simd::Kernels<float>& kernels<float>(const simd::KernelTable& t) {
+template <typename T> const simd::Kernels<T>& kernels(const simd::KernelTable& t);
+template <> const simd::Kernels<float>& kernels<float>(const simd::KernelTable& t) {
     return t.f32;
 }
-template <>
-const simd::Kernels<double>& kernels<double>(const simd::KernelTable& t) {
+template <> const simd::Kernels<double>& kernels<double>(const simd::KernelTable& t) {
     return t.f64;
 }
 
 Epilogue epilogue_for(Metric metric) {
     switch (metric) {
-    case Metric::sqeuclidean: return Epilogue::l2sq;
-    case Metric::euclidean: return Epilogue::l2;
-    case Metric::cosine: return Epilogue::cosine;
-    case Metric::ip: return Epilogue::ip;
-    case Metric::mahalanobis: break;
+    case Metric::sqeuclidean:
+        return Epilogue::l2sq;
+    case Metric::euclidean:
+        return Epilogue::l2;
+    case Metric::cosine:
+        return Epilogue::cosine;
+    case Metric::ip:
+        return Epilogue::ip;
+    case Metric::mahalanobis:
+        break;
     }
     throw std::invalid_argument("metric: mahalanobis must be mapped to euclidean before the core");
 }
 
 // Clamps a cosine distance to [0, 2] but lets NaN through, so non-finite input stays visible
 // to the caller's finiteness check (std::max(0, NaN) would return 0).
-template <typename T>
-T clamp_cosine(T v) {
+template <typename T> T clamp_cosine(T v) {
     return v < T(0) ? T(0) : (v > T(2) ? T(2) : v);
 }
 
-template <typename T>
-T inverse_norm(T squared) {
+template <typename T> T inverse_norm(T squared) {
     return squared > T(0) ? T(1) / std::sqrt(squared) : T(0);
 }
 
@@ -82,26 +82,28 @@ T inverse_norm(T squared) {
 // would count as zero, or get a norm with a few significant bits. Such rows are rare, so their
 // outputs are recomputed afterwards on vectors rescaled by their largest |x_j|, as BLAS nrm2
 // does, which keeps cosine scale invariant.
-template <typename T>
-bool needs_rescale(T squared, const T* x, std::size_t dim) {
+template <typename T> bool needs_rescale(T squared, const T* x, std::size_t dim) {
     if (std::isnan(squared) ||
         (squared >= std::numeric_limits<T>::min() && squared <= std::numeric_limits<T>::max()))
         return false;
-    if (squared != T(0)) return true;
-    for (std::size_t j = 0; j < dim; ++j)  // a true zero vector is fine as it is
-        if (x[j] != T(0)) return true;
+    if (squared != T(0))
+        return true;
+    for (std::size_t j = 0; j < dim; ++j) // a true zero vector is fine as it is
+        if (x[j] != T(0))
+            return true;
     return false;
 }
 
-template <typename T>
-T cosine_rescaled(const T* x, const T* y, std::size_t dim) {
+template <typename T> T cosine_rescaled(const T* x, const T* y, std::size_t dim) {
     T sx = 0, sy = 0;
     for (std::size_t j = 0; j < dim; ++j) {
         sx = std::max(sx, std::abs(x[j]));
         sy = std::max(sy, std::abs(y[j]));
     }
-    if (!std::isfinite(sx) || !std::isfinite(sy)) return std::numeric_limits<T>::quiet_NaN();
-    if (sx == T(0) || sy == T(0)) return T(1);  // a zero vector: distance 1 to everything
+    if (!std::isfinite(sx) || !std::isfinite(sy))
+        return std::numeric_limits<T>::quiet_NaN();
+    if (sx == T(0) || sy == T(0))
+        return T(1); // a zero vector: distance 1 to everything
     T d = 0, nx = 0, ny = 0;
     for (std::size_t j = 0; j < dim; ++j) {
         const T u = x[j] / sx, v = y[j] / sy;
@@ -134,8 +136,7 @@ void rescale_fixups(const T* a, std::size_t m, const T* b, std::size_t n, std::s
 template <typename T>
 void refine_near_pairs(const T* a, std::size_t i0, std::size_t rows, const T* b, std::size_t j0,
                        std::size_t cols, std::size_t dim, const std::vector<T>& a_sq,
-                       const std::vector<T>& b_sq, T* out, std::size_t ldo,
-                       simd::PairFn<T> l2sq) {
+                       const std::vector<T>& b_sq, T* out, std::size_t ldo, simd::PairFn<T> l2sq) {
     const T ratio = sizeof(T) == 4 ? T(1e-3) : T(1e-7);
     for (std::size_t i = i0; i < i0 + rows; ++i) {
         T* o = out + i * ldo;
@@ -151,7 +152,7 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
            T* out, std::size_t threads) {
     const simd::Kernels<T>& k = kernels<T>(simd::active());
     std::vector<T> a_aux, b_aux;
-    std::vector<std::size_t> tiny_rows, tiny_cols;  // cosine rows / columns to recompute
+    std::vector<std::size_t> tiny_rows, tiny_cols; // cosine rows / columns to recompute
     if (ep == Epilogue::l2sq || ep == Epilogue::l2 || ep == Epilogue::cosine) {
         a_aux.resize(m);
         b_aux.resize(n);
@@ -159,11 +160,13 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
         squared_norms(b, n, dim, b_aux.data(), threads);
         if (ep == Epilogue::cosine) {
             for (std::size_t i = 0; i < m; ++i) {
-                if (needs_rescale(a_aux[i], a + i * dim, dim)) tiny_rows.push_back(i);
+                if (needs_rescale(a_aux[i], a + i * dim, dim))
+                    tiny_rows.push_back(i);
                 a_aux[i] = inverse_norm(a_aux[i]);
             }
             for (std::size_t j = 0; j < n; ++j) {
-                if (needs_rescale(b_aux[j], b + j * dim, dim)) tiny_cols.push_back(j);
+                if (needs_rescale(b_aux[j], b + j * dim, dim))
+                    tiny_cols.push_back(j);
                 b_aux[j] = inverse_norm(b_aux[j]);
             }
         }
@@ -182,7 +185,8 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
             const std::size_t j0 = cb * block, cols = std::min(block, n - j0);
             const std::size_t i0 = rb * kRowsPerTask, rows = std::min(kRowsPerTask, m - i0);
             const std::size_t need = (cols + nr - 1) / nr * nr * dim;
-            if (packed.size() < need) packed.resize(need);
+            if (packed.size() < need)
+                packed.resize(need);
             pack(b + j0 * dim, dim, cols, dim, packed.data());
             simd::TileArgs<T> g{a + i0 * dim,
                                 dim,
@@ -196,16 +200,16 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
                                 out + i0 * n + j0,
                                 n};
             tile(g);
-            if (ep == Epilogue::l2) refine_near_pairs(a, i0, rows, b, j0, cols, dim, a_aux, b_aux,
-                                                      out, n, k.l2sq.fn);
+            if (ep == Epilogue::l2)
+                refine_near_pairs(a, i0, rows, b, j0, cols, dim, a_aux, b_aux, out, n, k.l2sq.fn);
         }
     });
     rescale_fixups(a, m, b, n, dim, tiny_rows, tiny_cols, out);
 }
 
 template <typename T>
-void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim,
-                 Epilogue ep, T* out, std::size_t threads) {
+void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
+                 T* out, std::size_t threads) {
     const simd::Kernels<T>& k = kernels<T>(simd::active());
     const std::size_t grain = stream_grain(n, threads, 4096, dim * sizeof(T));
     for (std::size_t i = 0; i < m; ++i) {
@@ -218,15 +222,21 @@ void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size
             const std::size_t count = end - begin;
             T* o_chunk = o + begin;
             switch (ep) {
-            case Epilogue::l2sq: k.l2sq_many.fn(q, rows, count, dim, o_chunk); break;
+            case Epilogue::l2sq:
+                k.l2sq_many.fn(q, rows, count, dim, o_chunk);
+                break;
             case Epilogue::l2:
                 k.l2sq_many.fn(q, rows, count, dim, o_chunk);
-                for (std::size_t j = 0; j < count; ++j) o_chunk[j] = std::sqrt(o_chunk[j]);
+                for (std::size_t j = 0; j < count; ++j)
+                    o_chunk[j] = std::sqrt(o_chunk[j]);
                 break;
-            case Epilogue::dot: k.dot_many.fn(q, rows, count, dim, o_chunk); break;
+            case Epilogue::dot:
+                k.dot_many.fn(q, rows, count, dim, o_chunk);
+                break;
             case Epilogue::ip:
                 k.dot_many.fn(q, rows, count, dim, o_chunk);
-                for (std::size_t j = 0; j < count; ++j) o_chunk[j] = T(1) - o_chunk[j];
+                for (std::size_t j = 0; j < count; ++j)
+                    o_chunk[j] = T(1) - o_chunk[j];
                 break;
             case Epilogue::cosine: {
                 T norms[256];
@@ -245,16 +255,18 @@ void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size
             }
         });
         if (ep == Epilogue::cosine && needs_rescale(q_sq, q, dim)) {
-            for (std::size_t j = 0; j < n; ++j) o[j] = cosine_rescaled(q, b + j * dim, dim);
+            for (std::size_t j = 0; j < n; ++j)
+                o[j] = cosine_rescaled(q, b + j * dim, dim);
         }
     }
 }
 
 template <typename T>
-void run(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
-         T* out, std::size_t threads) {
+void run(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep, T* out,
+         std::size_t threads) {
     require(dim > 0, "dim must be positive");
-    if (m == 0 || n == 0) return;
+    if (m == 0 || n == 0)
+        return;
     if (m <= kManyMaxRows) {
         one_to_many(a, m, b, n, dim, ep, out, threads);
     } else {
@@ -262,7 +274,7 @@ void run(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, 
     }
 }
 
-}  // namespace
+} // namespace
 
 template <typename T>
 void cdist(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Metric metric,
@@ -288,18 +300,27 @@ void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metri
                          const T* y = b + i * dim;
                          T v;
                          switch (ep) {
-                         case Epilogue::l2sq: v = k.l2sq.fn(x, y, dim); break;
-                         case Epilogue::l2: v = std::sqrt(k.l2sq.fn(x, y, dim)); break;
-                         case Epilogue::ip: v = T(1) - k.dot.fn(x, y, dim); break;
+                         case Epilogue::l2sq:
+                             v = k.l2sq.fn(x, y, dim);
+                             break;
+                         case Epilogue::l2:
+                             v = std::sqrt(k.l2sq.fn(x, y, dim));
+                             break;
+                         case Epilogue::ip:
+                             v = T(1) - k.dot.fn(x, y, dim);
+                             break;
                          case Epilogue::cosine: {
                              const T xx = k.norm2.fn(x, x, dim), yy = k.norm2.fn(y, y, dim);
-                             const T sim = k.dot.fn(x, y, dim) * inverse_norm(xx) * inverse_norm(yy);
+                             const T sim =
+                                 k.dot.fn(x, y, dim) * inverse_norm(xx) * inverse_norm(yy);
                              v = clamp_cosine(T(1) - sim);
                              if (needs_rescale(xx, x, dim) || needs_rescale(yy, y, dim))
                                  v = cosine_rescaled(x, y, dim);
                              break;
                          }
-                         default: v = k.dot.fn(x, y, dim); break;
+                         default:
+                             v = k.dot.fn(x, y, dim);
+                             break;
                          }
                          out[i] = v;
                      }
@@ -315,16 +336,16 @@ void squared_norms(const T* rows, std::size_t n, std::size_t dim, T* out, std::s
                  });
 }
 
-#define PYSIM_INSTANTIATE(T)                                                                   \
-    template void cdist<T>(const T*, std::size_t, const T*, std::size_t, std::size_t, Metric,   \
-                           T*, std::size_t);                                                   \
-    template void dot<T>(const T*, std::size_t, const T*, std::size_t, std::size_t, T*,         \
-                         std::size_t);                                                         \
-    template void paired<T>(const T*, const T*, std::size_t, std::size_t, Metric, T*,          \
-                            std::size_t);                                                      \
+#define PYSIM_INSTANTIATE(T)                                                                       \
+    template void cdist<T>(const T*, std::size_t, const T*, std::size_t, std::size_t, Metric, T*,  \
+                           std::size_t);                                                           \
+    template void dot<T>(const T*, std::size_t, const T*, std::size_t, std::size_t, T*,            \
+                         std::size_t);                                                             \
+    template void paired<T>(const T*, const T*, std::size_t, std::size_t, Metric, T*,              \
+                            std::size_t);                                                          \
     template void squared_norms<T>(const T*, std::size_t, std::size_t, T*, std::size_t);
 PYSIM_INSTANTIATE(float)
 PYSIM_INSTANTIATE(double)
 #undef PYSIM_INSTANTIATE
 
-}  // namespace pysim::brute
+} // namespace pysim::brute

@@ -35,4 +35,4 @@ void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metri
 template <typename T>
 void squared_norms(const T* rows, std::size_t n, std::size_t dim, T* out, std::size_t threads);
 
-}  // namespace pysim::brute
+} // namespace pysim::brute

@@ -10,13 +10,15 @@ namespace pysim {
 
 /// Throws std::invalid_argument(message) when `condition` is false.
 inline void require(bool condition, const char* message) {
-    if (!condition) throw std::invalid_argument(message);
+    if (!condition)
+        throw std::invalid_argument(message);
 }
 inline void require(bool condition, const std::string& message) {
-    if (!condition) throw std::invalid_argument(message);
+    if (!condition)
+        throw std::invalid_argument(message);
 }
 
-}  // namespace pysim
+} // namespace pysim
 
 #if defined(PYSIM_DEBUG_ASSERTS) || !defined(NDEBUG)
 #include <cassert>

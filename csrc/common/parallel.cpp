@@ -35,8 +35,8 @@ struct Job {
     std::size_t n = 0, grain = 1, chunks = 0;
     std::atomic<std::size_t> next{0};
     std::atomic<bool> stop{false};
-    std::size_t helpers_wanted = 0;  // guarded by the pool mutex
-    std::size_t helpers_active = 0;  // guarded by done_mutex
+    std::size_t helpers_wanted = 0; // guarded by the pool mutex
+    std::size_t helpers_active = 0; // guarded by done_mutex
     std::mutex done_mutex;
     std::condition_variable done_cv;
     std::mutex error_mutex;
@@ -47,12 +47,14 @@ struct Job {
         auto mark = Clock::now();
         while (!stop.load(std::memory_order_relaxed)) {
             const std::size_t c = next.fetch_add(1, std::memory_order_relaxed);
-            if (c >= chunks) break;
+            if (c >= chunks)
+                break;
             try {
-                (*fn)(c * grain, std::min(n, (c + 1) * grain));
+                (*fn)(c* grain, std::min(n, (c + 1) * grain));
             } catch (...) {
                 std::lock_guard<std::mutex> lock(error_mutex);
-                if (!error) error = std::current_exception();
+                if (!error)
+                    error = std::current_exception();
                 stop.store(true, std::memory_order_relaxed);
             }
             if (is_caller) {
@@ -91,13 +93,16 @@ class Pool {
             // No new helper may join once the job has left the queue.
             std::lock_guard<std::mutex> lock(mutex_);
             auto it = std::find(queue_.begin(), queue_.end(), &job);
-            if (it != queue_.end()) queue_.erase(it);
+            if (it != queue_.end())
+                queue_.erase(it);
         }
         std::unique_lock<std::mutex> lock(job.done_mutex);
         job.done_cv.wait(lock, [&] { return job.helpers_active == 0; });
         lock.unlock();
-        if (job.error) std::rethrow_exception(job.error);
-        if (interrupted) throw Interrupted();
+        if (job.error)
+            std::rethrow_exception(job.error);
+        if (interrupted)
+            throw Interrupted();
     }
 
   private:
@@ -110,14 +115,16 @@ class Pool {
                 std::unique_lock<std::mutex> lock(mutex_);
                 cv_.wait(lock, [&] { return !queue_.empty(); });
                 job = queue_.front();
-                if (--job->helpers_wanted == 0) queue_.pop_front();
+                if (--job->helpers_wanted == 0)
+                    queue_.pop_front();
                 std::lock_guard<std::mutex> done_lock(job->done_mutex);
                 ++job->helpers_active;
             }
             bool unused = false;
             job->work(false, unused);
             std::lock_guard<std::mutex> done_lock(job->done_mutex);
-            if (--job->helpers_active == 0) job->done_cv.notify_all();
+            if (--job->helpers_active == 0)
+                job->done_cv.notify_all();
         }
     }
 
@@ -133,7 +140,7 @@ Pool& pool() {
     return *p;
 }
 
-}  // namespace
+} // namespace
 
 void set_interrupt_check(InterruptCheck check) noexcept {
     g_interrupt_check.store(check, std::memory_order_relaxed);
@@ -141,7 +148,8 @@ void set_interrupt_check(InterruptCheck check) noexcept {
 
 void throw_if_interrupted() {
     const InterruptCheck check = g_interrupt_check.load(std::memory_order_relaxed);
-    if (check && check()) throw Interrupted();
+    if (check && check())
+        throw Interrupted();
 }
 
 std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_grain) noexcept {
@@ -157,7 +165,8 @@ std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_g
 
 void parallel_for(std::size_t n, std::size_t threads, std::size_t grain,
                   const std::function<void(std::size_t, std::size_t)>& fn) {
-    if (n == 0) return;
+    if (n == 0)
+        return;
     grain = std::max<std::size_t>(1, grain);
     Job job;
     job.fn = &fn;
@@ -168,11 +177,13 @@ void parallel_for(std::size_t n, std::size_t threads, std::size_t grain,
     if (workers <= 1) {
         bool interrupted = false;
         job.work(true, interrupted);
-        if (job.error) std::rethrow_exception(job.error);
-        if (interrupted) throw Interrupted();
+        if (job.error)
+            std::rethrow_exception(job.error);
+        if (interrupted)
+            throw Interrupted();
         return;
     }
     pool().run(job, workers - 1);
 }
 
-}  // namespace pysim
+} // namespace pysim

@@ -52,4 +52,4 @@ std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_g
 std::size_t balanced_grain(std::size_t n, std::size_t threads, std::size_t min_grain,
                            std::size_t max_grain) noexcept;
 
-}  // namespace pysim
+} // namespace pysim

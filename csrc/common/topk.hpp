@@ -16,8 +16,7 @@
 
 namespace pysim {
 
-template <typename T>
-class TopK {
+template <typename T> class TopK {
   public:
     explicit TopK(std::size_t k) : k_(k) { heap_.reserve(k); }
 
@@ -33,7 +32,8 @@ class TopK {
 
     /// Offers a candidate; returns true if it was kept.
     bool push(T dist, index_t idx) {
-        if (k_ == 0) return false;
+        if (k_ == 0)
+            return false;
         if (!full()) {
             heap_.emplace_back(dist, idx);
             std::push_heap(heap_.begin(), heap_.end());
@@ -73,4 +73,4 @@ class TopK {
     std::vector<std::pair<T, index_t>> heap_;
 };
 
-}  // namespace pysim
+} // namespace pysim

@@ -15,6 +15,12 @@ inline constexpr index_t kNoIndex = -1;
 
 /// Distance metrics. Mahalanobis never reaches the core: the Python layer maps rows through
 /// the factor L of VI = L^T L and asks for euclidean.
-enum class Metric : std::uint8_t { sqeuclidean = 0, euclidean = 1, cosine = 2, ip = 3, mahalanobis = 4 };
+enum class Metric : std::uint8_t {
+    sqeuclidean = 0,
+    euclidean = 1,
+    cosine = 2,
+    ip = 3,
+    mahalanobis = 4
+};
 
-}  // namespace pysim
+} // namespace pysim

@@ -170,7 +170,7 @@ void HnswIndex::link_jobs(const float* rows, const std::vector<Job>& jobs, std::
         // float32 rows: the graph's own codes, a quantised index's float32 copy (so the graph
         // is the one a float32 index would build), or the transient view above.
         const unsigned char* base =
-            !qstore_               ? graph_.code(0)
+            !qstore_                ? graph_.code(0)
             : qstore_->keeps_full() ? reinterpret_cast<const unsigned char*>(qstore_->full_row(0))
                                     : reinterpret_cast<const unsigned char*>(view.data());
         const std::size_t stride = qstore_ ? opt_.dim * sizeof(float) : graph_.stride();

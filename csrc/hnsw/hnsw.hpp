@@ -88,7 +88,7 @@ struct State {
     int max_level = -1;
     index_t next_id = 0;
     std::uint64_t rng = 0;
-    std::optional<quant::StoreState> quant;  // records, ranges, float32 copy when quantised
+    std::optional<quant::StoreState> quant; // records, ranges, float32 copy when quantised
 };
 
 /// Called now and then by the adding thread with (rows linked, rows total).
@@ -183,8 +183,7 @@ class HnswIndex {
 
     // build.cpp
     void link_jobs(const float* rows, const std::vector<Job>& jobs, std::size_t threads,
-                   const Progress& progress,
-                   std::vector<std::uint8_t>& started);
+                   const Progress& progress, std::vector<std::uint8_t>& started);
     bool walk_codes_while_linking() const noexcept;
     template <class Dist> void insert(const Dist& proto, slot_t s, Scratch& sc);
     template <class Dist> void relink(const Dist& proto, slot_t s, Scratch& sc);
@@ -227,7 +226,7 @@ class HnswIndex {
     IdMap id_map_;
     std::vector<slot_t> free_; // slots of removed / rolled-back points, reused LIFO
     std::size_t live_ = 0;
-    std::size_t tombstones_ = 0; // deleted slots still in the graph
+    std::size_t tombstones_ = 0;       // deleted slots still in the graph
     std::size_t slots_at_reorder_ = 0; // graph size when the slots were last renumbered
     index_t next_id_ = 0;
     std::uint64_t rng_;

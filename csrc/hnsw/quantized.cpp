@@ -112,8 +112,7 @@ void HnswIndex::search_quant(const float* queries, std::size_t m, std::size_t k,
             } else if (entry != 0) {
                 quant::visit(qq, [&](const auto& f) {
                     const auto d = code_distance(f, st);
-                    query_beam(graph_, d, entry, ef, bits ? bits->data() : nullptr, tombstones,
-                               sc);
+                    query_beam(graph_, d, entry, ef, bits ? bits->data() : nullptr, tombstones, sc);
                 });
                 sorted_results(sc, beam);
                 const auto rerank = [&](const auto& d, std::size_t r) {

@@ -27,9 +27,11 @@ template <class T> double sum_products(const float* a, const T* b, std::size_t n
     double acc[4] = {0.0, 0.0, 0.0, 0.0};
     std::size_t j = 0;
     for (; j + 4 <= n; j += 4) {
-        for (std::size_t u = 0; u < 4; ++u) acc[u] += double(a[j + u]) * double(b[j + u]);
+        for (std::size_t u = 0; u < 4; ++u)
+            acc[u] += double(a[j + u]) * double(b[j + u]);
     }
-    for (; j < n; ++j) acc[0] += double(a[j]) * double(b[j]);
+    for (; j < n; ++j)
+        acc[0] += double(a[j]) * double(b[j]);
     return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
@@ -38,16 +40,17 @@ inline double round_small(double v) noexcept {
     return (v + kMagic) - kMagic; // IEEE arithmetic (no -ffast-math): not folded away
 }
 
-
 double inverse_norm(const float* x, std::size_t dim) noexcept {
     double s = 0.0;
-    for (std::size_t i = 0; i < dim; ++i) s += double(x[i]) * double(x[i]);
+    for (std::size_t i = 0; i < dim; ++i)
+        s += double(x[i]) * double(x[i]);
     return s > 0.0 ? 1.0 / std::sqrt(s) : 0.0;
 }
 
 void normalise_into(const float* x, std::size_t dim, float* out) noexcept {
     const double inv = inverse_norm(x, dim);
-    for (std::size_t i = 0; i < dim; ++i) out[i] = static_cast<float>(x[i] * inv);
+    for (std::size_t i = 0; i < dim; ++i)
+        out[i] = static_cast<float>(x[i] * inv);
 }
 
 // Position of dimension j in the 4-bit layout (quant_kernels.hpp): byte offset and nibble.
@@ -67,14 +70,18 @@ unsigned nibble_at(const std::uint8_t* code, NibblePos p) noexcept {
     return p.high ? code[p.byte] >> 4 : code[p.byte] & 0x0Fu;
 }
 
-}  // namespace
+} // namespace
 
 const char* kind_name(Kind kind) noexcept {
     switch (kind) {
-    case Kind::f16: return "f16";
-    case Kind::bf16: return "bf16";
-    case Kind::sq8: return "sq8";
-    case Kind::sq4: return "sq4";
+    case Kind::f16:
+        return "f16";
+    case Kind::bf16:
+        return "bf16";
+    case Kind::sq8:
+        return "sq8";
+    case Kind::sq4:
+        return "sq4";
     }
     return "unknown";
 }
@@ -92,18 +99,24 @@ bool parse_kind(const std::string& name, Kind& out) noexcept {
 std::size_t code_bytes(Kind kind, std::size_t dim) noexcept {
     switch (kind) {
     case Kind::f16:
-    case Kind::bf16: return 2 * dim;
-    case Kind::sq8: return dim;
-    case Kind::sq4: return (dim + 1) / 2;
+    case Kind::bf16:
+        return 2 * dim;
+    case Kind::sq8:
+        return dim;
+    case Kind::sq4:
+        return (dim + 1) / 2;
     }
     return 0;
 }
 
 double max_abs(Kind kind) noexcept {
     switch (kind) {
-    case Kind::f16: return 65504.0;
-    case Kind::bf16: return 3.3895313892515355e38;  // 0x7F7F
-    default: return std::numeric_limits<double>::infinity();
+    case Kind::f16:
+        return 65504.0;
+    case Kind::bf16:
+        return 3.3895313892515355e38; // 0x7F7F
+    default:
+        return std::numeric_limits<double>::infinity();
     }
 }
 
@@ -127,7 +140,8 @@ void Quantizer::fit(const float* rows, std::size_t n, double clip, std::size_t t
                     bool normalised) {
     require(n > 0, "fit: no rows to learn the ranges from");
     require(clip >= 0.0 && clip < 0.5, "clip must be in [0, 0.5)");
-    if (!scalar()) return;
+    if (!scalar())
+        return;
     const std::size_t dim = dim_;
     // Row scale factors (1 without normalisation), computed once.
     const bool scale_rows = normalize_ && !normalised;
@@ -150,7 +164,8 @@ void Quantizer::fit(const float* rows, std::size_t n, double clip, std::size_t t
         parallel_for(blocks, threads, 1, [&](std::size_t b, std::size_t e) {
             for (std::size_t blk = b; blk < e; ++blk) {
                 const std::size_t j0 = blk * kBlock, j1 = std::min(dim, j0 + kBlock);
-                for (std::size_t j = j0; j < j1; ++j) lo[j] = hi[j] = value(0, j);
+                for (std::size_t j = j0; j < j1; ++j)
+                    lo[j] = hi[j] = value(0, j);
                 for (std::size_t i = 1; i < n; ++i) {
                     for (std::size_t j = j0; j < j1; ++j) {
                         const double v = value(i, j);
@@ -169,7 +184,8 @@ void Quantizer::fit(const float* rows, std::size_t n, double clip, std::size_t t
                      [&](std::size_t b, std::size_t e) {
                          std::vector<float> col(s);
                          for (std::size_t j = b; j < e; ++j) {
-                             for (std::size_t i = 0; i < s; ++i) col[i] = value(i * n / s, j);
+                             for (std::size_t i = 0; i < s; ++i)
+                                 col[i] = value(i * n / s, j);
                              std::nth_element(col.begin(), col.begin() + lo_rank, col.end());
                              lo[j] = col[lo_rank];
                              std::nth_element(col.begin(), col.begin() + hi_rank, col.end());
@@ -258,7 +274,8 @@ void Quantizer::normalise(const float* row, float* out) const noexcept {
 }
 
 std::size_t Quantizer::count_clipped(const float* rows, std::size_t n) const noexcept {
-    if (!scalar() || !fitted()) return 0;
+    if (!scalar() || !fitted())
+        return 0;
     const double top = levels() - 1;
     std::vector<float> x(dim_);
     std::size_t clipped = 0;
@@ -291,7 +308,8 @@ unsigned Quantizer::code_at(const std::uint8_t* record, std::size_t j) const noe
 }
 
 void Quantizer::write_trailer(std::uint8_t* record) const noexcept {
-    if (!trailer_) return;
+    if (!trailer_)
+        return;
     const double c_mid = (levels() - 1) / 2.0;
     double sum = 0.0;
     if (kind_ == Kind::sq8) {
@@ -332,12 +350,14 @@ std::size_t Quantizer::encode_normalised(const float* x, std::uint8_t* record,
     }
     const double top = levels() - 1;
     std::size_t clipped = 0;
-    if (kind_ == Kind::sq4) std::fill(record, record + code_bytes_, std::uint8_t{0});
+    if (kind_ == Kind::sq4)
+        std::fill(record, record + code_bytes_, std::uint8_t{0});
     for (std::size_t j = 0; j < dim_; ++j) {
         double v = 0.0;
         if (step_[j] > 0.0f) {
             v = (double(x[j]) - double(lo_[j])) / double(step_[j]);
-            if (v < -0.5 || v > top + 0.5) ++clipped;
+            if (v < -0.5 || v > top + 0.5)
+                ++clipped;
             v = round_small(std::min(top, std::max(0.0, v)));
         } else if (x[j] != lo_[j]) {
             ++clipped;
@@ -391,8 +411,8 @@ void Quantizer::prepare_record(const std::uint8_t* record, const simd::KernelTab
     prepare_normalised(out.normalised.data(), table, out, search_form);
 }
 
-void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& table,
-                                   Query& out, bool search_form) const {
+void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& table, Query& out,
+                                   bool search_form) const {
     const simd::QuantKernels& k = simd::quant_for(table);
     const bool ip = space_ == Space::ip;
     out.dim = dim_;
@@ -407,7 +427,7 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
         const auto& kern = ip ? (f16 ? k.f16_dot : k.bf16_dot) : (f16 ? k.f16_l2sq : k.bf16_l2sq);
         out.decoded = {kern.pair.fn,   kern.batch.fn,  qn, nullptr, dim_,
                        ip ? 1.0 : 0.0, ip ? -1.0 : 1.0};
-        if (mode_ == Mode::symmetric && search_form) {  // bf16, ip (checked in the constructor)
+        if (mode_ == Mode::symmetric && search_form) { // bf16, ip (checked in the constructor)
             out.h.resize(dim_);
             k.f32_to_bf16.fn(qn, out.h.data(), dim_);
             out.half = {k.bf16_dot_bf16.pair.fn, k.bf16_dot_bf16.batch.fn, out.h.data(), dim_};
@@ -425,15 +445,18 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
     float* fq = out.fq.data();
     double bias = 0.0;
     if (ip) {
-        for (std::size_t j = 0; j < dim_; ++j) fq[j] = qn[j] * step_[j];
+        for (std::size_t j = 0; j < dim_; ++j)
+            fq[j] = qn[j] * step_[j];
         bias = sum_products(qn, lo_.data(), dim_);
     } else {
-        for (std::size_t j = 0; j < dim_; ++j) fq[j] = qn[j] - lo_[j];
+        for (std::size_t j = 0; j < dim_; ++j)
+            fq[j] = qn[j] - lo_[j];
     }
     const auto& kern = ip ? (sq8 ? k.u8_dot : k.u4_dot) : (sq8 ? k.u8_l2sq : k.u4_l2sq);
     out.decoded = {kern.pair.fn, kern.batch.fn,         out.fq.data(),  ip ? nullptr : step_.data(),
                    dim_,         ip ? 1.0 - bias : 0.0, ip ? -1.0 : 1.0};
-    if (mode_ == Mode::asymmetric || !search_form) return;
+    if (mode_ == Mode::asymmetric || !search_form)
+        return;
 
     // Symmetric form: int8 query on one scale, centred on the middle of the ranges. Element-
     // wise loops first (they vectorise), then the reductions with four independent partial
@@ -447,10 +470,12 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
     double* wp = w.data();
     double qm = 0.0;
     if (ip) {
-        for (std::size_t j = 0; j < dim_; ++j) wp[j] = double(qn[j]) * double(st[j]);
+        for (std::size_t j = 0; j < dim_; ++j)
+            wp[j] = double(qn[j]) * double(st[j]);
         qm = sum_products(qn, mid, dim_);
     } else {
-        for (std::size_t j = 0; j < dim_; ++j) wp[j] = (double(qn[j]) - mid[j]) * double(st[j]);
+        for (std::size_t j = 0; j < dim_; ++j)
+            wp[j] = (double(qn[j]) - mid[j]) * double(st[j]);
         double acc[4] = {0.0, 0.0, 0.0, 0.0};
         std::size_t j = 0;
         for (; j + 4 <= dim_; j += 4) {
@@ -469,15 +494,18 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
     double mx[4] = {0.0, 0.0, 0.0, 0.0};
     std::size_t j4 = 0;
     for (; j4 + 4 <= n; j4 += 4) {
-        for (std::size_t u = 0; u < 4; ++u) mx[u] = std::max(mx[u], std::fabs(wp[j4 + u]));
+        for (std::size_t u = 0; u < 4; ++u)
+            mx[u] = std::max(mx[u], std::fabs(wp[j4 + u]));
     }
-    for (; j4 < n; ++j4) mx[0] = std::max(mx[0], std::fabs(wp[j4]));
+    for (; j4 < n; ++j4)
+        mx[0] = std::max(mx[0], std::fabs(wp[j4]));
     const double wmax = std::max(std::max(mx[0], mx[1]), std::max(mx[2], mx[3]));
     const double sigma = wmax > 0.0 ? wmax / 127.0 : 1.0;
     const double inv_sigma = 1.0 / sigma;
     // |w_j| <= wmax, so |w_j / sigma| <= 127 up to three roundings - far from 127.5: no clamp
     // is needed, and without one this loop vectorises. (w is not needed after this.)
-    for (std::size_t j = 0; j < n; ++j) wp[j] = round_small(wp[j] * inv_sigma);
+    for (std::size_t j = 0; j < n; ++j)
+        wp[j] = round_small(wp[j] * inv_sigma);
     std::int8_t* t = out.t.data();
     int tsum = 0; // |t_j| <= 127 and dim <= kMaxScalarDim: far inside int
     for (std::size_t j = 0; j < n; ++j) {
@@ -500,4 +528,4 @@ void Quantizer::prepare_normalised(const float* qn, const simd::KernelTable& tab
     out.sigma = sigma;
 }
 
-}  // namespace pysim::quant
+} // namespace pysim::quant

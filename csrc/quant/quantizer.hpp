@@ -153,7 +153,7 @@ class Quantizer {
     std::size_t code_bytes_, record_bytes_, trailer_offset_;
     bool trailer_;
     std::vector<float> lo_, step_;
-    std::vector<double> mid_;  // lo + C step: the centre used by the symmetric form
+    std::vector<double> mid_; // lo + C step: the centre used by the symmetric form
 };
 
-}  // namespace pysim::quant
+} // namespace pysim::quant

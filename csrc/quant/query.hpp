@@ -55,14 +55,14 @@ struct AffineDistance {
     }
     void operator()(const std::uint8_t* const* r, std::size_t n, float* out) const noexcept {
         batch(q, s, r, n, dim, out);
-        for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<float>(bias + mul * out[i]);
+        for (std::size_t i = 0; i < n; ++i)
+            out[i] = static_cast<float>(bias + mul * out[i]);
     }
 };
 
 /// d = bias + mul * S(t, record) [+ trailer float of the record]   (symmetric sq)
 /// The correction runs in double: S can exceed float32's 24-bit integers.
-template <bool kTrailer>
-struct IntDistance {
+template <bool kTrailer> struct IntDistance {
     simd::CodePairFn<std::int8_t, std::int32_t> pair;
     simd::CodeBatchFn<std::int8_t, std::int32_t> batch;
     const std::int8_t* t;
@@ -87,7 +87,8 @@ struct IntDistance {
         for (std::size_t i0 = 0; i0 < n; i0 += 64) {
             const std::size_t m = n - i0 < 64 ? n - i0 : 64;
             batch(t, nullptr, r + i0, m, dim, s);
-            for (std::size_t i = 0; i < m; ++i) out[i0 + i] = finish(r[i0 + i], s[i]);
+            for (std::size_t i = 0; i < m; ++i)
+                out[i0 + i] = finish(r[i0 + i], s[i]);
         }
     }
 };
@@ -104,7 +105,8 @@ struct HalfDistance {
     }
     void operator()(const std::uint8_t* const* r, std::size_t n, float* out) const noexcept {
         batch(h, nullptr, r, n, dim, out);
-        for (std::size_t i = 0; i < n; ++i) out[i] = 1.0f - out[i];
+        for (std::size_t i = 0; i < n; ++i)
+            out[i] = 1.0f - out[i];
     }
 };
 
@@ -117,12 +119,12 @@ struct Query {
     Query(Query&&) = default;
     Query& operator=(Query&&) = default;
 
-    Form form = Form::plain;  // the search form
+    Form form = Form::plain; // the search form
     std::size_t dim = 0;
 
     // Decoded form (always set): asymmetric kernel, plain (l2) or affine (ip).
     bool decoded_affine = false;
-    AffineDistance decoded{};  // bias 0 / mul 1 when plain
+    AffineDistance decoded{}; // bias 0 / mul 1 when plain
 
     // Symmetric forms (set when form is sym / sym_trailer / half).
     IntDistance<false> sym{};
@@ -174,14 +176,18 @@ struct Query {
 
 /// Calls f(functor) with the search functor of q (one of the five types above) and returns
 /// what f returns: the hook for search loops templated on the distance.
-template <class F>
-decltype(auto) visit(const Query& q, F&& f) {
+template <class F> decltype(auto) visit(const Query& q, F&& f) {
     switch (q.form) {
-    case Form::affine: return f(q.decoded);
-    case Form::sym: return f(q.sym);
-    case Form::sym_trailer: return f(q.sym_with_trailer());
-    case Form::half: return f(q.half);
-    case Form::plain: break;
+    case Form::affine:
+        return f(q.decoded);
+    case Form::sym:
+        return f(q.sym);
+    case Form::sym_trailer:
+        return f(q.sym_with_trailer());
+    case Form::half:
+        return f(q.half);
+    case Form::plain:
+        break;
     }
     return f(q.plain_decoded());
 }
@@ -195,4 +201,4 @@ inline void Query::distances(const std::uint8_t* const* records, std::size_t n,
     visit(*this, [&](const auto& d) { d(records, n, out); });
 }
 
-}  // namespace pysim::quant
+} // namespace pysim::quant

@@ -21,16 +21,19 @@
 namespace pysim::quant {
 namespace {
 
-constexpr std::size_t kEncodeGrain = 256;       // rows per parallel chunk
-constexpr std::size_t kSampleFloats = 1 << 24;  // 64 MiB cap on a re-fit sample
+constexpr std::size_t kEncodeGrain = 256;      // rows per parallel chunk
+constexpr std::size_t kSampleFloats = 1 << 24; // 64 MiB cap on a re-fit sample
 
-std::size_t stride_for(std::size_t record_bytes) noexcept { return (record_bytes + 15) / 16 * 16; }
+std::size_t stride_for(std::size_t record_bytes) noexcept {
+    return (record_bytes + 15) / 16 * 16;
+}
 
-}  // namespace
+} // namespace
 
 QuantStore::Arena::Arena(std::size_t bytes) {
     raw_.reset(std::calloc(bytes + 64, 1));
-    if (!raw_) throw std::bad_alloc();
+    if (!raw_)
+        throw std::bad_alloc();
     const auto addr = reinterpret_cast<std::uintptr_t>(raw_.get());
     data_ = static_cast<std::uint8_t*>(raw_.get()) + ((64 - addr % 64) % 64);
 }
@@ -68,7 +71,8 @@ QuantStore::Encoded QuantStore::encode_rows(const Quantizer& q, std::uint8_t* ar
                          const std::size_t s = slot_of(i);
                          q.normalise(rows + i * dim, x.data());
                          clipped += q.encode_normalised(x.data(), arena + s * stride_, k);
-                         if (full) std::copy(x.begin(), x.end(), full + s * dim);
+                         if (full)
+                             std::copy(x.begin(), x.end(), full + s * dim);
                          if (track) {
                              for (std::size_t j = 0; j < dim; ++j) {
                                  lo[j] = std::min(lo[j], x[j]);
@@ -88,7 +92,8 @@ QuantStore::Encoded QuantStore::encode_rows(const Quantizer& q, std::uint8_t* ar
 
 void QuantStore::grow(std::size_t cap, Arena& arena, std::vector<float>& full) const {
     Arena a(std::max<std::size_t>(cap, 1) * stride_);
-    if (n_) std::memcpy(a.get(), arena_.get(), n_ * stride_);
+    if (n_)
+        std::memcpy(a.get(), arena_.get(), n_ * stride_);
     std::vector<float> f;
     if (opt_.keep_full) {
         f.reserve(cap * opt_.dim);
@@ -106,7 +111,8 @@ void QuantStore::fit(const float* rows, std::size_t n, std::size_t threads) {
 }
 
 void QuantStore::reserve(std::size_t n) {
-    if (n <= capacity_) return;
+    if (n <= capacity_)
+        return;
     require(n <= (std::numeric_limits<std::size_t>::max() / 2) / stride_,
             "reserve: too many slots");
     Arena a;
@@ -118,13 +124,18 @@ void QuantStore::reserve(std::size_t n) {
 }
 
 void QuantStore::resize(std::size_t n) {
-    if (n > capacity_) reserve(std::max(n, capacity_ + capacity_ / 2));
-    if (opt_.keep_full) full_.resize(n * opt_.dim);  // within capacity: cannot throw
-    if (n < n_) std::memset(arena_.get() + n * stride_, 0, (n_ - n) * stride_);
+    if (n > capacity_)
+        reserve(std::max(n, capacity_ + capacity_ / 2));
+    if (opt_.keep_full)
+        full_.resize(n * opt_.dim); // within capacity: cannot throw
+    if (n < n_)
+        std::memset(arena_.get() + n * stride_, 0, (n_ - n) * stride_);
     n_ = n;
 }
 
-void QuantStore::set(std::size_t slot, const float* row) { set_rows(nullptr, slot, row, 1, 1); }
+void QuantStore::set(std::size_t slot, const float* row) {
+    set_rows(nullptr, slot, row, 1, 1);
+}
 
 void QuantStore::encode(const float* row, std::uint8_t* record, float* scratch) const noexcept {
     const simd::QuantKernels& k = simd::quant_for(simd::active());
@@ -138,7 +149,8 @@ void QuantStore::put(std::size_t slot, const float* row, float* scratch) noexcep
     quantizer_.normalise(row, scratch);
     const std::size_t clipped =
         quantizer_.encode_normalised(scratch, arena_.get() + slot * stride_, k);
-    if (opt_.keep_full) std::copy(scratch, scratch + dim, full_.data() + slot * dim);
+    if (opt_.keep_full)
+        std::copy(scratch, scratch + dim, full_.data() + slot * dim);
     if (quantizer_.scalar()) {
         for (std::size_t j = 0; j < dim; ++j) {
             seen_lo_[j] = std::min(seen_lo_[j], scratch[j]);
@@ -153,7 +165,8 @@ void QuantStore::set_rows(const std::uint32_t* slots, std::size_t first, const f
                           std::size_t n, std::size_t threads) {
     require(fitted(), "set_rows: the ranges are not fitted yet");
     auto slot_of = [&](std::size_t i) -> std::size_t { return slots ? slots[i] : first + i; };
-    for (std::size_t i = 0; i < n; ++i) require(slot_of(i) < n_, "set_rows: slot out of range");
+    for (std::size_t i = 0; i < n; ++i)
+        require(slot_of(i) < n_, "set_rows: slot out of range");
     Encoded e = encode_rows(quantizer_, arena_.get(), opt_.keep_full ? full_.data() : nullptr,
                             slot_of, rows, n, threads);
     seen_lo_.swap(e.seen_lo);
@@ -165,10 +178,12 @@ void QuantStore::set_rows(const std::uint32_t* slots, std::size_t first, const f
 std::size_t QuantStore::append(const float* rows, std::size_t n, std::size_t threads) {
     quantizer_.check_rows(rows, n);
     const std::size_t first = n_;
-    if (n == 0) return first;
+    if (n == 0)
+        return first;
     Quantizer q = quantizer_;
     const bool fitting = !q.fitted();
-    if (fitting) q.fit(rows, n, opt_.clip, threads);
+    if (fitting)
+        q.fit(rows, n, opt_.clip, threads);
     // Build into fresh memory when growing, else into the unused slots past n_: either way
     // nothing visible changes until the commit below.
     Arena arena;
@@ -180,7 +195,7 @@ std::size_t QuantStore::append(const float* rows, std::size_t n, std::size_t thr
         grow(cap, arena, full);
         full.resize(need_full);
     } else {
-        full_.resize(need_full);  // within capacity: cannot throw
+        full_.resize(need_full); // within capacity: cannot throw
     }
     std::uint8_t* dst = growing ? arena.get() : arena_.get();
     float* fdst = opt_.keep_full ? (growing ? full.data() : full_.data()) : nullptr;
@@ -189,7 +204,8 @@ std::size_t QuantStore::append(const float* rows, std::size_t n, std::size_t thr
         e = encode_rows(
             q, dst, fdst, [first](std::size_t i) { return first + i; }, rows, n, threads);
     } catch (...) {
-        if (!growing) full_.resize(opt_.keep_full ? n_ * opt_.dim : 0);
+        if (!growing)
+            full_.resize(opt_.keep_full ? n_ * opt_.dim : 0);
         throw;
     }
     if (growing) {
@@ -211,16 +227,20 @@ std::size_t QuantStore::append(const float* rows, std::size_t n, std::size_t thr
 }
 
 void QuantStore::refit(const float* extra, std::size_t n_extra, std::size_t threads) {
-    if (!quantizer_.scalar()) return;
-    if (n_extra) quantizer_.check_rows(extra, n_extra);
-    if (n_ + n_extra == 0) return;
+    if (!quantizer_.scalar())
+        return;
+    if (n_extra)
+        quantizer_.check_rows(extra, n_extra);
+    if (n_ + n_extra == 0)
+        return;
     const std::size_t dim = opt_.dim;
     const simd::QuantKernels& k = simd::quant_for(simd::active());
     Quantizer q = quantizer_;
 
     // Rows of the extra batch in stored form.
     std::vector<float> extra_n(n_extra * dim);
-    for (std::size_t i = 0; i < n_extra; ++i) q.normalise(extra + i * dim, &extra_n[i * dim]);
+    for (std::size_t i = 0; i < n_extra; ++i)
+        q.normalise(extra + i * dim, &extra_n[i * dim]);
 
     if (opt_.clip == 0.0) {
         // Exact min / max: over the float32 copy, or over every row ever stored (tracked).
@@ -233,12 +253,14 @@ void QuantStore::refit(const float* extra, std::size_t n_extra, std::size_t thre
             }
         };
         if (opt_.keep_full) {
-            for (std::size_t i = 0; i < n_; ++i) widen(full_.data() + i * dim);
+            for (std::size_t i = 0; i < n_; ++i)
+                widen(full_.data() + i * dim);
         } else if (n_) {
             widen(seen_lo_.data());
             widen(seen_hi_.data());
         }
-        for (std::size_t i = 0; i < n_extra; ++i) widen(&extra_n[i * dim]);
+        for (std::size_t i = 0; i < n_extra; ++i)
+            widen(&extra_n[i * dim]);
         q.set_ranges(lo.data(), hi.data());
     } else {
         // Quantiles of an evenly strided sample of the stored rows (float32 copy, else
@@ -301,7 +323,8 @@ void QuantStore::distances(const Query& q, const std::uint32_t* slots, std::size
     const std::uint8_t* ptrs[64];
     for (std::size_t i0 = 0; i0 < n; i0 += 64) {
         const std::size_t m = std::min<std::size_t>(64, n - i0);
-        for (std::size_t i = 0; i < m; ++i) ptrs[i] = record(slots[i0 + i]);
+        for (std::size_t i = 0; i < m; ++i)
+            ptrs[i] = record(slots[i0 + i]);
         q.distances(ptrs, m, out + i0);
     }
 }
@@ -309,13 +332,15 @@ void QuantStore::distances(const Query& q, const std::uint32_t* slots, std::size
 void QuantStore::refine(const Query& q, const std::uint32_t* slots, std::size_t n,
                         float* out) const noexcept {
     if (opt_.keep_full) {
-        for (std::size_t i = 0; i < n; ++i) out[i] = q.exact_distance(full_row(slots[i]));
+        for (std::size_t i = 0; i < n; ++i)
+            out[i] = q.exact_distance(full_row(slots[i]));
         return;
     }
     const std::uint8_t* ptrs[64];
     for (std::size_t i0 = 0; i0 < n; i0 += 64) {
         const std::size_t m = std::min<std::size_t>(64, n - i0);
-        for (std::size_t i = 0; i < m; ++i) ptrs[i] = record(slots[i0 + i]);
+        for (std::size_t i = 0; i < m; ++i)
+            ptrs[i] = record(slots[i0 + i]);
         q.decoded_distances(ptrs, m, out + i0);
     }
 }
@@ -341,21 +366,23 @@ StoreState QuantStore::export_state() const {
     }
     const std::size_t cb = quantizer_.code_bytes();
     st.codes.resize(n_ * cb);
-    for (std::size_t i = 0; i < n_; ++i) std::memcpy(&st.codes[i * cb], record(i), cb);
+    for (std::size_t i = 0; i < n_; ++i)
+        std::memcpy(&st.codes[i * cb], record(i), cb);
     st.full = full_;
     st.drift = drift_;
     return st;
 }
 
 std::unique_ptr<QuantStore> QuantStore::from_state(const StoreState& st) {
-    auto store = std::make_unique<QuantStore>(st.options);  // validates the options
+    auto store = std::make_unique<QuantStore>(st.options); // validates the options
     const Quantizer& qz = store->quantizer_;
     const std::size_t dim = st.options.dim, cb = qz.code_bytes();
     require(st.n <= std::numeric_limits<std::uint32_t>::max(), "state: too many slots");
     require(st.codes.size() == st.n * cb, "state: codes do not match n * code_bytes");
     require(st.full.size() == (st.options.keep_full ? st.n * dim : 0),
             "state: the float32 rows do not match n * dim");
-    for (float v : st.full) require(std::isfinite(v), "state: the float32 rows are not finite");
+    for (float v : st.full)
+        require(std::isfinite(v), "state: the float32 rows are not finite");
     if (qz.scalar()) {
         require(st.lo.size() == st.step.size(), "state: lo and step differ in length");
         require(st.lo.size() == dim || (st.lo.empty() && st.n == 0),
@@ -366,7 +393,8 @@ std::unique_ptr<QuantStore> QuantStore::from_state(const StoreState& st) {
             require(!std::isnan(st.seen_lo[j]) && !std::isnan(st.seen_hi[j]),
                     "state: the observed ranges contain NaN");
         }
-        if (!st.lo.empty()) store->quantizer_.set_lo_step(st.lo.data(), st.step.data());
+        if (!st.lo.empty())
+            store->quantizer_.set_lo_step(st.lo.data(), st.step.data());
         store->seen_lo_ = st.seen_lo;
         store->seen_hi_ = st.seen_hi;
     } else {
@@ -397,4 +425,4 @@ std::unique_ptr<QuantStore> QuantStore::from_state(const StoreState& st) {
     return store;
 }
 
-}  // namespace pysim::quant
+} // namespace pysim::quant

@@ -41,26 +41,26 @@ struct StoreOptions {
     Kind kind = Kind::sq8;
     std::size_t dim = 0;
     Space space = Space::l2;
-    bool normalize = false;  // cosine
+    bool normalize = false; // cosine
     Mode mode = Mode::asymmetric;
-    bool keep_full = true;  // float32 copy for exact re-ranking
-    double clip = 0.0;      // sq ranges: fraction clipped at each tail (0 = min/max)
+    bool keep_full = true; // float32 copy for exact re-ranking
+    double clip = 0.0;     // sq ranges: fraction clipped at each tail (0 = min/max)
 };
 
 struct DriftStats {
-    std::size_t rows_at_fit = 0;        // rows the current ranges were learned from
-    std::size_t rows_since_fit = 0;     // rows encoded since
-    std::size_t clipped_since_fit = 0;  // their elements that fell outside the ranges
+    std::size_t rows_at_fit = 0;       // rows the current ranges were learned from
+    std::size_t rows_since_fit = 0;    // rows encoded since
+    std::size_t clipped_since_fit = 0; // their elements that fell outside the ranges
 };
 
 /// Everything needed to rebuild a store bit for bit (codes without trailers or padding).
 struct StoreState {
     StoreOptions options;
     std::size_t n = 0;
-    std::vector<float> lo, step;          // empty for f16 / bf16 or before the first fit
-    std::vector<float> seen_lo, seen_hi;  // min / max of every stored row (sq), else empty
-    std::vector<std::uint8_t> codes;      // (n, code_bytes)
-    std::vector<float> full;              // (n, dim) or empty
+    std::vector<float> lo, step;         // empty for f16 / bf16 or before the first fit
+    std::vector<float> seen_lo, seen_hi; // min / max of every stored row (sq), else empty
+    std::vector<std::uint8_t> codes;     // (n, code_bytes)
+    std::vector<float> full;             // (n, dim) or empty
     DriftStats drift;
 };
 
@@ -169,7 +169,7 @@ class QuantStore {
 
     struct Encoded {
         std::size_t clipped = 0;
-        std::vector<float> seen_lo, seen_hi;  // widened copies of the store's (sq only)
+        std::vector<float> seen_lo, seen_hi; // widened copies of the store's (sq only)
     };
     // Encodes row i of `rows` into arena + slot_of(i) * stride_ with quantizer q (and copies
     // it, in stored form, to full + slot_of(i) * dim when full != nullptr).
@@ -185,8 +185,8 @@ class QuantStore {
     std::size_t n_ = 0, capacity_ = 0;
     Arena arena_;
     std::vector<float> full_;
-    std::vector<float> seen_lo_, seen_hi_;  // exact min / max of every stored (normalised) row
+    std::vector<float> seen_lo_, seen_hi_; // exact min / max of every stored (normalised) row
     DriftStats drift_;
 };
 
-}  // namespace pysim::quant
+} // namespace pysim::quant

@@ -37,4 +37,4 @@ Isa detected_isa() noexcept;
 std::string env_request();
 std::string override_note();
 
-}  // namespace pysim::simd
+} // namespace pysim::simd

@@ -35,8 +35,7 @@ enum class Isa : std::uint8_t {
 inline constexpr int kIsaCount = 6;
 
 /// f(a, b) over `dim` elements: dot, l2sq (squared Euclidean) or norm2 (a . a, b unused).
-template <typename T>
-using PairFn = T (*)(const T* a, const T* b, std::size_t dim) noexcept;
+template <typename T> using PairFn = T (*)(const T* a, const T* b, std::size_t dim) noexcept;
 
 /// out[i] = f(query, rows + i * dim) for i in [0, n); rows is C-contiguous (n, dim).
 template <typename T>
@@ -62,17 +61,16 @@ enum class Epilogue : std::uint8_t { dot = 0, ip = 1, l2sq = 2, l2 = 3, cosine =
 
 /// Arguments of one tile call: rows [0, m) of A (row stride lda) against a packed block of n
 /// B rows, writing out[i * ldo + j].
-template <typename T>
-struct TileArgs {
+template <typename T> struct TileArgs {
     const T* a;
     std::size_t lda;
     std::size_t m;
-    const T* packed_b;  // produced by PackFn for the same n and dim
+    const T* packed_b; // produced by PackFn for the same n and dim
     std::size_t n;
     std::size_t dim;
     Epilogue epilogue;
-    const T* a_aux;  // length m (unused for dot / ip)
-    const T* b_aux;  // length n (unused for dot / ip)
+    const T* a_aux; // length m (unused for dot / ip)
+    const T* b_aux; // length n (unused for dot / ip)
     T* out;
     std::size_t ldo;
 };
@@ -84,18 +82,15 @@ template <typename T>
 using PackFn = void (*)(const T* b, std::size_t ldb, std::size_t n, std::size_t dim,
                         T* packed) noexcept;
 
-template <typename T>
-using TileFn = void (*)(const TileArgs<T>& args) noexcept;
+template <typename T> using TileFn = void (*)(const TileArgs<T>& args) noexcept;
 
 /// A kernel and the ISA that provided it; the ISA is what pysim.simd_info() reports.
-template <typename Fn>
-struct Slot {
+template <typename Fn> struct Slot {
     Fn fn = nullptr;
     Isa isa = Isa::scalar;
 };
 
-template <typename T>
-struct Kernels {
+template <typename T> struct Kernels {
     Slot<PairFn<T>> dot, l2sq, norm2;
     Slot<ManyFn<T>> dot_many, l2sq_many;
     /// Like l2sq_many, but `rows` is a dimension-major panel: coordinate j of row i sits at
@@ -106,14 +101,14 @@ struct Kernels {
     Slot<NormsFn<T>> norms;
     Slot<PackFn<T>> pack;
     Slot<TileFn<T>> tile;
-    std::size_t tile_nr = 4;  // panel width the pack/tile pair was built for
-    std::size_t tile_mr = 4;  // rows per register block (a hint for blocking)
+    std::size_t tile_nr = 4; // panel width the pack/tile pair was built for
+    std::size_t tile_mr = 4; // rows per register block (a hint for blocking)
 };
 
 /// Extra kernels added by later components (quantized codes and the like) live in their own
 /// structs next to this one; this table holds the float32/float64 primitives.
 struct KernelTable {
-    Isa isa = Isa::scalar;  // the level this table was built for
+    Isa isa = Isa::scalar; // the level this table was built for
     Kernels<float> f32;
     Kernels<double> f64;
 };
@@ -121,8 +116,8 @@ struct KernelTable {
 // Each file in simd/isa/ defines exactly one of these and nothing else with external linkage.
 // fill_<isa> overwrites only the slots it implements; the scalar kernels stay as fallbacks.
 void fill_scalar(KernelTable& table) noexcept;
-void fill_avx2(KernelTable& table) noexcept;    // defined only with PYSIM_HAVE_AVX2
-void fill_avx512(KernelTable& table) noexcept;  // defined only with PYSIM_HAVE_AVX512
-void fill_neon(KernelTable& table) noexcept;    // defined only with PYSIM_HAVE_NEON
+void fill_avx2(KernelTable& table) noexcept;   // defined only with PYSIM_HAVE_AVX2
+void fill_avx512(KernelTable& table) noexcept; // defined only with PYSIM_HAVE_AVX512
+void fill_neon(KernelTable& table) noexcept;   // defined only with PYSIM_HAVE_NEON
 
-}  // namespace pysim::simd
+} // namespace pysim::simd

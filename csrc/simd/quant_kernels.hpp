@@ -68,8 +68,7 @@ template <typename Q, typename R>
 using CodeBatchFn = void (*)(const Q* query, const float* scale, const std::uint8_t* const* codes,
                              std::size_t n, std::size_t dim, R* out) noexcept;
 
-template <typename Q, typename R>
-struct CodeKernel {
+template <typename Q, typename R> struct CodeKernel {
     Slot<CodePairFn<Q, R>> pair;
     Slot<CodeManyFn<Q, R>> many;
     Slot<CodeBatchFn<Q, R>> batch;
@@ -80,7 +79,7 @@ using ToHalfFn = void (*)(const float* in, std::uint16_t* out, std::size_t n) no
 using FromHalfFn = void (*)(const std::uint16_t* in, float* out, std::size_t n) noexcept;
 
 struct QuantKernels {
-    Isa isa = Isa::scalar;  // the level this table was built for
+    Isa isa = Isa::scalar; // the level this table was built for
     Slot<ToHalfFn> f32_to_f16, f32_to_bf16;
     Slot<FromHalfFn> f16_to_f32, bf16_to_f32;
     CodeKernel<float, float> f16_dot, f16_l2sq, bf16_dot, bf16_l2sq;
@@ -92,10 +91,10 @@ struct QuantKernels {
 
 // One function per file in simd/isa/quant_*.cpp; each overwrites only what it implements.
 void fill_quant_scalar(QuantKernels& table) noexcept;
-void fill_quant_avx2(QuantKernels& table) noexcept;              // PYSIM_HAVE_AVX2
-void fill_quant_avx512(QuantKernels& table) noexcept;            // PYSIM_HAVE_AVX512
-void fill_quant_avx512_vnni(QuantKernels& table) noexcept;       // PYSIM_HAVE_AVX512_VNNI
-void fill_quant_avx512_vnni_bf16(QuantKernels& table) noexcept;  // PYSIM_HAVE_AVX512_BF16
-void fill_quant_neon(QuantKernels& table) noexcept;              // PYSIM_HAVE_NEON
+void fill_quant_avx2(QuantKernels& table) noexcept;             // PYSIM_HAVE_AVX2
+void fill_quant_avx512(QuantKernels& table) noexcept;           // PYSIM_HAVE_AVX512
+void fill_quant_avx512_vnni(QuantKernels& table) noexcept;      // PYSIM_HAVE_AVX512_VNNI
+void fill_quant_avx512_vnni_bf16(QuantKernels& table) noexcept; // PYSIM_HAVE_AVX512_BF16
+void fill_quant_neon(QuantKernels& table) noexcept;             // PYSIM_HAVE_NEON
 
-}  // namespace pysim::simd
+} // namespace pysim::simd

@@ -140,8 +140,7 @@ def check_n_components(n_components: Any, n_features: int) -> int:
         raise ValueError(f"n_components must be >= 1, got {n_components}")
     if n_components > n_features:
         raise ValueError(
-            f"n_components ({n_components}) must not exceed the number of features "
-            f"({n_features})"
+            f"n_components ({n_components}) must not exceed the number of features ({n_features})"
         )
     return int(n_components)
 
@@ -288,8 +287,9 @@ def _seed(random_state: Any) -> Any:
         return random_state
     if isinstance(random_state, np.random.RandomState):
         return random_state.randint(np.iinfo(np.int32).max)
-    raise ValueError(f"random_state must be None, an int or a numpy random generator, "
-                     f"got {random_state!r}")
+    raise ValueError(
+        f"random_state must be None, an int or a numpy random generator, got {random_state!r}"
+    )
 
 
 def same_class_neighbors(data: LabelledData, k: int) -> np.ndarray:
@@ -353,12 +353,16 @@ class IterationReporter:
         self.iteration += 1
         now = time.perf_counter()
         if self.verbose:
-            print(f"[{self.name}] {self.iteration:>5} {self.loss:>16.8g} {now - self.last:>10.3f}",
-                  flush=True)
+            print(
+                f"[{self.name}] {self.iteration:>5} {self.loss:>16.8g} {now - self.last:>10.3f}",
+                flush=True,
+            )
         self.last = now
 
     def done(self, message: str) -> None:
         if self.verbose:
             total = time.perf_counter() - self.start
-            print(f"[{self.name}] {message} after {self.iteration} iterations, {total:.2f} s",
-                  flush=True)
+            print(
+                f"[{self.name}] {message} after {self.iteration} iterations, {total:.2f} s",
+                flush=True,
+            )

@@ -131,9 +131,9 @@ def lmnn_loss_grad(
     n_active = int(active.sum())
     k = targets.shape[1]
     # Weights of the pair matrix W (see module docstring).
-    per_target = np.bincount(
-        (ai[:, None] * k + np.arange(k))[active], minlength=n * k
-    ).reshape(n, k)
+    per_target = np.bincount((ai[:, None] * k + np.arange(k))[active], minlength=n * k).reshape(
+        n, k
+    )
     w_target = ((1.0 - mu) + mu * per_target)[valid]
     per_impostor = active.sum(axis=1)
     keep = per_impostor > 0
@@ -372,4 +372,3 @@ class LMNN(MahalanobisMixin):
 
     def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
         return {**super()._more_tags(), "requires_y": True}
-

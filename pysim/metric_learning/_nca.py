@@ -90,9 +90,9 @@ def nca_loss_grad(
         # keeps every core busy (numpy and pysim release the GIL on these array sizes).
         chunks = np.array_split(np.asarray(bounds), workers)
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(
-                lambda c: _nca_blocks(c.tolist(), rows, Z, X, XT, data, 1), chunks
-            ))
+            parts = list(
+                pool.map(lambda c: _nca_blocks(c.tolist(), rows, Z, X, XT, data, 1), chunks)
+            )
         total = sum(p[0] for p in parts)
         M = sum(p[1] for p in parts)
         colsum = sum(p[2] for p in parts)

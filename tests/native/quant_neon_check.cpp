@@ -23,7 +23,8 @@ namespace {
 int failures = 0;
 
 void fail(const char* what, const char* form, std::size_t dim) {
-    if (++failures <= 20) std::printf("MISMATCH %s %s dim=%zu\n", what, form, dim);
+    if (++failures <= 20)
+        std::printf("MISMATCH %s %s dim=%zu\n", what, form, dim);
 }
 
 std::size_t bytes_of(char layout, std::size_t dim) {
@@ -39,13 +40,16 @@ void check(const char* name, const CodeKernel<Q, R>& ref, const CodeKernel<Q, R>
         const std::size_t n = 7, cb = bytes_of(layout, dim), stride = cb + 3;
         std::vector<std::uint8_t> codes(n * stride);
         std::uniform_int_distribution<int> byte(0, 255);
-        for (auto& b : codes) b = static_cast<std::uint8_t>(byte(gen));
-        if (layout == 'h') {  // keep 16-bit codes finite: clear the top exponent bit
+        for (auto& b : codes)
+            b = static_cast<std::uint8_t>(byte(gen));
+        if (layout == 'h') { // keep 16-bit codes finite: clear the top exponent bit
             for (std::size_t i = 0; i < n; ++i)
-                for (std::size_t j = 0; j < dim; ++j) codes[i * stride + 2 * j + 1] &= 0x3F;
+                for (std::size_t j = 0; j < dim; ++j)
+                    codes[i * stride + 2 * j + 1] &= 0x3F;
         }
-        if (layout == '4' && dim % 2) {  // zero padding nibble
-            for (std::size_t i = 0; i < n; ++i) codes[i * stride + cb - 1] &= 0x0F;
+        if (layout == '4' && dim % 2) { // zero padding nibble
+            for (std::size_t i = 0; i < n; ++i)
+                codes[i * stride + cb - 1] &= 0x0F;
         }
         const std::size_t qlen = qlen_kind ? bytes_of(layout, dim) : dim;
         std::vector<Q> q(qlen);
@@ -64,9 +68,11 @@ void check(const char* name, const CodeKernel<Q, R>& ref, const CodeKernel<Q, R>
             if (layout == '4' && qlen_kind && dim % 2)
                 q[qlen - 1] = static_cast<Q>(q[qlen - 1] & 0x0F);
         }
-        for (auto& s : scale) s = 0.5f + std::fabs(normal(gen));
+        for (auto& s : scale)
+            s = 0.5f + std::fabs(normal(gen));
         std::vector<const std::uint8_t*> ptrs(n);
-        for (std::size_t i = 0; i < n; ++i) ptrs[i] = codes.data() + ((i * 3) % n) * stride;
+        for (std::size_t i = 0; i < n; ++i)
+            ptrs[i] = codes.data() + ((i * 3) % n) * stride;
         std::vector<R> a(n), b(n), c(n), d(n);
         for (std::size_t i = 0; i < n; ++i)
             a[i] = ref.pair.fn(q.data(), scale.data(), ptrs[i], dim);
@@ -75,7 +81,8 @@ void check(const char* name, const CodeKernel<Q, R>& ref, const CodeKernel<Q, R>
         neon.batch.fn(q.data(), scale.data(), ptrs.data(), n, dim, c.data());
         std::vector<R> m(n);
         neon.many.fn(q.data(), scale.data(), codes.data(), stride, n, dim, m.data());
-        for (std::size_t i = 0; i < n; ++i) d[i] = m[(i * 3) % n];
+        for (std::size_t i = 0; i < n; ++i)
+            d[i] = m[(i * 3) % n];
         const char* forms[] = {"pair", "batch", "many"};
         const std::vector<R>* got[] = {&b, &c, &d};
         for (int f = 0; f < 3; ++f) {
@@ -94,7 +101,7 @@ void check(const char* name, const CodeKernel<Q, R>& ref, const CodeKernel<Q, R>
     }
 }
 
-}  // namespace
+} // namespace
 
 int main() {
     QuantKernels ref, neon;
@@ -118,7 +125,8 @@ int main() {
 
     // Conversions: bit for bit, over every 16-bit pattern and many float32 ones.
     std::vector<std::uint16_t> h(65536), h1(65536), h2(65536);
-    for (std::size_t i = 0; i < h.size(); ++i) h[i] = static_cast<std::uint16_t>(i);
+    for (std::size_t i = 0; i < h.size(); ++i)
+        h[i] = static_cast<std::uint16_t>(i);
     std::vector<float> f1(65536), f2(65536);
     for (auto pair : {std::make_pair(ref.f16_to_f32.fn, neon.f16_to_f32.fn),
                       std::make_pair(ref.bf16_to_f32.fn, neon.bf16_to_f32.fn)}) {
@@ -135,7 +143,8 @@ int main() {
     std::uniform_int_distribution<std::uint32_t> bits;
     for (auto& v : x) {
         std::uint32_t u = bits(gen);
-        if ((u & 0x7F800000u) == 0x7F800000u) u &= 0xBFFFFFFFu;  // finite
+        if ((u & 0x7F800000u) == 0x7F800000u)
+            u &= 0xBFFFFFFFu; // finite
         std::memcpy(&v, &u, 4);
     }
     std::vector<std::uint16_t> y1(x.size()), y2(x.size());

@@ -85,12 +85,12 @@ struct F64 {
 
 #include "simd/isa/generic_kernels.inl"
 
-}  // namespace
+} // namespace
 
 void fill_avx2(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::avx2);
     fill_kernels<F64>(t.f64, Isa::avx2);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
 #endif

@@ -21,9 +21,7 @@ struct F32 {
     using V = __m512;
     static constexpr std::size_t W = 16;
     static constexpr std::size_t MR = 8;
-    static __mmask16 mask(std::size_t c) noexcept {
-        return static_cast<__mmask16>((1u << c) - 1u);
-    }
+    static __mmask16 mask(std::size_t c) noexcept { return static_cast<__mmask16>((1u << c) - 1u); }
     static V zero() noexcept { return _mm512_setzero_ps(); }
     static V set1(T s) noexcept { return _mm512_set1_ps(s); }
     static V load(const T* p) noexcept { return _mm512_loadu_ps(p); }
@@ -72,12 +70,12 @@ struct F64 {
 
 #include "simd/isa/generic_kernels.inl"
 
-}  // namespace
+} // namespace
 
 void fill_avx512(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::avx512);
     fill_kernels<F64>(t.f64, Isa::avx512);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
 #endif

@@ -30,7 +30,8 @@ typename X::T pair_dot(const typename X::T* a, const typename X::T* b, std::size
         acc2 = X::fmadd(X::load(a + i + 2 * W), X::load(b + i + 2 * W), acc2);
         acc3 = X::fmadd(X::load(a + i + 3 * W), X::load(b + i + 3 * W), acc3);
     }
-    for (; i + W <= dim; i += W) acc0 = X::fmadd(X::load(a + i), X::load(b + i), acc0);
+    for (; i + W <= dim; i += W)
+        acc0 = X::fmadd(X::load(a + i), X::load(b + i), acc0);
     if (i < dim) {
         acc1 = X::fmadd(X::load_partial(a + i, dim - i), X::load_partial(b + i, dim - i), acc1);
     }
@@ -38,8 +39,7 @@ typename X::T pair_dot(const typename X::T* a, const typename X::T* b, std::size
 }
 
 template <class X>
-typename X::T pair_l2sq(const typename X::T* a, const typename X::T* b,
-                        std::size_t dim) noexcept {
+typename X::T pair_l2sq(const typename X::T* a, const typename X::T* b, std::size_t dim) noexcept {
     using V = typename X::V;
     constexpr std::size_t W = X::W;
     V acc0 = X::zero(), acc1 = X::zero(), acc2 = X::zero(), acc3 = X::zero();
@@ -73,13 +73,15 @@ typename X::T pair_norm2(const typename X::T* a, const typename X::T*, std::size
 template <class X>
 void many_dot(const typename X::T* q, const typename X::T* rows, std::size_t n, std::size_t dim,
               typename X::T* out) noexcept {
-    for (std::size_t r = 0; r < n; ++r) out[r] = pair_dot<X>(q, rows + r * dim, dim);
+    for (std::size_t r = 0; r < n; ++r)
+        out[r] = pair_dot<X>(q, rows + r * dim, dim);
 }
 
 template <class X>
 void many_l2sq(const typename X::T* q, const typename X::T* rows, std::size_t n, std::size_t dim,
                typename X::T* out) noexcept {
-    for (std::size_t r = 0; r < n; ++r) out[r] = pair_l2sq<X>(q, rows + r * dim, dim);
+    for (std::size_t r = 0; r < n; ++r)
+        out[r] = pair_l2sq<X>(q, rows + r * dim, dim);
 }
 
 // Dimension-major panel (coordinate j of row i at rows[j * n + i]): W rows per vector, no
@@ -87,8 +89,8 @@ void many_l2sq(const typename X::T* q, const typename X::T* rows, std::size_t n,
 // and add, the same arithmetic on every ISA (scalar included), so results never depend on
 // the dispatch level. Two vectors per step give the out-of-order core two independent chains.
 template <class X>
-void panel_l2sq(const typename X::T* q, const typename X::T* rows, std::size_t n,
-                std::size_t dim, typename X::T* out) noexcept {
+void panel_l2sq(const typename X::T* q, const typename X::T* rows, std::size_t n, std::size_t dim,
+                typename X::T* out) noexcept {
     using V = typename X::V;
     constexpr std::size_t W = X::W;
     std::size_t i = 0;
@@ -149,7 +151,8 @@ void many_dot_norm(const typename X::T* q, const typename X::T* rows, std::size_
 template <class X>
 void many_norms(const typename X::T* rows, std::size_t n, std::size_t dim,
                 typename X::T* out) noexcept {
-    for (std::size_t r = 0; r < n; ++r) out[r] = pair_dot<X>(rows + r * dim, rows + r * dim, dim);
+    for (std::size_t r = 0; r < n; ++r)
+        out[r] = pair_dot<X>(rows + r * dim, rows + r * dim, dim);
 }
 
 template <class X>
@@ -157,14 +160,16 @@ void pack_panels(const typename X::T* b, std::size_t ldb, std::size_t n, std::si
                  typename X::T* packed) noexcept {
     constexpr std::size_t NR = 2 * X::W;
     for (std::size_t j0 = 0; j0 < n; j0 += NR) {
-        typename X::T* panel = packed + j0 * dim;  // panels are NR * dim apart
+        typename X::T* panel = packed + j0 * dim; // panels are NR * dim apart
         const std::size_t cols = n - j0 < NR ? n - j0 : NR;
         for (std::size_t j = 0; j < cols; ++j) {
             const typename X::T* row = b + (j0 + j) * ldb;
-            for (std::size_t k = 0; k < dim; ++k) panel[k * NR + j] = row[k];
+            for (std::size_t k = 0; k < dim; ++k)
+                panel[k * NR + j] = row[k];
         }
         for (std::size_t j = cols; j < NR; ++j)
-            for (std::size_t k = 0; k < dim; ++k) panel[k * NR + j] = 0;
+            for (std::size_t k = 0; k < dim; ++k)
+                panel[k * NR + j] = 0;
     }
 }
 
@@ -178,7 +183,8 @@ void tile_block(const typename X::T* a, std::size_t lda, const typename X::T* pa
     constexpr std::size_t W = X::W;
     constexpr std::size_t NR = 2 * W;
     V acc0[MR_], acc1[MR_];
-    for (std::size_t r = 0; r < MR_; ++r) acc0[r] = acc1[r] = X::zero();
+    for (std::size_t r = 0; r < MR_; ++r)
+        acc0[r] = acc1[r] = X::zero();
     for (std::size_t k = 0; k < dim; ++k) {
         const V b0 = X::load(panel + k * NR);
         const V b1 = X::load(panel + k * NR + W);
@@ -194,14 +200,16 @@ void tile_block(const typename X::T* a, std::size_t lda, const typename X::T* pa
     const bool needs_aux = g.epilogue >= Epilogue::l2sq;
     if (needs_aux) {
         bx0 = X::load_partial(g.b_aux + col0, c0);
-        if (c1) bx1 = X::load_partial(g.b_aux + col0 + W, c1);
+        if (c1)
+            bx1 = X::load_partial(g.b_aux + col0 + W, c1);
     }
     const V one = X::set1(T(1)), two = X::set1(T(2)), minus_two = X::set1(T(-2));
     const V zero = X::zero();
     for (std::size_t r = 0; r < MR_; ++r) {
         V v0 = acc0[r], v1 = acc1[r];
         switch (g.epilogue) {
-        case Epilogue::dot: break;
+        case Epilogue::dot:
+            break;
         case Epilogue::ip:
             v0 = X::sub(one, v0);
             v1 = X::sub(one, v1);
@@ -230,7 +238,8 @@ void tile_block(const typename X::T* a, std::size_t lda, const typename X::T* pa
             X::store(o + W, v1);
         } else {
             X::store_partial(o, v0, c0);
-            if (c1) X::store_partial(o + W, v1, c1);
+            if (c1)
+                X::store_partial(o + W, v1, c1);
         }
     }
 }
@@ -238,8 +247,7 @@ void tile_block(const typename X::T* a, std::size_t lda, const typename X::T* pa
 template <class X, std::size_t R>
 void tile_rows_rest(std::size_t rest, const typename X::T* a, std::size_t lda,
                     const typename X::T* panel, std::size_t dim, std::size_t cols,
-                    const TileArgs<typename X::T>& g, std::size_t row0,
-                    std::size_t col0) noexcept {
+                    const TileArgs<typename X::T>& g, std::size_t row0, std::size_t col0) noexcept {
     if constexpr (R > 0) {
         if (rest == R) {
             tile_block<X, R>(a, lda, panel, dim, cols, g, row0, col0);
@@ -251,16 +259,15 @@ void tile_rows_rest(std::size_t rest, const typename X::T* a, std::size_t lda,
 
 // Row blocks outer, panels inner: the MR x dim slice of A stays in L1 while the packed B block
 // (sized by the caller to fit L2) streams through.
-template <class X>
-void tile(const TileArgs<typename X::T>& g) noexcept {
+template <class X> void tile(const TileArgs<typename X::T>& g) noexcept {
     constexpr std::size_t NR = 2 * X::W;
     constexpr std::size_t MR = X::MR;
     std::size_t i0 = 0;
     for (; i0 + MR <= g.m; i0 += MR) {
         for (std::size_t j0 = 0; j0 < g.n; j0 += NR) {
             const std::size_t cols = g.n - j0 < NR ? g.n - j0 : NR;
-            tile_block<X, MR>(g.a + i0 * g.lda, g.lda, g.packed_b + j0 * g.dim, g.dim, cols, g,
-                              i0, j0);
+            tile_block<X, MR>(g.a + i0 * g.lda, g.lda, g.packed_b + j0 * g.dim, g.dim, cols, g, i0,
+                              j0);
         }
     }
     if (i0 < g.m) {
@@ -272,8 +279,7 @@ void tile(const TileArgs<typename X::T>& g) noexcept {
     }
 }
 
-template <class X>
-void fill_kernels(Kernels<typename X::T>& k, Isa isa) noexcept {
+template <class X> void fill_kernels(Kernels<typename X::T>& k, Isa isa) noexcept {
     k.dot = {&pair_dot<X>, isa};
     k.l2sq = {&pair_l2sq<X>, isa};
     k.norm2 = {&pair_norm2<X>, isa};

@@ -23,14 +23,16 @@ struct F32 {
     static V load(const T* p) noexcept { return vld1q_f32(p); }
     static V load_partial(const T* p, std::size_t c) noexcept {
         T buf[4] = {0, 0, 0, 0};
-        for (std::size_t i = 0; i < c && i < W; ++i) buf[i] = p[i];
+        for (std::size_t i = 0; i < c && i < W; ++i)
+            buf[i] = p[i];
         return vld1q_f32(buf);
     }
     static void store(T* p, V v) noexcept { vst1q_f32(p, v); }
     static void store_partial(T* p, V v, std::size_t c) noexcept {
         T buf[4];
         vst1q_f32(buf, v);
-        for (std::size_t i = 0; i < c && i < W; ++i) p[i] = buf[i];
+        for (std::size_t i = 0; i < c && i < W; ++i)
+            p[i] = buf[i];
     }
     static V add(V a, V b) noexcept { return vaddq_f32(a, b); }
     static V sub(V a, V b) noexcept { return vsubq_f32(a, b); }
@@ -52,14 +54,16 @@ struct F64 {
     static V load(const T* p) noexcept { return vld1q_f64(p); }
     static V load_partial(const T* p, std::size_t c) noexcept {
         T buf[2] = {0, 0};
-        for (std::size_t i = 0; i < c && i < W; ++i) buf[i] = p[i];
+        for (std::size_t i = 0; i < c && i < W; ++i)
+            buf[i] = p[i];
         return vld1q_f64(buf);
     }
     static void store(T* p, V v) noexcept { vst1q_f64(p, v); }
     static void store_partial(T* p, V v, std::size_t c) noexcept {
         T buf[2];
         vst1q_f64(buf, v);
-        for (std::size_t i = 0; i < c && i < W; ++i) p[i] = buf[i];
+        for (std::size_t i = 0; i < c && i < W; ++i)
+            p[i] = buf[i];
     }
     static V add(V a, V b) noexcept { return vaddq_f64(a, b); }
     static V sub(V a, V b) noexcept { return vsubq_f64(a, b); }
@@ -73,12 +77,12 @@ struct F64 {
 
 #include "simd/isa/generic_kernels.inl"
 
-}  // namespace
+} // namespace
 
 void fill_neon(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::neon);
     fill_kernels<F64>(t.f64, Isa::neon);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
 #endif

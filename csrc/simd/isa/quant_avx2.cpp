@@ -221,12 +221,12 @@ struct Int {
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
 
-}  // namespace
+} // namespace
 
 void fill_quant_avx2(QuantKernels& t) noexcept {
     fill_float_quant<F32>(t, Isa::avx2);
     fill_int_quant<Int>(t, Isa::avx2);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
 #endif

@@ -17,7 +17,9 @@
 namespace pysim::simd {
 namespace {
 
-__mmask16 mask16(std::size_t n) noexcept { return static_cast<__mmask16>((1u << n) - 1u); }
+__mmask16 mask16(std::size_t n) noexcept {
+    return static_cast<__mmask16>((1u << n) - 1u);
+}
 __mmask32 mask32(std::size_t n) noexcept {
     return n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((1u << n) - 1u);
 }
@@ -199,12 +201,12 @@ struct Int {
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
 
-}  // namespace
+} // namespace
 
 void fill_quant_avx512(QuantKernels& t) noexcept {
     fill_float_quant<F32>(t, Isa::avx512);
     fill_int_quant<Int>(t, Isa::avx512);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
 #endif

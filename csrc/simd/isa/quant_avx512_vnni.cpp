@@ -107,9 +107,11 @@ struct Int {
 #include "simd/isa/quant_int_kernels.inl"
 #undef PYSIM_QUANT_INT_ONLY
 
-}  // namespace
+} // namespace
 
-void fill_quant_avx512_vnni(QuantKernels& t) noexcept { fill_int_quant<Int>(t, Isa::avx512_vnni); }
+void fill_quant_avx512_vnni(QuantKernels& t) noexcept {
+    fill_int_quant<Int>(t, Isa::avx512_vnni);
+}
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
 #endif

@@ -24,7 +24,9 @@ __mmask32 mask32(std::size_t n) noexcept {
 
 // A same-size vector cast is a bit cast (GCC/Clang vector extension), whatever __m512bh's
 // element type is in this compiler version.
-__m512bh bh(__m512i v) noexcept { return (__m512bh)v; }
+__m512bh bh(__m512i v) noexcept {
+    return (__m512bh)v;
+}
 
 __m512 dp(__m512 acc, const void* a, const void* b) noexcept {
     return _mm512_dpbf16_ps(acc, bh(_mm512_loadu_si512(a)), bh(_mm512_loadu_si512(b)));
@@ -44,7 +46,8 @@ float bf16_dot_pair(const std::uint16_t* q, const float*, const std::uint8_t* c,
         a0 = dp(a0, q + i, c + 2 * i);
         a1 = dp(a1, q + i + 32, c + 2 * (i + 32));
     }
-    for (; i < dim; i += 32) a0 = dp_partial(a0, q + i, c + 2 * i, dim - i);
+    for (; i < dim; i += 32)
+        a0 = dp_partial(a0, q + i, c + 2 * i, dim - i);
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
@@ -54,20 +57,23 @@ void bf16_dot_four(const std::uint16_t* q, const float*, const std::uint8_t* con
                    _mm512_setzero_ps()};
     std::size_t i = 0;
     for (; i + 32 <= dim; i += 32)
-        for (int r = 0; r < 4; ++r) a[r] = dp(a[r], q + i, c[r] + 2 * i);
+        for (int r = 0; r < 4; ++r)
+            a[r] = dp(a[r], q + i, c[r] + 2 * i);
     if (i < dim)
-        for (int r = 0; r < 4; ++r) a[r] = dp_partial(a[r], q + i, c[r] + 2 * i, dim - i);
-    for (int r = 0; r < 4; ++r) out[r] = _mm512_reduce_add_ps(a[r]);
+        for (int r = 0; r < 4; ++r)
+            a[r] = dp_partial(a[r], q + i, c[r] + 2 * i, dim - i);
+    for (int r = 0; r < 4; ++r)
+        out[r] = _mm512_reduce_add_ps(a[r]);
 }
 
 #include "simd/isa/quant_shapes.inl"
 
-}  // namespace
+} // namespace
 
 void fill_quant_avx512_vnni_bf16(QuantKernels& t) noexcept {
     set_code_kernel<std::uint16_t, float, &bf16_dot_pair, &bf16_dot_four, 2, 1>(
         t.bf16_dot_bf16, Isa::avx512_vnni_bf16);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
 #endif

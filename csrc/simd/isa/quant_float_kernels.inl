@@ -21,8 +21,7 @@
 
 struct DecU8 {
     static constexpr std::size_t kBytes = 1;
-    template <class X>
-    static typename X::V load(const std::uint8_t* p) noexcept {
+    template <class X> static typename X::V load(const std::uint8_t* p) noexcept {
         return X::from_u8(p);
     }
     template <class X>
@@ -33,8 +32,7 @@ struct DecU8 {
 
 struct DecF16 {
     static constexpr std::size_t kBytes = 2;
-    template <class X>
-    static typename X::V load(const std::uint8_t* p) noexcept {
+    template <class X> static typename X::V load(const std::uint8_t* p) noexcept {
         return X::from_f16(p);
     }
     template <class X>
@@ -45,8 +43,7 @@ struct DecF16 {
 
 struct DecBF16 {
     static constexpr std::size_t kBytes = 2;
-    template <class X>
-    static typename X::V load(const std::uint8_t* p) noexcept {
+    template <class X> static typename X::V load(const std::uint8_t* p) noexcept {
         return X::from_bf16(p);
     }
     template <class X>
@@ -87,8 +84,7 @@ struct CombL2Scaled {
     }
 };
 
-template <class X, class E>
-typename X::V scale_at(const float* s, std::size_t i) noexcept {
+template <class X, class E> typename X::V scale_at(const float* s, std::size_t i) noexcept {
     if constexpr (E::kScale) {
         return X::load(s + i);
     } else {
@@ -140,7 +136,8 @@ template <class X, class D, class E>
 void dense_four(const float* q, const float* s, const std::uint8_t* const* c, std::size_t dim,
                 float* out) noexcept {
     if constexpr (Pairwise<X>::value) {
-        for (int r = 0; r < 4; ++r) out[r] = dense_pair<X, D, E>(q, s, c[r], dim);
+        for (int r = 0; r < 4; ++r)
+            out[r] = dense_pair<X, D, E>(q, s, c[r], dim);
         return;
     }
     using V = typename X::V;
@@ -178,10 +175,11 @@ void dense_four(const float* q, const float* s, const std::uint8_t* const* c, st
 // calls full(k, lo_off, hi_off) for whole W-byte steps and part(k, nlo, nhi) for the last one.
 template <std::size_t W, class Full, class Part>
 void nibble_block_steps(std::size_t r, const Full& full, const Part& part) noexcept {
-    const std::size_t h = (r + 1) / 2;  // bytes in this block = dims in the low half
-    const std::size_t nh = r - h;       // dims in the high half
+    const std::size_t h = (r + 1) / 2; // bytes in this block = dims in the low half
+    const std::size_t nh = r - h;      // dims in the high half
     std::size_t k = 0;
-    for (; k + W <= nh; k += W) full(k, h);
+    for (; k + W <= nh; k += W)
+        full(k, h);
     for (; k < h; k += W) {
         const std::size_t nlo = h - k < W ? h - k : W;
         const std::size_t nhi = nh > k ? (nh - k < W ? nh - k : W) : 0;
@@ -235,13 +233,14 @@ template <class X, class E>
 void nibble_four(const float* q, const float* s, const std::uint8_t* const* c, std::size_t dim,
                  float* out) noexcept {
     if constexpr (Pairwise<X>::value) {
-        for (int r = 0; r < 4; ++r) out[r] = nibble_pair<X, E>(q, s, c[r], dim);
+        for (int r = 0; r < 4; ++r)
+            out[r] = nibble_pair<X, E>(q, s, c[r], dim);
         return;
     }
     using V = typename X::V;
     constexpr std::size_t W = X::W;
     V a[4] = {X::zero(), X::zero(), X::zero(), X::zero()};
-    std::size_t base = 0, off = 0;  // query offset, code byte offset
+    std::size_t base = 0, off = 0; // query offset, code byte offset
     for (; base + kNibbleBlock <= dim; base += kNibbleBlock, off += kNibbleBlock / 2) {
         for (std::size_t k = 0; k < kNibbleBlock / 2; k += W) {
             const std::size_t lo = base + k, hi = base + kNibbleBlock / 2 + k;
@@ -274,11 +273,13 @@ void nibble_four(const float* q, const float* s, const std::uint8_t* const* c, s
                 for (int r = 0; r < 4; ++r) {
                     const std::uint8_t* p = c[r] + off + k;
                     a[r] = E::template apply<X>(a[r], ql, sl, X::nib_lo_partial(p, nlo));
-                    if (nhi) a[r] = E::template apply<X>(a[r], qh, sh, X::nib_hi_partial(p, nlo));
+                    if (nhi)
+                        a[r] = E::template apply<X>(a[r], qh, sh, X::nib_hi_partial(p, nlo));
                 }
             });
     }
-    for (int r = 0; r < 4; ++r) out[r] = X::reduce(a[r]);
+    for (int r = 0; r < 4; ++r)
+        out[r] = X::reduce(a[r]);
 }
 
 // ---- bf16 query x bf16 codes (portable form; the AVX-512 BF16 unit has vdpbf16ps) ----------
@@ -305,7 +306,8 @@ float bf16_bf16_pair_t(const std::uint16_t* q, const float*, const std::uint8_t*
 template <class X>
 void bf16_bf16_four_t(const std::uint16_t* q, const float* s, const std::uint8_t* const* c,
                       std::size_t dim, float* out) noexcept {
-    for (int r = 0; r < 4; ++r) out[r] = bf16_bf16_pair_t<X>(q, s, c[r], dim);
+    for (int r = 0; r < 4; ++r)
+        out[r] = bf16_bf16_pair_t<X>(q, s, c[r], dim);
 }
 
 // ---- conversions ------------------------------------------------------------------------
@@ -314,16 +316,20 @@ template <class X>
 void convert_to_f16(const float* in, std::uint16_t* out, std::size_t n) noexcept {
     constexpr std::size_t W = X::W;
     std::size_t i = 0;
-    for (; i + W <= n; i += W) X::to_f16(out + i, X::load(in + i));
-    if (i < n) X::to_f16_partial(out + i, X::load_partial(in + i, n - i), n - i);
+    for (; i + W <= n; i += W)
+        X::to_f16(out + i, X::load(in + i));
+    if (i < n)
+        X::to_f16_partial(out + i, X::load_partial(in + i, n - i), n - i);
 }
 
 template <class X>
 void convert_to_bf16(const float* in, std::uint16_t* out, std::size_t n) noexcept {
     constexpr std::size_t W = X::W;
     std::size_t i = 0;
-    for (; i + W <= n; i += W) X::to_bf16(out + i, X::load(in + i));
-    if (i < n) X::to_bf16_partial(out + i, X::load_partial(in + i, n - i), n - i);
+    for (; i + W <= n; i += W)
+        X::to_bf16(out + i, X::load(in + i));
+    if (i < n)
+        X::to_bf16_partial(out + i, X::load_partial(in + i, n - i), n - i);
 }
 
 template <class X, class D>
@@ -331,12 +337,13 @@ void convert_from_half(const std::uint16_t* in, float* out, std::size_t n) noexc
     constexpr std::size_t W = X::W;
     const std::uint8_t* p = reinterpret_cast<const std::uint8_t*>(in);
     std::size_t i = 0;
-    for (; i + W <= n; i += W) X::store(out + i, D::template load<X>(p + 2 * i));
-    if (i < n) X::store_partial(out + i, D::template load_partial<X>(p + 2 * i, n - i), n - i);
+    for (; i + W <= n; i += W)
+        X::store(out + i, D::template load<X>(p + 2 * i));
+    if (i < n)
+        X::store_partial(out + i, D::template load_partial<X>(p + 2 * i, n - i), n - i);
 }
 
-template <class X>
-void fill_float_quant(QuantKernels& k, Isa isa) noexcept {
+template <class X> void fill_float_quant(QuantKernels& k, Isa isa) noexcept {
     using F = float;
     k.f32_to_f16 = {&convert_to_f16<X>, isa};
     k.f32_to_bf16 = {&convert_to_bf16<X>, isa};

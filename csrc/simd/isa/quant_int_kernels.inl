@@ -24,7 +24,8 @@ void nibble_block_steps(std::size_t r, const Full& full, const Part& part) noexc
     const std::size_t h = (r + 1) / 2;
     const std::size_t nh = r - h;
     std::size_t k = 0;
-    for (; k + W <= nh; k += W) full(k, h);
+    for (; k + W <= nh; k += W)
+        full(k, h);
     for (; k < h; k += W) {
         const std::size_t nlo = h - k < W ? h - k : W;
         const std::size_t nhi = nh > k ? (nh - k < W ? nh - k : W) : 0;
@@ -43,8 +44,10 @@ std::int32_t u8_dot_pair(const std::int8_t* t, const float*, const std::uint8_t*
         a0 = Y::dot_u8(a0, c + i, t + i);
         a1 = Y::dot_u8(a1, c + i + B, t + i + B);
     }
-    for (; i + B <= dim; i += B) a0 = Y::dot_u8(a0, c + i, t + i);
-    if (i < dim) a1 = Y::dot_u8_partial(a1, c + i, t + i, dim - i);
+    for (; i + B <= dim; i += B)
+        a0 = Y::dot_u8(a0, c + i, t + i);
+    if (i < dim)
+        a1 = Y::dot_u8_partial(a1, c + i, t + i, dim - i);
     return Y::ireduce(Y::iadd(a0, a1));
 }
 
@@ -52,7 +55,8 @@ template <class Y>
 void u8_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* c, std::size_t dim,
                  std::int32_t* out) noexcept {
     if constexpr (Pairwise<Y>::value) {
-        for (int r = 0; r < 4; ++r) out[r] = u8_dot_pair<Y>(t, nullptr, c[r], dim);
+        for (int r = 0; r < 4; ++r)
+            out[r] = u8_dot_pair<Y>(t, nullptr, c[r], dim);
         return;
     }
     constexpr std::size_t B = Y::IB8;
@@ -60,14 +64,19 @@ void u8_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* 
     typename Y::IV b[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     std::size_t i = 0;
     for (; i + 2 * B <= dim; i += 2 * B) {
-        for (int r = 0; r < 4; ++r) a[r] = Y::dot_u8(a[r], c[r] + i, t + i);
-        for (int r = 0; r < 4; ++r) b[r] = Y::dot_u8(b[r], c[r] + i + B, t + i + B);
+        for (int r = 0; r < 4; ++r)
+            a[r] = Y::dot_u8(a[r], c[r] + i, t + i);
+        for (int r = 0; r < 4; ++r)
+            b[r] = Y::dot_u8(b[r], c[r] + i + B, t + i + B);
     }
     for (; i + B <= dim; i += B)
-        for (int r = 0; r < 4; ++r) a[r] = Y::dot_u8(a[r], c[r] + i, t + i);
+        for (int r = 0; r < 4; ++r)
+            a[r] = Y::dot_u8(a[r], c[r] + i, t + i);
     if (i < dim)
-        for (int r = 0; r < 4; ++r) b[r] = Y::dot_u8_partial(b[r], c[r] + i, t + i, dim - i);
-    for (int r = 0; r < 4; ++r) out[r] = Y::ireduce(Y::iadd(a[r], b[r]));
+        for (int r = 0; r < 4; ++r)
+            b[r] = Y::dot_u8_partial(b[r], c[r] + i, t + i, dim - i);
+    for (int r = 0; r < 4; ++r)
+        out[r] = Y::ireduce(Y::iadd(a[r], b[r]));
 }
 
 template <class Y>
@@ -80,8 +89,10 @@ std::int32_t u8_l2_pair(const std::uint8_t* q, const float*, const std::uint8_t*
         a0 = Y::l2_u8(a0, q + i, c + i);
         a1 = Y::l2_u8(a1, q + i + B, c + i + B);
     }
-    for (; i + B <= dim; i += B) a0 = Y::l2_u8(a0, q + i, c + i);
-    if (i < dim) a1 = Y::l2_u8_partial(a1, q + i, c + i, dim - i);
+    for (; i + B <= dim; i += B)
+        a0 = Y::l2_u8(a0, q + i, c + i);
+    if (i < dim)
+        a1 = Y::l2_u8_partial(a1, q + i, c + i, dim - i);
     return Y::ireduce(Y::iadd(a0, a1));
 }
 
@@ -89,17 +100,21 @@ template <class Y>
 void u8_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* c, std::size_t dim,
                 std::int32_t* out) noexcept {
     if constexpr (Pairwise<Y>::value) {
-        for (int r = 0; r < 4; ++r) out[r] = u8_l2_pair<Y>(q, nullptr, c[r], dim);
+        for (int r = 0; r < 4; ++r)
+            out[r] = u8_l2_pair<Y>(q, nullptr, c[r], dim);
         return;
     }
     constexpr std::size_t B = Y::IB8;
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     std::size_t i = 0;
     for (; i + B <= dim; i += B)
-        for (int r = 0; r < 4; ++r) a[r] = Y::l2_u8(a[r], q + i, c[r] + i);
+        for (int r = 0; r < 4; ++r)
+            a[r] = Y::l2_u8(a[r], q + i, c[r] + i);
     if (i < dim)
-        for (int r = 0; r < 4; ++r) a[r] = Y::l2_u8_partial(a[r], q + i, c[r] + i, dim - i);
-    for (int r = 0; r < 4; ++r) out[r] = Y::ireduce(a[r]);
+        for (int r = 0; r < 4; ++r)
+            a[r] = Y::l2_u8_partial(a[r], q + i, c[r] + i, dim - i);
+    for (int r = 0; r < 4; ++r)
+        out[r] = Y::ireduce(a[r]);
 }
 
 // Blocks alternate between two accumulators so consecutive steps do not wait on each other.
@@ -128,7 +143,8 @@ template <class Y>
 void u4_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* c, std::size_t dim,
                  std::int32_t* out) noexcept {
     if constexpr (Pairwise<Y>::value) {
-        for (int r = 0; r < 4; ++r) out[r] = u4_dot_pair<Y>(t, nullptr, c[r], dim);
+        for (int r = 0; r < 4; ++r)
+            out[r] = u4_dot_pair<Y>(t, nullptr, c[r], dim);
         return;
     }
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
@@ -147,7 +163,8 @@ void u4_dot_four(const std::int8_t* t, const float*, const std::uint8_t* const* 
                                              nlo, nhi);
             });
     }
-    for (int j = 0; j < 4; ++j) out[j] = Y::ireduce(a[j]);
+    for (int j = 0; j < 4; ++j)
+        out[j] = Y::ireduce(a[j]);
 }
 
 // Both codes share the layout, so the squared nibble differences can be summed byte-wise.
@@ -162,8 +179,10 @@ std::int32_t u4_l2_pair(const std::uint8_t* q, const float*, const std::uint8_t*
         a0 = Y::l2_u4(a0, q + i, c + i);
         a1 = Y::l2_u4(a1, q + i + B, c + i + B);
     }
-    for (; i + B <= bytes; i += B) a0 = Y::l2_u4(a0, q + i, c + i);
-    if (i < bytes) a1 = Y::l2_u4_partial(a1, q + i, c + i, bytes - i);
+    for (; i + B <= bytes; i += B)
+        a0 = Y::l2_u4(a0, q + i, c + i);
+    if (i < bytes)
+        a1 = Y::l2_u4_partial(a1, q + i, c + i, bytes - i);
     return Y::ireduce(Y::iadd(a0, a1));
 }
 
@@ -171,7 +190,8 @@ template <class Y>
 void u4_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* c, std::size_t dim,
                 std::int32_t* out) noexcept {
     if constexpr (Pairwise<Y>::value) {
-        for (int r = 0; r < 4; ++r) out[r] = u4_l2_pair<Y>(q, nullptr, c[r], dim);
+        for (int r = 0; r < 4; ++r)
+            out[r] = u4_l2_pair<Y>(q, nullptr, c[r], dim);
         return;
     }
     constexpr std::size_t B = Y::IB4;
@@ -179,14 +199,16 @@ void u4_l2_four(const std::uint8_t* q, const float*, const std::uint8_t* const* 
     typename Y::IV a[4] = {Y::izero(), Y::izero(), Y::izero(), Y::izero()};
     std::size_t i = 0;
     for (; i + B <= bytes; i += B)
-        for (int r = 0; r < 4; ++r) a[r] = Y::l2_u4(a[r], q + i, c[r] + i);
+        for (int r = 0; r < 4; ++r)
+            a[r] = Y::l2_u4(a[r], q + i, c[r] + i);
     if (i < bytes)
-        for (int r = 0; r < 4; ++r) a[r] = Y::l2_u4_partial(a[r], q + i, c[r] + i, bytes - i);
-    for (int r = 0; r < 4; ++r) out[r] = Y::ireduce(a[r]);
+        for (int r = 0; r < 4; ++r)
+            a[r] = Y::l2_u4_partial(a[r], q + i, c[r] + i, bytes - i);
+    for (int r = 0; r < 4; ++r)
+        out[r] = Y::ireduce(a[r]);
 }
 
-template <class Y>
-void fill_int_quant(QuantKernels& k, Isa isa) noexcept {
+template <class Y> void fill_int_quant(QuantKernels& k, Isa isa) noexcept {
     using I8 = std::int8_t;
     using U8 = std::uint8_t;
     using I32 = std::int32_t;

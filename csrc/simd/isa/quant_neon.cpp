@@ -36,14 +36,16 @@ struct F32 {
     static V load(const float* p) noexcept { return vld1q_f32(p); }
     static V load_partial(const float* p, std::size_t c) noexcept {
         float buf[4] = {0, 0, 0, 0};
-        for (std::size_t i = 0; i < c && i < W; ++i) buf[i] = p[i];
+        for (std::size_t i = 0; i < c && i < W; ++i)
+            buf[i] = p[i];
         return vld1q_f32(buf);
     }
     static void store(float* p, V v) noexcept { vst1q_f32(p, v); }
     static void store_partial(float* p, V v, std::size_t c) noexcept {
         float buf[4];
         vst1q_f32(buf, v);
-        for (std::size_t i = 0; i < c && i < W; ++i) p[i] = buf[i];
+        for (std::size_t i = 0; i < c && i < W; ++i)
+            p[i] = buf[i];
     }
     static V add(V a, V b) noexcept { return vaddq_f32(a, b); }
     static V sub(V a, V b) noexcept { return vsubq_f32(a, b); }
@@ -128,8 +130,8 @@ struct F32 {
 
 struct Int {
     struct IV {
-        int32x4_t a;  // the sum
-        int32x4_t t;  // sum of the query bytes, for the sdot offset trick (else zero)
+        int32x4_t a; // the sum
+        int32x4_t t; // sum of the query bytes, for the sdot offset trick (else zero)
     };
     static constexpr std::size_t IB8 = 16;
     static constexpr std::size_t IB4 = 16;
@@ -227,12 +229,12 @@ struct Int {
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
 
-}  // namespace
+} // namespace
 
 void fill_quant_neon(QuantKernels& t) noexcept {
     fill_float_quant<F32>(t, Isa::neon);
     fill_int_quant<Int>(t, Isa::neon);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
 #endif

@@ -30,20 +30,24 @@ std::uint16_t float_to_half(float f) noexcept {
     const std::uint32_t x = float_bits(f);
     const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
     std::uint32_t a = x & 0x7FFFFFFFu;
-    if (a > 0x7F800000u) return sign | 0x7E00u | static_cast<std::uint16_t>((a >> 13) & 0x3FFu);
-    if (a >= 0x477FF000u) return sign | 0x7C00u;  // >= 65520 rounds to infinity
-    if (a >= 0x38800000u) {                       // normal half: rebias, round at bit 13
+    if (a > 0x7F800000u)
+        return sign | 0x7E00u | static_cast<std::uint16_t>((a >> 13) & 0x3FFu);
+    if (a >= 0x477FF000u)
+        return sign | 0x7C00u; // >= 65520 rounds to infinity
+    if (a >= 0x38800000u) {    // normal half: rebias, round at bit 13
         a -= 0x38000000u;
         a += 0x0FFFu + ((a >> 13) & 1u);
         return sign | static_cast<std::uint16_t>(a >> 13);
     }
-    if (a <= 0x33000000u) return sign;  // <= 2^-25: ties to even give zero
-    const std::uint32_t e = a >> 23;    // 102..112: subnormal half, units of 2^-24
+    if (a <= 0x33000000u)
+        return sign;                 // <= 2^-25: ties to even give zero
+    const std::uint32_t e = a >> 23; // 102..112: subnormal half, units of 2^-24
     const std::uint32_t m = (a & 0x7FFFFFu) | 0x800000u;
     const std::uint32_t shift = 126u - e;
     std::uint32_t q = m >> shift;
     const std::uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (q & 1u))) ++q;
+    if (rem > half || (rem == half && (q & 1u)))
+        ++q;
     return sign | static_cast<std::uint16_t>(q);
 }
 
@@ -52,19 +56,24 @@ std::uint16_t float_to_half(float f) noexcept {
 float half_to_float(std::uint16_t h) noexcept {
     const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
     const std::uint32_t e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
-    if (e - 1u < 30u) return bits_float(sign | ((e + 112u) << 23) | (m << 13));
-    if (e == 31) return bits_float(sign | 0x7F800000u | (m << 13));
-    const float v = static_cast<float>(m) * 5.9604644775390625e-8f;  // m * 2^-24, exact
+    if (e - 1u < 30u)
+        return bits_float(sign | ((e + 112u) << 23) | (m << 13));
+    if (e == 31)
+        return bits_float(sign | 0x7F800000u | (m << 13));
+    const float v = static_cast<float>(m) * 5.9604644775390625e-8f; // m * 2^-24, exact
     return bits_float(float_bits(v) | sign);
 }
 
 std::uint16_t float_to_bf16(float f) noexcept {
     const std::uint32_t x = float_bits(f);
-    if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((x >> 16) | 0x40u);
+    if ((x & 0x7FFFFFFFu) > 0x7F800000u)
+        return static_cast<std::uint16_t>((x >> 16) | 0x40u);
     return static_cast<std::uint16_t>((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
 }
 
-float bf16_to_float(std::uint16_t b) noexcept { return bits_float(std::uint32_t{b} << 16); }
+float bf16_to_float(std::uint16_t b) noexcept {
+    return bits_float(std::uint32_t{b} << 16);
+}
 
 std::uint16_t load_u16(const std::uint8_t* p) noexcept {
     std::uint16_t v;
@@ -78,51 +87,58 @@ struct F32 {
         float x[4];
     };
     static constexpr std::size_t W = 4;
-    static constexpr bool kPairwise = true;  // see quant_shapes.inl
+    static constexpr bool kPairwise = true; // see quant_shapes.inl
 
     static V zero() noexcept { return V{{0, 0, 0, 0}}; }
     static V load(const float* p) noexcept { return V{{p[0], p[1], p[2], p[3]}}; }
     static V load_partial(const float* p, std::size_t n) noexcept {
         V v = zero();
-        for (std::size_t i = 0; i < n && i < W; ++i) v.x[i] = p[i];
+        for (std::size_t i = 0; i < n && i < W; ++i)
+            v.x[i] = p[i];
         return v;
     }
     static void store(float* p, V v) noexcept {
-        for (std::size_t i = 0; i < W; ++i) p[i] = v.x[i];
+        for (std::size_t i = 0; i < W; ++i)
+            p[i] = v.x[i];
     }
     static void store_partial(float* p, V v, std::size_t n) noexcept {
-        for (std::size_t i = 0; i < n && i < W; ++i) p[i] = v.x[i];
+        for (std::size_t i = 0; i < n && i < W; ++i)
+            p[i] = v.x[i];
     }
     static V add(V a, V b) noexcept {
-        for (std::size_t i = 0; i < W; ++i) a.x[i] += b.x[i];
+        for (std::size_t i = 0; i < W; ++i)
+            a.x[i] += b.x[i];
         return a;
     }
     static V sub(V a, V b) noexcept {
-        for (std::size_t i = 0; i < W; ++i) a.x[i] -= b.x[i];
+        for (std::size_t i = 0; i < W; ++i)
+            a.x[i] -= b.x[i];
         return a;
     }
     static V fmadd(V a, V b, V c) noexcept {
-        for (std::size_t i = 0; i < W; ++i) c.x[i] += a.x[i] * b.x[i];
+        for (std::size_t i = 0; i < W; ++i)
+            c.x[i] += a.x[i] * b.x[i];
         return c;
     }
     static V fnmadd(V a, V b, V c) noexcept {
-        for (std::size_t i = 0; i < W; ++i) c.x[i] -= a.x[i] * b.x[i];
+        for (std::size_t i = 0; i < W; ++i)
+            c.x[i] -= a.x[i] * b.x[i];
         return c;
     }
     static float reduce(V a) noexcept { return (a.x[0] + a.x[1]) + (a.x[2] + a.x[3]); }
 
     // Full blocks use a constant trip count, which the compiler unrolls and vectorises with
     // baseline SIMD; partial blocks are the rare tail.
-    template <class Fn>
-    static V gen(const Fn& fn) noexcept {
+    template <class Fn> static V gen(const Fn& fn) noexcept {
         V v;
-        for (std::size_t i = 0; i < W; ++i) v.x[i] = fn(i);
+        for (std::size_t i = 0; i < W; ++i)
+            v.x[i] = fn(i);
         return v;
     }
-    template <class Fn>
-    static V gen(std::size_t n, const Fn& fn) noexcept {
+    template <class Fn> static V gen(std::size_t n, const Fn& fn) noexcept {
         V v = zero();
-        for (std::size_t i = 0; i < n && i < W; ++i) v.x[i] = fn(i);
+        for (std::size_t i = 0; i < n && i < W; ++i)
+            v.x[i] = fn(i);
         return v;
     }
     static float u8(const std::uint8_t* p) noexcept { return static_cast<float>(*p); }
@@ -160,11 +176,13 @@ struct F32 {
     }
     static void to_f16(std::uint16_t* out, V v) noexcept { to_f16_partial(out, v, W); }
     static void to_f16_partial(std::uint16_t* out, V v, std::size_t n) noexcept {
-        for (std::size_t i = 0; i < n && i < W; ++i) out[i] = float_to_half(v.x[i]);
+        for (std::size_t i = 0; i < n && i < W; ++i)
+            out[i] = float_to_half(v.x[i]);
     }
     static void to_bf16(std::uint16_t* out, V v) noexcept { to_bf16_partial(out, v, W); }
     static void to_bf16_partial(std::uint16_t* out, V v, std::size_t n) noexcept {
-        for (std::size_t i = 0; i < n && i < W; ++i) out[i] = float_to_bf16(v.x[i]);
+        for (std::size_t i = 0; i < n && i < W; ++i)
+            out[i] = float_to_bf16(v.x[i]);
     }
 };
 
@@ -181,7 +199,8 @@ struct Int {
     static IV mul(int a, int b) noexcept { return static_cast<IV>(a * b); }
     static IV dot_u8_partial(IV acc, const std::uint8_t* c, const std::int8_t* t,
                              std::size_t n) noexcept {
-        for (std::size_t j = 0; j < n; ++j) acc += mul(c[j], t[j]);
+        for (std::size_t j = 0; j < n; ++j)
+            acc += mul(c[j], t[j]);
         return acc;
     }
     static IV dot_u8(IV acc, const std::uint8_t* c, const std::int8_t* t) noexcept {
@@ -189,7 +208,8 @@ struct Int {
     }
     static IV l2_u8_partial(IV acc, const std::uint8_t* a, const std::uint8_t* b,
                             std::size_t n) noexcept {
-        for (std::size_t j = 0; j < n; ++j) acc += mul(a[j] - b[j], a[j] - b[j]);
+        for (std::size_t j = 0; j < n; ++j)
+            acc += mul(a[j] - b[j], a[j] - b[j]);
         return acc;
     }
     static IV l2_u8(IV acc, const std::uint8_t* a, const std::uint8_t* b) noexcept {
@@ -197,8 +217,10 @@ struct Int {
     }
     static IV dot_u4_partial(IV acc, const std::uint8_t* c, const std::int8_t* tlo,
                              const std::int8_t* thi, std::size_t nlo, std::size_t nhi) noexcept {
-        for (std::size_t j = 0; j < nlo; ++j) acc += mul(c[j] & 0x0F, tlo[j]);
-        for (std::size_t j = 0; j < nhi; ++j) acc += mul(c[j] >> 4, thi[j]);
+        for (std::size_t j = 0; j < nlo; ++j)
+            acc += mul(c[j] & 0x0F, tlo[j]);
+        for (std::size_t j = 0; j < nhi; ++j)
+            acc += mul(c[j] >> 4, thi[j]);
         return acc;
     }
     static IV dot_u4(IV acc, const std::uint8_t* c, const std::int8_t* tlo,
@@ -224,11 +246,11 @@ struct Int {
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
 
-}  // namespace
+} // namespace
 
 void fill_quant_scalar(QuantKernels& t) noexcept {
     fill_float_quant<F32>(t, Isa::scalar);
     fill_int_quant<Int>(t, Isa::scalar);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd

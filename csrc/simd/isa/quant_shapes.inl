@@ -27,12 +27,10 @@
 // Traits may set `static constexpr bool kPairwise = true` to have the four-codes forms run the
 // pair kernel four times instead: the portable unit, where four interleaved streams of
 // 4-lane arrays only add register pressure (measured 2-3x slower than four pair calls).
-template <class T, class = void>
-struct Pairwise {
+template <class T, class = void> struct Pairwise {
     static constexpr bool value = false;
 };
-template <class T>
-struct Pairwise<T, decltype(void(T::kPairwise))> {
+template <class T> struct Pairwise<T, decltype(void(T::kPairwise))> {
     static constexpr bool value = T::kPairwise;
 };
 
@@ -44,7 +42,8 @@ void prefetch_codes(const std::uint8_t* const* codes, std::size_t count, std::si
         const std::uint8_t* end = p + bytes;
         // Every 64-byte line the code touches, the first one included even when p is not
         // line-aligned (p + 64 * k may skip the last line, so the end is prefetched too).
-        for (; p < end; p += 64) PYSIM_QUANT_PREFETCH(p);
+        for (; p < end; p += 64)
+            PYSIM_QUANT_PREFETCH(p);
         PYSIM_QUANT_PREFETCH(end - 1);
     }
 }
@@ -64,7 +63,8 @@ void code_batch(const Q* q, const float* s, const std::uint8_t* const* codes, st
         }
         Four(q, s, codes + i, dim, out + i);
     }
-    for (; i < n; ++i) out[i] = Pair(q, s, codes[i], dim);
+    for (; i < n; ++i)
+        out[i] = Pair(q, s, codes[i], dim);
 }
 
 template <typename Q, typename R,
@@ -79,7 +79,8 @@ void code_many(const Q* q, const float* s, const std::uint8_t* codes, std::size_
                                     codes + (i + 2) * stride, codes + (i + 3) * stride};
         Four(q, s, p, dim, out + i);
     }
-    for (; i < n; ++i) out[i] = Pair(q, s, codes + i * stride, dim);
+    for (; i < n; ++i)
+        out[i] = Pair(q, s, codes + i * stride, dim);
 }
 
 template <typename Q, typename R,

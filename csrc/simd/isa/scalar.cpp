@@ -13,8 +13,7 @@
 namespace pysim::simd {
 namespace {
 
-template <typename Scalar>
-struct Lanes4 {
+template <typename Scalar> struct Lanes4 {
     using T = Scalar;
     struct V {
         T x[4];
@@ -27,20 +26,24 @@ struct Lanes4 {
     static V load(const T* p) noexcept { return V{{p[0], p[1], p[2], p[3]}}; }
     static V load_partial(const T* p, std::size_t count) noexcept {
         V v = zero();
-        for (std::size_t i = 0; i < count && i < W; ++i) v.x[i] = p[i];
+        for (std::size_t i = 0; i < count && i < W; ++i)
+            v.x[i] = p[i];
         return v;
     }
     static void store(T* p, V v) noexcept {
-        for (std::size_t i = 0; i < W; ++i) p[i] = v.x[i];
+        for (std::size_t i = 0; i < W; ++i)
+            p[i] = v.x[i];
     }
     static void store_partial(T* p, V v, std::size_t count) noexcept {
-        for (std::size_t i = 0; i < count && i < W; ++i) p[i] = v.x[i];
+        for (std::size_t i = 0; i < count && i < W; ++i)
+            p[i] = v.x[i];
     }
-#define PYSIM_LANEWISE(name, expr)                                                             \
-    static V name(V a, V b) noexcept {                                                         \
-        V r;                                                                                   \
-        for (std::size_t i = 0; i < W; ++i) r.x[i] = (expr);                                   \
-        return r;                                                                              \
+#define PYSIM_LANEWISE(name, expr)                                                                 \
+    static V name(V a, V b) noexcept {                                                             \
+        V r;                                                                                       \
+        for (std::size_t i = 0; i < W; ++i)                                                        \
+            r.x[i] = (expr);                                                                       \
+        return r;                                                                                  \
     }
     PYSIM_LANEWISE(add, a.x[i] + b.x[i])
     PYSIM_LANEWISE(sub, a.x[i] - b.x[i])
@@ -50,12 +53,14 @@ struct Lanes4 {
 #undef PYSIM_LANEWISE
     static V fmadd(V a, V b, V c) noexcept {
         V r;
-        for (std::size_t i = 0; i < W; ++i) r.x[i] = a.x[i] * b.x[i] + c.x[i];
+        for (std::size_t i = 0; i < W; ++i)
+            r.x[i] = a.x[i] * b.x[i] + c.x[i];
         return r;
     }
     static V sqrt(V a) noexcept {
         V r;
-        for (std::size_t i = 0; i < W; ++i) r.x[i] = std::sqrt(a.x[i]);
+        for (std::size_t i = 0; i < W; ++i)
+            r.x[i] = std::sqrt(a.x[i]);
         return r;
     }
     static T reduce(V a) noexcept { return (a.x[0] + a.x[1]) + (a.x[2] + a.x[3]); }
@@ -66,11 +71,11 @@ using F64 = Lanes4<double>;
 
 #include "simd/isa/generic_kernels.inl"
 
-}  // namespace
+} // namespace
 
 void fill_scalar(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::scalar);
     fill_kernels<F64>(t.f64, Isa::scalar);
 }
 
-}  // namespace pysim::simd
+} // namespace pysim::simd
