@@ -703,7 +703,7 @@ class HNSWIndex(PersistMixin):
             n,
             _check_int("entry", meta["entry"], -1, n - 1),
             _check_int("max_level", meta["max_level"], -1, 255),
-            _check_int("next_id", meta["next_id"], 0, _INT64_MAX),
+            _check_int("next_id", meta["next_id"], 0, _INT64_MAX + 1),
             _check_int("rng", meta["rng"], 0, (1 << 64) - 1),
             arr("codes", "<f4", (0 if quantization else n, dim)),
             levels,

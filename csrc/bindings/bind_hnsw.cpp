@@ -155,7 +155,7 @@ template <class T> std::vector<T> copy_flat(const py::array_t<T, py::array::c_st
 std::unique_ptr<HnswIndex>
 from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t seed,
            const std::string& quantization, std::int64_t refine, std::size_t n, std::int64_t entry,
-           int max_level, index_t next_id, std::uint64_t rng, const CArray<float>& codes,
+           int max_level, std::uint64_t next_id, std::uint64_t rng, const CArray<float>& codes,
            const CArray<std::uint8_t>& levels, const CArray<std::uint8_t>& status,
            const CArray<index_t>& labels, const CArray<std::uint16_t>& counts0,
            const CArray<std::uint32_t>& links0, const CArray<std::uint16_t>& upper_counts,

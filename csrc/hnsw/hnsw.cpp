@@ -127,6 +127,7 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
                 "ids must be distinct within one add");
     }
     bool fitted_now = false;
+    std::lock_guard<std::mutex> one_writer(writer_); // plan, link and renumbering, see hnsw.hpp
     {
         ExclusiveLock lock(*this);
         if (qstore_) {
@@ -138,15 +139,15 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
                 qstore_->fit(rows, n, threads);
         }
         if (ids == nullptr) {
-            require(next_id_ <= std::numeric_limits<index_t>::max() - index_t(n),
-                    "default ids would overflow int64");
+            require(next_id_ < kIdLimit && n <= kIdLimit - next_id_,
+                    "default ids would exceed the largest id (2**63 - 1): pass ids explicitly");
         }
         // Plan: classify every row; nothing is modified until all memory is reserved.
         std::uint64_t rng = rng_;
         std::size_t n_new = 0, n_reuse = 0, new_levels = 0;
         index_t max_label = -1;
         for (std::size_t i = 0; i < n; ++i) {
-            const index_t label = ids ? ids[i] : next_id_ + index_t(i);
+            const index_t label = ids ? ids[i] : index_t(next_id_ + i);
             max_label = std::max(max_label, label);
             const slot_t s = id_map_.find(label);
             if (s != kNoSlot) {
@@ -171,7 +172,7 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
 
         // Commit: no failure points below.
         for (std::size_t i = 0; i < n; ++i) {
-            const index_t label = ids ? ids[i] : next_id_ + index_t(i);
+            const index_t label = ids ? ids[i] : index_t(next_id_ + i);
             const float* row = rows + i * opt_.dim;
             Job& job = jobs[i];
             if (job.slot == kNoSlot) {
@@ -197,7 +198,7 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
             graph_.set_label(job.slot, label);
             id_map_.insert(label, job.slot);
         }
-        next_id_ = std::max(next_id_, max_label + 1);
+        next_id_ = std::max(next_id_, std::uint64_t(max_label) + 1); // max_label + 1 <= 2^63
         rng_ = rng;
         if (fitted_now)
             qstore_->set_drift({n, 0, 0});
@@ -240,6 +241,7 @@ void HnswIndex::remove(const index_t* ids, std::size_t n) {
         return;
     std::vector<slot_t> slots(n);
     std::vector<std::pair<slot_t, std::size_t>> order(n);
+    std::lock_guard<std::mutex> one_writer(writer_);
     ExclusiveLock lock(*this);
     for (std::size_t i = 0; i < n; ++i) {
         slots[i] = id_map_.find(ids[i]);
@@ -312,7 +314,7 @@ std::size_t HnswIndex::capacity() const {
     return graph_.capacity();
 }
 
-index_t HnswIndex::next_id() const {
+std::uint64_t HnswIndex::next_id() const {
     SharedLock lock(*this);
     return next_id_;
 }

@@ -3,11 +3,18 @@
 //
 // Locking. One reader/writer lock per index (std::shared_mutex behind a writer-preferring
 // turnstile, so a stream of queries cannot starve a writer):
-//   * query, contains, get_items, export: shared;
+//   * query, contains, get_items: shared;
 //   * remove and the short planning/commit steps of add: exclusive;
 //   * the long linking step of add: shared, so queries keep running while points are
 //     inserted; links are then guarded per node by striped mutexes (graph.hpp explains why
 //     lock-free readers are safe).
+// On top of it, one writer mutex admits one mutating call at a time - add (plan, link and the
+// renumbering after it), remove, refit - and export (save, pickle), which therefore sees the
+// state between two mutations, never an add half linked. Why not let adds overlap: between
+// an add's commit (exclusive) and its linking (shared) the lock is free, and another add's
+// slot renumbering, a remove freeing a committed slot or a replace re-linking it there made
+// the first add link stale slot numbers (whole batches became unreachable). Inside one add
+// the rows are still linked by every thread it is given, with queries running alongside.
 // Callers from Python must release the GIL before any of these calls (they block).
 //
 // add(X, ids) in three steps:
@@ -68,6 +75,8 @@ struct Options {
 };
 
 inline constexpr std::size_t kAutoRefine = ~std::size_t{0};
+/// One above the largest id (ids are int64 >= 0): what next_id becomes once 2^63 - 1 is used.
+inline constexpr std::uint64_t kIdLimit = std::uint64_t{1} << 63;
 
 /// How a quantised index configures its QuantStore (mode, float32 copy) for these options.
 quant::StoreOptions quant_options(const Options& opt);
@@ -86,7 +95,7 @@ struct State {
     std::vector<std::uint32_t> free_slots;   // reuse order (last is reused first)
     std::int64_t entry = -1;                 // entry slot, -1 when none
     int max_level = -1;
-    index_t next_id = 0;
+    std::uint64_t next_id = 0; // in [0, kIdLimit]
     std::uint64_t rng = 0;
     std::optional<quant::StoreState> quant; // records, ranges, float32 copy when quantised
 };
@@ -132,7 +141,9 @@ class HnswIndex {
     std::uint64_t seed() const noexcept { return opt_.seed; }
     Metric metric() const noexcept { return opt_.metric; }
     std::size_t capacity() const;
-    index_t next_id() const;
+    /// Smallest id above every id ever stored: the first default id; kIdLimit (2^63) once an
+    /// id of 2^63 - 1 was stored, when default ids are exhausted.
+    std::uint64_t next_id() const;
     std::size_t memory_bytes() const;
 
     bool quantized() const noexcept { return opt_.quantized; }
@@ -202,7 +213,8 @@ class HnswIndex {
     // persist.cpp / reorder.cpp (callers hold the lock)
     State export_locked() const;
     /// Renumbers the slots in breadth-first order of the level-0 graph from the entry point,
-    /// when the index has at least doubled since the last renumbering (reorder.cpp).
+    /// when the index has at least doubled since the last renumbering (reorder.cpp). The
+    /// caller holds writer_.
     void maybe_reorder();
 
     // quantized.cpp
@@ -228,7 +240,7 @@ class HnswIndex {
     std::size_t live_ = 0;
     std::size_t tombstones_ = 0;       // deleted slots still in the graph
     std::size_t slots_at_reorder_ = 0; // graph size when the slots were last renumbered
-    index_t next_id_ = 0;
+    std::uint64_t next_id_ = 0;        // in [0, kIdLimit]
     std::uint64_t rng_;
     double level_mult_;
 
@@ -244,6 +256,7 @@ class HnswIndex {
     std::atomic<slot_t> inflight_[kInflight];
     class InflightGuard;
 
+    mutable std::mutex writer_; // one mutating call (or export) at a time, taken before rw_
     mutable std::shared_mutex rw_;
     mutable std::mutex turnstile_;
     mutable ScratchPool scratch_;

@@ -27,6 +27,7 @@ void check(bool ok, const std::string& what) {
 } // namespace
 
 State HnswIndex::export_state() const {
+    std::lock_guard<std::mutex> one_writer(writer_); // between two mutations (hnsw.hpp)
     SharedLock lock(*this);
     return export_locked();
 }
@@ -145,7 +146,8 @@ std::unique_ptr<HnswIndex> HnswIndex::from_state(const Options& opt, const State
     std::sort(live_ids.begin(), live_ids.end());
     check(live_ids.empty() || live_ids.front() >= 0, "negative id");
     check(std::adjacent_find(live_ids.begin(), live_ids.end()) == live_ids.end(), "duplicate id");
-    check(st.next_id >= 0 && (live_ids.empty() || st.next_id > live_ids.back()),
+    check(st.next_id <= kIdLimit &&
+              (live_ids.empty() || st.next_id > std::uint64_t(live_ids.back())),
           "next id not above the stored ids");
 
     // Entry point: at the top level of the inserted nodes, or absent when there are none.

@@ -59,6 +59,7 @@ void HnswIndex::refit(std::size_t threads) {
     require(threads >= 1, "threads must be >= 1");
     if (!qstore_)
         return;
+    std::lock_guard<std::mutex> one_writer(writer_);
     ExclusiveLock lock(*this);
     qstore_->refit(nullptr, 0, threads);
 }
