@@ -442,7 +442,10 @@ template <typename T> class KnnSink {
             limit = knn_limit(static_cast<double>(cand[kk - 1].first),
                               error_model(data_, q_, i, plan_.direct));
         }
-        const bool complete = data_.n <= kc_ || static_cast<double>(cand[kc_ - 1].first) > limit;
+        // Fewer than kc candidates with n > kc: the rows never offered had a NaN or infinite
+        // approximate distance (the caller's array changed under the index), never neighbours.
+        const bool complete =
+            data_.n <= kc_ || have < kc_ || static_cast<double>(cand[kc_ - 1].first) > limit;
         if (!complete && retry_ != nullptr) {
             (*retry_)[i] = 1;
             return;

@@ -3,6 +3,8 @@
 // A max-heap on (distance, index) in lexicographic order, so among equal distances the smaller
 // index wins, which is the tie rule of every exact search in pysim. `worst()` is the pruning
 // bound callers compare against before pushing; it is +inf until k items have been seen.
+// A NaN distance is refused: it would break the heap's ordering (and did crash a sort when a
+// caller's referenced array turned NaN under an index), and NaN is never a neighbour.
 // extract_sorted() writes ascending results and pads missing slots with inf / kNoIndex.
 #pragma once
 
@@ -32,7 +34,7 @@ template <typename T> class TopK {
 
     /// Offers a candidate; returns true if it was kept.
     bool push(T dist, index_t idx) {
-        if (k_ == 0)
+        if (k_ == 0 || dist != dist)
             return false;
         if (!full()) {
             heap_.emplace_back(dist, idx);
