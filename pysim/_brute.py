@@ -19,13 +19,14 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._index_base import PersistMixin, check_result_size, prepare_k, prepare_queries, split_csr
+from ._index_base import PersistMixin, SearchIndex, prepare_queries, split_csr
 from ._validation import (
     METRICS,
+    MetricMapping,
     as_matrix,
+    by_dtype,
     check_metric,
-    dtype_suffix,
-    mahalanobis_factor,
+    resolve_metric,
     resolve_threads,
     result_dtype,
     to_array,
@@ -34,12 +35,7 @@ from ._validation import (
 _FORMAT = 1  # version of this index's state inside the pysim container
 
 
-def _map(x: np.ndarray, L: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Rows mapped by L (x -> L x) in float64, rounded once to `dtype`."""
-    return np.ascontiguousarray(x.astype(np.float64, copy=False) @ L.T, dtype=dtype)
-
-
-class BruteForceIndex(PersistMixin):
+class BruteForceIndex(SearchIndex, PersistMixin):
     """Exact nearest-neighbour search by brute force, for every metric, float32 or float64.
 
     Distances are computed in blocks (register-blocked SIMD tiles for batches of queries, a
@@ -85,30 +81,26 @@ class BruteForceIndex(PersistMixin):
     _KIND = "brute"
 
     def __init__(self, data: Any, metric: str = "sqeuclidean", *, VI: Any = None) -> None:
-        metric = check_metric(metric)
+        check_metric(metric)
         arr = to_array(data, "data")
         dtype = result_dtype(arr)
         X = as_matrix(arr, "data", dtype)
-        L = None
-        if metric == "mahalanobis":
-            L = mahalanobis_factor(VI, X.shape[1], np.float64)
-            X = _map(X, L, dtype)
-        elif VI is not None:
-            raise ValueError(f"VI is only used with metric='mahalanobis', not {metric!r}")
-        self._setup(X, metric, L, None if VI is None else np.asarray(VI, np.float64))
+        mapping = resolve_metric(metric, VI, X.shape[1])
+        X = mapping.map_rows(X, dtype, "data") if mapping.L is not None else X
+        self._setup(X, mapping, None if VI is None else np.asarray(VI, np.float64))
 
     # -- construction helpers ----------------------------------------------------------------
 
-    def _setup(self, X: np.ndarray, metric: str, L: np.ndarray | None, VI: np.ndarray | None):
-        self._metric = metric
+    def _setup(self, X: np.ndarray, mapping: MetricMapping, VI: np.ndarray | None):
+        self._mapping = mapping
+        self._metric = mapping.name
         self._dtype = X.dtype
-        self._sfx = dtype_suffix(X.dtype)
-        self._code = METRICS["euclidean"] if metric == "mahalanobis" else METRICS[metric]
-        self._L = L
+        self._code = mapping.core
+        self._L = mapping.L
         self._VI = VI
         self._lock = threading.Lock()
-        self._knn = getattr(_core, f"brute_knn_{self._sfx}")
-        self._radius = getattr(_core, f"brute_radius_{self._sfx}")
+        self._knn = by_dtype(X.dtype, _core.brute_knn_f32, _core.brute_knn_f64)
+        self._radius = by_dtype(X.dtype, _core.brute_radius_f32, _core.brute_radius_f64)
         norms = self._norms_of(X, resolve_threads(None), "data")
         # Published state: (rows, squared norms, max squared norm), replaced as one tuple.
         self._state = (X, norms, float(norms.max()) if len(norms) else 0.0)
@@ -116,12 +108,15 @@ class BruteForceIndex(PersistMixin):
         self._norm_buf: np.ndarray | None = None
 
     def _norms_of(self, X: np.ndarray, threads: int, name: str) -> np.ndarray:
-        norms = getattr(_core, f"brute_sqnorms_{self._sfx}")(X, threads)
-        limit = getattr(_core, f"brute_max_safe_sqnorm_{self._sfx}")
+        norms = by_dtype(self._dtype, _core.brute_sqnorms_f32, _core.brute_sqnorms_f64)(X, threads)
+        limit = by_dtype(
+            self._dtype, _core.brute_max_safe_sqnorm_f32, _core.brute_max_safe_sqnorm_f64
+        )
         if len(norms) and not float(norms.max()) <= limit:
             raise ValueError(
                 f"{name} has values too large for {self._dtype} distances "
-                f"(a squared norm exceeds {limit:.3g}); use float64"
+                f"(a squared norm exceeds {limit:.3g}); "
+                + ("use float64" if self._dtype == np.float32 else "scale the data down")
             )
         return norms
 
@@ -173,7 +168,7 @@ class BruteForceIndex(PersistMixin):
                 f"X must have {self.dim} columns (the index dimension), got {rows.shape[1]}"
             )
         if self._L is not None:
-            rows = _map(rows, self._L, self._dtype)
+            rows = self._mapping.map_rows(rows, self._dtype, "X")
         if len(rows) == 0:
             return
         with self._lock:
@@ -197,9 +192,12 @@ class BruteForceIndex(PersistMixin):
 
     # -- search ------------------------------------------------------------------------------
 
-    def _queries(self, Q: Any) -> np.ndarray:
+    def _prepare_queries(self, Q: Any) -> np.ndarray:
         q = prepare_queries(Q, self.dim, self._dtype)
-        return q if self._L is None else _map(q, self._L, self._dtype)
+        return q if self._L is None else self._mapping.map_rows(q, self._dtype, "Q")
+
+    def _result_dtype(self) -> np.dtype:
+        return self._dtype
 
     def query(
         self, Q: Any, k: int = 1, *, threads: int | None = None
@@ -222,10 +220,7 @@ class BruteForceIndex(PersistMixin):
         indices : ndarray of int64, shape (m, k)
             Row numbers (ties broken by the smaller one); ``-1`` where fewer than k rows exist.
         """
-        k = prepare_k(k)
-        nt = resolve_threads(threads)
-        q = self._queries(Q)
-        check_result_size(len(q), k, self._dtype)
+        q, k, nt = self._query_prologue(Q, k, threads)
         data, norms, max_sq = self._state
         return self._knn(data, norms, max_sq, self._code, q, k, nt)
 
@@ -246,7 +241,7 @@ class BruteForceIndex(PersistMixin):
             Queries, cast to the index dtype; must be finite.
         r : float or array_like, shape (m,)
             One radius for all queries or one per query, in the metric's own units (squared
-            for "sqeuclidean"). A negative radius finds nothing for the non-negative metrics.
+            for "sqeuclidean"); >= 0, ``inf`` allowed (the rule of every pysim index).
         return_distance : bool, default=False
             Also return the distances.
         sort_results : bool, default=False
@@ -261,15 +256,13 @@ class BruteForceIndex(PersistMixin):
             result is ``(distances, indices)``, two such object arrays (distances in the
             index dtype), in that order.
         """
-        nt = resolve_threads(threads)
-        q = self._queries(Q)
-        radii = _radii(r, len(q))
-        data, norms, max_sq = self._state
-        indptr, idx, dist = self._radius(
-            data, norms, max_sq, self._code, q, radii, bool(sort_results), nt
+        q, radii, want, sort, nt = self._radius_prologue(
+            Q, r, return_distance, sort_results, threads
         )
+        data, norms, max_sq = self._state
+        indptr, idx, dist = self._radius(data, norms, max_sq, self._code, q, radii, sort, nt)
         indices = split_csr(indptr, idx)
-        if return_distance:
+        if want:
             return split_csr(indptr, dist), indices
         return indices
 
@@ -306,22 +299,9 @@ class BruteForceIndex(PersistMixin):
             if not (np.isfinite(L).all() and np.isfinite(VI).all()):
                 raise ValueError("mahalanobis factor contains NaN or infinity")
         self = cls.__new__(cls)
-        self._setup(data, metric, L, VI)
-        return self
-
-
-def _radii(r: Any, m: int) -> np.ndarray:
-    """r as a float64 array of one radius per query (a scalar is broadcast)."""
-    try:
-        arr = np.asarray(r, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"r must be a number or an array of {m} numbers, got {r!r}") from None
-    if arr.ndim == 0:
-        arr = np.full(m, float(arr))
-    elif arr.shape != (m,):
-        raise ValueError(
-            f"r must be a scalar or have shape ({m},) (one per query), got {arr.shape}"
+        self._setup(
+            data,
+            MetricMapping(metric, METRICS[metric] if L is None else METRICS["euclidean"], L),
+            VI,
         )
-    if np.isnan(arr).any():
-        raise ValueError("r contains NaN")
-    return np.ascontiguousarray(arr)
+        return self

@@ -15,6 +15,7 @@ import numpy.typing
 
 __all__: list[str] = [
     "HnswIndex",
+    "HnswState",
     "KDTree_f32",
     "KDTree_f64",
     "Metric",
@@ -175,56 +176,69 @@ class KDTree_f64:
     @property
     def n(self) -> int: ...
 
+class HnswState:
+    codes: typing.Any
+    counts0: typing.Any
+    entry: int
+    free_slots: typing.Any
+    labels: typing.Any
+    levels: typing.Any
+    links0: typing.Any
+    max_level: int
+    n: int
+    next_id: int
+    quant: typing.Any
+    rng: int
+    status: typing.Any
+    upper_counts: typing.Any
+    upper_links: typing.Any
+    def __init__(self) -> None: ...
+
 class HnswIndex:
     @staticmethod
     def from_state(
         dim: typing.SupportsInt | typing.SupportsIndex,
         metric: Metric,
+        *,
         M: typing.SupportsInt | typing.SupportsIndex,
         ef_construction: typing.SupportsInt | typing.SupportsIndex,
         seed: typing.SupportsInt | typing.SupportsIndex,
-        quantization: str,
-        refine: typing.SupportsInt | typing.SupportsIndex,
-        n: typing.SupportsInt | typing.SupportsIndex,
-        entry: typing.SupportsInt | typing.SupportsIndex,
-        max_level: typing.SupportsInt | typing.SupportsIndex,
-        next_id: typing.SupportsInt | typing.SupportsIndex,
-        rng: typing.SupportsInt | typing.SupportsIndex,
-        codes: numpy.typing.NDArray[numpy.float32],
-        levels: numpy.typing.NDArray[numpy.uint8],
-        status: numpy.typing.NDArray[numpy.uint8],
-        labels: numpy.typing.NDArray[numpy.int64],
-        counts0: numpy.typing.NDArray[numpy.uint16],
-        links0: numpy.typing.NDArray[numpy.uint32],
-        upper_counts: numpy.typing.NDArray[numpy.uint16],
-        upper_links: numpy.typing.NDArray[numpy.uint32],
-        free_slots: numpy.typing.NDArray[numpy.uint32],
-        quant: typing.Any = None,
+        quantization: str | None,
+        refine: typing.SupportsInt | typing.SupportsIndex | None,
+        state: HnswState,
     ) -> HnswIndex: ...
     def __init__(
         self,
         dim: typing.SupportsInt | typing.SupportsIndex,
         metric: Metric,
+        *,
         M: typing.SupportsInt | typing.SupportsIndex,
         ef_construction: typing.SupportsInt | typing.SupportsIndex,
         max_elements: typing.SupportsInt | typing.SupportsIndex,
         seed: typing.SupportsInt | typing.SupportsIndex,
-        quantization: str = "",
-        refine: typing.SupportsInt | typing.SupportsIndex = 0,
+        quantization: str | None = None,
+        refine: typing.SupportsInt | typing.SupportsIndex | None = None,
     ) -> None: ...
     def __len__(self) -> int: ...
     def add(
         self,
         X: numpy.typing.NDArray[numpy.float32],
-        ids: numpy.typing.NDArray[numpy.int64],
-        has_ids: bool,
+        ids: numpy.typing.NDArray[numpy.int64] | None = None,
+        *,
         threads: typing.SupportsInt | typing.SupportsIndex,
         progress: typing.Any = None,
     ) -> None: ...
     def capacity(self) -> int: ...
     def contains(self, id: typing.SupportsInt | typing.SupportsIndex) -> bool: ...
     def drift(self) -> tuple[int, int, int]: ...
-    def export_state(self) -> dict: ...
+    def exact_search(
+        self,
+        Q: numpy.typing.NDArray[numpy.float32],
+        k: typing.SupportsInt | typing.SupportsIndex,
+        *,
+        threads: typing.SupportsInt | typing.SupportsIndex,
+    ) -> tuple: ...
+    def export_state(self) -> HnswState: ...
     def get_items(
         self, ids: numpy.typing.NDArray[numpy.int64]
     ) -> numpy.typing.NDArray[numpy.float32]: ...
@@ -237,11 +251,10 @@ class HnswIndex:
         self,
         Q: numpy.typing.NDArray[numpy.float32],
         k: typing.SupportsInt | typing.SupportsIndex,
+        *,
         ef: typing.SupportsInt | typing.SupportsIndex,
         threads: typing.SupportsInt | typing.SupportsIndex,
-        allowed: numpy.typing.NDArray[numpy.int64],
-        has_filter: bool,
-        exact: bool = False,
+        allowed: numpy.typing.NDArray[numpy.int64] | None = None,
     ) -> tuple: ...
     @property
     def M(self) -> int: ...

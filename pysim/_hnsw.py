@@ -31,14 +31,17 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._index_base import PersistMixin, check_result_size
+from ._index_base import PersistMixin, SearchIndex
 from ._validation import (
+    MAX_K,
     METRICS,
+    MetricMapping,
     as_matrix,
-    check_finite_array,
+    check_int,
     check_k,
     check_metric,
-    mahalanobis_factor,
+    finite_magnitude,
+    resolve_metric,
     resolve_threads,
     to_array,
 )
@@ -57,16 +60,32 @@ _QUANTIZATIONS = ("f16", "bf16", "sq8", "sq4")
 _AUTO = -1
 _DEFAULT_REFINE = {"f16": 0, "bf16": 0, "sq8": _AUTO, "sq4": _AUTO}
 _INT64_MAX = np.iinfo(np.int64).max
+_INT32_MAX = 2**31 - 1
+#: Slots an index can address (csrc/hnsw/graph.hpp kMaxSlots); max_elements is capped there.
+_MAX_SLOTS = 0xFFFFFFF0
+#: Float32 squared distances of values below 2**-60 underflow (their squares are subnormal).
+_TINY = 2.0**-60
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if value < lo or (hi is not None and value > hi):
-        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"{name} must be {bound}, got {value}")
-    return value
+    return check_int(value, name, lo, hi)
+
+
+def _check_magnitude(magnitude: float, dim: int, name: str, *, added: bool) -> None:
+    """Refuse values whose float32 squared distances would overflow (or, for added rows, all
+    underflow): the graph would rank by inf or by 0. Exact indexes rescale instead
+    (KDTreeIndex, cdist); an approximate index over a stream of batches cannot."""
+    limit = float(np.sqrt(np.finfo(np.float32).max / (4.0 * dim)))
+    if magnitude > limit:
+        raise ValueError(
+            f"{name} has values up to {magnitude:.3g}, too large for float32 distances in "
+            f"{dim} dimensions (limit {limit:.3g}); scale the data down"
+        )
+    if added and 0.0 < magnitude < _TINY:
+        raise ValueError(
+            f"{name} has no value above {magnitude:.3g} in magnitude: float32 squared "
+            "distances between such rows underflow to 0; scale the data up"
+        )
 
 
 def _check_quantization(quantization: Any, refine: Any) -> tuple[str | None, int]:
@@ -108,6 +127,22 @@ def _as_ids(ids: Any, name: str, *, lookup: bool = False) -> np.ndarray:
             raise KeyError(f"id {int(arr.min())} is not in the index")
         raise ValueError(f"{name} must be >= 0, got {int(arr.min())}")
     return arr
+
+
+def _normalisable(rows: np.ndarray) -> np.ndarray:
+    """Rows whose squared norm would under- or overflow float32 (values beyond ~2**±60),
+    scaled row by row by a power of two (exact; cosine ignores a row's length), so the core's
+    float32 normalisation sees their direction instead of 0 or inf."""
+    if not rows.size:
+        return rows
+    peak = np.abs(rows).max(axis=1)
+    bad = (peak > 2.0**60) | ((peak > 0) & (peak < _TINY))
+    if not bad.any():
+        return rows
+    rows = rows.copy()
+    exps = -np.frexp(peak[bad])[1]
+    rows[bad] = np.ldexp(rows[bad], exps[:, None])
+    return rows
 
 
 def _recall(exact_d, exact_i, found_d, found_i) -> float:
@@ -153,7 +188,7 @@ class _Progress:
             self.bar.close()
 
 
-class HNSWIndex(PersistMixin):
+class HNSWIndex(SearchIndex, PersistMixin):
     """Approximate nearest-neighbour index on an HNSW graph, with caller-chosen ids.
 
     Parameters
@@ -185,7 +220,12 @@ class HNSWIndex(PersistMixin):
         the beam ``max(k, ef)``). ``0`` keeps no float32 copy - the memory saving - and
         re-ranks the whole beam with the decoded records instead. Default (None): 0 for f16 /
         bf16, ``2 * k`` for sq8, the whole beam for sq4 (chosen by measurement; see the
-        README's quantisation table). Only with ``quantization``.
+        README's quantisation table). Only with ``quantization``. With ``refine=0`` the
+        returned distance is computed from the decoded record: for ``"cosine"`` that is
+        ``1 - q̂·x̃`` with ``x̃`` the decoded copy of the unit-length stored vector, which is
+        unit length only up to the code's error and is not renormalised (measured on Gaussian
+        d = 64 data: up to 0.022 from the cosine of the decoded vector for sq4, 0.0011 for
+        sq8, 0.0005 for bf16, 7e-5 for f16; the review saw 0.056 for sq4 on other data).
 
     Notes
     -----
@@ -222,23 +262,28 @@ class HNSWIndex(PersistMixin):
         dim = _check_int("dim", dim, 1, 1 << 24)
         metric = check_metric(metric)
         M = _check_int("M", M, 2, 32767)
-        ef_construction = _check_int("ef_construction", ef_construction, 1)
-        max_elements = _check_int("max_elements", max_elements, 0)
+        ef_construction = _check_int("ef_construction", ef_construction, 1, _INT32_MAX)
+        max_elements = _check_int("max_elements", max_elements, 0, _INT64_MAX)
         seed = _check_int("seed", seed, 0, (1 << 64) - 1)
-        if metric == "mahalanobis":
-            L = mahalanobis_factor(VI, dim, np.float64)
-        elif VI is not None:
-            raise ValueError(f"VI is only used with metric='mahalanobis', not {metric!r}")
-        else:
-            L = None
+        mapping = resolve_metric(metric, VI, dim)
         quantization, refine = _check_quantization(quantization, refine)
-        core_metric = METRICS["euclidean" if metric == "mahalanobis" else metric]
         self._index = _core.HnswIndex(
-            dim, core_metric, M, ef_construction, max_elements, seed, quantization or "", refine
+            dim,
+            mapping.core,
+            M=M,
+            ef_construction=ef_construction,
+            max_elements=min(max_elements, _MAX_SLOTS),  # a hint: never more than addressable
+            seed=seed,
+            quantization=quantization,
+            refine=None if refine == _AUTO else refine,
         )
-        self._metric = metric
-        self._L = L
-        self._ef = _DEFAULT_EF
+        self._setup(mapping, _DEFAULT_EF, max_elements)
+
+    def _setup(self, mapping: MetricMapping, ef: int, max_elements: int) -> None:
+        self._mapping = mapping
+        self._metric = mapping.name
+        self._L = mapping.L
+        self._ef = ef
         self._max_elements = max_elements
 
     # ------------------------------------------------------------------ properties
@@ -284,7 +329,7 @@ class HNSWIndex(PersistMixin):
 
     @ef.setter
     def ef(self, value: int) -> None:
-        self._ef = _check_int("ef", value, 1)
+        self._ef = _check_int("ef", value, 1, MAX_K)
 
     @property
     def ids(self) -> np.ndarray:
@@ -353,8 +398,10 @@ class HNSWIndex(PersistMixin):
         return self._index.memory_bytes()
 
     # ------------------------------------------------------------------ input helpers
-    def _rows(self, X: Any, name: str) -> np.ndarray:
-        """Rows as C-contiguous float32 (m, dim) in the stored representation."""
+    def _rows(self, X: Any, name: str, *, added: bool = False) -> np.ndarray:
+        """Rows as C-contiguous float32 (m, dim) in the stored representation, checked:
+        finite, and (after the mahalanobis mapping and the float32 cast) of a magnitude whose
+        float32 distances neither overflow nor, for added rows, all underflow."""
         arr = as_matrix(
             to_array(X, name),
             name,
@@ -365,20 +412,30 @@ class HNSWIndex(PersistMixin):
             raise ValueError(
                 f"{name} must have {self.dim} columns (the index dimension), got {arr.shape[1]}"
             )
-        # Checked in blocks: a whole-array isfinite would allocate a quarter of the input.
-        for start in range(0, arr.shape[0], 1 << 16):
-            check_finite_array(arr[start : start + (1 << 16)], name)
+        magnitude = finite_magnitude(arr, name)
         if self._L is not None:
-            arr = np.ascontiguousarray(arr @ self._L.T, dtype=np.float32)
+            arr = self._mapping.map_rows(arr, np.float32, name)
+            magnitude = finite_magnitude(arr, name)
+        if self._metric == "cosine":
+            arr = _normalisable(arr)  # stored unit-length: only each row's direction matters
+        else:
+            _check_magnitude(magnitude, self.dim, name, added=added and self._metric != "ip")
         return arr
 
-    def _allowed(self, filter: Any) -> tuple[np.ndarray, bool]:
+    def _prepare_queries(self, Q: Any) -> np.ndarray:
+        return self._rows(Q, "Q")
+
+    def _result_dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def _allowed(self, filter: Any) -> np.ndarray | None:
+        """The allowed ids as int64, or None for no filter."""
         if filter is None:
-            return _EMPTY_IDS, False
+            return None
         if callable(filter):
             ids = self.ids
             keep = np.fromiter((bool(filter(int(i))) for i in ids), dtype=bool, count=len(ids))
-            return np.ascontiguousarray(ids[keep]), True
+            return np.ascontiguousarray(ids[keep])
         if isinstance(filter, (set, frozenset)):
             filter = np.fromiter(filter, dtype=np.int64, count=len(filter))
         arr = to_array(filter, "filter")
@@ -386,10 +443,10 @@ class HNSWIndex(PersistMixin):
             raise TypeError("filter must be a callable id -> bool or a 1-D array of allowed ids")
         if arr.size and arr.dtype.kind == "u":
             arr = arr[arr <= _INT64_MAX]
-        return np.ascontiguousarray(arr, dtype=np.int64), True
+        return np.ascontiguousarray(arr, dtype=np.int64)
 
     def _ef_for(self, ef: Any) -> int:
-        return self._ef if ef is None else _check_int("ef", ef, 1)
+        return self._ef if ef is None else _check_int("ef", ef, 1, MAX_K)
 
     # ------------------------------------------------------------------ mutation
     def add(
@@ -421,15 +478,14 @@ class HNSWIndex(PersistMixin):
         A rejected call leaves the index unchanged. After Ctrl-C, every row is either fully
         inserted or absent. Capacity grows automatically.
         """
-        rows = self._rows(X, "X")
+        rows = self._rows(X, "X", added=True)
         n = rows.shape[0]
         threads = resolve_threads(threads)
         if not isinstance(progress, (bool, np.bool_)):
             raise TypeError(f"progress must be a bool, got {progress!r}")
-        if ids is None:
-            id_arr, has_ids = _EMPTY_IDS, False
-        else:
-            id_arr, has_ids = _as_ids(ids, "ids"), True
+        id_arr = None
+        if ids is not None:
+            id_arr = _as_ids(ids, "ids")
             if id_arr.shape[0] != n:
                 raise ValueError(f"ids must have one id per row of X ({n}), got {id_arr.shape[0]}")
             uniq, counts = np.unique(id_arr, return_counts=True)
@@ -439,7 +495,7 @@ class HNSWIndex(PersistMixin):
             return
         bar = _Progress(n) if progress else None
         try:
-            self._index.add(rows, id_arr, has_ids, threads, bar)
+            self._index.add(rows, id_arr, threads=threads, progress=bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -502,13 +558,19 @@ class HNSWIndex(PersistMixin):
         When the index holds at most ``max(k, ef)`` points, the answer is exact (ties broken
         by the smaller id).
         """
-        k = check_k(k)
+        rows, k, threads = self._query_prologue(Q, k, threads)
         ef = self._ef_for(ef)
-        rows = self._rows(Q, "Q")
-        check_result_size(len(rows), k, np.float32)
-        threads = resolve_threads(threads)
-        allowed, has_filter = self._allowed(filter)
-        return self._index.search(rows, k, ef, threads, allowed, has_filter)
+        allowed = self._allowed(filter)
+        dist, ids = self._index.search(rows, k, ef=ef, threads=threads, allowed=allowed)
+        if allowed is None and len(rows):
+            # A walk can end short of k results only where part of the graph is unreachable
+            # from the entry point (possible while points are removed): answer those exactly.
+            short = (ids[:, min(k, len(self)) - 1] < 0) if len(self) else None
+            if short is not None and short.any():
+                dist[short], ids[short] = self._index.exact_search(
+                    np.ascontiguousarray(rows[short]), k, threads=threads
+                )
+        return dist, ids
 
     def recall(self, Q: Any, k: int = 10, *, ef: int | None = None) -> float:
         """Recall@k of :meth:`query` against exact search on these queries.
@@ -531,8 +593,8 @@ class HNSWIndex(PersistMixin):
         ef = self._ef_for(ef)
         rows = self._rows(Q, "Q")
         threads = resolve_threads(None)
-        exact = self._index.search(rows, k, 1, threads, _EMPTY_IDS, False, True)
-        found = self._index.search(rows, k, ef, threads, _EMPTY_IDS, False)
+        exact = self._index.exact_search(rows, k, threads=threads)
+        found = self._index.search(rows, k, ef=ef, threads=threads)
         return _recall(exact[0], exact[1], found[0], found[1])
 
     def tune_ef(self, Q: Any, k: int = 10, *, target_recall: float = 0.95) -> int:
@@ -566,10 +628,10 @@ class HNSWIndex(PersistMixin):
             raise ValueError(f"target_recall must be in (0, 1], got {target_recall}")
         rows = self._rows(Q, "Q")
         threads = resolve_threads(None)
-        exact = self._index.search(rows, k, 1, threads, _EMPTY_IDS, False, True)
+        exact = self._index.exact_search(rows, k, threads=threads)
 
         def reaches(ef: int) -> bool:
-            found = self._index.search(rows, k, ef, threads, _EMPTY_IDS, False)
+            found = self._index.search(rows, k, ef=ef, threads=threads)
             return _recall(exact[0], exact[1], found[0], found[1]) >= target_recall
 
         limit = max(len(self), k)
@@ -609,25 +671,24 @@ class HNSWIndex(PersistMixin):
     # ------------------------------------------------------------------ persistence
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         st = self._index.export_state()
-        n, dim, M = st["n"], self.dim, self.M
+        n, dim, M = st.n, self.dim, self.M
         arrays = {
-            "codes": st["codes"].reshape(-1, dim),
-            "levels": st["levels"],
-            "status": st["status"],
-            "labels": st["labels"],
-            "counts0": st["counts0"],
-            "links0": st["links0"].reshape(n, 2 * M),
-            "upper_counts": st["upper_counts"],
-            "upper_links": st["upper_links"].reshape(-1, M),
-            "free_slots": st["free_slots"],
+            "codes": st.codes.reshape(-1, dim),
+            "levels": st.levels,
+            "status": st.status,
+            "labels": st.labels,
+            "counts0": st.counts0,
+            "links0": st.links0.reshape(n, 2 * M),
+            "upper_counts": st.upper_counts,
+            "upper_links": st.upper_links.reshape(-1, M),
+            "free_slots": st.free_slots,
         }
         if self._L is not None:
             arrays["L"] = self._L
-        quant = st.get("quant")
-        if quant is not None:
+        if st.quant is not None:
             for key in ("lo", "step", "seen_lo", "seen_hi", "codes", "full"):
-                arrays["q_" + key] = quant[key]
-            arrays["q_drift"] = np.asarray(quant["drift"], dtype=np.uint64)
+                arrays["q_" + key] = st.quant[key]
+            arrays["q_drift"] = np.asarray(st.quant["drift"], dtype=np.uint64)
         meta = {
             "format": _FORMAT,
             "dim": dim,
@@ -638,10 +699,10 @@ class HNSWIndex(PersistMixin):
             "max_elements": self._max_elements,
             "ef": self._ef,
             "n": n,
-            "entry": st["entry"],
-            "max_level": st["max_level"],
-            "next_id": st["next_id"],
-            "rng": st["rng"],
+            "entry": st.entry,
+            "max_level": st.max_level,
+            "next_id": st.next_id,
+            "rng": st.rng,
             "quantization": self.quantization,
             "refine": self.refine,
         }
@@ -664,22 +725,31 @@ class HNSWIndex(PersistMixin):
 
         levels = arr("levels", "|u1", (n,))
         levels_total = int(levels.sum(dtype=np.int64))
-        obj = cls.__new__(cls)
-        obj._metric = metric
-        obj._L = None
+        L = None
         if metric == "mahalanobis":
             L = np.ascontiguousarray(arr("L", "<f8", (dim, dim)).reshape(dim, dim))
             if not np.isfinite(L).all():
                 raise ValueError("array 'L' is not finite")
-            obj._L = L
-        obj._ef = _check_int("ef", meta["ef"], 1)
-        obj._max_elements = _check_int("max_elements", meta["max_elements"], 0)
         quantization = meta.get("quantization")
         if quantization is not None and quantization not in _QUANTIZATIONS:
             raise ValueError(f"unknown quantization {quantization!r} in the HNSW state")
         refine = meta.get("refine", 0)
-        refine = _AUTO if refine is None else _check_int("refine", refine, 0, 1 << 30)
-        quant = None
+        refine = None if refine is None else _check_int("refine", refine, 0, 1 << 30)
+        st = _core.HnswState()
+        st.n = n
+        st.entry = _check_int("entry", meta["entry"], -1, n - 1)
+        st.max_level = _check_int("max_level", meta["max_level"], -1, 255)
+        st.next_id = _check_int("next_id", meta["next_id"], 0, _INT64_MAX + 1)
+        st.rng = _check_int("rng", meta["rng"], 0, (1 << 64) - 1)
+        st.codes = arr("codes", "<f4", (0 if quantization else n, dim))
+        st.levels = levels
+        st.status = arr("status", "|u1", (n,))
+        st.labels = arr("labels", "<i8", (n,))
+        st.counts0 = arr("counts0", "<u2", (n,))
+        st.links0 = arr("links0", "<u4", (n, 2 * M))
+        st.upper_counts = arr("upper_counts", "<u2", (levels_total,))
+        st.upper_links = arr("upper_links", "<u4", (levels_total, M))
+        st.free_slots = arr("free_slots", "<u4", arrays["free_slots"].shape[:1])
         if quantization is not None:
             quant = {"n": n, "drift": tuple(int(v) for v in arr("q_drift", "<u8", (3,)))}
             for key in ("lo", "step", "seen_lo", "seen_hi", "full"):
@@ -691,30 +761,23 @@ class HNSWIndex(PersistMixin):
             if codes.dtype != np.uint8 or codes.ndim != 1:
                 raise ValueError(f"array 'q_codes' has dtype {codes.dtype} and shape {codes.shape}")
             quant["codes"] = np.ascontiguousarray(codes)
-        core_metric = METRICS["euclidean" if metric == "mahalanobis" else metric]
+            st.quant = quant
+        mapping = MetricMapping(metric, METRICS["euclidean" if L is not None else metric], L)
+        obj = cls.__new__(cls)
         obj._index = _core.HnswIndex.from_state(
             dim,
-            core_metric,
-            M,
-            _check_int("ef_construction", meta["ef_construction"], 1, 1 << 30),
-            _check_int("seed", meta["seed"], 0, (1 << 64) - 1),
-            quantization or "",
-            refine,
-            n,
-            _check_int("entry", meta["entry"], -1, n - 1),
-            _check_int("max_level", meta["max_level"], -1, 255),
-            _check_int("next_id", meta["next_id"], 0, _INT64_MAX + 1),
-            _check_int("rng", meta["rng"], 0, (1 << 64) - 1),
-            arr("codes", "<f4", (0 if quantization else n, dim)),
-            levels,
-            arr("status", "|u1", (n,)),
-            arr("labels", "<i8", (n,)),
-            arr("counts0", "<u2", (n,)),
-            arr("links0", "<u4", (n, 2 * M)),
-            arr("upper_counts", "<u2", (levels_total,)),
-            arr("upper_links", "<u4", (levels_total, M)),
-            arr("free_slots", "<u4", arrays["free_slots"].shape[:1]),
-            quant,
+            mapping.core,
+            M=M,
+            ef_construction=_check_int("ef_construction", meta["ef_construction"], 1, _INT32_MAX),
+            seed=_check_int("seed", meta["seed"], 0, (1 << 64) - 1),
+            quantization=quantization,
+            refine=refine,
+            state=st,
+        )
+        obj._setup(
+            mapping,
+            _check_int("ef", meta["ef"], 1, MAX_K),
+            _check_int("max_elements", meta["max_elements"], 0, _INT64_MAX),
         )
         return obj
 

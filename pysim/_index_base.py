@@ -1,7 +1,12 @@
-"""What every index shares: query preparation, radius-result splitting, save/load/pickle.
+"""What every index shares: the query prologue, the radius rule, save/load/pickle.
 
-An index subclass defines ``_KIND`` (the file kind), ``_get_state() -> (meta, arrays)`` and
-``_from_state(meta, arrays)``; this mixin turns those into ``save``, ``load`` and pickling
+``SearchIndex`` is the one surface of BruteForceIndex, KDTreeIndex and HNSWIndex: every query
+validates its arguments in the same order (k, threads, queries, then the result-size check,
+so the same bad call gets the same error from every index), every radius search follows the
+same radius rule (:func:`check_radii`), and persistence goes through ``PersistMixin``.
+
+A subclass defines ``_KIND`` (the file kind), ``_get_state() -> (meta, arrays)`` and
+``_from_state(meta, arrays)``; the mixin turns those into ``save``, ``load`` and pickling
 through the checked container of ``_persist`` (magic, version, CRC, atomic writes).
 """
 
@@ -13,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from . import _persist
-from ._validation import as_matrix, check_k, to_array
+from ._validation import MAX_K, as_matrix, check_flag, check_int, resolve_threads, to_array
 
 
 def prepare_queries(Q: Any, dim: int, dtype: np.dtype, name: str = "Q") -> np.ndarray:
@@ -27,8 +32,27 @@ def prepare_queries(Q: Any, dim: int, dtype: np.dtype, name: str = "Q") -> np.nd
     return arr
 
 
-def prepare_k(k: Any) -> int:
-    return check_k(k, "k")
+def check_radii(r: Any, m: int, *, signed: bool = False) -> np.ndarray:
+    """The radius rule of every index: a number, or one per query (shape (m,)); not NaN, and
+    >= 0 unless the metric's distances can be negative (`signed`: "ip", 1 - a.b); ``inf``
+    finds everything. Returned as a float64 array of m radii."""
+    if r is None or isinstance(r, (bool, np.bool_)):
+        raise TypeError(f"r must be a number or an array of {m} numbers, got {r!r}")
+    try:
+        arr = np.asarray(r, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"r must be a number or an array of {m} numbers, got {r!r}") from None
+    if arr.ndim == 0:
+        arr = np.full(m, float(arr))
+    elif arr.shape != (m,):
+        raise ValueError(
+            f"r must be a scalar or have shape ({m},) (one per query), got {arr.shape}"
+        )
+    if np.isnan(arr).any():
+        raise ValueError("r contains NaN")
+    if not signed and (arr < 0).any():
+        raise ValueError(f"r must be >= 0, got {float(arr.min())}")
+    return np.ascontiguousarray(arr)
 
 
 def check_result_size(m: int, k: int, dtype: np.dtype) -> None:
@@ -59,6 +83,39 @@ def _rebuild(cls: type, blob: bytes) -> Any:
         return cls._from_state(meta, arrays)
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as exc:
         raise ValueError(f"corrupt pysim pickle: {exc}") from None
+
+
+class SearchIndex:
+    """The query surface every index shares (see the module docstring)."""
+
+    dim: int
+
+    def _prepare_queries(self, Q: Any) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _result_dtype(self) -> np.dtype:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _query_prologue(self, Q: Any, k: Any, threads: Any) -> tuple[np.ndarray, int, int]:
+        """(queries, k, threads), validated in the one order every index uses."""
+        k = check_int(k, "k", 1, 2**63 - 1)  # a huge k is a MemoryError below, as the contract says
+        nthreads = resolve_threads(threads)
+        rows = self._prepare_queries(Q)
+        check_result_size(rows.shape[0], k, self._result_dtype())
+        if k > MAX_K:  # fits in memory for few queries, but the core counts k in 32 bits
+            raise ValueError(f"k must be <= {MAX_K}, got {k}")
+        return rows, k, nthreads
+
+    def _radius_prologue(
+        self, Q: Any, r: Any, return_distance: Any, sort_results: Any, threads: Any
+    ) -> tuple[np.ndarray, np.ndarray, bool, bool, int]:
+        """(queries, float64 radii, return_distance, sort_results, threads)."""
+        want = check_flag(return_distance, "return_distance")
+        sort = check_flag(sort_results, "sort_results")
+        nthreads = resolve_threads(threads)
+        rows = self._prepare_queries(Q)
+        signed = getattr(self, "metric", None) == "ip"
+        return rows, check_radii(r, rows.shape[0], signed=signed), want, sort, nthreads
 
 
 class PersistMixin:

@@ -18,42 +18,26 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._index_base import PersistMixin, check_result_size, prepare_k, prepare_queries, split_csr
-from ._validation import as_matrix, check_metric, resolve_threads, result_dtype, to_array
+from ._index_base import PersistMixin, SearchIndex, prepare_queries, split_csr
+from ._validation import (
+    as_matrix,
+    by_dtype,
+    check_int,
+    check_metric,
+    finite_magnitude,
+    rescaling_exponent,
+    resolve_threads,
+    result_dtype,
+    to_array,
+)
 
 _METRICS = ("euclidean", "sqeuclidean")
 _LAYOUT = 1  # version of the saved array layout (meta["layout"])
 
 
-def _check_leaf_size(leaf_size: Any) -> int:
-    if isinstance(leaf_size, bool) or not isinstance(leaf_size, (int, np.integer)):
-        raise TypeError(f"leaf_size must be an integer >= 1, got {leaf_size!r}")
-    if leaf_size < 1:
-        raise ValueError(f"leaf_size must be >= 1, got {leaf_size}")
-    return int(leaf_size)
-
-
-def _check_flag(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _radii(r: Any, m: int, dtype: np.dtype) -> np.ndarray:
-    """One radius per query in `dtype`, rounded down so that `distance <= r` is decided
-    exactly as the comparison of the returned (dtype) distance with the given value."""
-    arr = to_array(r, "r")
-    if arr.ndim == 0:
-        arr = np.full(m, arr, dtype=np.float64)
-    elif arr.ndim != 1 or arr.shape[0] != m:
-        raise ValueError(
-            f"r must be a scalar or have one value per query (shape ({m},)), got shape {arr.shape}"
-        )
-    r64 = arr.astype(np.float64)
-    if np.isnan(r64).any():
-        raise ValueError("r contains NaN")
-    if (r64 < 0).any():
-        raise ValueError("r must be >= 0")
+def _round_radii(r64: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Radii in `dtype`, rounded down so that `distance <= r` is decided exactly as the
+    comparison of the returned (dtype) distance with the given value."""
     out = r64.astype(dtype)
     if dtype != np.float64:
         high = out.astype(np.float64) > r64
@@ -61,7 +45,7 @@ def _radii(r: Any, m: int, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-class KDTreeIndex(PersistMixin):
+class KDTreeIndex(SearchIndex, PersistMixin):
     """Exact nearest-neighbour index on a KD-tree, for Euclidean distances in low dimensions.
 
     Parameters
@@ -113,15 +97,19 @@ class KDTreeIndex(PersistMixin):
         threads: int | None = None,
     ) -> None:
         metric = check_metric(metric, _METRICS)
-        leaf_size = _check_leaf_size(leaf_size)
+        leaf_size = check_int(leaf_size, "leaf_size", 1, 2**31 - 1)
         nthreads = resolve_threads(threads)
         X = to_array(data, "data")
         dtype = result_dtype(X)
-        X = as_matrix(X, "data", dtype)
+        X = as_matrix(X, "data", dtype, check_finite=False)
         if X.shape[0] == 0:
             raise ValueError("data must have at least one row, got shape (0, d)")
-        cls = _core.KDTree_f32 if dtype == np.float32 else _core.KDTree_f64
-        self._tree = cls(X, leaf_size, nthreads)
+        # Data whose squared distances would under- or overflow the dtype (float32 at 1e-30 or
+        # 1e19) is stored scaled by an exact power of two, and distances scaled back.
+        self._scale_exp = rescaling_exponent(finite_magnitude(X, "data"), dtype)
+        if self._scale_exp:
+            X = np.ldexp(X, self._scale_exp)
+        self._tree = by_dtype(dtype, _core.KDTree_f32, _core.KDTree_f64)(X, leaf_size, nthreads)
         self._metric = metric
         self._dtype = np.dtype(dtype)
 
@@ -148,6 +136,28 @@ class KDTreeIndex(PersistMixin):
     def dtype(self) -> np.dtype:
         """Storage dtype (float32 or float64); queries are cast to it."""
         return self._dtype
+
+    def _prepare_queries(self, Q: Any) -> np.ndarray:
+        q = prepare_queries(Q, self.dim, self._dtype)
+        if self._scale_exp:
+            q = np.ldexp(q, self._scale_exp)
+        if rescaling_exponent(finite_magnitude(q, "Q"), self._dtype) < 0:
+            raise ValueError(
+                f"Q has values too large next to the indexed data for {self._dtype} distances "
+                "(their squares overflow); "
+                + ("use float64" if self._dtype == np.float32 else "scale the data down")
+            )
+        return q
+
+    def _result_dtype(self) -> np.dtype:
+        return self._dtype
+
+    def _unscale(self, d: np.ndarray) -> np.ndarray:
+        if self._scale_exp:
+            power = 1 if self._metric == "euclidean" else 2
+            with np.errstate(over="ignore", under="ignore"):  # correctly rounded to 0 / inf
+                np.ldexp(d, -power * self._scale_exp, out=d)
+        return d
 
     def __repr__(self) -> str:
         return (
@@ -177,11 +187,9 @@ class KDTreeIndex(PersistMixin):
         indices : ndarray of shape (m, k), int64
             Row numbers of `data`; ties broken by the smaller row; ``-1`` in padded slots.
         """
-        Qm = prepare_queries(Q, self.dim, self._dtype)
-        k = prepare_k(k)
-        nthreads = resolve_threads(threads)
-        check_result_size(Qm.shape[0], k, self._dtype)
-        return self._tree.query(Qm, k, self._metric == "euclidean", nthreads)
+        Qm, k, nthreads = self._query_prologue(Q, k, threads)
+        dist, ind = self._tree.query(Qm, k, self._metric == "euclidean", nthreads)
+        return self._unscale(dist), ind
 
     def query_radius(
         self,
@@ -217,17 +225,17 @@ class KDTreeIndex(PersistMixin):
             With ``return_distance=True``: distances (index dtype) first, the reverse of
             scikit-learn's KDTree order.
         """
-        Qm = prepare_queries(Q, self.dim, self._dtype)
-        radii = _radii(r, Qm.shape[0], self._dtype)
-        want = _check_flag(return_distance, "return_distance")
-        sort = _check_flag(sort_results, "sort_results")
-        nthreads = resolve_threads(threads)
+        Qm, r64, want, sort, nthreads = self._radius_prologue(
+            Q, r, return_distance, sort_results, threads
+        )
+        power = 1 if self._metric == "euclidean" else 2
+        radii = _round_radii(np.ldexp(r64, power * self._scale_exp), self._dtype)
         indptr, ind, dist = self._tree.query_radius(
             Qm, radii, self._metric == "euclidean", want, sort, nthreads
         )
         indices = split_csr(indptr, ind)
         if want:
-            return split_csr(indptr, dist), indices
+            return split_csr(indptr, self._unscale(dist)), indices
         return indices
 
     # ------------------------------------------------------------------ persistence
@@ -239,6 +247,7 @@ class KDTreeIndex(PersistMixin):
             "leaf_size": self.leaf_size,
             "metric": self._metric,
             "dtype": self._dtype.name,
+            "scale_exponent": self._scale_exp,
         }
         return meta, dict(self._tree.state())
 
@@ -259,4 +268,5 @@ class KDTreeIndex(PersistMixin):
         self._tree = tree
         self._metric = metric
         self._dtype = dtype
+        self._scale_exp = check_int(meta.get("scale_exponent", 0), "scale_exponent", -300, 300)
         return self

@@ -11,7 +11,10 @@ This module imports numpy and the compiled core only (never scikit-learn), so th
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,28 +79,94 @@ def as_matrix(
 
 def check_finite_array(x: np.ndarray, name: str) -> None:
     """Raise ValueError if `x` holds NaN or infinity."""
-    if x.size and not np.isfinite(x).all():
+    finite_magnitude(x, name)
+
+
+def finite_magnitude(x: np.ndarray, name: str) -> float:
+    """``max |x|`` (0.0 when empty); ValueError naming `name` if `x` holds NaN or infinity.
+
+    Two reductions (min and max; NaN propagates through both) instead of ``isfinite(x).all()``:
+    no temporary the size of `x`, and the magnitude comes for free.
+    """
+    if x.size == 0:
+        return 0.0
+    lo, hi = float(x.min()), float(x.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{name} contains NaN or infinity")
+    return max(-lo, hi)
+
+
+#: Largest |binary exponent| of values whose squares and sums of squares (up to 2**24 terms)
+#: stay normal numbers in the dtype: float32 squares range over 2**-126 .. 2**128.
+_SAFE_EXPONENT = {np.dtype(np.float32): 30, np.dtype(np.float64): 250}
+
+
+def rescaling_exponent(max_abs: float, dtype: np.dtype | type) -> int:
+    """Power of two ``e`` that brings values of magnitude `max_abs` to about 1 when their
+    squared distances would under- or overflow `dtype` (float32 data at 1e-30 or 1e19);
+    0 when they are safe as they are.
+
+    Scaling by ``2**e`` is exact, so distances computed on scaled rows and scaled back with
+    ``np.ldexp`` are the unscaled ones, correctly rounded.
+    """
+    if max_abs == 0.0:
+        return 0
+    exponent = math.frexp(max_abs)[1]
+    limit = _SAFE_EXPONENT[np.dtype(dtype)]
+    return 0 if -limit <= exponent <= limit else -exponent
+
+
+def check_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
+    """An integer (not a bool) in [lo, hi]; TypeError or ValueError naming `name` otherwise.
+
+    The one integer validator: every count, size, seed and bound a user passes goes through
+    it, so a value beyond what the core's C types hold is refused here with its name instead
+    of surfacing as pybind's "incompatible function arguments".
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise TypeError(f"{name} must be an integer {bound}, got {value!r}")
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def check_flag(value: Any, name: str) -> bool:
+    """True or False (numpy bools included); TypeError naming `name` otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+#: Largest k (and ef) a search accepts: the core counts them in 32-bit integers.
+MAX_K = 2**31 - 1
+#: Most threads one call starts (the pool keeps them): far above any core count, far below
+#: the thousands of OS threads a typo like threads=10**6 would otherwise leave behind.
+MAX_THREADS = 256
 
 
 def check_k(k: Any, name: str = "k") -> int:
-    """k must be an integer >= 1."""
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer >= 1, got {k!r}")
-    if k < 1:
-        raise ValueError(f"{name} must be >= 1, got {k}")
-    return int(k)
+    """k must be an integer in [1, MAX_K]."""
+    return check_int(k, name, 1, MAX_K)
 
 
 def resolve_threads(threads: Any) -> int:
-    """None -> every core this process may run on; otherwise a positive integer."""
+    """None -> every core this process may run on; otherwise an integer in [1, MAX_THREADS].
+
+    Values above MAX_THREADS are refused (not clipped): asking for more threads than any
+    machine has cores is a mistake worth saying.
+    """
     if threads is None:
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            return min(MAX_THREADS, max(1, len(os.sched_getaffinity(0))))
         except AttributeError:  # macOS, Windows
-            return os.cpu_count() or 1
-    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            return min(MAX_THREADS, os.cpu_count() or 1)
+    if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)):
         raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"threads must be None or an integer in [1, {MAX_THREADS}], got {threads}")
     return int(threads)
 
 
@@ -118,18 +187,17 @@ def mahalanobis_factor(VI: Any, dim: int, dtype: np.dtype | type) -> np.ndarray:
     if not np.allclose(vi, vi.T, rtol=1e-7, atol=1e-10 * scale):
         raise ValueError("VI must be symmetric")
     sym = (vi + vi.T) / 2
-    with _serial_blas():
+    with serial_blas():
         return _factor(sym, dim, dtype)
 
 
-def _serial_blas():
-    """One BLAS thread for the small factorisations: OpenBLAS's threaded potrf/syevd on a
-    d x d matrix costs ~0.2 s on a busy machine instead of ~1 ms."""
+def serial_blas() -> contextlib.AbstractContextManager:
+    """One BLAS thread inside the block: for small factorisations and products, OpenBLAS's
+    threaded potrf/syevd on a d x d matrix costs ~0.2 s on a busy machine instead of ~1 ms
+    (and competes with pysim's own pool)."""
     try:
         from threadpoolctl import threadpool_limits  # installed with scikit-learn
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
-        import contextlib
-
         return contextlib.nullcontext()
     return threadpool_limits(1, user_api="blas")
 
@@ -154,5 +222,52 @@ def _factor(sym: np.ndarray, dim: int, dtype: np.dtype | type) -> np.ndarray:
     return np.ascontiguousarray(L, dtype=dtype)
 
 
-def dtype_suffix(dtype: np.dtype) -> str:
-    return "f32" if dtype == np.float32 else "f64"
+@dataclass(frozen=True)
+class MetricMapping:
+    """A metric resolved once for everything that computes it: ``core`` is what the kernels
+    compute, and rows reach them through :meth:`map_rows`.
+
+    Mahalanobis with ``VI = Lᵀ L`` is the Euclidean distance between ``L a`` and ``L b``:
+    rows are mapped in float64 (pysim's float64 product kernel) and rounded once to the
+    storage dtype, identically for ``cdist``, ``paired_distances``, every index and the
+    estimators, so they all rank the same mapped rows. Other metrics map rows to themselves.
+    """
+
+    name: str
+    core: Any
+    L: np.ndarray | None = None
+
+    def map_rows(self, X: np.ndarray, dtype: np.dtype | type, name: str) -> np.ndarray:
+        """`X` (finite, 2-D) as the kernels see it, C-contiguous in `dtype`."""
+        if self.L is None:
+            return np.ascontiguousarray(X, dtype=dtype)
+        X64 = np.ascontiguousarray(X, dtype=np.float64)
+        # L @ X.T, with L (fixed shape) as the left operand: each mapped row then gets the
+        # same arithmetic whatever the batch it arrives in (a row added alone maps exactly
+        # as it does inside a bigger matrix, which X @ L.T does not guarantee).
+        mapped = _core.dot_f64(self.L, X64, resolve_threads(None), None)
+        with np.errstate(over="ignore"):  # reported below, naming the argument
+            out = np.ascontiguousarray(mapped.T, dtype=dtype)
+        if not np.isfinite(out).all():
+            raise ValueError(
+                f"{name} mapped by the factor of VI has values too large for {np.dtype(dtype)}"
+            )
+        return out
+
+
+def resolve_metric(
+    metric: Any, VI: Any, dim: int, *, allowed: tuple[str, ...] | None = None
+) -> MetricMapping:
+    """The one metric resolver: name checked (against `allowed`), `VI` factored for
+    "mahalanobis" (and refused for every other metric)."""
+    metric = check_metric(metric, allowed)
+    if metric == "mahalanobis":
+        return MetricMapping(metric, METRICS["euclidean"], mahalanobis_factor(VI, dim, np.float64))
+    if VI is not None:
+        raise ValueError(f"VI is only used with metric='mahalanobis', not {metric!r}")
+    return MetricMapping(metric, METRICS[metric])
+
+
+def by_dtype(dtype: np.dtype | type, f32: Any, f64: Any) -> Any:
+    """The float32 or float64 variant of a compiled function or class."""
+    return f32 if np.dtype(dtype) == np.float32 else f64

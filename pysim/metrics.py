@@ -129,12 +129,16 @@ def eer(scores: Any, same: Any) -> float:
     return _eer_point(far, frr)[0]
 
 
-def _check_rate(value: Any, name: str) -> float:
+def _check_rate(value: Any, name: str, *, open_interval: bool = False) -> float:
+    """A number in [0, 1] (or (0, 1)); one message for the type and range errors alike."""
+    bounds = "(0, 1)" if open_interval else "[0, 1]"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number in [0, 1], got {value!r}")
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-    return float(value)
+        raise TypeError(f"{name} must be a number in {bounds}, got {value!r}")
+    v = float(value)
+    inside = 0.0 < v < 1.0 if open_interval else 0.0 <= v <= 1.0
+    if not inside:
+        raise ValueError(f"{name} must be in {bounds}, got {value!r}")
+    return v
 
 
 def _far_point(far: np.ndarray, target: float) -> int:
@@ -206,9 +210,7 @@ def min_dcf(
             raise TypeError(f"{name} must be a positive number, got {value!r}")
         if not (value > 0 and np.isfinite(value)):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
-    p = _check_rate(p_target, "p_target")
-    if not 0.0 < p < 1.0:
-        raise ValueError(f"p_target must be in (0, 1), got {p_target!r}")
+    p = _check_rate(p_target, "p_target", open_interval=True)
     _, far, frr = operating_points(scores, same)
     dcf = c_miss * p * frr + c_fa * (1.0 - p) * far
     return float(dcf.min() / min(c_miss * p, c_fa * (1.0 - p)))

@@ -35,7 +35,7 @@ def _expected(index, X, Q, k, metric, VI=None):
     float64 and rounded once to the dtype), so the comparison is bit-for-bit meaningful."""
     if metric == "mahalanobis":
         Xm = index._state[0].astype(np.float64)
-        Qm = index._queries(Q).astype(np.float64)
+        Qm = index._prepare_queries(Q).astype(np.float64)
         return reference.knn(Xm, Qm, k, "euclidean")
     return reference.knn(np.asarray(X, np.float64), np.asarray(Q, np.float64), k, metric)
 
@@ -49,7 +49,7 @@ def _check(index, X, Q, k, metric, VI=None, threads=None):
     np.testing.assert_array_equal(ind, want_i)
     # Distances are float64 values (summed in another order than numpy's) rounded to the dtype.
     Xr = index._state[0] if metric == "mahalanobis" else X
-    Qr = index._queries(Q) if metric == "mahalanobis" else np.atleast_2d(Q)
+    Qr = index._prepare_queries(Q) if metric == "mahalanobis" else np.atleast_2d(Q)
     scale = reference.scale(Qr, Xr, "euclidean" if metric == "mahalanobis" else metric).max()
     atol = 4 * Xr.shape[1] * np.finfo(np.float64).eps * scale
     np.testing.assert_allclose(D, want_d.astype(dtype), rtol=2 * np.finfo(dtype).eps, atol=atol)
@@ -335,7 +335,8 @@ def test_radius_includes_points_exactly_on_it(rng, metric, dtype):
 def test_radius_edge_values(rng):
     X = rng.standard_normal((50, 3))
     index = pysim.BruteForceIndex(X, "euclidean")
-    assert all(len(x) == 0 for x in index.query_radius(X[:3], -1.0))
+    with pytest.raises(ValueError, match="r must be >= 0"):  # the KD-tree's rule too
+        index.query_radius(X[:3], -1.0)
     assert all(len(x) == 50 for x in index.query_radius(X[:3], np.inf))
     one = index.query_radius(X[0], 0.0)
     assert len(one) == 1 and one[0].tolist() == [0]

@@ -3,13 +3,17 @@
 // Every method that takes the index's lock releases the GIL first, even the O(1) ones: a
 // thread holding the GIL while it waits for the lock could otherwise deadlock with an add
 // whose progress callback or Ctrl-C check needs the GIL. Arrays arrive canonical (exact dtype,
-// C-contiguous, .noconvert()); optional arrays come with a flag instead of None so nothing is
-// ever converted silently. Outputs are allocated before the GIL is released.
+// C-contiguous, .noconvert()); optional arguments are keywords defaulting to None (no filter,
+// default ids, no quantization), and exact search is its own function. The state crosses as
+// one HnswState object. Outputs are allocated before the GIL is released.
 // std::out_of_range (unknown id) becomes KeyError, as the contract says.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <pybind11/stl.h>
+
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -37,7 +41,8 @@ const index_t* id_vector(const CArray<index_t>& ids, std::size_t n, const char* 
 }
 
 hnsw::Options options(int dim, Metric metric, int M, int ef_construction, std::size_t max_elements,
-                      std::uint64_t seed, const std::string& quantization, std::int64_t refine) {
+                      std::uint64_t seed, const std::optional<std::string>& quantization,
+                      const std::optional<std::int64_t>& refine) {
     require(dim >= 1, "dim must be >= 1");
     require(M >= 2 && M <= 32767, "M must be in [2, 32767]");
     require(ef_construction >= 1, "ef_construction must be >= 1");
@@ -48,16 +53,38 @@ hnsw::Options options(int dim, Metric metric, int M, int ef_construction, std::s
     opt.ef_construction = static_cast<std::size_t>(ef_construction);
     opt.max_elements = max_elements;
     opt.seed = seed;
-    if (!quantization.empty()) {
-        require(quant::parse_kind(quantization, opt.kind),
+    if (quantization) {
+        require(quant::parse_kind(*quantization, opt.kind),
                 "quantization must be None, 'f16', 'bf16', 'sq8' or 'sq4'");
         opt.quantized = true;
-        require(refine >= -1, "refine must be >= 0");
-        opt.refine = refine < 0 ? hnsw::kAutoRefine : static_cast<std::size_t>(refine);
+        require(!refine || *refine >= 0, "refine must be None or >= 0");
+        opt.refine = refine ? static_cast<std::size_t>(*refine) : hnsw::kAutoRefine;
     } else {
-        require(refine == 0, "refine needs a quantization");
+        require(!refine || *refine == 0, "refine needs a quantization");
     }
     return opt;
+}
+
+/// An exported or importable index state as one object: the scalars of hnsw::State and its
+/// arrays as numpy arrays (moved out of the core on export, no copy), plus the quantised
+/// store's arrays as a dict (their layout depends on the store options, known at import).
+struct StateBox {
+    std::size_t n = 0;
+    std::int64_t entry = -1;
+    int max_level = -1;
+    std::uint64_t next_id = 0;
+    std::uint64_t rng = 0;
+    py::object codes, levels, status, labels, counts0, links0, upper_counts, upper_links,
+        free_slots;
+    py::object quant = py::none();
+};
+
+template <class T> std::vector<T> copy_array(const py::object& a, const char* name) {
+    require(py::isinstance<py::array_t<T>>(a),
+            std::string("state array ") + name + " has the wrong type or dtype");
+    const auto arr = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+    require(static_cast<bool>(arr), std::string("state array ") + name + " is not an array");
+    return std::vector<T>(arr.data(), arr.data() + arr.size());
 }
 
 template <class Fn> void keyed(Fn&& fn) {
@@ -69,11 +96,11 @@ template <class Fn> void keyed(Fn&& fn) {
     }
 }
 
-void add(HnswIndex& ix, const CArray<float>& x, const CArray<index_t>& ids, bool has_ids,
+void add(HnswIndex& ix, const CArray<float>& x, const std::optional<CArray<index_t>>& ids,
          int threads, const py::object& progress) {
     const std::size_t n = check_rows(x, ix, "X");
     const std::size_t nt = checked_threads(threads);
-    const index_t* id_ptr = has_ids ? id_vector(ids, n, "ids") : nullptr;
+    const index_t* id_ptr = ids ? id_vector(*ids, n, "ids") : nullptr;
     hnsw::Progress report;
     if (!progress.is_none()) {
         PyObject* cb = progress.ptr(); // borrowed: `progress` outlives the call
@@ -92,95 +119,97 @@ void add(HnswIndex& ix, const CArray<float>& x, const CArray<index_t>& ids, bool
     ix.add(data, n, id_ptr, nt, report);
 }
 
+/// Graph search (approximate); `allowed`: the only ids that may be returned, None for all.
 py::tuple search(const HnswIndex& ix, const CArray<float>& q, int k, int ef, int threads,
-                 const CArray<index_t>& allowed, bool has_filter, bool exact) {
+                 const std::optional<CArray<index_t>>& allowed) {
     const std::size_t m = check_rows(q, ix, "Q");
     require(k >= 1, "k must be >= 1");
     require(ef >= 1, "ef must be >= 1");
     const std::size_t nt = checked_threads(threads);
-    require(allowed.ndim() == 1, "filter must be a 1-D array of ids");
+    require(!allowed || allowed->ndim() == 1, "filter must be a 1-D array of ids");
     const auto kk = static_cast<std::size_t>(k);
     py::array_t<float> dist({m, kk});
     py::array_t<index_t> ids({m, kk});
     const float* qp = q.data();
-    const index_t* ap = allowed.data();
-    const auto na = static_cast<std::size_t>(allowed.shape(0));
+    const index_t* ap = allowed ? allowed->data() : nullptr;
+    const auto na = allowed ? static_cast<std::size_t>(allowed->shape(0)) : 0;
     float* dp = dist.mutable_data();
     index_t* ip = ids.mutable_data();
     {
         py::gil_scoped_release nogil;
-        if (exact) {
-            ix.exact_search(qp, m, kk, nt, dp, ip);
-        } else {
-            ix.search(qp, m, kk, static_cast<std::size_t>(ef), nt, has_filter, ap, na, dp, ip);
-        }
+        ix.search(qp, m, kk, static_cast<std::size_t>(ef), nt, allowed.has_value(), ap, na, dp, ip);
     }
     return py::make_tuple(dist, ids);
 }
 
-template <class T> py::array_t<T> take(std::vector<T>& v) {
-    return vector_to_array(std::move(v));
+/// Exact search over every live point (what recall() and tune_ef() measure against).
+py::tuple exact_search(const HnswIndex& ix, const CArray<float>& q, int k, int threads) {
+    const std::size_t m = check_rows(q, ix, "Q");
+    require(k >= 1, "k must be >= 1");
+    const std::size_t nt = checked_threads(threads);
+    const auto kk = static_cast<std::size_t>(k);
+    py::array_t<float> dist({m, kk});
+    py::array_t<index_t> ids({m, kk});
+    const float* qp = q.data();
+    float* dp = dist.mutable_data();
+    index_t* ip = ids.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        ix.exact_search(qp, m, kk, nt, dp, ip);
+    }
+    return py::make_tuple(dist, ids);
 }
 
-py::dict export_state(const HnswIndex& ix) {
+StateBox export_state(const HnswIndex& ix) {
     hnsw::State st;
     {
         py::gil_scoped_release nogil;
         st = ix.export_state();
     }
-    py::dict out;
-    out["n"] = st.n;
-    out["entry"] = st.entry;
-    out["max_level"] = st.max_level;
-    out["next_id"] = st.next_id;
-    out["rng"] = st.rng;
-    out["codes"] = take(st.codes);
-    out["levels"] = take(st.levels);
-    out["status"] = take(st.status);
-    out["labels"] = take(st.labels);
-    out["counts0"] = take(st.counts0);
-    out["links0"] = take(st.links0);
-    out["upper_counts"] = take(st.upper_counts);
-    out["upper_links"] = take(st.upper_links);
-    out["free_slots"] = take(st.free_slots);
+    StateBox box;
+    box.n = st.n;
+    box.entry = st.entry;
+    box.max_level = st.max_level;
+    box.next_id = st.next_id;
+    box.rng = st.rng;
+    box.codes = vector_to_array(std::move(st.codes));
+    box.levels = vector_to_array(std::move(st.levels));
+    box.status = vector_to_array(std::move(st.status));
+    box.labels = vector_to_array(std::move(st.labels));
+    box.counts0 = vector_to_array(std::move(st.counts0));
+    box.links0 = vector_to_array(std::move(st.links0));
+    box.upper_counts = vector_to_array(std::move(st.upper_counts));
+    box.upper_links = vector_to_array(std::move(st.upper_links));
+    box.free_slots = vector_to_array(std::move(st.free_slots));
     if (st.quant)
-        out["quant"] = state_dict(*st.quant);
-    return out;
+        box.quant = state_dict(*st.quant);
+    return box;
 }
 
-template <class T> std::vector<T> copy_flat(const py::array_t<T, py::array::c_style>& a) {
-    return std::vector<T>(a.data(), a.data() + a.size());
-}
-
-std::unique_ptr<HnswIndex>
-from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t seed,
-           const std::string& quantization, std::int64_t refine, std::size_t n, std::int64_t entry,
-           int max_level, std::uint64_t next_id, std::uint64_t rng, const CArray<float>& codes,
-           const CArray<std::uint8_t>& levels, const CArray<std::uint8_t>& status,
-           const CArray<index_t>& labels, const CArray<std::uint16_t>& counts0,
-           const CArray<std::uint32_t>& links0, const CArray<std::uint16_t>& upper_counts,
-           const CArray<std::uint32_t>& upper_links, const CArray<std::uint32_t>& free_slots,
-           const py::object& quant) {
-    require(dim >= 1 && M >= 2 && ef_construction >= 1, "invalid HNSW parameters");
+std::unique_ptr<HnswIndex> from_state(int dim, Metric metric, int M, int ef_construction,
+                                      std::uint64_t seed,
+                                      const std::optional<std::string>& quantization,
+                                      const std::optional<std::int64_t>& refine,
+                                      const StateBox& box) {
     hnsw::Options opt = options(dim, metric, M, ef_construction, 0, seed, quantization, refine);
-    require(opt.quantized == !quant.is_none(), "quantised state does not match quantization");
+    require(opt.quantized == !box.quant.is_none(), "quantised state does not match quantization");
     hnsw::State st;
-    st.n = n;
-    st.entry = entry;
-    st.max_level = max_level;
-    st.next_id = next_id;
-    st.rng = rng;
-    st.codes = copy_flat(codes);
-    st.levels = copy_flat(levels);
-    st.status = copy_flat(status);
-    st.labels = copy_flat(labels);
-    st.counts0 = copy_flat(counts0);
-    st.links0 = copy_flat(links0);
-    st.upper_counts = copy_flat(upper_counts);
-    st.upper_links = copy_flat(upper_links);
-    st.free_slots = copy_flat(free_slots);
+    st.n = box.n;
+    st.entry = box.entry;
+    st.max_level = box.max_level;
+    st.next_id = box.next_id;
+    st.rng = box.rng;
+    st.codes = copy_array<float>(box.codes, "codes");
+    st.levels = copy_array<std::uint8_t>(box.levels, "levels");
+    st.status = copy_array<std::uint8_t>(box.status, "status");
+    st.labels = copy_array<index_t>(box.labels, "labels");
+    st.counts0 = copy_array<std::uint16_t>(box.counts0, "counts0");
+    st.links0 = copy_array<std::uint32_t>(box.links0, "links0");
+    st.upper_counts = copy_array<std::uint16_t>(box.upper_counts, "upper_counts");
+    st.upper_links = copy_array<std::uint32_t>(box.upper_links, "upper_links");
+    st.free_slots = copy_array<std::uint32_t>(box.free_slots, "free_slots");
     if (opt.quantized)
-        st.quant = store_state_from_dict(quant_options(opt), quant.cast<py::dict>());
+        st.quant = store_state_from_dict(quant_options(opt), box.quant.cast<py::dict>());
     py::gil_scoped_release nogil;
     return HnswIndex::from_state(opt, st);
 }
@@ -189,21 +218,41 @@ from_state(int dim, Metric metric, int M, int ef_construction, std::uint64_t see
 
 void bind_hnsw(py::module_& m) {
     using nogil = py::call_guard<py::gil_scoped_release>;
+    py::class_<StateBox>(m, "HnswState")
+        .def(py::init<>())
+        .def_readwrite("n", &StateBox::n)
+        .def_readwrite("entry", &StateBox::entry)
+        .def_readwrite("max_level", &StateBox::max_level)
+        .def_readwrite("next_id", &StateBox::next_id)
+        .def_readwrite("rng", &StateBox::rng)
+        .def_readwrite("codes", &StateBox::codes)
+        .def_readwrite("levels", &StateBox::levels)
+        .def_readwrite("status", &StateBox::status)
+        .def_readwrite("labels", &StateBox::labels)
+        .def_readwrite("counts0", &StateBox::counts0)
+        .def_readwrite("links0", &StateBox::links0)
+        .def_readwrite("upper_counts", &StateBox::upper_counts)
+        .def_readwrite("upper_links", &StateBox::upper_links)
+        .def_readwrite("free_slots", &StateBox::free_slots)
+        .def_readwrite("quant", &StateBox::quant);
+
     py::class_<HnswIndex>(m, "HnswIndex")
         .def(py::init([](int dim, Metric metric, int M, int ef_construction,
                          std::size_t max_elements, std::uint64_t seed,
-                         const std::string& quantization, std::int64_t refine) {
+                         const std::optional<std::string>& quantization,
+                         const std::optional<std::int64_t>& refine) {
                  return std::make_unique<HnswIndex>(options(
                      dim, metric, M, ef_construction, max_elements, seed, quantization, refine));
              }),
-             py::arg("dim"), py::arg("metric"), py::arg("M"), py::arg("ef_construction"),
-             py::arg("max_elements"), py::arg("seed"), py::arg("quantization") = "",
-             py::arg("refine") = 0)
-        .def("add", &add, py::arg("X").noconvert(), py::arg("ids").noconvert(), py::arg("has_ids"),
-             py::arg("threads"), py::arg("progress") = py::none())
-        .def("search", &search, py::arg("Q").noconvert(), py::arg("k"), py::arg("ef"),
-             py::arg("threads"), py::arg("allowed").noconvert(), py::arg("has_filter"),
-             py::arg("exact") = false)
+             py::arg("dim"), py::arg("metric"), py::kw_only(), py::arg("M"),
+             py::arg("ef_construction"), py::arg("max_elements"), py::arg("seed"),
+             py::arg("quantization") = py::none(), py::arg("refine") = py::none())
+        .def("add", &add, py::arg("X").noconvert(), py::arg("ids").noconvert() = py::none(),
+             py::kw_only(), py::arg("threads"), py::arg("progress") = py::none())
+        .def("search", &search, py::arg("Q").noconvert(), py::arg("k"), py::kw_only(),
+             py::arg("ef"), py::arg("threads"), py::arg("allowed").noconvert() = py::none())
+        .def("exact_search", &exact_search, py::arg("Q").noconvert(), py::arg("k"), py::kw_only(),
+             py::arg("threads"))
         .def(
             "remove",
             [](HnswIndex& ix, const CArray<index_t>& ids) {
@@ -273,15 +322,9 @@ void bind_hnsw(py::module_& m) {
                  }
                  return py::make_tuple(d.rows_at_fit, d.rows_since_fit, d.clipped_since_fit);
              })
-        .def_static("from_state", &from_state, py::arg("dim"), py::arg("metric"), py::arg("M"),
-                    py::arg("ef_construction"), py::arg("seed"), py::arg("quantization"),
-                    py::arg("refine"), py::arg("n"), py::arg("entry"), py::arg("max_level"),
-                    py::arg("next_id"), py::arg("rng"), py::arg("codes").noconvert(),
-                    py::arg("levels").noconvert(), py::arg("status").noconvert(),
-                    py::arg("labels").noconvert(), py::arg("counts0").noconvert(),
-                    py::arg("links0").noconvert(), py::arg("upper_counts").noconvert(),
-                    py::arg("upper_links").noconvert(), py::arg("free_slots").noconvert(),
-                    py::arg("quant") = py::none());
+        .def_static("from_state", &from_state, py::arg("dim"), py::arg("metric"), py::kw_only(),
+                    py::arg("M"), py::arg("ef_construction"), py::arg("seed"),
+                    py::arg("quantization"), py::arg("refine"), py::arg("state"));
 }
 
 } // namespace pysim::bindings

@@ -35,10 +35,6 @@
 namespace pysim::hnsw {
 namespace {
 
-std::uint64_t pack_entry(slot_t s, int level) {
-    return (std::uint64_t(level + 1) << 32) | s;
-}
-
 struct SelfAccept {
     slot_t self;
     bool operator()(slot_t s) const noexcept { return s != self; }
@@ -188,18 +184,18 @@ template <class Dist> void HnswIndex::insert(const Dist& proto, slot_t s, Scratc
     const int level = graph_.level(s);
     std::unique_lock<std::mutex> top_lock(entry_mutex_, std::defer_lock);
     std::uint64_t e = entry_.load(std::memory_order_acquire);
-    if (e == 0 || level > int(e >> 32) - 1) {
+    if (e == 0 || level > Entry::level(e)) {
         top_lock.lock();
         e = entry_.load(std::memory_order_acquire);
         if (e == 0) {
-            entry_.store(pack_entry(s, level), std::memory_order_release);
+            entry_.store(Entry::pack(s, level), std::memory_order_release);
             return;
         }
-        if (level <= int(e >> 32) - 1)
+        if (level <= Entry::level(e))
             top_lock.unlock();
     }
-    const auto ep = static_cast<slot_t>(e & 0xFFFFFFFFu);
-    const int top_level = int(e >> 32) - 1;
+    const auto ep = Entry::slot(e);
+    const int top_level = Entry::level(e);
     const InflightGuard inflight(*this, s);
     const Dist dist = proto.rebind(s);
     const auto link_from_top = [&](const auto& walk) {
@@ -223,7 +219,7 @@ template <class Dist> void HnswIndex::insert(const Dist& proto, slot_t s, Scratc
         link_from_top(dist);
     }
     if (top_lock.owns_lock())
-        entry_.store(pack_entry(s, level), std::memory_order_release);
+        entry_.store(Entry::pack(s, level), std::memory_order_release);
 }
 
 template <class Dist, class Walk>
@@ -356,7 +352,7 @@ void HnswIndex::connect(const Dist& dist, slot_t s, int level, const std::vector
 template <class Dist> void HnswIndex::relink(const Dist& proto, slot_t s, Scratch& sc) {
     const int level = graph_.level(s);
     const std::uint64_t e = entry_.load(std::memory_order_acquire);
-    const bool is_entry = e != 0 && slot_t(e & 0xFFFFFFFFu) == s;
+    const bool is_entry = e != 0 && Entry::slot(e) == s;
     std::vector<slot_t> old;
     for (int l = 0; l <= level; ++l) {
         const std::size_t cap = graph_.max_links(l);

@@ -41,6 +41,19 @@ inline constexpr slot_t kNoSlot = 0xFFFFFFFFu;
 inline constexpr std::size_t kMaxSlots = 0xFFFFFFF0u;
 inline constexpr int kMaxLevel = 30;
 
+/// The entry point and the graph's top level packed in one word, so both change in one
+/// atomic store: (level + 1) << 32 | slot, 0 for an empty graph.
+struct Entry {
+    static constexpr std::uint64_t pack(slot_t s, int level) noexcept {
+        return (std::uint64_t(level + 1) << 32) | s;
+    }
+    static constexpr slot_t slot(std::uint64_t word) noexcept {
+        return static_cast<slot_t>(word & 0xFFFFFFFFu);
+    }
+    /// Top level, -1 for an empty graph.
+    static constexpr int level(std::uint64_t word) noexcept { return int(word >> 32) - 1; }
+};
+
 /// live: searchable; deleted: a tombstone still used for routing, reusable by later adds;
 /// free: allocated but never linked (an add rolled back before inserting it), reusable.
 enum class Status : std::uint8_t { live = 0, deleted = 1, free = 2 };

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -90,8 +91,13 @@ HnswIndex::HnswIndex(const Options& opt)
         qstore_ = std::make_unique<quant::QuantStore>(quant_options(opt));
     for (auto& f : inflight_)
         f.store(kNoSlot, std::memory_order_relaxed);
-    if (opt.max_elements > 0)
-        graph_.reserve_total(opt.max_elements);
+    if (opt.max_elements > 0) {
+        try {
+            graph_.reserve_total(opt.max_elements);
+        } catch (const std::bad_alloc&) {
+            // max_elements is only a hint: an index that cannot reserve it grows as it fills.
+        }
+    }
 }
 
 HnswIndex::~HnswIndex() = default;
@@ -391,14 +397,21 @@ void HnswIndex::search(const float* queries, std::size_t m, std::size_t k, std::
         std::sort(admissible.begin(), admissible.end()); // sequential arena reads
     const auto* bitset = has_filter && !brute ? &bits : nullptr;
     const auto* scan = brute ? &admissible : nullptr;
+    dispatch(queries, m, k, ef, threads, bitset, scan, dist, ids);
+}
+
+void HnswIndex::dispatch(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
+                         std::size_t threads, const std::vector<std::uint64_t>* bits,
+                         const std::vector<slot_t>* scan, float* dist, index_t* ids) const {
+    // The one place a search picks its storage (float32 / quantised) and space (l2 / ip).
     if (qstore_ && store_.space() == Space::ip) {
-        search_quant<Space::ip>(queries, m, k, ef, threads, bitset, scan, dist, ids);
+        search_quant<Space::ip>(queries, m, k, ef, threads, bits, scan, dist, ids);
     } else if (qstore_) {
-        search_quant<Space::l2>(queries, m, k, ef, threads, bitset, scan, dist, ids);
+        search_quant<Space::l2>(queries, m, k, ef, threads, bits, scan, dist, ids);
     } else if (store_.space() == Space::ip) {
-        search_impl<Space::ip>(queries, m, k, ef, threads, bitset, scan, dist, ids);
+        search_impl<Space::ip>(queries, m, k, ef, threads, bits, scan, dist, ids);
     } else {
-        search_impl<Space::l2>(queries, m, k, ef, threads, bitset, scan, dist, ids);
+        search_impl<Space::l2>(queries, m, k, ef, threads, bits, scan, dist, ids);
     }
 }
 
@@ -414,15 +427,7 @@ void HnswIndex::exact_search(const float* queries, std::size_t m, std::size_t k,
         return;
     }
     const std::vector<slot_t> all = live_slots();
-    if (qstore_ && store_.space() == Space::ip) {
-        search_quant<Space::ip>(queries, m, k, k, threads, nullptr, &all, dist, ids);
-    } else if (qstore_) {
-        search_quant<Space::l2>(queries, m, k, k, threads, nullptr, &all, dist, ids);
-    } else if (store_.space() == Space::ip) {
-        search_impl<Space::ip>(queries, m, k, k, threads, nullptr, &all, dist, ids);
-    } else {
-        search_impl<Space::l2>(queries, m, k, k, threads, nullptr, &all, dist, ids);
-    }
+    dispatch(queries, m, k, k, threads, nullptr, &all, dist, ids);
 }
 
 template <Space S>

@@ -206,6 +206,11 @@ class HnswIndex {
                           Scratch& sc);
 
     // hnsw.cpp
+    /// Runs search_impl / search_quant for this index's storage and space (callers hold the
+    /// shared lock): exactly over `scan` when given, else a graph walk filtered by `bits`.
+    void dispatch(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
+                  std::size_t threads, const std::vector<std::uint64_t>* bits,
+                  const std::vector<slot_t>* scan, float* dist, index_t* ids) const;
     template <Space S>
     void search_impl(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
                      std::size_t threads, const std::vector<std::uint64_t>* bits,
@@ -244,7 +249,7 @@ class HnswIndex {
     std::uint64_t rng_;
     double level_mult_;
 
-    // Entry point and top level packed in one word: (level + 1) << 32 | slot; 0 = empty.
+    // Entry point and top level packed in one word (Entry in graph.hpp); 0 = empty.
     std::atomic<std::uint64_t> entry_{0};
     std::mutex entry_mutex_; // held while a node that raises the top level is inserted
 

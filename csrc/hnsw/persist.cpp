@@ -72,8 +72,8 @@ State HnswIndex::export_locked() const {
     }
     st.free_slots = free_;
     const std::uint64_t e = entry_.load(std::memory_order_acquire);
-    st.entry = e == 0 ? -1 : std::int64_t(e & 0xFFFFFFFFu);
-    st.max_level = int(e >> 32) - 1;
+    st.entry = e == 0 ? -1 : std::int64_t(Entry::slot(e));
+    st.max_level = Entry::level(e);
     st.next_id = next_id_;
     st.rng = rng_;
     if (qstore_)
@@ -192,7 +192,7 @@ std::unique_ptr<HnswIndex> HnswIndex::from_state(const Options& opt, const State
     ix->live_ = live_ids.size();
     ix->free_.assign(st.free_slots.begin(), st.free_slots.end());
     if (top >= 0) {
-        ix->entry_.store((std::uint64_t(top + 1) << 32) | std::uint64_t(st.entry));
+        ix->entry_.store(Entry::pack(static_cast<slot_t>(st.entry), top));
     }
     ix->next_id_ = st.next_id;
     ix->rng_ = st.rng;

@@ -191,15 +191,15 @@ void level0_seeds(const Graph& g, const Dist& dist, Cand cur, std::vector<Cand>&
     }
 }
 
-/// A query's walk: greedy descent from the packed entry word ((top level + 1) << 32 | slot) to
+/// A query's walk: greedy descent from the packed Entry word to
 /// level 0, then the level-0 beam of width ef, accepting only slots set in `bits` when given,
 /// else only live ones when the graph has tombstones. Leaves the beam in s.results.
 template <class Dist>
 void query_beam(const Graph& g, const Dist& d, std::uint64_t entry, std::size_t ef,
                 const std::uint64_t* bits, bool tombstones, Scratch& s) {
-    const auto ep = static_cast<slot_t>(entry & 0xFFFFFFFFu);
+    const auto ep = Entry::slot(entry);
     Cand cur{d(ep), ep};
-    cur = greedy_descent(g, d, cur, int(entry >> 32) - 1, 0);
+    cur = greedy_descent(g, d, cur, Entry::level(entry), 0);
     level0_seeds(g, d, cur, s.seeds);
     if (bits != nullptr) {
         search_layer<true>(g, d, s.seeds.data(), s.seeds.size(), ef, 0, s, BitAccept{bits});

@@ -40,7 +40,8 @@ from .._brute import BruteForceIndex
 from .._compat import validate_data
 from .._hnsw import HNSWIndex
 from .._kdtree import KDTreeIndex
-from .._validation import mahalanobis_factor, resolve_threads
+from .._validation import MetricMapping, resolve_threads
+from .._validation import resolve_metric as resolve_metric_mapping
 
 ALGORITHMS = ("auto", "brute", "kd_tree", "hnsw")
 METRICS = ("euclidean", "sqeuclidean", "cosine", "ip", "mahalanobis")
@@ -309,9 +310,10 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         return tags
 
     def _learned(
-        self, X: np.ndarray, learner: Any, L: np.ndarray | None, dtype: np.dtype
+        self, X: np.ndarray, learner: Any, mapping: MetricMapping | None, dtype: np.dtype
     ) -> np.ndarray:
-        """Rows in the searched space: learner transform, then the Mahalanobis map."""
+        """Rows in the searched space: learner transform, then the metric's mapping (the
+        Mahalanobis factor, through the resolver every pysim distance uses)."""
         if learner is not None:
             X = np.asarray(learner.transform(X))
             if X.ndim != 2 or X.shape[1] < 1 or X.dtype.kind not in "biuf":
@@ -321,8 +323,8 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
                 )
             if not np.isfinite(X).all():
                 raise ValueError("metric_learner.transform returned NaN or infinity")
-        if L is not None:
-            X = X.astype(np.float64, copy=False) @ L.T
+        if mapping is not None:
+            return mapping.map_rows(X, dtype, "X")
         return np.ascontiguousarray(X, dtype=dtype)
 
     def _fit_index(self, X: np.ndarray, y: Any = None) -> None:
@@ -332,10 +334,8 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         dtype = X.dtype
         learner = self._fit_metric_learner(X, y)
         Z = self._learned(X, learner, None, dtype)
-        L = None
-        if metric == "mahalanobis":
-            L = mahalanobis_factor(resolved["metric_params"]["VI"], Z.shape[1], np.float64)
-            Z = self._learned(Z, None, L, dtype)
+        mapping = resolve_metric_mapping(metric, resolved["metric_params"].get("VI"), Z.shape[1])
+        Z = self._learned(Z, None, mapping, dtype)
         n_samples = Z.shape[0]
         algorithm = self.algorithm
         if algorithm == "auto":
@@ -348,7 +348,7 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
         self.metric_learner_ = learner
         self.effective_metric_ = metric
         self.effective_metric_params_ = resolved["metric_params"]
-        self._mahalanobis_L = L
+        self._metric_mapping = mapping
         self._index_metric = index_metric
         self._fit_X = Z
         self.algorithm_ = algorithm
@@ -408,20 +408,14 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
     def _queries(self, X: Any) -> np.ndarray:
         """Validated queries, mapped into the searched space in the training dtype."""
         X = validate_data(self, X, dtype=[np.float64, np.float32], order="C", reset=False)
-        return self._learned(X, self.metric_learner_, self._mahalanobis_L, self._fit_X.dtype)
+        return self._learned(X, self.metric_learner_, self._metric_mapping, self._fit_X.dtype)
 
     def _search(self, Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """k nearest training rows of each mapped query: (distances, indices), fit dtype."""
         threads = resolve_threads(self.threads)
         dist, ind = self.index_.query(Z, k, threads=threads)
-        if self._fit_method == "hnsw":
+        if self._fit_method == "hnsw":  # (HNSWIndex answers short walks exactly itself)
             dist = dist.astype(self._fit_X.dtype, copy=False)
-            short = (ind < 0).any(axis=1)
-            if short.any():
-                # The graph left a query with fewer than k results (possible only when part
-                # of it is unreachable from the entry point): answer those exactly.
-                exact = BruteForceIndex(self._fit_X, self._index_metric)
-                dist[short], ind[short] = exact.query(Z[short], k, threads=threads)
         return dist, ind
 
     def _check_n_neighbors(self, n_neighbors: Any) -> int:

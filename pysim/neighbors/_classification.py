@@ -23,6 +23,14 @@ from .._compat import validate_data
 from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, check_weights, get_weights
 
 
+def _weighted_mode(votes: np.ndarray) -> np.ndarray:
+    """Winning class per row as scikit-learn's ``weighted_mode`` decides: the largest total,
+    ties to the first class, and the first class when no total is positive."""
+    best = np.argmax(votes, axis=1)
+    best[votes[np.arange(len(votes)), best] <= 0] = 0
+    return best
+
+
 def class_votes(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) -> np.ndarray:
     """Summed (weighted) votes per query and class.
 
@@ -172,8 +180,14 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         self._y = codes if outputs_2d else codes[:, 0]
         return self
 
-    def _votes(self, X: Any) -> list[np.ndarray]:
-        """Summed votes per query and class, one (n_queries, n_classes) array per output."""
+    def _votes(self, X: Any, *, among_neighbours: bool = False) -> list[np.ndarray]:
+        """Summed votes per query and class, one (n_queries, n_classes) array per output.
+
+        With `among_neighbours`, classes that no neighbour holds get -inf: scikit-learn's
+        weighted mode picks among the neighbours' classes only (and the first class when
+        none of them has a positive total), which differs from a plain argmax when a callable
+        gives negative weights.
+        """
         check_is_fitted(self)
         if self.weights in (None, "uniform"):
             ind = self.kneighbors(X, return_distance=False)
@@ -184,7 +198,12 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
             check_nonzero_weights(weights)
         codes = self._y.reshape(len(self._y), -1)
         classes = self.classes_ if self.outputs_2d_ else [self.classes_]
-        return [class_votes(codes[:, j][ind], weights, len(c)) for j, c in enumerate(classes)]
+        votes = [class_votes(codes[:, j][ind], weights, len(c)) for j, c in enumerate(classes)]
+        if among_neighbours and weights is not None:
+            for j, (v, c) in enumerate(zip(votes, classes, strict=True)):
+                held = class_votes(codes[:, j][ind], None, len(c)) > 0
+                v[~held] = -np.inf
+        return votes
 
     def predict(self, X: Any) -> np.ndarray:
         """Most voted class of each query.
@@ -201,9 +220,9 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
             Predicted labels (dtype of ``classes_``); vote ties go to the first class in
             ``classes_`` order.
         """
-        votes = self._votes(X)
+        votes = self._votes(X, among_neighbours=True)
         classes = self.classes_ if self.outputs_2d_ else [self.classes_]
-        pred = [c[np.argmax(v, axis=1)] for c, v in zip(classes, votes, strict=True)]
+        pred = [c[_weighted_mode(v)] for c, v in zip(classes, votes, strict=True)]
         return np.stack(pred, axis=1) if self.outputs_2d_ else pred[0]
 
     def predict_proba(self, X: Any) -> np.ndarray | list[np.ndarray]:
