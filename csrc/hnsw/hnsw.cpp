@@ -82,8 +82,10 @@ quant::StoreOptions quant_options(const Options& opt) {
 
 HnswIndex::HnswIndex(const Options& opt)
     : opt_(opt), store_(opt.dim, space_of(opt.metric), opt.metric == Metric::cosine),
-      graph_(opt.quantized ? 0 : opt.dim * sizeof(float), opt.M), rng_(opt.seed),
-      level_mult_(1.0 / std::log(double(std::max<std::size_t>(opt.M, 2)))) {
+      layout_(opt.blocks ? BlockLayout(std::max<std::size_t>(opt.dim, 1), 2 * opt.M, opt.seed)
+                         : BlockLayout()),
+      graph_(opt.quantized ? 0 : opt.dim * sizeof(float), opt.M, opt.blocks ? layout_.bytes() : 0),
+      rng_(opt.seed), level_mult_(1.0 / std::log(double(std::max<std::size_t>(opt.M, 2)))) {
     require(opt.dim >= 1, "dim must be >= 1");
     require(opt.ef_construction >= 1, "ef_construction must be >= 1");
     if (opt.quantized)
@@ -212,6 +214,7 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
     }
     if (!error) {
         maybe_reorder();
+        seal_after_add(jobs, threads);
         return;
     }
     // Interrupted or failed: rows whose insertion never started leave again, so each row is
@@ -389,6 +392,14 @@ void HnswIndex::search(const float* queries, std::size_t m, std::size_t k, std::
         std::sort(admissible.begin(), admissible.end()); // sequential arena reads
     const auto* bitset = has_filter && !brute ? &bits : nullptr;
     const auto* scan = brute ? &admissible : nullptr;
+    if (opt_.blocks && !brute) {
+        if (store_.space() == Space::ip) {
+            search_blocks<Space::ip>(queries, m, k, ef, threads, bitset, dist, ids);
+        } else {
+            search_blocks<Space::l2>(queries, m, k, ef, threads, bitset, dist, ids);
+        }
+        return;
+    }
     if (qstore_ && store_.space() == Space::ip) {
         search_quant<Space::ip>(queries, m, k, ef, threads, bitset, scan, dist, ids);
     } else if (qstore_) {
