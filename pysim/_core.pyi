@@ -247,6 +247,7 @@ class HnswIndex:
     def next_id(self) -> int: ...
     def refit(self, threads: typing.SupportsInt | typing.SupportsIndex) -> None: ...
     def remove(self, ids: numpy.typing.NDArray[numpy.int64]) -> None: ...
+    def seal_blocks(self, threads: typing.SupportsInt | typing.SupportsIndex) -> None: ...
     def search(
         self,
         Q: numpy.typing.NDArray[numpy.float32],
@@ -424,6 +425,15 @@ def _quant_kernel(
 def _set_isa(name: str) -> bool:
     """
     Switch the active kernel level (tests, benchmarks); False if unavailable.
+    """
+
+def _fastscan32(
+    codes: numpy.typing.NDArray[numpy.uint8],
+    lut: numpy.typing.NDArray[numpy.uint8],
+    repeats: typing.SupportsInt | typing.SupportsIndex = 1,
+) -> numpy.typing.NDArray[numpy.uint32]:
+    """
+    Runs the FastScan kernel on one batch (tests, benchmarks).
     """
 
 def _to_half(

@@ -11,6 +11,12 @@ products for sq codes), and re-ranks the best ``refine`` candidates against a fl
 or, with ``refine=0``, keeps no copy and re-ranks the beam with the decoded records. Returned
 distances are exact for what is stored (``csrc/hnsw/quantized.cpp``).
 
+``quantization="rabitq"`` is a different layout (``csrc/hnsw/block_codes.hpp``): the float32
+vectors stay, and every vertex's record also holds 1-bit RaBitQ codes of all its neighbours,
+scored 32 at a time with in-register tables (FastScan). One hop reads one record: the vertex's
+exact distance and estimates for all its neighbours; only expanded vertices are scored exactly,
+so there is no re-rank and returned distances are exact float32 ones.
+
 Metrics. Vectors are stored as float32. ``"sqeuclidean"``/``"euclidean"`` store rows as given;
 ``"cosine"`` stores them normalised to unit length (zero rows stay zero: distance 1 to
 everything); ``"ip"`` stores them as given; ``"mahalanobis"`` stores ``L @ x`` where
@@ -48,8 +54,10 @@ from ._validation import (
 
 _EMPTY_IDS = np.empty(0, dtype=np.int64)
 _DEFAULT_EF = 64
-_FORMAT = 2  # 2: quantised storage; format-1 files (float32 only) still load
-_QUANTIZATIONS = ("f16", "bf16", "sq8", "sq4")
+_FORMAT = 3  # 3: the "rabitq" layout; 2: quantised storage; 1: float32 only (all still load)
+_QUANTIZATIONS = ("f16", "bf16", "sq8", "sq4", "rabitq")
+#: Layouts that keep the float32 vectors in the graph (no QuantStore, nothing to re-rank).
+_FLOAT_LAYOUTS = ("rabitq",)
 #: Default ``refine`` per quantisation, chosen by measurement (benchmarks/bench_quantized.py):
 #: f16 / bf16 rank like float32 on their own (recall within 0.2 points of it on MNIST, MiniLM
 #: and clustered data), so they keep no copy; sq8 / sq4 traverse with int8 estimates that blur
@@ -58,7 +66,7 @@ _QUANTIZATIONS = ("f16", "bf16", "sq8", "sq4")
 #: and re-rank 2k (sq8) or the whole beam (sq4, whose 4-bit order needs it: 2k re-ranked gave
 #: 0.94 on Gaussian d=32 data, the beam 0.98) - "auto", -1 in the core.
 _AUTO = -1
-_DEFAULT_REFINE = {"f16": 0, "bf16": 0, "sq8": _AUTO, "sq4": _AUTO}
+_DEFAULT_REFINE = {"f16": 0, "bf16": 0, "sq8": _AUTO, "sq4": _AUTO, "rabitq": 0}
 _INT64_MAX = np.iinfo(np.int64).max
 _INT32_MAX = 2**31 - 1
 #: Slots an index can address (csrc/hnsw/graph.hpp kMaxSlots); max_elements is capped there.
@@ -93,7 +101,8 @@ def _check_quantization(quantization: Any, refine: Any) -> tuple[str | None, int
         raise TypeError(f"quantization must be None or a string, got {quantization!r}")
     if quantization is not None and quantization not in _QUANTIZATIONS:
         raise ValueError(
-            f"quantization must be None, 'f16', 'bf16', 'sq8' or 'sq4', got {quantization!r}"
+            "quantization must be None, 'f16', 'bf16', 'sq8', 'sq4' or 'rabitq', "
+            f"got {quantization!r}"
         )
     if quantization is None:
         if refine not in (None, 0):
@@ -101,7 +110,13 @@ def _check_quantization(quantization: Any, refine: Any) -> tuple[str | None, int
         return None, 0
     if refine is None:
         return quantization, _DEFAULT_REFINE[quantization]
-    return quantization, _check_int("refine", refine, 0, 1 << 30)
+    refine = _check_int("refine", refine, 0, 1 << 30)
+    if quantization in _FLOAT_LAYOUTS and refine != 0:
+        raise ValueError(
+            f"refine does not apply to quantization={quantization!r}: every vertex it expands "
+            "is scored exactly, so there is nothing to re-rank (use refine=None or 0)"
+        )
+    return quantization, refine
 
 
 def _as_ids(ids: Any, name: str, *, lookup: bool = False) -> np.ndarray:
@@ -209,18 +224,23 @@ class HNSWIndex(SearchIndex, PersistMixin):
         graph and the same results.
     VI : array-like of shape (dim, dim), optional
         Inverse covariance (symmetric positive semi-definite) for ``metric="mahalanobis"``.
-    quantization : {None, "f16", "bf16", "sq8", "sq4"}, default=None
+    quantization : {None, "f16", "bf16", "sq8", "sq4", "rabitq"}, default=None
         How vectors are stored for the graph walk. ``None``: float32. ``"f16"`` / ``"bf16"``:
         16-bit floats (half the memory; f16 stores ``|x| < 65520``, rounded to at most 65504).
         ``"sq8"`` / ``"sq4"``: 8-/4-bit codes on per-dimension ranges learned from the first
         batch added to the empty index (later values more than half a step outside them are
         clipped and counted in :attr:`drift`; call :meth:`refit` to learn new ranges).
+        ``"rabitq"``: float32 vectors, and next to each vertex 1-bit RaBitQ codes of its
+        neighbours (FastScan batches of 32), so a search step reads one record and estimates
+        all neighbours at once; distances returned are exact float32 ones. Takes more memory
+        than float32 (about ``2 * M`` bits per dimension more per vector), not less.
     refine : int, optional
         Candidates re-ranked with the float32 vectors after the walk (at least ``k``, at most
         the beam ``max(k, ef)``). ``0`` keeps no float32 copy - the memory saving - and
         re-ranks the whole beam with the decoded records instead. Default (None): 0 for f16 /
         bf16, ``2 * k`` for sq8, the whole beam for sq4 (chosen by measurement; see the
-        README's quantisation table). Only with ``quantization``. With ``refine=0`` the
+        README's quantisation table). Only with ``quantization`` (and not with ``"rabitq"``,
+        which has nothing to re-rank: None or 0). With ``refine=0`` the
         returned distance is computed from the decoded record: for ``"cosine"`` that is
         ``1 - q̂·x̃`` with ``x̃`` the decoded copy of the unit-length stored vector, which is
         unit length only up to the code's error and is not renormalised (measured on Gaussian
@@ -347,7 +367,7 @@ class HNSWIndex(SearchIndex, PersistMixin):
 
     @property
     def quantization(self) -> str | None:
-        """Storage of the vectors: None (float32), "f16", "bf16", "sq8" or "sq4"."""
+        """Storage of the vectors: None (float32), "f16", "bf16", "sq8", "sq4" or "rabitq"."""
         return self._index.quantization
 
     @property
@@ -710,7 +730,7 @@ class HNSWIndex(SearchIndex, PersistMixin):
 
     @classmethod
     def _from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> HNSWIndex:
-        if meta.get("format") not in (1, _FORMAT):
+        if meta.get("format") not in (1, 2, _FORMAT):
             raise ValueError(f"unknown HNSW state format {meta.get('format')!r}")
         dim = _check_int("dim", meta["dim"], 1, 1 << 24)
         metric = check_metric(meta["metric"])
@@ -735,13 +755,14 @@ class HNSWIndex(SearchIndex, PersistMixin):
             raise ValueError(f"unknown quantization {quantization!r} in the HNSW state")
         refine = meta.get("refine", 0)
         refine = None if refine is None else _check_int("refine", refine, 0, 1 << 30)
+        floats = quantization is None or quantization in _FLOAT_LAYOUTS
         st = _core.HnswState()
         st.n = n
         st.entry = _check_int("entry", meta["entry"], -1, n - 1)
         st.max_level = _check_int("max_level", meta["max_level"], -1, 255)
         st.next_id = _check_int("next_id", meta["next_id"], 0, _INT64_MAX + 1)
         st.rng = _check_int("rng", meta["rng"], 0, (1 << 64) - 1)
-        st.codes = arr("codes", "<f4", (0 if quantization else n, dim))
+        st.codes = arr("codes", "<f4", (n if floats else 0, dim))
         st.levels = levels
         st.status = arr("status", "|u1", (n,))
         st.labels = arr("labels", "<i8", (n,))
@@ -750,7 +771,7 @@ class HNSWIndex(SearchIndex, PersistMixin):
         st.upper_counts = arr("upper_counts", "<u2", (levels_total,))
         st.upper_links = arr("upper_links", "<u4", (levels_total, M))
         st.free_slots = arr("free_slots", "<u4", arrays["free_slots"].shape[:1])
-        if quantization is not None:
+        if not floats:
             quant = {"n": n, "drift": tuple(int(v) for v in arr("q_drift", "<u8", (3,)))}
             for key in ("lo", "step", "seen_lo", "seen_hi", "full"):
                 a = arrays["q_" + key]
@@ -779,6 +800,8 @@ class HNSWIndex(SearchIndex, PersistMixin):
             _check_int("ef", meta["ef"], 1, MAX_K),
             _check_int("max_elements", meta["max_elements"], 0, _INT64_MAX),
         )
+        # The block layout's codes are derived data: recomputed here, not stored.
+        obj._index.seal_blocks(resolve_threads(None))
         return obj
 
 

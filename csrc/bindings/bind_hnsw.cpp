@@ -53,9 +53,14 @@ hnsw::Options options(int dim, Metric metric, int M, int ef_construction, std::s
     opt.ef_construction = static_cast<std::size_t>(ef_construction);
     opt.max_elements = max_elements;
     opt.seed = seed;
-    if (quantization) {
+    if (quantization && *quantization == "rabitq") {
+        // Float32 vectors plus neighbour codes in every record; every expanded vertex is
+        // scored exactly, so there is nothing to re-rank.
+        require(!refine || *refine == 0, "refine does not apply to quantization='rabitq'");
+        opt.blocks = true;
+    } else if (quantization) {
         require(quant::parse_kind(*quantization, opt.kind),
-                "quantization must be None, 'f16', 'bf16', 'sq8' or 'sq4'");
+                "quantization must be None, 'f16', 'bf16', 'sq8', 'sq4' or 'rabitq'");
         opt.quantized = true;
         require(!refine || *refine >= 0, "refine must be None or >= 0");
         opt.refine = refine ? static_cast<std::size_t>(*refine) : hnsw::kAutoRefine;
@@ -295,6 +300,8 @@ void bind_hnsw(py::module_& m) {
         .def("export_state", &export_state)
         .def_property_readonly("quantization",
                                [](const HnswIndex& ix) -> py::object {
+                                   if (ix.blocks())
+                                       return py::str("rabitq");
                                    if (!ix.quantized())
                                        return py::none();
                                    return py::str(quant::kind_name(ix.kind()));
@@ -305,6 +312,14 @@ void bind_hnsw(py::module_& m) {
                                               ? -1
                                               : static_cast<std::int64_t>(ix.refine());
                                })
+        .def(
+            "seal_blocks",
+            [](HnswIndex& ix, int threads) {
+                const std::size_t nt = checked_threads(threads);
+                py::gil_scoped_release release;
+                ix.seal_blocks(nt);
+            },
+            py::arg("threads"))
         .def(
             "refit",
             [](HnswIndex& ix, int threads) {

@@ -219,6 +219,27 @@ py::array quant_kernel(const std::string& name, const py::array& query,
     }
 }
 
+// FastScan over one batch of 32 codes: codes (n_pairs, 32) uint8, lut (n_pairs, 64) uint8.
+py::array_t<std::uint32_t> fastscan32(const CArray<std::uint8_t>& codes,
+                                      const CArray<std::uint8_t>& lut, int repeats) {
+    require(codes.ndim() == 2 && codes.shape(1) == 32, "codes must have shape (n_pairs, 32)");
+    require(lut.ndim() == 2 && lut.shape(1) == 64 && lut.shape(0) == codes.shape(0),
+            "lut must have shape (n_pairs, 64)");
+    require(repeats >= 1, "repeats must be >= 1");
+    const simd::FastScanFn fn = simd::quant_for(simd::active()).fastscan32.fn;
+    py::array_t<std::uint32_t> out(32);
+    const std::uint8_t* c = codes.data();
+    const std::uint8_t* t = lut.data();
+    const auto n = static_cast<std::size_t>(codes.shape(0));
+    std::uint32_t* o = out.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        for (int r = 0; r < repeats; ++r)
+            fn(c, t, n, o);
+    }
+    return out;
+}
+
 py::array_t<std::uint16_t> to_half(const std::string& which, const CArray<float>& x) {
     const simd::QuantKernels& k = simd::quant_for(simd::active());
     require(which == "f16" || which == "bf16", "which must be 'f16' or 'bf16'");
@@ -274,6 +295,7 @@ void add_quant_kernel_info(py::dict& out, const simd::KernelTable& table) {
     code("u4_dot_i8", k.u4_dot_i8);
     code("u8_l2sq_u8", k.u8_l2sq_u8);
     code("u4_l2sq_u4", k.u4_l2sq_u4);
+    put("fastscan32", k.fastscan32.isa);
 }
 
 void bind_quant_store(py::module_& m); // bind_quant_store.cpp
@@ -283,6 +305,8 @@ void bind_quant(py::module_& m) {
           py::arg("codes").noconvert(), py::arg("dim"), py::arg("scale") = py::none(),
           py::arg("form") = "pair", py::arg("order") = py::none(), py::arg("repeats") = 1,
           "Runs one compressed-code kernel (tests and benchmarks).");
+    m.def("_fastscan32", &fastscan32, py::arg("codes").noconvert(), py::arg("lut").noconvert(),
+          py::arg("repeats") = 1, "Runs the FastScan kernel on one batch (tests, benchmarks).");
     m.def("_to_half", &to_half, py::arg("which"), py::arg("x").noconvert());
     m.def("_from_half", &from_half, py::arg("which"), py::arg("h").noconvert());
     bind_quant_store(m);

@@ -20,10 +20,11 @@ std::size_t round_up(std::size_t x, std::size_t to) {
 
 } // namespace
 
-Graph::Graph(std::size_t code_bytes, std::size_t M)
-    : M_(M), code_bytes_(code_bytes), locks_(new std::mutex[kStripes]) {
+Graph::Graph(std::size_t code_bytes, std::size_t M, std::size_t extra_bytes)
+    : M_(M), code_bytes_(code_bytes), extra_bytes_(extra_bytes), locks_(new std::mutex[kStripes]) {
     require(M >= 2 && 2 * M <= 0xFFFF, "M must be in [2, 32767]");
-    links_offset_ = round_up(code_bytes, 4);
+    extra_offset_ = extra_bytes ? round_up(code_bytes, 16) : code_bytes;
+    links_offset_ = round_up(extra_offset_ + extra_bytes, 4);
     const std::size_t base = links_offset_ + 4 * (1 + 2 * M);
     // 64-byte records keep every code on a cache-line boundary; accept that padding only when
     // it is small, otherwise 32 bytes (one AVX2 register) is the compromise with memory.

@@ -3,8 +3,10 @@
 // Layout (after hnswlib's level-0 arena): every slot owns one fixed-size record in a single
 // 64-byte-aligned arena, and the record holds what a level-0 search step touches together:
 //
-//     [ vector code (code_bytes, padded to 4) ][ header u32 ][ M0 neighbour ids u32 ]
+//     [ vector code (code_bytes) ][ extra (extra_bytes) ][ header u32 ][ M0 neighbour ids u32 ]
 //
+// (extra is empty except in the "rabitq" layout, where it holds the neighbours' codes: see
+// block_codes.hpp; its first word is a seal that every rewrite of the level-0 list zeroes).
 // so expanding a node reads its header and links from one place, and a distance reads one
 // contiguous code. The record stride is a multiple of 32 bytes (or of 64 when that costs
 // under 4% of the record) so codes start aligned for full-width SIMD loads. The header packs
@@ -107,7 +109,7 @@ class AlignedBuffer {
 
 class Graph {
   public:
-    Graph(std::size_t code_bytes, std::size_t M);
+    Graph(std::size_t code_bytes, std::size_t M, std::size_t extra_bytes = 0);
 
     std::size_t M() const noexcept { return M_; }
     std::size_t M0() const noexcept { return 2 * M_; }
@@ -123,6 +125,10 @@ class Graph {
     const unsigned char* code(slot_t s) const noexcept {
         return arena_.data() + std::size_t(s) * stride_;
     }
+    /// The extra region of a record (extra_bytes(), 16-byte aligned within the record).
+    unsigned char* extra(slot_t s) noexcept { return code(s) + extra_offset_; }
+    const unsigned char* extra(slot_t s) const noexcept { return code(s) + extra_offset_; }
+    std::size_t extra_bytes() const noexcept { return extra_bytes_; }
     std::uint32_t* header(slot_t s) noexcept {
         return reinterpret_cast<std::uint32_t*>(code(s) + links_offset_);
     }
@@ -147,12 +153,14 @@ class Graph {
     }
     /// Replaces the ids and count of a list (caller holds the node's lock).
     void write_list(std::uint32_t* lst, const slot_t* ids, std::size_t n) noexcept {
+        unseal(lst);
         for (std::size_t i = 0; i < n; ++i)
             store_word(lst + 1 + i, ids[i]);
         set_count(lst, n);
     }
     /// Publishes a new count (release: the ids stored before it become visible with it).
     void set_count(std::uint32_t* lst, std::size_t n) noexcept {
+        unseal(lst);
         const std::uint32_t keep = load_word(lst) & 0xFFFF0000u;
         store_word(lst, keep | static_cast<std::uint32_t>(n), std::memory_order_release);
     }
@@ -192,7 +200,19 @@ class Graph {
   private:
     static constexpr std::size_t kStripes = 1024;
 
-    std::size_t M_, code_bytes_, links_offset_, stride_;
+    // A level-0 list lives in the arena (upper lists in the pool): rewriting one invalidates
+    // the codes its record's extra region holds for it.
+    void unseal(std::uint32_t* lst) noexcept {
+        if (extra_bytes_ == 0)
+            return;
+        auto* p = reinterpret_cast<unsigned char*>(lst);
+        if (p < arena_.data() || p >= arena_.data() + size_ * stride_)
+            return;
+        store_word(reinterpret_cast<std::uint32_t*>(p - links_offset_ + extra_offset_), 0,
+                   std::memory_order_release);
+    }
+
+    std::size_t M_, code_bytes_, extra_bytes_, extra_offset_, links_offset_, stride_;
     std::size_t size_ = 0, capacity_ = 0;
     AlignedBuffer arena_;
     std::vector<std::uint32_t> upper_;     // pool of upper lists, (M + 1) words each

@@ -83,8 +83,10 @@ quant::StoreOptions quant_options(const Options& opt) {
 
 HnswIndex::HnswIndex(const Options& opt)
     : opt_(opt), store_(opt.dim, space_of(opt.metric), opt.metric == Metric::cosine),
-      graph_(opt.quantized ? 0 : opt.dim * sizeof(float), opt.M), rng_(opt.seed),
-      level_mult_(1.0 / std::log(double(std::max<std::size_t>(opt.M, 2)))) {
+      layout_(opt.blocks ? BlockLayout(std::max<std::size_t>(opt.dim, 1), 2 * opt.M, opt.seed)
+                         : BlockLayout()),
+      graph_(opt.quantized ? 0 : opt.dim * sizeof(float), opt.M, opt.blocks ? layout_.bytes() : 0),
+      rng_(opt.seed), level_mult_(1.0 / std::log(double(std::max<std::size_t>(opt.M, 2)))) {
     require(opt.dim >= 1, "dim must be >= 1");
     require(opt.ef_construction >= 1, "ef_construction must be >= 1");
     if (opt.quantized)
@@ -219,6 +221,7 @@ void HnswIndex::add(const float* rows, std::size_t n, const index_t* ids, std::s
     }
     if (!error) {
         maybe_reorder();
+        seal_after_add(jobs, threads);
         return;
     }
     // Interrupted or failed: rows whose insertion never started leave again, so each row is
@@ -403,7 +406,15 @@ void HnswIndex::search(const float* queries, std::size_t m, std::size_t k, std::
 void HnswIndex::dispatch(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
                          std::size_t threads, const std::vector<std::uint64_t>* bits,
                          const std::vector<slot_t>* scan, float* dist, index_t* ids) const {
-    // The one place a search picks its storage (float32 / quantised) and space (l2 / ip).
+    // The one place a search picks its storage (float32 / block codes / quantised) and space.
+    if (opt_.blocks && scan == nullptr) {
+        if (store_.space() == Space::ip) {
+            search_blocks<Space::ip>(queries, m, k, ef, threads, bits, dist, ids);
+        } else {
+            search_blocks<Space::l2>(queries, m, k, ef, threads, bits, dist, ids);
+        }
+        return;
+    }
     if (qstore_ && store_.space() == Space::ip) {
         search_quant<Space::ip>(queries, m, k, ef, threads, bits, scan, dist, ids);
     } else if (qstore_) {

@@ -50,6 +50,7 @@
 #include <vector>
 
 #include "common/types.hpp"
+#include "hnsw/block_codes.hpp"
 #include "hnsw/graph.hpp"
 #include "hnsw/id_map.hpp"
 #include "hnsw/search_state.hpp"
@@ -72,6 +73,9 @@ struct Options {
     bool quantized = false;
     quant::Kind kind = quant::Kind::sq8;
     std::size_t refine = 0;
+    // The "rabitq" block layout (block_codes.hpp): float32 vectors, plus 1-bit codes of every
+    // vertex's neighbours inside its record; not `quantized` (no QuantStore).
+    bool blocks = false;
 };
 
 inline constexpr std::size_t kAutoRefine = ~std::size_t{0};
@@ -147,6 +151,10 @@ class HnswIndex {
     std::size_t memory_bytes() const;
 
     bool quantized() const noexcept { return opt_.quantized; }
+    bool blocks() const noexcept { return opt_.blocks; }
+    /// Block layout: (re)computes the codes of every vertex whose list changed since they were
+    /// written (all of them after a load). No-op for other layouts. Blocks queries while it runs.
+    void seal_blocks(std::size_t threads);
     quant::Kind kind() const noexcept { return opt_.kind; }
     std::size_t refine() const noexcept { return opt_.refine; }
     /// sq8 / sq4: new per-dimension ranges from every stored vector, then every record is
@@ -222,6 +230,16 @@ class HnswIndex {
     /// caller holds writer_.
     void maybe_reorder();
 
+    // block_search.cpp
+    template <Space S>
+    void search_blocks(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
+                       std::size_t threads, const std::vector<std::uint64_t>* bits, float* dist,
+                       index_t* ids) const;
+    /// Seals dirty vertices and those linking to `changed` slots (vectors rewritten in place).
+    void seal_locked(const std::vector<slot_t>& changed, std::size_t threads);
+    /// After a successful add: seals what the add changed (block layout only).
+    void seal_after_add(const std::vector<Job>& jobs, std::size_t threads);
+
     // quantized.cpp
     template <Space S>
     void search_quant(const float* queries, std::size_t m, std::size_t k, std::size_t ef,
@@ -239,6 +257,8 @@ class HnswIndex {
     Options opt_;
     FloatStore store_;
     std::unique_ptr<quant::QuantStore> qstore_; // quantised indexes only
+    BlockLayout layout_;                        // block layout only (empty otherwise)
+    std::vector<float> block_mu_, block_pmu_;   // centre of the codes and its rotation
     Graph graph_;
     IdMap id_map_;
     std::vector<slot_t> free_; // slots of removed / rolled-back points, reused LIFO

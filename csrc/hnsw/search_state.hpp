@@ -19,6 +19,7 @@
 #include <mutex>
 #include <vector>
 
+#include "hnsw/block_codes.hpp"
 #include "hnsw/graph.hpp"
 #include "quant/query.hpp"
 
@@ -111,6 +112,12 @@ struct Scratch {
     // Queries of a quantised build without a float32 copy, one per re-binding depth
     // (quant_distance.hpp explains why three suffice).
     std::array<quant::Query, 4> quant_stack;
+    // Block layout (block_search.cpp): the query's FastScan form, the beam sorted by estimate
+    // with a flag per entry (1 = not expanded yet), and one batch of kernel sums.
+    BlockQuery block;
+    std::vector<Cand> pool;
+    std::vector<std::uint8_t> pool_open;
+    std::vector<std::uint32_t> sums;
 
     void reserve(std::size_t ef, std::size_t m0, std::size_t dim) {
         candidates.reserve(ef + 4 * m0);

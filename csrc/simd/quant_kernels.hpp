@@ -74,6 +74,17 @@ template <typename Q, typename R> struct CodeKernel {
     Slot<CodeBatchFn<Q, R>> batch;
 };
 
+/// FastScan (after Andre et al., "Cache locality is not enough", and faiss's 4-bit PQ scan):
+/// sums of 4-bit table lookups for a batch of 32 codes at once, the tables held in registers
+/// (vpshufb). `codes`: n_pairs blocks of 32 bytes; byte j of block p holds code j's nibble for
+/// group 2p (low) and group 2p + 1 (high). `lut`: n_pairs blocks of 64 bytes, the 16-byte table
+/// of group 2p twice, then that of group 2p + 1 twice (duplicated so a 256-bit register needs
+/// no broadcast). out[j] = sum over groups g of table_g[nibble(g, j)], exact in uint32 (every
+/// ISA returns the same integers; 16-bit partial sums are flushed every 128 blocks).
+using FastScanFn = void (*)(const std::uint8_t* codes, const std::uint8_t* lut, std::size_t n_pairs,
+                            std::uint32_t* out) noexcept;
+inline constexpr std::size_t kFastScanBatch = 32;
+
 /// Element-wise conversions (round to nearest even; f16 overflows to +-inf as IEEE says).
 using ToHalfFn = void (*)(const float* in, std::uint16_t* out, std::size_t n) noexcept;
 using FromHalfFn = void (*)(const std::uint16_t* in, float* out, std::size_t n) noexcept;
@@ -87,6 +98,7 @@ struct QuantKernels {
     CodeKernel<float, float> u8_dot, u8_l2sq, u4_dot, u4_l2sq;
     CodeKernel<std::int8_t, std::int32_t> u8_dot_i8, u4_dot_i8;
     CodeKernel<std::uint8_t, std::int32_t> u8_l2sq_u8, u4_l2sq_u4;
+    Slot<FastScanFn> fastscan32;
 };
 
 // One function per file in simd/isa/quant_*.cpp; each overwrites only what it implements.

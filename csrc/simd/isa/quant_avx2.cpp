@@ -221,11 +221,53 @@ struct Int {
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
 
+// FastScan: per 8 dimensions of 32 codes, one 32-byte load, two nibble masks, two vpshufb on
+// tables already in registers' layout (duplicated per 128-bit lane), four 16-bit adds. The
+// 16-bit lanes hold two codes each (even code in the low byte, odd in the high one): `a` sums
+// the whole words (low + 256 * high, mod 2^16) and `b` the high bytes, so the low sums are
+// a - 256 b; 128 blocks (256 lookups of at most 255) keep both below 2^16 before the flush
+// into the uint32 totals.
+void fastscan32_avx2(const std::uint8_t* codes, const std::uint8_t* lut, std::size_t n_pairs,
+                     std::uint32_t* out) noexcept {
+    const __m256i nib = _mm256_set1_epi8(0x0F);
+    __m256i t0 = _mm256_setzero_si256(), t1 = t0, t2 = t0, t3 = t0;
+    for (std::size_t p0 = 0; p0 < n_pairs; p0 += 128) {
+        const std::size_t p1 = n_pairs - p0 < 128 ? n_pairs : p0 + 128;
+        __m256i a = _mm256_setzero_si256(), b = a;
+        for (std::size_t p = p0; p < p1; ++p) {
+            const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + 32 * p));
+            const __m256i tlo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + 64 * p));
+            const __m256i thi =
+                _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut + 64 * p + 32));
+            const __m256i r0 = _mm256_shuffle_epi8(tlo, _mm256_and_si256(c, nib));
+            const __m256i r1 =
+                _mm256_shuffle_epi8(thi, _mm256_and_si256(_mm256_srli_epi16(c, 4), nib));
+            a = _mm256_add_epi16(a, _mm256_add_epi16(r0, r1));
+            b = _mm256_add_epi16(
+                b, _mm256_add_epi16(_mm256_srli_epi16(r0, 8), _mm256_srli_epi16(r1, 8)));
+        }
+        const __m256i even = _mm256_sub_epi16(a, _mm256_slli_epi16(b, 8));
+        // Within each 128-bit half h, word e holds codes 16h + 2e (even) and 16h + 2e + 1 (b):
+        // interleaving puts codes 16h..16h+7 (lo) and 16h+8..16h+15 (hi) in order.
+        const __m256i lo = _mm256_unpacklo_epi16(even, b);
+        const __m256i hi = _mm256_unpackhi_epi16(even, b);
+        t0 = _mm256_add_epi32(t0, _mm256_cvtepu16_epi32(_mm256_castsi256_si128(lo)));
+        t1 = _mm256_add_epi32(t1, _mm256_cvtepu16_epi32(_mm256_castsi256_si128(hi)));
+        t2 = _mm256_add_epi32(t2, _mm256_cvtepu16_epi32(_mm256_extracti128_si256(lo, 1)));
+        t3 = _mm256_add_epi32(t3, _mm256_cvtepu16_epi32(_mm256_extracti128_si256(hi, 1)));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), t0);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8), t1);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16), t2);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 24), t3);
+}
+
 } // namespace
 
 void fill_quant_avx2(QuantKernels& t) noexcept {
     fill_float_quant<F32>(t, Isa::avx2);
     fill_int_quant<Int>(t, Isa::avx2);
+    t.fastscan32 = {&fastscan32_avx2, Isa::avx2};
 }
 
 } // namespace pysim::simd

@@ -246,11 +246,26 @@ struct Int {
 #include "simd/isa/quant_float_kernels.inl"
 #include "simd/isa/quant_int_kernels.inl"
 
+// The reference FastScan: one table lookup per (code, group), summed in uint32.
+void fastscan32_scalar(const std::uint8_t* codes, const std::uint8_t* lut, std::size_t n_pairs,
+                       std::uint32_t* out) noexcept {
+    for (std::size_t j = 0; j < kFastScanBatch; ++j)
+        out[j] = 0;
+    for (std::size_t p = 0; p < n_pairs; ++p) {
+        const std::uint8_t* c = codes + 32 * p;
+        const std::uint8_t* lo = lut + 64 * p;
+        const std::uint8_t* hi = lo + 32;
+        for (std::size_t j = 0; j < kFastScanBatch; ++j)
+            out[j] += std::uint32_t(lo[c[j] & 0x0Fu]) + std::uint32_t(hi[c[j] >> 4]);
+    }
+}
+
 } // namespace
 
 void fill_quant_scalar(QuantKernels& t) noexcept {
     fill_float_quant<F32>(t, Isa::scalar);
     fill_int_quant<Int>(t, Isa::scalar);
+    t.fastscan32 = {&fastscan32_scalar, Isa::scalar};
 }
 
 } // namespace pysim::simd
