@@ -34,13 +34,15 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator, MultiOutputMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import InvalidParameterError as _SklearnInvalidParameterError
 from sklearn.utils.validation import check_is_fitted
 
 from .._brute import BruteForceIndex
 from .._compat import validate_data
 from .._hnsw import HNSWIndex
 from .._kdtree import KDTreeIndex
-from .._validation import MetricMapping, resolve_threads
+from .._validation import MAX_THREADS, MetricMapping, resolve_threads
 from .._validation import resolve_metric as resolve_metric_mapping
 
 ALGORITHMS = ("auto", "brute", "kd_tree", "hnsw")
@@ -74,12 +76,8 @@ _EXTRA_PARAMS = {"hnsw": {"ef"}}
 KD_TREE_MAX_DIM = 16
 
 
-class InvalidParameterError(ValueError, TypeError):
-    """A constructor parameter has an invalid value or type (like scikit-learn's error).
-
-    Subclasses both ``ValueError`` and ``TypeError``, as scikit-learn's
-    ``InvalidParameterError`` does, so code catching either keeps working.
-    """
+#: scikit-learn's own error for a bad constructor parameter (a ValueError and a TypeError).
+InvalidParameterError = _SklearnInvalidParameterError
 
 
 def _param_error(owner: Any, name: str, expected: str, value: Any) -> InvalidParameterError:
@@ -104,15 +102,6 @@ def resolve_metric(owner: Any, metric: Any) -> str:
             return metric
     names = sorted(set(METRICS) | set(METRIC_ALIASES))
     raise _param_error(owner, "metric", f"a str among {{{', '.join(map(repr, names))}}}", metric)
-
-
-def check_weights(owner: Any, weights: Any) -> Any:
-    """``weights`` must be "uniform", "distance", a callable or None."""
-    if weights is None or callable(weights) or weights in ("uniform", "distance"):
-        return weights
-    raise _param_error(
-        owner, "weights", "a str among {'uniform', 'distance'}, a callable or None", weights
-    )
 
 
 def get_weights(dist: np.ndarray | None, weights: Any) -> np.ndarray | None:
@@ -221,26 +210,32 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
     :meth:`_fit_index` from ``fit`` with validated data.
     """
 
+    #: Each parameter's type and range, checked by scikit-learn's ``_validate_params`` (the
+    #: messages users know from scikit-learn); what depends on several parameters together
+    #: (metric vs algorithm, VI) is checked in :meth:`_check_params`.
+    _parameter_constraints: dict[str, list[Any]] = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions(set(METRICS) | set(METRIC_ALIASES))],
+        "algorithm": [StrOptions(set(ALGORITHMS))],
+        "metric_learner": [HasMethods(["fit", "transform"]), None],
+        "metric_params": [dict, None],
+        "index_params": [dict, None],
+        "threads": [Interval(Integral, 1, MAX_THREADS, closed="both"), None],
+    }
+
     # ------------------------------------------------------------------ fitting
     def _check_params(self) -> dict[str, Any]:
-        """Validate the shared constructor parameters; return the resolved values."""
-        check_positive_int(self, "n_neighbors", self.n_neighbors)
-        metric = resolve_metric(self, self.metric)
+        """Validate the constructor parameters; return the resolved values."""
+        self._validate_params()
+        metric = METRIC_ALIASES.get(self.metric, self.metric)
         algorithm = self.algorithm
-        if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
-            raise _param_error(
-                self, "algorithm", f"a str among {{{', '.join(map(repr, ALGORITHMS))}}}", algorithm
-            )
         if algorithm != "auto" and metric not in ALGORITHM_METRICS[algorithm]:
             raise ValueError(
                 f"Metric {metric!r} not valid for algorithm {algorithm!r}; it supports "
                 f"{', '.join(map(repr, ALGORITHM_METRICS[algorithm]))}. Use algorithm='brute' "
                 "or 'hnsw' for this metric."
             )
-        metric_params = getattr(self, "metric_params", None)
-        if metric_params is not None and not isinstance(metric_params, dict):
-            raise _param_error(self, "metric_params", "a dict or None", metric_params)
-        metric_params = dict(metric_params or {})
+        metric_params = dict(getattr(self, "metric_params", None) or {})
         unknown = set(metric_params) - {"VI"}
         if unknown:
             raise ValueError(
@@ -252,20 +247,6 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
             raise ValueError(
                 f"metric_params['VI'] is only used with metric='mahalanobis', not {metric!r}"
             )
-        index_params = self.index_params
-        if index_params is not None and not isinstance(index_params, dict):
-            raise _param_error(self, "index_params", "a dict or None", index_params)
-        learner = self.metric_learner
-        if learner is not None and not (hasattr(learner, "fit") and hasattr(learner, "transform")):
-            raise _param_error(
-                self, "metric_learner", "a transformer (with fit and transform) or None", learner
-            )
-        try:
-            resolve_threads(self.threads)
-        except ValueError:
-            raise _param_error(
-                self, "threads", "None or an int in the range [1, inf)", self.threads
-            ) from None
         return {"metric": metric, "metric_params": metric_params}
 
     def _fit_metric_learner(self, X: np.ndarray, y: Any) -> Any:

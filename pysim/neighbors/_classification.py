@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import validate_data
-from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, check_weights, get_weights
+from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, get_weights
 
 
 def _weighted_mode(votes: np.ndarray) -> np.ndarray:
@@ -117,6 +118,11 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
     [[0.667, 0.333]]
     """
 
+    _parameter_constraints: dict[str, list[Any]] = {
+        **NeighborsBase._parameter_constraints,
+        "weights": [StrOptions({"uniform", "distance"}), callable, None],
+    }
+
     def __init__(
         self,
         n_neighbors: int = 5,
@@ -153,7 +159,6 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         self : KNeighborsClassifier
             The fitted classifier.
         """
-        check_weights(self, self.weights)
         X, y = validate_data(
             self, X, y, dtype=[np.float64, np.float32], order="C", multi_output=True
         )

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import RegressorMixin
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._compat import validate_data
-from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, check_weights, get_weights
+from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, get_weights
 
 
 class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
@@ -68,6 +69,11 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
     [2.5]
     """
 
+    _parameter_constraints: dict[str, list[Any]] = {
+        **NeighborsBase._parameter_constraints,
+        "weights": [StrOptions({"uniform", "distance"}), callable, None],
+    }
+
     def __init__(
         self,
         n_neighbors: int = 5,
@@ -104,7 +110,6 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
         self : KNeighborsRegressor
             The fitted regressor.
         """
-        check_weights(self, self.weights)
         X, y = validate_data(
             self, X, y, dtype=[np.float64, np.float32], order="C", multi_output=True, y_numeric=True
         )

@@ -6,9 +6,11 @@ and regressor); this file only states the parameters, as scikit-learn's estimato
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 import numpy as np
+from sklearn.utils._param_validation import Interval
 
 from .._compat import validate_data
 from ._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin, check_radius
@@ -87,6 +89,11 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
     >>> nn.kneighbors(return_distance=False).ravel().tolist()  # each row not its own neighbour
     [1, 0, 0]
     """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        **NeighborsBase._parameter_constraints,
+        "radius": [Interval(Real, 0, None, closed="left")],
+    }
 
     def __init__(
         self,
