@@ -172,6 +172,11 @@ def dataset(name: str) -> dict[str, Any]:
         pytest.skip(str(exc))
 
 
+#: The quick run spends this share of each contender's nominal budget: the default suite
+#: must finish, install included, within 10 minutes on a 2-core machine (`--full` is unscaled).
+QUICK_BUDGET_SCALE = 0.5
+
+
 def adaptive_rounds(seconds_per_call: float, budget: float = 2.0) -> int:
     """Timed rounds for one contender.
 
@@ -182,4 +187,5 @@ def adaptive_rounds(seconds_per_call: float, budget: float = 2.0) -> int:
     """
     if full():
         return rounds() if seconds_per_call < 30 else 1
+    budget *= QUICK_BUDGET_SCALE
     return int(max(1, min(rounds(), budget // max(seconds_per_call, 1e-9))))

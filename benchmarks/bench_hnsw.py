@@ -10,7 +10,7 @@ Every contender builds with M = 16 and ef_construction = 200 on the same float32
     fallback) against hnswlib's Python-callback filter, recall against exact search over the
     allowed points.
 Datasets: the MNIST split (euclidean), MiniLM (cosine) and clustered (100,000 x 128) synthetic
-data (20,000 x 128 unless ``run.py --full`` / PYSIM_BENCH_FULL=1).
+data (10,000 x 128 unless ``run.py --full`` / PYSIM_BENCH_FULL=1).
 
 At the end of a session the sweep is summarised (QPS at recall 0.95 and 0.99, interpolated
 on the recall/QPS curve) and plotted to benchmarks/results/hnsw_recall_qps.png.
@@ -66,7 +66,7 @@ def dataset(name: str, *, with_truth: bool = True) -> dict:
         elif name == "minilm":
             d = load_minilm()
         else:
-            n = 100_000 if full() else 20_000
+            n = 100_000 if full() else 10_000
             X = clustered(n + 1000, 128, seed=0)
             d = {"base": X[:n], "queries": X[n:], "metric": "euclidean"}
             if with_truth:

@@ -77,11 +77,11 @@ def names() -> list[str]:
 
 
 def sizes(name: str) -> tuple[str, int, int, int]:
-    """(generator, n, d, n_queries): the issue's sizes with --full, a fifth of them otherwise."""
+    """(generator, n, d, n_queries): the issue's sizes with --full, a tenth of them otherwise."""
     gen, n, d = DATASETS[name]
     if full():
         return gen, n, d, N_QUERIES
-    return gen, n // 5, d, N_QUERIES // 5
+    return gen, n // 10, d, N_QUERIES // 10
 
 
 def make(gen: str, n: int, d: int, nq: int) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +270,9 @@ def test_build_memory(benchmark, tmp_path, name, contender):
     result = {}
 
     def probe():
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            [sys.executable, "-P", "-c", code], capture_output=True, text=True, env=env
+        )
         if out.returncode != 0:
             pytest.fail(f"memory probe failed: {out.stderr[-2000:]}")
         result.update(json.loads(out.stdout.strip().splitlines()[-1]))

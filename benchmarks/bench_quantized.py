@@ -36,7 +36,7 @@ Why it is built this way:
     vectors), ScaNN its serialised artefacts, pynndescent its pickle. The ``memory_source``
     column says which.
   * Datasets follow bench_hnsw's split between the quick and the full run: the quick default is
-    the embedded (20,000 x 128) clustered set (no download, about three minutes), ``--full`` the
+    the embedded (10,000 x 128) clustered set (no download, about three minutes), ``--full`` the
     issue's MNIST split, MiniLM (cosine) and (100,000 x 128) clustered data; ``--dataset``
     replaces them with the user's data.
   * A peer that is not installed, and pysim variants the installed pysim does not offer yet,
@@ -75,7 +75,7 @@ from report import pareto
 K = 10
 BUILD_THREADS = os.cpu_count() or 1
 RESULTS = Path(__file__).resolve().parent / "results"
-DATASETS = ann_datasets(["clustered-20000x128"], ["mnist", "minilm", "clustered-100000x128"])
+DATASETS = ann_datasets(["clustered-10000x128"], ["mnist", "minilm", "clustered-100000x128"])
 TARGETS = (0.95, 0.99)
 X_MIN = 0.8  # the plot's recall axis starts here: the targets are at 0.95 and 0.99
 

@@ -65,6 +65,16 @@ PARTS: dict[str, tuple[list[str], str]] = {
     ),
     "classifier": (["bench_classifier.py"], "KNeighborsClassifier fit+predict vs scikit-learn"),
 }
+#: Typical seconds of each part's quick run on a 2-core machine (the estimate of what remains
+#: is these, scaled by how the parts so far compared with theirs); parts not listed: 30 s.
+QUICK_SECONDS: dict[str, float] = {
+    "kernels": 50,
+    "exact": 70,
+    "hnsw": 50,
+    "quantized": 60,
+    "metric": 50,
+    "classifier": 10,
+}
 #: Parts that can run on a user's dataset (--dataset).
 DATASET_PARTS = ["exact", "hnsw", "quantized"]
 #: Distributions whose versions are recorded with every result.
@@ -548,8 +558,10 @@ def main(argv: list[str] | None = None) -> int:
 
     written, skipped, failed = [], {}, False
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    for part in chosen:
-        mods, _ = PARTS[part]
+    spent_actual, spent_typical = 0.0, 0.0
+    for number, part in enumerate(chosen, 1):
+        mods, description = PARTS[part]
+        print(f"[{number}/{len(chosen)}] {part}: {description}")
         present = [HERE / m for m in mods if (HERE / m).is_file()]
         missing = [m for m in mods if not (HERE / m).is_file()]
         if not present:
@@ -604,6 +616,13 @@ def main(argv: list[str] | None = None) -> int:
             f"  {part}: {len(info['records'])} results in {res['seconds']:.0f} s -> "
             f"{info['md_path']}" + "".join(f", {p.name}" for p in info["pngs"])
         )
+        if not args.full and not args.dataset:
+            spent_actual += res["seconds"]
+            spent_typical += QUICK_SECONDS.get(part, 30.0)
+            left = sum(QUICK_SECONDS.get(p, 30.0) for p in chosen[number:])
+            pace = spent_actual / spent_typical if spent_typical else 1.0
+            if left:
+                print(f"  about {left * pace / 60:.1f} min left ({len(chosen) - number} parts)")
     if written:
         path = report.write_summary(written, meta, out, skipped)
         print(f"summary: {path}")
