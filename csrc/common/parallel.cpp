@@ -106,7 +106,9 @@ class Pool {
     }
 
   private:
-    static constexpr std::size_t kMaxWorkers = 512;
+    // Matches pysim._validation.MAX_THREADS (256 threads per call, the caller included): the
+    // pool never keeps more OS threads than one call may ask for.
+    static constexpr std::size_t kMaxWorkers = 255;
 
     void worker_loop() {
         for (;;) {
