@@ -266,3 +266,219 @@ def test_cdist_and_every_index_rank_float32_mahalanobis_alike():
     tree = est.kneighbors(Q, return_distance=False)
     for got in (brute, graph, tree):
         np.testing.assert_array_equal(got, order)
+
+
+# --- persistence: odd destinations and sources (items 6 and 7) -------------------------------
+
+INDEX_CLASSES = [pysim.BruteForceIndex, pysim.KDTreeIndex, pysim.HNSWIndex]
+
+
+def _small_index(cls):
+    X = np.random.default_rng(7).standard_normal((50, 3)).astype(np.float32)
+    if cls is pysim.HNSWIndex:
+        index = pysim.HNSWIndex(3)
+        index.add(X)
+        return index
+    return cls(X)
+
+
+def _leftovers(folder, keep):
+    return sorted(p.name for p in folder.iterdir() if p.name not in keep)
+
+
+def _unix_socket(path):
+    import socket
+
+    if not hasattr(socket, "AF_UNIX") or len(str(path)) > 100:
+        pytest.skip("needs a short AF_UNIX socket path")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    return sock
+
+
+@pytest.mark.parametrize("what", ["directory", "fifo", "socket", "trailing slash"])
+def test_save_refuses_non_regular_destinations(tmp_path, what):
+    import os
+    import stat
+
+    index = _small_index(pysim.BruteForceIndex)
+    dest = tmp_path / "dest"
+    sock = None
+    if what == "directory":
+        dest.mkdir()
+    elif what == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("no FIFOs here")
+        os.mkfifo(dest)
+    elif what == "socket":
+        sock = _unix_socket(dest)
+    else:
+        dest = str(tmp_path / "new") + os.sep
+    try:
+        mode_before = os.lstat(dest).st_mode if what != "trailing slash" else None
+        with pytest.raises(ValueError, match="cannot save") as info:
+            index.save(dest)
+        assert str(dest) in str(info.value)
+        if mode_before is not None:
+            assert stat.S_IFMT(os.lstat(dest).st_mode) == stat.S_IFMT(mode_before)
+        assert _leftovers(tmp_path, {"dest"}) == []
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def test_save_through_a_symlink_replaces_its_target_and_keeps_the_link(tmp_path):
+    import os
+
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    target = real_dir / "index.pysim"
+    first = _small_index(pysim.BruteForceIndex)
+    first.save(target)
+    link = tmp_path / "current.pysim"
+    link.symlink_to(target)
+    second = pysim.BruteForceIndex(np.ones((7, 3), np.float32))
+    second.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert len(pysim.BruteForceIndex.load(target)) == 7
+    assert (
+        _leftovers(real_dir, {"index.pysim"}) == []
+        and _leftovers(tmp_path, {"real", link.name}) == []
+    )
+    # a dangling link: the file it names is created, as open() would
+    target.unlink()
+    second.save(link)
+    assert link.is_symlink() and len(pysim.BruteForceIndex.load(target)) == 7
+
+
+def test_save_keeps_the_destination_mode_and_new_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    index = _small_index(pysim.BruteForceIndex)
+    path = tmp_path / "a.pysim"
+    path.write_bytes(b"old")
+    for mode in (0o644, 0o640, 0o604):
+        os.chmod(path, mode)
+        index.save(path)
+        assert stat.S_IMODE(os.stat(path).st_mode) == mode
+    umask = os.umask(0o022)
+    os.umask(umask)
+    fresh = tmp_path / "b.pysim"
+    index.save(fresh)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o666 & ~umask
+    assert len(pysim.BruteForceIndex.load(path)) == 50
+
+
+_KILLED_SAVE = """
+import sys, time
+import numpy as np
+import pysim
+from pysim import _persist
+
+chunks = _persist._chunks
+
+def slow(*args):
+    for i, chunk in enumerate(chunks(*args)):
+        yield chunk
+        if i == 1:
+            print("writing", flush=True)
+            time.sleep(120)
+
+_persist._chunks = slow
+pysim.BruteForceIndex(np.ones((5000, 16), np.float32)).save(sys.argv[1])
+"""
+
+
+def test_killed_save_leaves_no_orphan_after_the_next_save(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "index.pysim"
+    _small_index(pysim.BruteForceIndex).save(path)
+    for _ in range(2):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_SAVE, str(path)],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout.readline().strip() == "writing"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(60)
+            proc.stdout.close()
+        assert len(_leftovers(tmp_path, {"index.pysim"})) == 1  # the killed save's temporary
+        assert len(pysim.BruteForceIndex.load(path)) == 50  # the destination is untouched
+    pysim.BruteForceIndex(np.ones((9, 3), np.float32)).save(path)
+    assert _leftovers(tmp_path, {"index.pysim"}) == []
+    assert len(pysim.BruteForceIndex.load(path)) == 9
+
+
+def test_concurrent_saves_to_one_path_take_turns(tmp_path):
+    path = tmp_path / "shared.pysim"
+    sizes = (10, 20, 30, 40)
+    indexes = [pysim.BruteForceIndex(np.ones((n, 3), np.float32)) for n in sizes]
+    errors = []
+
+    def saver(index):
+        try:
+            for _ in range(15):
+                index.save(path)
+                assert len(pysim.BruteForceIndex.load(path)) in sizes
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=saver, args=(ix,)) for ix in indexes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert len(pysim.BruteForceIndex.load(path)) in sizes
+    assert _leftovers(tmp_path, {"shared.pysim"}) == []
+
+
+@pytest.mark.parametrize("cls", INDEX_CLASSES, ids=lambda c: c.__name__)
+def test_load_of_a_fifo_fails_at_once(tmp_path, cls):
+    import os
+
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs here")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    outcome = []
+
+    def load():
+        try:
+            cls.load(fifo)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(10)
+    if t.is_alive():  # blocked in open(): give it a writer so the thread can end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        t.join(10)
+        pytest.fail("load() of a FIFO blocked")
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError), outcome
+    assert str(fifo) in str(outcome[0]) and "FIFO" in str(outcome[0])
+
+
+@pytest.mark.parametrize("cls", INDEX_CLASSES, ids=lambda c: c.__name__)
+def test_load_of_a_directory_or_socket_is_a_value_error(tmp_path, cls):
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="directory") as info:
+        cls.load(folder)
+    assert str(folder) in str(info.value)
+    sock = _unix_socket(tmp_path / "sock")
+    try:
+        with pytest.raises(ValueError, match="socket") as info:
+            cls.load(tmp_path / "sock")
+        assert "sock" in str(info.value)
+    finally:
+        sock.close()
