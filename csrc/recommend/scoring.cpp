@@ -1,0 +1,104 @@
+// recommend(): scoring and top-N selection fused per user (see recommend.hpp).
+//
+// A batch never materialises its (n_users, n_items) score matrix: each worker chunk owns one
+// float64 accumulator of n_items, fills it from the user's interactions (the neighbour lists
+// of the seen items for a sparse similarity, whole rows for EASE's dense weights), and feeds
+// the candidates straight into a bounded heap. Seen items are marked in a per-chunk byte mask
+// that is set and cleared with the user's row, so exclusion costs O(row length).
+#include <algorithm>
+#include <cstring>
+#include <limits>
+
+#include "common/errors.hpp"
+#include "common/parallel.hpp"
+#include "common/topk.hpp"
+#include "common/types.hpp"
+#include "recommend/csr_check.hpp"
+#include "recommend/recommend.hpp"
+
+namespace pysim::recommend {
+
+void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_t* banned,
+               bool exclude_seen, std::size_t n, float* scores, std::int64_t* ids,
+               std::size_t threads) {
+    const std::size_t n_items = scorer.n_items;
+    check_csr(users, "user_items");
+    require(users.cols == n_items, "user_items must have one column per item");
+    require(n >= 1, "N must be >= 1");
+    if (scorer.dense == nullptr) {
+        check_csr(scorer.sparse, "similarity");
+        require(scorer.sparse.rows == n_items && scorer.sparse.cols == n_items,
+                "similarity must be (n_items, n_items)");
+    }
+    const std::size_t m = users.rows;
+    const std::size_t k = std::min(n, n_items);
+    const std::size_t grain = balanced_grain(m, threads, 4, 64);
+    parallel_for(m, threads, grain, [&](std::size_t b, std::size_t e) {
+        std::vector<double> acc(n_items, 0.0);
+        std::vector<std::uint8_t> mark(n_items, 0); // bit 0: touched, bit 1: seen
+        std::vector<std::int32_t> touched;
+        TopK<double> top(k);
+        std::vector<double> out_d(k);
+        std::vector<index_t> out_i(k);
+        for (std::size_t u = b; u < e; ++u) {
+            const std::int64_t r0 = users.indptr[u], r1 = users.indptr[u + 1];
+            for (std::int64_t p = r0; p < r1; ++p)
+                mark[users.indices[p]] |= 2;
+            auto offer = [&](std::size_t j) {
+                if (mark[j] & 2 && exclude_seen)
+                    return;
+                if (banned != nullptr && banned[j])
+                    return;
+                top.push(-acc[j], static_cast<index_t>(j));
+            };
+            if (scorer.dense != nullptr) {
+                if (r1 > r0) {
+                    for (std::int64_t p = r0; p < r1; ++p) {
+                        const double w = users.data[p];
+                        const float* row =
+                            scorer.dense + static_cast<std::size_t>(users.indices[p]) * n_items;
+                        for (std::size_t j = 0; j < n_items; ++j)
+                            acc[j] += w * static_cast<double>(row[j]);
+                    }
+                    for (std::size_t j = 0; j < n_items; ++j)
+                        offer(j);
+                    std::fill(acc.begin(), acc.end(), 0.0);
+                }
+            } else {
+                const Csr<float>& s = scorer.sparse;
+                touched.clear();
+                for (std::int64_t p = r0; p < r1; ++p) {
+                    const double w = users.data[p];
+                    const std::int32_t i = users.indices[p];
+                    for (std::int64_t q = s.indptr[i]; q < s.indptr[i + 1]; ++q) {
+                        const std::int32_t j = s.indices[q];
+                        if (!(mark[j] & 1)) {
+                            mark[j] |= 1;
+                            touched.push_back(j);
+                        }
+                        acc[j] += w * static_cast<double>(s.data[q]);
+                    }
+                }
+                for (std::int32_t j : touched)
+                    offer(static_cast<std::size_t>(j));
+                for (std::int32_t j : touched) {
+                    acc[j] = 0.0;
+                    mark[j] &= static_cast<std::uint8_t>(~1u);
+                }
+            }
+            for (std::int64_t p = r0; p < r1; ++p)
+                mark[users.indices[p]] = 0;
+            top.extract_sorted(out_d.data(), out_i.data(), k);
+            float* srow = scores + u * n;
+            std::int64_t* irow = ids + u * n;
+            for (std::size_t c = 0; c < n; ++c) {
+                const bool have = c < k && out_i[c] != kNoIndex;
+                srow[c] =
+                    have ? static_cast<float>(-out_d[c]) : -std::numeric_limits<float>::infinity();
+                irow[c] = have ? out_i[c] : kNoIndex;
+            }
+        }
+    });
+}
+
+} // namespace pysim::recommend

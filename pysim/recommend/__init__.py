@@ -1,0 +1,13 @@
+"""Recommendation: item-based (ItemKNN) and learned (EASE) item-item models.
+
+``user_items`` is the one place pysim takes sparse input: a scipy.sparse matrix (any format)
+or a dense array (n_users, n_items) of interaction weights; item ids are column numbers.
+"""
+
+from __future__ import annotations
+
+from ._ease import EASE
+from ._knn import ItemKNN
+from ._split import temporal_split
+
+__all__ = ["EASE", "ItemKNN", "temporal_split"]
