@@ -6,13 +6,13 @@
 // touched log k). Chunks are small (a few dozen rows) to keep Ctrl-C responsive.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
 
 #include "common/errors.hpp"
 #include "common/parallel.hpp"
-#include "common/topk.hpp"
 #include "recommend/csr_check.hpp"
 #include "recommend/recommend.hpp"
 
@@ -20,38 +20,99 @@ namespace pysim::recommend {
 
 namespace {
 
-// Accumulates rows of `user_items` weighted by item i's users into acc; returns touched cols.
+// Accumulates rows of `user_items` weighted by item i's users into acc; `touched[0, count)`
+// are the columns hit. Branch-free bookkeeping: every column is written to the next touched
+// slot, and the slot is kept (count advances) only on its first hit, so the unpredictable
+// "first time?" test costs no misprediction.
 struct RowProduct {
     std::vector<double> acc;
     std::vector<std::uint8_t> mark;
     std::vector<std::int32_t> touched;
+    std::size_t count = 0;
 
-    explicit RowProduct(std::size_t n) : acc(n, 0.0), mark(n, 0) {}
+    explicit RowProduct(std::size_t n) : acc(n, 0.0), mark(n, 0), touched(n + 1) {}
 
     void run(const Csr<double>& item_users, const Csr<double>& user_items, std::size_t i) {
-        touched.clear();
+        std::size_t cnt = 0;
+        double* a = acc.data();
+        std::uint8_t* mk = mark.data();
+        std::int32_t* t = touched.data();
         for (std::int64_t p = item_users.indptr[i]; p < item_users.indptr[i + 1]; ++p) {
             const std::int32_t u = item_users.indices[p];
             const double w = item_users.data[p];
+            const std::int32_t* cols = user_items.indices;
+            const double* vals = user_items.data;
             for (std::int64_t q = user_items.indptr[u]; q < user_items.indptr[u + 1]; ++q) {
-                const std::int32_t j = user_items.indices[q];
-                if (!mark[j]) {
-                    mark[j] = 1;
-                    touched.push_back(j);
-                }
-                acc[j] += w * user_items.data[q];
+                const std::int32_t j = cols[q];
+                t[cnt] = j;
+                cnt += static_cast<std::size_t>(1u - mk[j]);
+                mk[j] = 1;
+                a[j] += w * vals[q];
             }
         }
+        count = cnt;
     }
 
-    void clear() {
-        for (std::int32_t j : touched) {
+    /// Calls f(j, acc[j]) for each touched column, clearing it.
+    template <typename F> void drain(F&& f) {
+        for (std::size_t c = 0; c < count; ++c) {
+            const std::int32_t j = touched[c];
+            const double v = acc[j];
             acc[j] = 0.0;
             mark[j] = 0;
+            f(j, v);
         }
-        touched.clear();
+        count = 0;
     }
 };
+
+// Top-k selection of a row's candidates (similarity > 0), largest first, ties to the smaller
+// column: a total order, so the kept set is unique. A quickselect over ~2,000 candidates per
+// row mispredicts a branch per element and per pass; instead one branch-free pass builds a
+// histogram over the top bits of the float32-rounded value (a monotone map, so bucket order
+// is value order), the bucket holding the k-th value is found from the top, one branch-free
+// pass keeps the candidates from that bucket up, and only those (about k) go to nth_element.
+constexpr std::size_t kBuckets = 4096;
+
+inline std::uint32_t bucket_of(double v) {
+    const float f = static_cast<float>(v);
+    std::uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    return (bits >> 19) & (kBuckets - 1); // positive values: 8 exponent + 4 mantissa bits
+}
+
+void select_top(std::vector<std::pair<double, std::int32_t>>& cand, std::size_t k,
+                std::vector<std::uint32_t>& hist,
+                std::vector<std::pair<double, std::int32_t>>& survivors) {
+    if (cand.size() <= k)
+        return;
+    for (const auto& c : cand)
+        ++hist[bucket_of(c.first)];
+    std::size_t b = kBuckets - 1, seen = 0;
+    for (;; --b) {
+        seen += hist[b];
+        if (seen >= k || b == 0)
+            break;
+    }
+    for (const auto& c : cand)
+        hist[bucket_of(c.first)] = 0;
+    survivors.resize(cand.size());
+    std::size_t w = 0;
+    for (const auto& c : cand) {
+        survivors[w] = c;
+        w += static_cast<std::size_t>(bucket_of(c.first) >= b);
+    }
+    survivors.resize(w);
+    auto better = [](const auto& x, const auto& y) {
+        return x.first > y.first || (x.first == y.first && x.second < y.second);
+    };
+    if (w > k) {
+        std::nth_element(survivors.begin(), survivors.begin() + static_cast<std::ptrdiff_t>(k),
+                         survivors.end(), better);
+        survivors.resize(k);
+    }
+    cand.swap(survivors);
+}
 
 void check_pair(const Csr<double>& item_users, const Csr<double>& user_items) {
     check_csr(item_users, "item_users");
@@ -75,49 +136,51 @@ SparseRows knn_similarity(const Csr<double>& item_users, const Csr<double>& user
     const std::size_t k = std::min(params.k, n);
     std::vector<std::vector<std::pair<std::int32_t, float>>> out(rows);
 
-    auto similarity = [&](std::size_t i, std::size_t j, double dot) {
-        double denom = 1.0;
-        switch (params.norm) {
-        case Norm::none:
-            break;
-        case Norm::cosine:
-            denom = std::sqrt(sq_norms[i]) * std::sqrt(sq_norms[j]);
-            break;
-        case Norm::asymmetric:
-            denom = std::pow(sq_norms[i], params.alpha) * std::pow(sq_norms[j], 1.0 - params.alpha);
-            break;
-        case Norm::jaccard:
-            denom = sq_norms[i] + sq_norms[j] - dot;
-            break;
+    // Per-item factors of the denominators, computed once (the same values as inline).
+    std::vector<double> fi(n, 1.0), fj(n, 1.0);
+    for (std::size_t j = 0; j < n; ++j) {
+        if (params.norm == Norm::cosine) {
+            fi[j] = fj[j] = std::sqrt(sq_norms[j]);
+        } else if (params.norm == Norm::asymmetric) {
+            fi[j] = std::pow(sq_norms[j], params.alpha);
+            fj[j] = std::pow(sq_norms[j], 1.0 - params.alpha);
         }
-        denom += params.shrinkage;
-        return denom > 0.0 ? dot / denom : 0.0;
-    };
+    }
+    const Norm norm = params.norm;
+    const double shrink = params.shrinkage;
 
     const std::size_t grain = balanced_grain(rows, threads, 8, 64);
     parallel_for(rows, threads, grain, [&](std::size_t b, std::size_t e) {
         RowProduct prod(n);
-        TopK<double> top(k);
-        std::vector<std::pair<double, index_t>> kept;
+        std::vector<std::pair<double, std::int32_t>> cand, survivors;
+        cand.reserve(n);
+        survivors.reserve(n);
+        std::vector<std::uint32_t> hist(kBuckets, 0);
         for (std::size_t r = b; r < e; ++r) {
             const std::size_t i = begin + r;
             prod.run(item_users, user_items, i);
-            for (std::int32_t j : prod.touched) {
+            cand.clear();
+            const double si = fi[i], sqi = sq_norms[i];
+            prod.drain([&](std::int32_t j, double dot) {
                 if (static_cast<std::size_t>(j) == i)
-                    continue;
-                const double s = similarity(i, static_cast<std::size_t>(j), prod.acc[j]);
+                    return;
+                double denom = 1.0;
+                if (norm == Norm::cosine || norm == Norm::asymmetric)
+                    denom = si * fj[j];
+                else if (norm == Norm::jaccard)
+                    denom = sqi + sq_norms[j] - dot;
+                denom += shrink;
+                const double s = denom > 0.0 ? dot / denom : 0.0;
                 if (s != 0.0 && std::isfinite(s))
-                    top.push(-s, j);
-            }
-            prod.clear();
-            kept.assign(top.items().begin(), top.items().end());
-            top.reset();
-            std::sort(kept.begin(), kept.end(),
+                    cand.emplace_back(s, j);
+            });
+            select_top(cand, k, hist, survivors);
+            std::sort(cand.begin(), cand.end(),
                       [](const auto& x, const auto& y) { return x.second < y.second; });
             auto& row = out[r];
-            row.reserve(kept.size());
-            for (const auto& [neg, j] : kept)
-                row.emplace_back(static_cast<std::int32_t>(j), static_cast<float>(-neg));
+            row.reserve(cand.size());
+            for (const auto& [s, j] : cand)
+                row.emplace_back(j, static_cast<float>(s));
         }
     });
 
@@ -151,9 +214,7 @@ void gram_dense(const Csr<double>& item_users, const Csr<double>& user_items, fl
             float* row = out + i * n;
             std::fill(row, row + n, 0.0f);
             prod.run(item_users, user_items, i);
-            for (std::int32_t j : prod.touched)
-                row[j] = static_cast<float>(prod.acc[j]);
-            prod.clear();
+            prod.drain([&](std::int32_t j, double v) { row[j] = static_cast<float>(v); });
         }
     });
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <stdexcept>
 
 #include "common/errors.hpp"
 #include "common/parallel.hpp"
@@ -26,9 +27,13 @@ void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_
     require(users.cols == n_items, "user_items must have one column per item");
     require(n >= 1, "N must be >= 1");
     if (scorer.dense == nullptr) {
-        check_csr(scorer.sparse, "similarity");
-        require(scorer.sparse.rows == n_items && scorer.sparse.cols == n_items,
-                "similarity must be (n_items, n_items)");
+        // Row pointers here (O(n_items)); column numbers where they are read (a predictable
+        // branch), so a one-user call does not pay a scan of the whole similarity.
+        const Csr<float>& s = scorer.sparse;
+        require(s.rows == n_items && s.cols == n_items, "similarity must be (n_items, n_items)");
+        require(s.indptr[0] == 0, "similarity: indptr must start at 0");
+        for (std::size_t r = 0; r < n_items; ++r)
+            require(s.indptr[r] <= s.indptr[r + 1], "similarity: indptr must be non-decreasing");
     }
     const std::size_t m = users.rows;
     const std::size_t k = std::min(n, n_items);
@@ -36,7 +41,7 @@ void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_
     parallel_for(m, threads, grain, [&](std::size_t b, std::size_t e) {
         std::vector<double> acc(n_items, 0.0);
         std::vector<std::uint8_t> mark(n_items, 0); // bit 0: touched, bit 1: seen
-        std::vector<std::int32_t> touched;
+        std::vector<std::int32_t> touched(n_items + 1);
         TopK<double> top(k);
         std::vector<double> out_d(k);
         std::vector<index_t> out_i(k);
@@ -65,25 +70,30 @@ void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_
                     std::fill(acc.begin(), acc.end(), 0.0);
                 }
             } else {
+                // Branch-free first-touch bookkeeping, as in item_knn.cpp's RowProduct.
                 const Csr<float>& s = scorer.sparse;
-                touched.clear();
+                std::size_t cnt = 0;
+                double* a = acc.data();
+                std::uint8_t* mk = mark.data();
+                std::int32_t* t = touched.data();
                 for (std::int64_t p = r0; p < r1; ++p) {
                     const double w = users.data[p];
                     const std::int32_t i = users.indices[p];
                     for (std::int64_t q = s.indptr[i]; q < s.indptr[i + 1]; ++q) {
                         const std::int32_t j = s.indices[q];
-                        if (!(mark[j] & 1)) {
-                            mark[j] |= 1;
-                            touched.push_back(j);
-                        }
-                        acc[j] += w * static_cast<double>(s.data[q]);
+                        if (static_cast<std::uint32_t>(j) >= n_items)
+                            throw std::invalid_argument("similarity: column index out of range");
+                        t[cnt] = j;
+                        cnt += static_cast<std::size_t>(1u - (mk[j] & 1u));
+                        mk[j] |= 1;
+                        a[j] += w * static_cast<double>(s.data[q]);
                     }
                 }
-                for (std::int32_t j : touched)
-                    offer(static_cast<std::size_t>(j));
-                for (std::int32_t j : touched) {
-                    acc[j] = 0.0;
-                    mark[j] &= static_cast<std::uint8_t>(~1u);
+                for (std::size_t c = 0; c < cnt; ++c)
+                    offer(static_cast<std::size_t>(t[c]));
+                for (std::size_t c = 0; c < cnt; ++c) {
+                    a[t[c]] = 0.0;
+                    mk[t[c]] &= static_cast<std::uint8_t>(~1u);
                 }
             }
             for (std::int64_t p = r0; p < r1; ++p)
