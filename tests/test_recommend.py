@@ -492,3 +492,34 @@ def test_movielens_ease_beats_item_knn(movielens):
     ease = EASE(l2=500.0).fit(train).recommend(np.arange(610), N=10)[1]
     best_knn = ranking_scores(knn, test)["ndcg"]
     assert ranking_scores(ease, test)["ndcg"] >= 1.10 * best_knn
+
+
+# --------------------------------------------------------------------------- embeddings
+def test_embedding_recommender_equals_brute_force(rng):
+    import pysim
+    from pysim.recommend import EmbeddingRecommender
+
+    X = rng.standard_normal((150, 12)).astype(np.float32)
+    index = pysim.HNSWIndex(12, metric="cosine")
+    index.add(X)
+    index.ef = 200  # at least the index size: the search is exact
+    histories = [np.array([3, 7, 20]), np.array([], dtype=np.int64), np.array([149])]
+    scores, items = EmbeddingRecommender(index).recommend(histories, N=8, exclude=[0, 1, 2])
+    assert scores.shape == items.shape == (3, 8)
+    assert (items[1] == -1).all() and np.isneginf(scores[1]).all()
+    unit = X / np.linalg.norm(X, axis=1, keepdims=True)
+    for u in (0, 2):
+        q = unit[histories[u]].mean(axis=0)
+        sims = unit @ (q / np.linalg.norm(q))
+        sims[np.r_[histories[u], [0, 1, 2]]] = -np.inf
+        want = np.argsort(-sims, kind="stable")[:8]
+        np.testing.assert_array_equal(items[u], want)
+        np.testing.assert_allclose(scores[u], sims[want], atol=1e-5)
+    _, kept = EmbeddingRecommender(index).recommend([np.array([5])], N=3, exclude_seen=False)
+    assert kept[0, 0] == 5  # its own nearest neighbour when not excluded
+    with pytest.raises(ValueError, match="not in the index"):
+        EmbeddingRecommender(index).recommend([np.array([999])])
+    with pytest.raises(TypeError, match="get_items"):
+        EmbeddingRecommender(object())
+    with pytest.raises(ValueError, match="aggregate"):
+        EmbeddingRecommender(index, aggregate="max")
