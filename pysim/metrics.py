@@ -394,7 +394,7 @@ def ranking_scores(recommended: Any, relevant: Any, *, k: int = 10) -> dict[str,
     >>> from pysim.metrics import ranking_scores
     >>> s = ranking_scores([[3, 1, -1], [0, 2, 4]], [[1], [5, 6]], k=2)
     >>> s["precision"], s["recall"], s["hit_rate"]
-    (0.5, 1.0, 1.0)
+    (0.25, 0.5, 0.5)
     """
     from ._validation import check_int
 

@@ -103,7 +103,7 @@ class ItemKNN(ItemItemRecommender):
     >>> import numpy as np, scipy.sparse as sp
     >>> from pysim.recommend import ItemKNN
     >>> X = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 1, 1, 1]]))
-    >>> model = ItemKNN(n_neighbors=2).fit(X)
+    >>> model = ItemKNN(n_neighbors=3).fit(X)
     >>> scores, items = model.recommend(0, N=2)
     >>> items.tolist()
     [2, 3]
