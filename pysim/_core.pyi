@@ -559,6 +559,8 @@ def rec_knn_similarity(
 ) -> tuple: ...
 def rec_recommend_dense(
     weights: numpy.typing.NDArray[numpy.float32],
+    active: numpy.typing.NDArray[numpy.int32],
+    n_items: typing.SupportsInt | typing.SupportsIndex,
     indptr: numpy.typing.NDArray[numpy.int64],
     indices: numpy.typing.NDArray[numpy.int32],
     data: numpy.typing.NDArray[numpy.float64],

@@ -288,7 +288,7 @@ def test_ease_equals_closed_form(data, l2):
 
 def test_ease_recommend_equals_dense_brute_force(data):
     model = EASE(l2=10.0).fit(data)
-    W = model._weights.astype(np.float64)
+    W = model.similarity_.toarray().astype(np.float64)
     scores, items = model.recommend(np.arange(40), N=12, exclude=[2, 9], items=np.arange(25))
     banned = np.ones(30, bool)
     banned[:25] = False
@@ -298,15 +298,22 @@ def test_ease_recommend_equals_dense_brute_force(data):
     np.testing.assert_allclose(scores, want_s, rtol=1e-6)
 
 
+def test_ease_without_interactions_scores_zero():
+    model = EASE().fit(np.zeros((2, 4)))
+    scores, items = model.recommend([0, 1], np.array([[1.0, 0, 0, 0], [0, 0, 0, 0]]), N=3)
+    np.testing.assert_array_equal(items, [[1, 2, 3], [-1, -1, -1]])
+    np.testing.assert_array_equal(scores[0], [0, 0, 0])
+
+
 def test_ease_refuses_what_does_not_fit(data, monkeypatch):
     import pysim.recommend._ease as ease_module
 
     model = EASE(l2=1.0).fit(data)
-    before = model._weights.copy()
+    before = model.similarity_.toarray()
     monkeypatch.setattr(ease_module, "_physical_memory", lambda: 1000)
     with pytest.raises(MemoryError, match="dense"):
         model.fit(np.ones((3, 20)))
-    np.testing.assert_array_equal(model._weights, before)  # unchanged by the failed fit
+    np.testing.assert_array_equal(model.similarity_.toarray(), before)  # unchanged
     assert model.n_items_ == 30
 
 

@@ -126,15 +126,21 @@ py::tuple recommend_sparse(const CArray<std::int64_t>& s_indptr,
     return recommend(scorer, indptr, indices, data, banned, exclude_seen, n, threads);
 }
 
-py::tuple recommend_dense(const CArray<float>& weights, const CArray<std::int64_t>& indptr,
+py::tuple recommend_dense(const CArray<float>& weights, const CArray<std::int32_t>& active,
+                          std::size_t n_items, const CArray<std::int64_t>& indptr,
                           const CArray<std::int32_t>& indices, const CArray<double>& data,
                           const CArray<std::uint8_t>& banned, bool exclude_seen, std::size_t n,
                           int threads) {
     const auto [r, c] = matrix_shape(weights, "weights");
     require(r == c, "weights must be square");
+    require(active.ndim() == 1 && static_cast<std::size_t>(active.shape(0)) == r,
+            "active must list one item per row of weights");
+    require(r <= n_items, "more weight rows than items");
     rec::Scorer scorer;
     scorer.dense = weights.data();
-    scorer.n_items = r;
+    scorer.active = active.data();
+    scorer.n_active = r;
+    scorer.n_items = n_items;
     return recommend(scorer, indptr, indices, data, banned, exclude_seen, n, threads);
 }
 
@@ -159,9 +165,9 @@ void bind_recommend(py::module_& m) {
           py::arg("data").noconvert(), py::arg("banned").noconvert(), py::arg("exclude_seen"),
           py::arg("N"), py::arg("threads"));
     m.def("rec_recommend_dense", &recommend_dense, py::arg("weights").noconvert(),
-          py::arg("indptr").noconvert(), py::arg("indices").noconvert(),
-          py::arg("data").noconvert(), py::arg("banned").noconvert(), py::arg("exclude_seen"),
-          py::arg("N"), py::arg("threads"));
+          py::arg("active").noconvert(), py::arg("n_items"), py::arg("indptr").noconvert(),
+          py::arg("indices").noconvert(), py::arg("data").noconvert(),
+          py::arg("banned").noconvert(), py::arg("exclude_seen"), py::arg("N"), py::arg("threads"));
 }
 
 } // namespace pysim::bindings

@@ -71,11 +71,15 @@ void gram_dense(const Csr<double>& item_users, const Csr<double>& user_items, fl
 /// B[i][j] = -P[i][j] / P[j][j] for i != j and B[i][i] = 0.
 void ease_weights(float* p, std::size_t n, bool upper, std::size_t threads);
 
-/// Where the scores of recommend() come from: a sparse similarity (ItemKNN) or a dense one
-/// (EASE), n_items x n_items either way; score_j = sum_i w_ui * S[i][j].
+/// Where the scores of recommend() come from: a sparse similarity (ItemKNN, n_items x n_items)
+/// or dense weights (EASE) over the `n_active` items listed in `active` (ascending item ids;
+/// the other items have all-zero rows and columns, so they score 0); score_j = sum_i w_ui *
+/// S[i][j].
 struct Scorer {
     Csr<float> sparse; // used when dense == nullptr
     const float* dense = nullptr;
+    const std::int32_t* active = nullptr;
+    std::size_t n_active = 0;
     std::size_t n_items = 0;
 };
 

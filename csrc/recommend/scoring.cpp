@@ -35,6 +35,22 @@ void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_
         for (std::size_t r = 0; r < n_items; ++r)
             require(s.indptr[r] <= s.indptr[r + 1], "similarity: indptr must be non-decreasing");
     }
+    // Dense weights: item id -> row of the weights (-1 for an item without any), and the
+    // items without weights, which score 0 for every user with a history.
+    std::vector<std::int32_t> position, inactive;
+    if (scorer.dense != nullptr) {
+        position.assign(n_items, -1);
+        for (std::size_t a = 0; a < scorer.n_active; ++a) {
+            const std::int32_t j = scorer.active[a];
+            require(j >= 0 && static_cast<std::size_t>(j) < n_items &&
+                        (a == 0 || scorer.active[a - 1] < j),
+                    "active must be ascending item ids");
+            position[j] = static_cast<std::int32_t>(a);
+        }
+        for (std::size_t j = 0; j < n_items; ++j)
+            if (position[j] < 0)
+                inactive.push_back(static_cast<std::int32_t>(j));
+    }
     const std::size_t m = users.rows;
     const std::size_t k = std::min(n, n_items);
     const std::size_t grain = balanced_grain(m, threads, 4, 64);
@@ -49,25 +65,30 @@ void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_
             const std::int64_t r0 = users.indptr[u], r1 = users.indptr[u + 1];
             for (std::int64_t p = r0; p < r1; ++p)
                 mark[users.indices[p]] |= 2;
-            auto offer = [&](std::size_t j) {
+            auto offer = [&](std::size_t j, double score) {
                 if (mark[j] & 2 && exclude_seen)
                     return;
                 if (banned != nullptr && banned[j])
                     return;
-                top.push(-acc[j], static_cast<index_t>(j));
+                top.push(-score, static_cast<index_t>(j));
             };
             if (scorer.dense != nullptr) {
                 if (r1 > r0) {
+                    const std::size_t na = scorer.n_active;
                     for (std::int64_t p = r0; p < r1; ++p) {
+                        const std::int32_t row_of = position[users.indices[p]];
+                        if (row_of < 0)
+                            continue;
                         const double w = users.data[p];
-                        const float* row =
-                            scorer.dense + static_cast<std::size_t>(users.indices[p]) * n_items;
-                        for (std::size_t j = 0; j < n_items; ++j)
-                            acc[j] += w * static_cast<double>(row[j]);
+                        const float* row = scorer.dense + static_cast<std::size_t>(row_of) * na;
+                        for (std::size_t a = 0; a < na; ++a)
+                            acc[a] += w * static_cast<double>(row[a]);
                     }
-                    for (std::size_t j = 0; j < n_items; ++j)
-                        offer(j);
-                    std::fill(acc.begin(), acc.end(), 0.0);
+                    for (std::size_t a = 0; a < na; ++a)
+                        offer(static_cast<std::size_t>(scorer.active[a]), acc[a]);
+                    for (std::int32_t j : inactive)
+                        offer(static_cast<std::size_t>(j), 0.0);
+                    std::fill(acc.begin(), acc.begin() + static_cast<std::ptrdiff_t>(na), 0.0);
                 }
             } else {
                 // Branch-free first-touch bookkeeping, as in item_knn.cpp's RowProduct.
@@ -90,7 +111,7 @@ void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_
                     }
                 }
                 for (std::size_t c = 0; c < cnt; ++c)
-                    offer(static_cast<std::size_t>(t[c]));
+                    offer(static_cast<std::size_t>(t[c]), a[t[c]]);
                 for (std::size_t c = 0; c < cnt; ++c) {
                     a[t[c]] = 0.0;
                     mk[t[c]] &= static_cast<std::uint8_t>(~1u);

@@ -289,7 +289,16 @@ def recommend_sparse(
 
 
 def recommend_dense(
-    W: np.ndarray, rows: sp.csr_matrix, banned: np.ndarray, exclude_seen: bool, N: int, threads: int
+    W: np.ndarray,
+    active: np.ndarray,
+    n_items: int,
+    rows: sp.csr_matrix,
+    banned: np.ndarray,
+    exclude_seen: bool,
+    N: int,
+    threads: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fused scoring + top-N with dense (n_items, n_items) float32 weights."""
-    return _core.rec_recommend_dense(W, *parts(rows), banned, exclude_seen, N, threads)
+    """Fused scoring + top-N with dense float32 weights over the `active` items."""
+    return _core.rec_recommend_dense(
+        W, active, n_items, *parts(rows), banned, exclude_seen, N, threads
+    )

@@ -7,8 +7,9 @@ bigger: the Gram matrix is written into that buffer by the C++ sparse product
 (csrc/recommend/item_knn.cpp), factored and inverted in place by LAPACK (spotrf + spotri on
 its Fortran-order view, so no copy), and turned into B in place by the core (mirror the
 triangle, scale the columns). float32 is ample here: with l2 = 500 the regularised Gram
-matrix is well conditioned. Item counts whose matrix does not fit in memory are refused
-with a MemoryError before anything is allocated.
+matrix is well conditioned. Items without any interaction have zero weights and are left
+out of the matrix (they score 0). Item counts whose matrix does not fit in memory are
+refused with a MemoryError before anything is allocated.
 """
 
 from __future__ import annotations
@@ -78,7 +79,10 @@ class EASE(ItemItemRecommender):
     def _fit_similarity(self, X: sp.csr_matrix, show_progress: bool) -> dict[str, Any]:
         if not np.isfinite(self.l2):
             raise ValueError(f"l2 must be finite, got {self.l2!r}")
-        n = X.shape[1]
+        # Items nobody interacted with have B rows and columns of zeros (their Gram row is
+        # l2 * e_i): leave them out of the inverse, which costs O(n_active^3).
+        active = np.flatnonzero(np.diff(X.tocsc().indptr) > 0).astype(np.int32)
+        n = len(active)
         need = dense_weights_bytes(n)
         limit = min(int(np.iinfo(np.intp).max), _physical_memory())
         if need > limit:
@@ -86,11 +90,15 @@ class EASE(ItemItemRecommender):
                 f"EASE needs a dense ({n}, {n}) float32 matrix, {need / 2**30:.1f} GiB, more "
                 f"than this machine's {limit / 2**30:.1f} GiB of memory; use ItemKNN"
             )
+        if n == 0:  # no interaction at all: every item scores 0
+            return {"_weights": np.zeros((0, 0), dtype=np.float32), "_active": active}
         nthreads = resolve_threads(None)
-        item_users = X.T.tocsr()
+        Xa = X[:, active]
+        Xa.sort_indices()
+        item_users = Xa.T.tocsr()
         item_users.sort_indices()
         G = np.empty((n, n), dtype=np.float32)
-        _core.rec_gram_dense(*parts(item_users), *parts(X), G, nthreads)
+        _core.rec_gram_dense(*parts(item_users), *parts(Xa), G, nthreads)
         G.flat[:: n + 1] += np.float32(self.l2)
         # G is symmetric, so its transpose (a Fortran-order view) is G itself: LAPACK works
         # in place on the view's upper triangle, which is G's lower triangle in C order.
@@ -103,25 +111,32 @@ class EASE(ItemItemRecommender):
             raise ValueError(f"inverting the regularised Gram matrix failed (info={info})")
         W = np.ascontiguousarray(inv.T)  # a no-op when LAPACK worked in place
         _core.rec_ease_weights(W, False, nthreads)
-        return {"_weights": W}
+        return {"_weights": W, "_active": active}
 
     @property
     def similarity_(self) -> sp.csr_matrix:
         self._check_fitted()
-        return sp.csr_matrix(self._weights)
+        coo = sp.coo_matrix(self._weights)
+        a = self._active.astype(np.int64)
+        n = self.n_items_
+        return sp.csr_matrix((coo.data, (a[coo.row], a[coo.col])), shape=(n, n))
 
     def _score(self, rows, banned, exclude_seen, N, threads):
-        return recommend_dense(self._weights, rows, banned, exclude_seen, N, threads)
+        return recommend_dense(
+            self._weights, self._active, self.n_items_, rows, banned, exclude_seen, N, threads
+        )
 
     def _model_state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return {}, {"weights": self._weights}
+        return {}, {"weights": self._weights, "active": self._active}
 
     def _set_model_state(self, meta, arrays, n_items):
         W = np.array(arrays["weights"], dtype=np.float32, order="C")
-        if W.shape != (n_items, n_items):
-            raise ValueError(
-                f"stored weights have shape {W.shape}, expected ({n_items}, {n_items})"
-            )
+        active = np.array(arrays["active"], dtype=np.int32)
+        n = len(active)
+        if W.shape != (n, n):
+            raise ValueError(f"stored weights have shape {W.shape}, expected ({n}, {n})")
+        if n and (active.min() < 0 or active.max() >= n_items or (np.diff(active) <= 0).any()):
+            raise ValueError("stored active items are not ascending item ids")
         if not np.isfinite(W).all():
             raise ValueError("stored weights contain NaN or infinity")
-        return {"_weights": W}
+        return {"_weights": W, "_active": active}
