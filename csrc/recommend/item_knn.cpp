@@ -81,37 +81,39 @@ inline std::uint32_t bucket_of(double v) {
     return (bits >> 19) & (kBuckets - 1); // positive values: 8 exponent + 4 mantissa bits
 }
 
-void select_top(std::vector<std::pair<double, std::int32_t>>& cand, std::size_t k,
-                std::vector<std::uint32_t>& hist,
-                std::vector<std::pair<double, std::int32_t>>& survivors) {
-    if (cand.size() <= k)
-        return;
-    for (const auto& c : cand)
-        ++hist[bucket_of(c.first)];
+using Cand = std::pair<double, std::int32_t>;
+
+// `hist` holds the bucket counts of cand[0, count) (built while the candidates were made);
+// leaves it zeroed, and the top k in cand[0, return value).
+std::size_t select_top(Cand* cand, std::size_t count, std::size_t k,
+                       std::vector<std::uint32_t>& hist, Cand* tmp) {
+    if (count <= k) {
+        for (std::size_t c = 0; c < count; ++c)
+            hist[bucket_of(cand[c].first)] = 0;
+        return count;
+    }
     std::size_t b = kBuckets - 1, seen = 0;
     for (;; --b) {
         seen += hist[b];
         if (seen >= k || b == 0)
             break;
     }
-    for (const auto& c : cand)
-        hist[bucket_of(c.first)] = 0;
-    survivors.resize(cand.size());
     std::size_t w = 0;
-    for (const auto& c : cand) {
-        survivors[w] = c;
-        w += static_cast<std::size_t>(bucket_of(c.first) >= b);
+    for (std::size_t c = 0; c < count; ++c) {
+        const std::uint32_t bucket = bucket_of(cand[c].first);
+        hist[bucket] = 0;
+        tmp[w] = cand[c];
+        w += static_cast<std::size_t>(bucket >= b);
     }
-    survivors.resize(w);
-    auto better = [](const auto& x, const auto& y) {
+    auto better = [](const Cand& x, const Cand& y) {
         return x.first > y.first || (x.first == y.first && x.second < y.second);
     };
     if (w > k) {
-        std::nth_element(survivors.begin(), survivors.begin() + static_cast<std::ptrdiff_t>(k),
-                         survivors.end(), better);
-        survivors.resize(k);
+        std::nth_element(tmp, tmp + k, tmp + w, better);
+        w = k;
     }
-    cand.swap(survivors);
+    std::copy(tmp, tmp + w, cand);
+    return w;
 }
 
 void check_pair(const Csr<double>& item_users, const Csr<double>& user_items) {
@@ -152,18 +154,18 @@ SparseRows knn_similarity(const Csr<double>& item_users, const Csr<double>& user
     const std::size_t grain = balanced_grain(rows, threads, 8, 64);
     parallel_for(rows, threads, grain, [&](std::size_t b, std::size_t e) {
         RowProduct prod(n);
-        std::vector<std::pair<double, std::int32_t>> cand, survivors;
-        cand.reserve(n);
-        survivors.reserve(n);
+        std::vector<Cand> cand(n + 1), tmp(n + 1);
         std::vector<std::uint32_t> hist(kBuckets, 0);
         for (std::size_t r = b; r < e; ++r) {
             const std::size_t i = begin + r;
             prod.run(item_users, user_items, i);
-            cand.clear();
             const double si = fi[i], sqi = sq_norms[i];
+            std::size_t w = 0;
+            Cand* cp = cand.data();
+            std::uint32_t* hp = hist.data();
+            // Branch-free: every candidate is written, kept (w advances) only when its
+            // similarity is positive and finite; its histogram bucket is counted likewise.
             prod.drain([&](std::int32_t j, double dot) {
-                if (static_cast<std::size_t>(j) == i)
-                    return;
                 double denom = 1.0;
                 if (norm == Norm::cosine || norm == Norm::asymmetric)
                     denom = si * fj[j];
@@ -171,16 +173,19 @@ SparseRows knn_similarity(const Csr<double>& item_users, const Csr<double>& user
                     denom = sqi + sq_norms[j] - dot;
                 denom += shrink;
                 const double s = denom > 0.0 ? dot / denom : 0.0;
-                if (s != 0.0 && std::isfinite(s))
-                    cand.emplace_back(s, j);
+                const bool keep = s > 0.0 && s <= std::numeric_limits<double>::max() &&
+                                  static_cast<std::size_t>(j) != i;
+                cp[w] = {s, j};
+                hp[bucket_of(keep ? s : 0.0)] += static_cast<std::uint32_t>(keep);
+                w += static_cast<std::size_t>(keep);
             });
-            select_top(cand, k, hist, survivors);
-            std::sort(cand.begin(), cand.end(),
-                      [](const auto& x, const auto& y) { return x.second < y.second; });
+            const std::size_t kept = select_top(cp, w, k, hist, tmp.data());
+            std::sort(cp, cp + kept,
+                      [](const Cand& x, const Cand& y) { return x.second < y.second; });
             auto& row = out[r];
-            row.reserve(cand.size());
-            for (const auto& [s, j] : cand)
-                row.emplace_back(j, static_cast<float>(s));
+            row.reserve(kept);
+            for (std::size_t c = 0; c < kept; ++c)
+                row.emplace_back(cp[c].second, static_cast<float>(cp[c].first));
         }
     });
 
