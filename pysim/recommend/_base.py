@@ -58,7 +58,8 @@ class ItemItemRecommender(BaseEstimator):
             Interaction weights (1 = seen / bought / played; larger = stronger), any sparse
             format or dense. Finite and >= 0; zeros are "no interaction".
         show_progress : bool, default=False
-            Show a tqdm progress bar (a plain stderr line without tqdm) for long fits.
+            Show a tqdm progress bar (a plain stderr line without tqdm) for long fits
+            (ItemKNN; EASE's fit is a few LAPACK calls and shows none).
 
         Returns
         -------

@@ -115,6 +115,7 @@ class EASE(ItemItemRecommender):
 
     @property
     def similarity_(self) -> sp.csr_matrix:
+        """The weights B, (n_items, n_items) float32 CSR (about n_items^2 entries)."""
         self._check_fitted()
         coo = sp.coo_matrix(self._weights)
         a = self._active.astype(np.int64)
