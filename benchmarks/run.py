@@ -64,6 +64,10 @@ PARTS: dict[str, tuple[list[str], str]] = {
         "metric learning fit time and 3-NN accuracy vs scikit-learn NCA and metric-learn",
     ),
     "classifier": (["bench_classifier.py"], "KNeighborsClassifier fit+predict vs scikit-learn"),
+    "recommend": (
+        ["bench_recommend.py"],
+        "MovieLens-small recommenders (ItemKNN, EASE) vs implicit and popularity",
+    ),
 }
 #: Typical seconds of each part's quick run on a 2-core machine (the estimate of what remains
 #: is these, scaled by how the parts so far compared with theirs); parts not listed: 30 s.
@@ -74,6 +78,7 @@ QUICK_SECONDS: dict[str, float] = {
     "quantized": 60,
     "metric": 50,
     "classifier": 10,
+    "recommend": 60,
 }
 #: Parts that can run on a user's dataset (--dataset).
 DATASET_PARTS = ["exact", "hnsw", "quantized"]
@@ -89,6 +94,7 @@ LIBRARIES = [
     "usearch",
     "pykdtree",
     "metric-learn",
+    "implicit",
     "pynndescent",
     "scann",
     "threadpoolctl",

@@ -44,8 +44,8 @@ if _core.simd_info()["override"]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "metrics":
-        return importlib.import_module(".metrics", __name__)
+    if name in ("metrics", "recommend"):
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pysim' has no attribute {name!r}")
@@ -55,4 +55,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"metrics", "recommend"})
