@@ -36,10 +36,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._param_validation import InvalidParameterError as _SklearnInvalidParameterError
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._brute import BruteForceIndex
-from .._compat import validate_data
 from .._hnsw import HNSWIndex
 from .._kdtree import KDTreeIndex
 from .._validation import MAX_THREADS, MetricMapping, resolve_threads
