@@ -16,8 +16,9 @@ capped at 2**25 entries (triplets are subsampled beyond, seeded).
 
 Bases: "triplet_diffs" (the triplet learner's default) takes, from seeded draws of d
 triplets, the directions where dissimilar differences outweigh similar ones; "lda" (the
-supervised twin's default, as metric-learn) takes discriminant directions of local neighbourhoods around k-means centres,
-computed with pysim's exact distances. An (K, d) array is used as given.
+supervised twin's default, as metric-learn) takes discriminant directions of local
+neighbourhoods around k-means centres, computed with pysim's exact distances. An (K, d)
+array is used as given.
 """
 
 from __future__ import annotations
