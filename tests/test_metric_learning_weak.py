@@ -366,8 +366,13 @@ def test_rca_is_inverse_sqrt_of_within_chunk_covariance(rng):
     C = centred.T @ centred / len(X)
     np.testing.assert_allclose(rca.get_mahalanobis_matrix(), np.linalg.inv(C), rtol=1e-8)
     assert RCA(n_components=2).fit(X, chunks).components_.shape == (2, 3)
+    # A constant feature gets weight 0; the rest is the same metric.
+    M = RCA().fit(np.c_[X, np.ones(60)], chunks).get_mahalanobis_matrix()
+    np.testing.assert_allclose(M[:3, :3], np.linalg.inv(C), rtol=1e-8)
+    np.testing.assert_allclose(M[3], 0.0, atol=1e-12)
+    # A feature constant within every chunklet but not across them: no inverse square root.
     with pytest.raises(ValueError, match="singular"):
-        RCA().fit(np.c_[X, X[:, 0]], chunks)  # a duplicated feature: rank 3 < 4
+        RCA().fit(np.c_[X, chunks % 2], chunks)
     with pytest.raises(ValueError, match="no point"):
         RCA().fit(X, -np.ones(60, int))
     with pytest.raises(ValueError, match="chunks"):

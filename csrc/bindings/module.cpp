@@ -21,6 +21,7 @@ void bind_kdtree(py::module_& m);
 void bind_hnsw(py::module_& m);
 void bind_testing(py::module_& m);
 void bind_quant(py::module_& m);
+void bind_metric(py::module_& m);
 } // namespace pysim::bindings
 
 namespace {
@@ -58,4 +59,5 @@ PYBIND11_MODULE(_core, m) {
     pysim::bindings::bind_hnsw(m);
     pysim::bindings::bind_testing(m);
     pysim::bindings::bind_quant(m);
+    pysim::bindings::bind_metric(m);
 }

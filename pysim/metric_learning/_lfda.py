@@ -26,6 +26,7 @@ import scipy.linalg
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._distances import cdist
+from .._validation import serial_blas
 from ._base import MahalanobisMixin, block_rows, check_labelled, check_n_components
 
 
@@ -120,9 +121,10 @@ class LFDA(MahalanobisMixin):
         data = check_labelled(self, X, y)
         d = data.X.shape[1]
         m = check_n_components(self.n_components, d)
-        Sw, Sb = local_scatters(data.X, data.starts, int(self.k))
-        Sw += (1e-10 * max(np.trace(Sw), 1e-300) / d) * np.eye(d)
-        vals, vecs = scipy.linalg.eigh(Sb, Sw)
+        with serial_blas():
+            Sw, Sb = local_scatters(data.X, data.starts, int(self.k))
+            Sw += (1e-10 * max(np.trace(Sw), 1e-300) / d) * np.eye(d)
+            vals, vecs = scipy.linalg.eigh(Sb, Sw)
         order = np.argsort(vals)[::-1][:m]
         vals, vecs = vals[order], vecs[:, order]
         if self.embedding_type == "weighted":

@@ -6,9 +6,12 @@ share a class, ``C = (1/N) Σ_chunklets Σ_i (x_i - m_chunk)(x_i - m_chunk)ᵀ``
 that minimise within-chunklet over total variance (Fisher's criterion), as metric-learn does.
 All of it is one centring pass and d x d algebra.
 
-A rank-deficient C (fewer chunklet degrees of freedom than features, or a feature constant
-within every chunklet) has no inverse square root: that is a ValueError naming the rank and
-suggesting ``n_components``, never a metric with infinite weights.
+Directions in which the chunked points do not vary at all (a constant feature) carry no
+distance information and get weight 0 (the metric lives in the range of their covariance;
+metric-learn returns NaN there). A C that is rank-deficient inside that range (fewer
+chunklet degrees of freedom than varying features, or a direction constant within every
+chunklet but not across them) has no inverse square root: that is a ValueError naming the
+rank and suggesting ``n_components``, never a metric with infinite weights.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import validate_data
 
-from .._validation import to_array
+from .._validation import serial_blas, to_array
 from ._base import MahalanobisMixin, check_n_components
 from ._weakly import (
     PREPROCESSOR_CONSTRAINT,
@@ -48,6 +51,10 @@ class _RCABase:
     }
 
     def _learn(self, X: np.ndarray, chunks: np.ndarray) -> None:
+        with serial_blas():  # small d x d factorisations: OpenBLAS threads only cost here
+            self._learn_serial(X, chunks)
+
+    def _learn_serial(self, X: np.ndarray, chunks: np.ndarray) -> None:
         n, d = X.shape
         k = check_n_components(self.n_components, d)
         mask = chunks >= 0
@@ -62,16 +69,27 @@ class _RCABase:
         centred = Xc - means[inv]
         C = centred.T @ centred / len(Xc)
         who = type(self).__name__
-        if k < d:
-            total = np.atleast_2d(np.cov(Xc, rowvar=False))
-            # Directions of smallest within / total variance ratio (generalised eigenproblem).
-            Ti = _inv_sqrt(total, who)
-            w, U = np.linalg.eigh(Ti @ C @ Ti)
-            A = Ti @ U[:, :k]
-            inner = A.T @ C @ A
-            L = _inv_sqrt(inner, who) @ A.T
+        # Directions in which the chunked points do not vary at all (constant features) carry
+        # no distance information: RCA works in the range R of their total covariance and
+        # gives the rest weight 0 (metric-learn returns NaN weights there).
+        total = np.atleast_2d(np.cov(Xc, rowvar=False))
+        tw, TU = np.linalg.eigh((total + total.T) / 2.0)
+        keep = tw > d * np.finfo(np.float64).eps * max(float(tw.max()), 0.0)
+        if not keep.any():
+            raise ValueError(f"{who}: the chunked points are all identical")
+        R = TU[:, keep]
+        r = R.shape[1]
+        C_R = R.T @ C @ R
+        if k < r:
+            # Directions of smallest within / total variance ratio (Fisher), within R.
+            Ti = 1.0 / np.sqrt(tw[keep])
+            _, U = np.linalg.eigh((Ti[:, None] * C_R) * Ti[None, :])
+            A = R @ (Ti[:, None] * U[:, :k])
+            L = _inv_sqrt(A.T @ C @ A, who) @ A.T
         else:
-            L = _inv_sqrt(C, who)
+            L = _inv_sqrt(C_R, who) @ R.T
+        if len(L) < k:
+            L = np.vstack([L, np.zeros((k - len(L), d))])
         self.components_ = np.ascontiguousarray(L)
 
 

@@ -12,7 +12,7 @@ and, once Φ (T x K) is built, every loss/gradient evaluation is two matrix-vect
 metric-learn runs 10,000 AdaGrad steps of batch 10 in Python; here scipy's L-BFGS-B (bounds
 w >= 0, where the L1 term is linear) solves the whole problem. ℓ is the hinge smoothed over a
 width of 0.05 (quadratic near the kink) so the quasi-Newton steps are well defined; Φ is
-capped at 2**25 entries (triplets are subsampled beyond, seeded).
+capped at 2**22 entries (triplets are subsampled beyond, seeded).
 
 Bases: "triplet_diffs" (the triplet learner's default) takes, from seeded draws of d
 triplets, the directions where dissimilar differences outweigh similar ones; "lda" (the
@@ -43,7 +43,7 @@ from ._weakly import (
 )
 
 _SMOOTH = 0.05
-_MAX_PHI = 1 << 25
+_MAX_PHI = 1 << 22
 
 
 def _normalise(B: np.ndarray) -> np.ndarray:
@@ -80,20 +80,34 @@ def triplet_diff_basis(T: np.ndarray, n_basis: int, rng: np.random.Generator) ->
     return _normalise(np.concatenate(out)[:n_basis])
 
 
+def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator, iters: int = 10) -> np.ndarray:
+    """k-means centres: seeded random rows, then Lloyd steps on pysim's distances.
+
+    The centres only place local neighbourhoods, so a few Lloyd steps from a random start do
+    (scikit-learn's KMeans with k-means++ seeding costs far more than the rest of the fit).
+    """
+    C = X[np.sort(rng.choice(len(X), k, replace=False))].copy()
+    for _ in range(iters):
+        assign = np.argmin(cdist(X, C, "sqeuclidean"), axis=1)
+        counts = np.bincount(assign, minlength=k)
+        sums = np.zeros_like(C)
+        np.add.at(sums, assign, X)
+        moved = counts > 0
+        C[moved] = sums[moved] / counts[moved, None]
+    return C
+
+
 def lda_basis(data: LabelledData, n_basis: int, rng: np.random.Generator) -> np.ndarray:
     """Local discriminant directions around k-means centres (metric-learn's "lda" bases).
 
     Around each centre, every class contributes its nearest members at two scales (10 and
     20, or 20 and 50 above 50 features); the Fisher directions of each neighbourhood are bases.
     """
-    from sklearn.cluster import KMeans
-
     X = data.X
     n, d = X.shape
     n_eig = max(1, min(len(data.classes) - 1, d))
     n_clusters = max(1, min(n, int(np.ceil(n_basis / (2 * n_eig)))))
-    seed = int(rng.integers(0, 2**31 - 1))
-    centres = KMeans(n_clusters, n_init=1, random_state=seed).fit(X).cluster_centers_
+    centres = _kmeans(X, n_clusters, rng)
     scales = (20, 50) if d > 50 else (10, 20)
     near = []  # per class: (n_clusters, k) nearest rows of that class to each centre
     for c in range(len(data.classes)):
@@ -154,7 +168,7 @@ class _SCMLBase:
                 jac=True,
                 method="L-BFGS-B",
                 bounds=[(0.0, None)] * len(B),
-                options={"maxiter": int(self.max_iter)},
+                options={"maxiter": int(self.max_iter), "ftol": 1e-6},
             )
         w = np.clip(res.x, 0.0, None)
         if self.verbose:
@@ -307,7 +321,8 @@ class SCML_Supervised(_SCMLBase, SupervisedTwinMixin):
             B = _normalise(np.asarray(self.basis, dtype=np.float64))
         elif self.basis == "lda":
             n_eig = max(1, min(len(data.classes) - 1, d))
-            B = lda_basis(data, self._default_n_basis(d, n, n_eig), rng)
+            with serial_blas():  # hundreds of small d x d eigenproblems
+                B = lda_basis(data, self._default_n_basis(d, n, n_eig), rng)
         else:
             B = triplet_diff_basis(T, self._default_n_basis(d, n), rng)
         if len(B) == 0:

@@ -24,6 +24,7 @@ from sklearn.covariance import graphical_lasso
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .._validation import serial_blas
 from ._base import components_from_metric, prior_metric
 from ._weakly import (
     PREPROCESSOR_CONSTRAINT,
@@ -44,6 +45,10 @@ class _SDMLBase:
     }
 
     def _learn(self, P: np.ndarray, y: np.ndarray) -> None:
+        with serial_blas():  # small d x d factorisations: OpenBLAS threads only cost here
+            self._learn_serial(P, y)
+
+    def _learn_serial(self, P: np.ndarray, y: np.ndarray) -> None:
         d = P.shape[2]
         points = np.unique(P.reshape(-1, d), axis=0)
         M0 = prior_metric(self.prior, points, self.random_state)
