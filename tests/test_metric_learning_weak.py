@@ -591,12 +591,12 @@ def test_pair_learner_pickles_with_threshold(rng):
         SDML_Supervised(balance_param=1e-3),
         MMC_Supervised(max_iter=20),
         LSML_Supervised(max_iter=20),
-        SCML_Supervised(max_iter=50),
+        SCML_Supervised(max_iter=20, n_basis=16),
         RCA_Supervised(),
         LFDA(),
         MLKR(max_iter=10),
-        TripletEmbedding(max_iter=2),
-        ContrastiveEmbedding(max_iter=2),
+        TripletEmbedding(max_iter=2, n_candidates=5),
+        ContrastiveEmbedding(max_iter=2, n_candidates=5),
     ]
 )
 def test_sklearn_compatible(estimator, check):

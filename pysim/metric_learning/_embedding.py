@@ -268,6 +268,21 @@ class TripletEmbedding(_EmbeddingBase):
     >>> X = StandardScaler().fit_transform(X)
     >>> TripletEmbedding(n_components=2, random_state=0).fit_transform(X, y).shape
     (150, 2)
+
+    When the tower is a deep network trained elsewhere, pysim still does the mining and the
+    evaluation: index the current embeddings, take each anchor's nearest other-class
+    neighbours as its hard negatives, and score retrieval with MAP@R.
+
+    >>> import numpy as np, pysim
+    >>> emb = np.random.default_rng(0).standard_normal((150, 8)) + 3.0 * np.eye(3, 8)[y]
+    >>> index = pysim.BruteForceIndex(emb, "sqeuclidean")
+    >>> dist, nbr = index.query(emb, k=50)  # column 0 is the point itself
+    >>> other = y[nbr] != y[:, None]
+    >>> hardest_negative = nbr[np.arange(150), np.argmax(other, axis=1)]  # feed to the loss
+    >>> # MAP@R needs R = (class size - 1) = 49 neighbours per query here
+    >>> scores = pysim.metrics.retrieval_scores(y[nbr[:, 1:]], y, y)
+    >>> sorted(scores)
+    ['map_at_r', 'precision_at_1', 'r_precision']
     """
 
     def _loss(self):
