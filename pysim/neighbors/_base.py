@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.base import BaseEstimator, MultiOutputMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
@@ -177,13 +178,8 @@ def _index_keywords(algorithm: str) -> set[str]:
 
 def _to_sparse(csr: sp.csr_matrix) -> Any:
     """CSR in the sparse interface scikit-learn is configured for (spmatrix by default)."""
-    try:
-        from sklearn import get_config
-
-        if get_config().get("sparse_interface") == "sparray":
-            return sp.csr_array(csr)
-    except ImportError:  # pragma: no cover
-        pass
+    if get_config().get("sparse_interface") == "sparray":
+        return sp.csr_array(csr)
     return csr
 
 
