@@ -31,6 +31,7 @@ __all__: list[str] = [
     "cdist_f64",
     "dot_f32",
     "dot_f64",
+    "itml_projections",
     "paired_f32",
     "paired_f64",
     "rec_ease_weights",
@@ -514,6 +515,17 @@ def dot_f64(
     threads: typing.SupportsInt | typing.SupportsIndex,
     out: typing.Any = None,
 ) -> numpy.typing.NDArray[numpy.float64]: ...
+def itml_projections(
+    A: numpy.typing.NDArray[numpy.float64],
+    V: numpy.typing.NDArray[numpy.float64],
+    sign: numpy.typing.NDArray[numpy.float64],
+    bhat: numpy.typing.NDArray[numpy.float64],
+    gamma: typing.SupportsFloat,
+    max_iter: typing.SupportsInt | typing.SupportsIndex,
+    tol: typing.SupportsFloat,
+) -> tuple[numpy.typing.NDArray[numpy.float64], int, float]:
+    """ITML's cyclic Bregman projections (csrc/metric/itml.hpp); returns (A, passes, conv)."""
+
 def paired_f32(
     xa: numpy.typing.NDArray[numpy.float32],
     xb: numpy.typing.NDArray[numpy.float32],

@@ -24,6 +24,7 @@ void bind_testing(py::module_& m); // only in PYSIM_TESTING builds (CMakeLists.t
 #endif
 void bind_quant(py::module_& m);
 void bind_recommend(py::module_& m);
+void bind_metric(py::module_& m);
 } // namespace pysim::bindings
 
 namespace {
@@ -63,4 +64,5 @@ PYBIND11_MODULE(_core, m) {
 #endif
     pysim::bindings::bind_quant(m);
     pysim::bindings::bind_recommend(m);
+    pysim::bindings::bind_metric(m);
 }
