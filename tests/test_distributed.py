@@ -1,0 +1,226 @@
+"""pysim.distributed.ShardedIndex on a real LocalCluster (2 worker processes x 1 thread).
+
+One cluster per test session (starting worker processes costs seconds); every test makes
+its own index and closes it. Exact answers are compared with a single BruteForceIndex over
+the union (same ids, same order, same distances); HNSW recall with a single HNSWIndex.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+
+import pysim  # noqa: E402
+from pysim.distributed import ShardedIndex, merge_topk  # noqa: E402
+from pysim.distributed import _worker as W  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_port=0,
+        silence_logs=40,
+    )
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _inventory(client) -> dict[str, list]:
+    return client.run(W.run_inventory)
+
+
+def _exact(X, Q, k, metric="sqeuclidean", ids=None):
+    """BruteForceIndex over the union; rows sorted by id, answers mapped to ids."""
+    if ids is None:
+        ids = np.arange(len(X))
+    order = np.argsort(ids)
+    d, r = pysim.BruteForceIndex(X[order], metric).query(Q, k)
+    return d, np.where(r >= 0, ids[order][np.maximum(r, 0)], -1)
+
+
+def _recall(found, truth):
+    return np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)])
+
+
+# ---------------------------------------------------------------------------- merge
+
+
+def test_merge_orders_ties_nan_and_padding():
+    a = (np.array([[1.0, 2.0, np.inf]], np.float32), np.array([[7, 3, -1]]))
+    b = (np.array([[1.0, np.nan, 0.5]], np.float32), np.array([[2, 9, 8]]))
+    d, i = merge_topk([a, b], 5)
+    assert i.tolist() == [[8, 2, 7, 3, 9]]  # ties by the smaller id, NaN after numbers
+    assert d[0, :4].tolist() == [0.5, 1.0, 1.0, 2.0] and np.isnan(d[0, 4])
+    d, i = merge_topk([a], 4)  # padding stays at the tail, filled to k
+    assert i.tolist() == [[7, 3, -1, -1]]
+    assert np.isinf(d[0, 2:]).all()
+
+
+# ---------------------------------------------------------------------------- exact
+
+
+@pytest.mark.parametrize("metric", ["sqeuclidean", "cosine"])
+def test_brute_equals_single_index_over_union(client, rng, metric):
+    X = rng.standard_normal((700, 12)).astype(np.float32)
+    Q = rng.standard_normal((40, 12)).astype(np.float32)
+    with ShardedIndex(12, metric, kind="brute", n_shards=3, client=client) as index:
+        index.add(X[:300])
+        index.add(X[300:])
+        assert len(index) == 700 and index.n_shards == 3
+        assert sum(index.shard_sizes.values()) == 700
+        for k in (1, 10, 800):
+            d, i = index.query(Q, k)
+            ed, ei = _exact(X, Q, k, metric)
+            np.testing.assert_array_equal(i, ei)
+            np.testing.assert_array_equal(d, ed)
+
+
+def test_brute_ties_and_arbitrary_ids(client, rng):
+    X = rng.integers(0, 3, (400, 3)).astype(np.float64)  # many exact ties
+    ids = rng.permutation(10_000)[:400].astype(np.int64)
+    Q = rng.integers(0, 3, (30, 3)).astype(np.float64)
+    with ShardedIndex(3, kind="brute", client=client) as index:
+        index.add(X[:200], ids[:200])
+        index.add(X[200:], ids[200:])  # interleaved ids: shards re-sort their rows
+        d, i = index.query(Q, 25)
+        ed, ei = _exact(X, Q, 25, ids=ids)
+        np.testing.assert_array_equal(i, ei)
+        np.testing.assert_array_equal(d, ed)
+        assert d.dtype == np.float64
+        np.testing.assert_array_equal(index.ids, np.sort(ids))
+
+
+def test_filter_and_remove_are_routed(client, rng):
+    X = rng.standard_normal((500, 8)).astype(np.float32)
+    Q = rng.standard_normal((20, 8)).astype(np.float32)
+    with ShardedIndex(8, kind="brute", client=client) as index:
+        index.add(X)
+        allowed = rng.choice(500, 60, replace=False)
+        d, i = index.query(Q, 5, filter=np.append(allowed, [10**9]))  # unknown ids ignored
+        ed, ei = _exact(X[allowed], Q, 5, ids=allowed)
+        np.testing.assert_array_equal(i, ei)
+        np.testing.assert_array_equal(d, ed)
+        d2, i2 = index.query(Q, 5, filter=lambda j: j in set(allowed.tolist()))
+        np.testing.assert_array_equal(i2, ei)
+        one_shard = np.arange(0, 500, index.n_shards)[:3]  # ids 0, S, 2S: all on shard 0
+        _, i3 = index.query(Q, 5, filter=one_shard)
+        assert set(i3[:, :3].ravel()) == set(one_shard) and (i3[:, 3:] == -1).all()
+
+        gone = rng.choice(500, 200, replace=False)
+        index.remove(gone)
+        assert len(index) == 300
+        keep = np.setdiff1d(np.arange(500), gone)
+        d, i = index.query(Q, 10)
+        ed, ei = _exact(X[keep], Q, 10, ids=keep)
+        np.testing.assert_array_equal(i, ei)
+        np.testing.assert_array_equal(d, ed)
+        with pytest.raises(KeyError):
+            index.remove([gone[0]])
+        inv = [e for es in _inventory(client).values() for e in es if e[0] == index._uid]
+        rows = {e[1]: e[3] for e in inv if e[2] == "index"}
+        assert rows == index.shard_sizes
+
+
+def test_hnsw_recall_matches_single_index(client):
+    from pysim.distributed import _merge  # noqa: F401
+
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((40, 32)).astype(np.float32)
+    X = centres[rng.integers(0, 40, 4000)] + 0.3 * rng.standard_normal((4000, 32)).astype(
+        np.float32
+    )
+    Q = X[:200] + 0.05 * rng.standard_normal((200, 32)).astype(np.float32)
+    _, truth = _exact(X, Q, 10)
+    single = pysim.HNSWIndex(32, M=8, ef_construction=64)
+    single.add(X, threads=1)
+    base = _recall(single.query(Q, 10, ef=16)[1], truth)
+    with ShardedIndex(32, M=8, ef_construction=64, client=client) as index:
+        index.add(X)
+        d, i = index.query(Q, 10, ef=16)
+        assert d.dtype == np.float32 and i.dtype == np.int64
+        assert (np.diff(d, axis=1) >= 0).all()
+        assert _recall(i, truth) >= base - 0.005
+        index.remove(np.arange(100))
+        _, i = index.query(Q, 10, ef=16)
+        assert (i >= 100).all()
+
+
+def test_hnsw_quantized_shards(client, rng):
+    X = rng.standard_normal((600, 16)).astype(np.float32)
+    with ShardedIndex(16, quantization="sq8", client=client) as index:
+        index.add(X)
+        _, i = index.query(X[:20], 1)
+        assert (i[:, 0] == np.arange(20)).all()
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_refused_before_workers(client, rng, monkeypatch):
+    with pytest.raises(ValueError, match="metric"):
+        ShardedIndex(4, "nope", client=client)
+    with pytest.raises(ValueError, match="kind"):
+        ShardedIndex(4, kind="ivf", client=client)
+    with pytest.raises(TypeError):
+        ShardedIndex(4, client=client, bogus=1)
+    with pytest.raises(ValueError, match="replicas"):
+        ShardedIndex(4, replicas=3, client=client)
+    X = rng.standard_normal((50, 4)).astype(np.float32)
+    with ShardedIndex(4, client=client) as index:
+        index.add(X)
+        before = _inventory(client)
+        with pytest.raises(ValueError, match="columns"):
+            index.add(np.ones((3, 5)))
+        with pytest.raises(ValueError, match="NaN"):
+            index.add(np.full((3, 4), np.nan))
+        with pytest.raises(ValueError, match="already"):
+            index.add(X[:2], ids=[3, 1000])
+        with pytest.raises(ValueError, match="distinct"):
+            index.add(X[:2], ids=[1000, 1000])
+        with pytest.raises(ValueError, match="k must"):
+            index.query(X[:1], 0)
+        with pytest.raises(ValueError, match="columns"):
+            index.query(np.ones((2, 3)))
+        with pytest.raises(ValueError, match="columns"):
+            index.add(da.ones((10, 5), chunks=5))
+        with pytest.raises(TypeError, match="real numbers"):
+            index.add(da.ones((10, 4), chunks=5, dtype="c8"))
+        assert _inventory(client) == before and len(index) == 50
+
+    def no_client():
+        raise ValueError("No global client found")
+
+    monkeypatch.setattr(distributed, "get_client", no_client)
+    with pytest.raises(ValueError, match=r"Client\(\)"):
+        ShardedIndex(4)
+
+
+def test_import_pysim_does_not_import_dask():
+    code = "import sys, pysim; pysim.HNSWIndex; pysim.BruteForceIndex; print('dask' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True, cwd="/"
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_close_releases_worker_memory(client, rng):
+    index = ShardedIndex(4, kind="brute", client=client)
+    index.add(rng.standard_normal((20, 4)))
+    uid = index._uid
+    assert any(e[0] == uid for es in _inventory(client).values() for e in es)
+    index.close()
+    assert not any(e[0] == uid for es in _inventory(client).values() for e in es)
+    with pytest.raises(ValueError, match="closed"):
+        index.query(np.zeros(4))
