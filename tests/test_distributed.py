@@ -224,3 +224,83 @@ def test_close_releases_worker_memory(client, rng):
     assert not any(e[0] == uid for es in _inventory(client).values() for e in es)
     with pytest.raises(ValueError, match="closed"):
         index.query(np.zeros(4))
+
+
+# ---------------------------------------------------------------------------- dask arrays
+
+
+def test_dask_array_add_and_lazy_query(client, rng):
+    X = rng.standard_normal((900, 10)).astype(np.float32)
+    Q = rng.standard_normal((70, 10)).astype(np.float32)
+    dX = da.from_array(X, chunks=(250, 5))  # column chunks are joined on the workers
+    with ShardedIndex(10, kind="brute", n_shards=3, client=client) as index:
+        index.add(dX)
+        assert len(index) == 900
+        dQ = da.from_array(Q, chunks=(30, 10))
+        d, i = index.query(dQ, 7)
+        assert isinstance(d, da.Array) and isinstance(i, da.Array)
+        assert d.chunks == ((30, 30, 10), (7,)) and i.dtype == np.int64
+        d, i = client.compute([d, i], sync=True)
+        ed, ei = _exact(X, Q, 7)
+        np.testing.assert_array_equal(i, ei)
+        np.testing.assert_array_equal(d, ed)
+        nd, ni = index.query(Q, 7)  # numpy in, numpy out
+        assert isinstance(nd, np.ndarray)
+        np.testing.assert_array_equal(ni, ei)
+        _, fi = index.query(dQ, 3, filter=np.arange(100))
+        assert (fi.compute() < 100).all()
+
+
+def test_dask_add_is_validated_on_workers_before_any_shard(client, rng):
+    X = rng.standard_normal((300, 6)).astype(np.float32)
+    X[250, 2] = np.nan
+    with ShardedIndex(6, client=client) as index:
+        with pytest.raises(ValueError, match="NaN"):
+            index.add(da.from_array(X, chunks=100))
+        assert len(index) == 0
+        inv = [e for es in _inventory(client).values() for e in es if e[0] == index._uid]
+        assert all(e[3] == 0 for e in inv)
+
+
+def test_dask_add_never_gathers_on_the_client(client, rng, monkeypatch):
+    dX = da.random.default_rng(5).standard_normal((600, 8), chunks=(200, 8)).astype(np.float32)
+    X = dX.compute()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the client gathered data")
+
+    with ShardedIndex(8, kind="brute", client=client) as index:
+        monkeypatch.setattr(type(client), "gather", refuse)
+        index.add(dX)
+        monkeypatch.undo()
+        _, i = index.query(X[:20], 1)
+        np.testing.assert_array_equal(i[:, 0], np.arange(20))
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_placement_pinned_and_never_copied(client, rng, replicas):
+    from dask.sizeof import sizeof
+
+    X = rng.standard_normal((800, 8)).astype(np.float32)
+    with ShardedIndex(8, replicas=replicas, n_shards=4, client=client) as index:
+        index.add(X)
+        for _ in range(3):
+            index.query(da.from_array(X[:100], chunks=25), 5)[1].compute()
+            index.query(X[:100], 5)
+        inv = _inventory(client)
+        where: dict[tuple[int, str], list[str]] = {}
+        for addr, entries in inv.items():
+            for uid, shard, role, _rows, _nbytes in entries:
+                if uid == index._uid:
+                    where.setdefault((shard, role), []).append(addr)
+        for s in range(4):
+            assert len(where[(s, "index")]) == replicas  # never more copies than replicas
+            assert len(set(where[(s, "index")] + where.get((s, "log"), []))) == 2
+            assert sorted(where[(s, "index")]) == sorted(
+                a for a, r in index.placement[s] if r == "index"
+            )
+        # No shard is a Dask key anywhere: the scheduler has nothing to copy.
+        assert sum(client.run(W.run_shards_in_dask_data).values()) == 0
+    shard = W.HnswShard(8, "sqeuclidean", {})
+    shard.add(X, np.arange(len(X)), 1)
+    assert sizeof(shard) == shard.memory_bytes() >= X.nbytes
