@@ -7,8 +7,12 @@ the union (same ids, same order, same distances); HNSW recall with a single HNSW
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -304,3 +308,152 @@ def test_placement_pinned_and_never_copied(client, rng, replicas):
     shard = W.HnswShard(8, "sqeuclidean", {})
     shard.add(X, np.arange(len(X)), 1)
     assert sizeof(shard) == shard.memory_bytes() >= X.nbytes
+
+
+# ---------------------------------------------------------------------------- fault tolerance
+
+
+def _kill(client, addr) -> None:
+    """SIGKILL the worker process at `addr` (its nanny starts a fresh one, at a new address)."""
+    pid = client.run(os.getpid, workers=[addr])[addr]
+    os.kill(pid, signal.SIGKILL)
+
+
+def _wait_two_workers(client) -> None:
+    """Until exactly two live workers answer (a killed one is gone, its successor is up).
+
+    The nanny restarts a killed worker; on a loaded machine the restart can time out, so
+    after a while the cluster is scaled back to two workers instead."""
+    deadline = time.time() + 180
+    scaled = False
+    while time.time() < deadline:
+        pids = client.run(os.getpid, on_error="return")
+        if len(pids) == 2 and all(isinstance(p, int) for p in pids.values()):
+            return
+        if not scaled and time.time() > deadline - 170:
+            client.cluster.scale(2)
+            scaled = True
+        time.sleep(0.2)
+    raise AssertionError("the cluster did not get back to two workers")
+
+
+@pytest.mark.parametrize(
+    "kind,replicas",
+    [("brute", 1), pytest.param("hnsw", 1, marks=pytest.mark.slow), ("hnsw", 2)],
+    ids=["brute-r1", "hnsw-r1", "hnsw-r2"],
+)
+def test_worker_killed_during_query_loop(client, rng, tmp_path, kind, replicas):
+    X = rng.standard_normal((1200, 16)).astype(np.float32)
+    Q = rng.standard_normal((60, 16)).astype(np.float32)
+    _wait_two_workers(client)
+    params = {"M": 8, "ef_construction": 40} if kind == "hnsw" else {}
+    with ShardedIndex(16, kind=kind, replicas=replicas, client=client, **params) as index:
+        index.add(X[:500])
+        if kind == "hnsw" and replicas == 1:
+            index.save(tmp_path / "saved")  # the rebuild then starts from this save
+        index.add(X[500:1000])
+        index.remove(np.arange(0, 1000, 7))
+        index.add(X[1000:])
+        expected = [index.query(Q[j : j + 3], 5) for j in range(0, 60, 3)]
+        victim = index.placement[0][0][0]  # the worker holding shard 0's index
+        killer = None
+        got = []
+        for j in range(0, 60, 3):
+            if j == 9:
+                killer = threading.Thread(target=_kill, args=(client, victim))
+                killer.start()
+            got.append(index.query(Q[j : j + 3], 5))
+        killer.join()
+        for (ed, ei), (gd, gi) in zip(expected, got, strict=True):
+            np.testing.assert_array_equal(gi, ei)
+            np.testing.assert_array_equal(gd, ed)
+        # The lost copies were restored: every shard has all its holders on live workers.
+        live = set(client.scheduler_info(n_workers=-1)["workers"])
+        index.query(Q[:1], 1)
+        for holders in index.placement.values():
+            assert all(a in live for a, _ in holders) or len(live) < 2
+        assert victim not in live
+        d, i = index.query(Q, 5)
+        np.testing.assert_array_equal(i, np.concatenate([e[1] for e in expected]))
+
+
+def test_worker_killed_during_add_names_failed_shards(client, rng, monkeypatch):
+    X = rng.standard_normal((400, 8)).astype(np.float32)
+    _wait_two_workers(client)
+    with ShardedIndex(8, kind="brute", n_shards=2, client=client) as index:
+        index.add(X[:200])
+        victim = index.placement[1][0][0]
+        assert index.placement[0][0][0] != victim
+        begin = ShardedIndex._begin
+
+        def begin_then_kill(self):
+            spec = begin(self)
+            _kill(client, victim)
+            time.sleep(0.5)
+            return spec
+
+        monkeypatch.setattr(ShardedIndex, "_begin", begin_then_kill)
+        with pytest.raises(pysim.distributed.ShardFailureError) as info:
+            index.add(X[200:])
+        monkeypatch.undo()
+        assert info.value.shards == (1,), str(
+            info.value
+        )  # shard 1's only copy was on the killed worker
+        lost_ids = info.value.ids
+        assert set(lost_ids.tolist()) == set(range(201, 400, 2))
+        added = np.setdiff1d(np.arange(400), lost_ids)
+        np.testing.assert_array_equal(index.ids, added)
+        d, i = index.query(X[:30], 10)
+        ed, ei = _exact(X[added], X[:30], 10, ids=added)
+        np.testing.assert_array_equal(i, ei)
+        index.add(X[lost_ids], lost_ids)  # the failed rows can simply be added again
+        _, i = index.query(X[:30], 1)
+        np.testing.assert_array_equal(i[:, 0], np.arange(30))
+
+
+# ---------------------------------------------------------------------------- save / load
+
+
+@pytest.mark.parametrize("kind", ["brute", "hnsw"])
+def test_save_load_round_trip(client, rng, tmp_path, kind):
+    X = rng.standard_normal((500, 8)).astype(np.float32)
+    Q = rng.standard_normal((25, 8)).astype(np.float32)
+    with ShardedIndex(8, "euclidean", kind=kind, n_shards=3, client=client) as index:
+        index.add(X)
+        index.remove([3, 4, 5])
+        expected = index.query(Q, 6)
+        index.save(tmp_path / "ix")
+        sizes = index.shard_sizes
+    files = sorted(p.name for p in (tmp_path / "ix").iterdir())
+    assert files == ["manifest.pysim"] + [f"shard-{s:05d}.{kind}.pysim" for s in range(3)]
+    if kind == "hnsw":  # a shard file is the shard class's own format
+        assert len(pysim.HNSWIndex.load(tmp_path / "ix" / "shard-00001.hnsw.pysim")) == sizes[1]
+    with ShardedIndex.load(tmp_path / "ix", client=client) as loaded:
+        assert len(loaded) == 497 and loaded.shard_sizes == sizes and loaded.metric == "euclidean"
+        got = loaded.query(Q, 6)
+        np.testing.assert_array_equal(got[1], expected[1])
+        np.testing.assert_array_equal(got[0], expected[0])
+        loaded.add(X[:2])  # default ids continue after the largest
+        assert loaded.ids[-2:].tolist() == [500, 501]
+    url = "file://" + str(tmp_path / "ix")
+    with ShardedIndex.load(url, client=client) as loaded:
+        np.testing.assert_array_equal(loaded.query(Q, 6)[1], expected[1])
+
+
+def test_load_missing_or_corrupt_shard_names_it(client, rng, tmp_path):
+    with ShardedIndex(4, kind="brute", client=client) as index:
+        index.add(rng.standard_normal((50, 4)))
+        index.save(tmp_path / "ix")
+    before = sum(len(es) for es in _inventory(client).values())
+    shard = tmp_path / "ix" / "shard-00001.brute.pysim"
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="shard-00001"):
+        ShardedIndex.load(tmp_path / "ix", client=client)
+    shard.unlink()
+    with pytest.raises(ValueError, match="shard-00001"):
+        ShardedIndex.load(tmp_path / "ix", client=client)
+    with pytest.raises(ValueError, match="manifest"):
+        ShardedIndex.load(tmp_path / "nothing", client=client)
+    assert sum(len(es) for es in _inventory(client).values()) == before  # nothing left behind
