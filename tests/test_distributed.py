@@ -31,7 +31,7 @@ def client():
         n_workers=2,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: no "port 8787 in use" warning
         scheduler_port=0,
         silence_logs=40,
     )
@@ -368,7 +368,7 @@ def test_worker_killed_during_query_loop(client, rng, tmp_path, kind, replicas):
             np.testing.assert_array_equal(gi, ei)
             np.testing.assert_array_equal(gd, ed)
         # The lost copies were restored: every shard has all its holders on live workers.
-        live = set(client.scheduler_info(n_workers=-1)["workers"])
+        live = set(client.sync(client.scheduler.identity, n_workers=-1)["workers"])
         index.query(Q[:1], 1)
         for holders in index.placement.values():
             assert all(a in live for a, _ in holders) or len(live) < 2
@@ -441,7 +441,7 @@ def test_save_load_round_trip(client, rng, tmp_path, kind):
 
 
 def test_load_missing_or_corrupt_shard_names_it(client, rng, tmp_path):
-    with ShardedIndex(4, kind="brute", client=client) as index:
+    with ShardedIndex(4, kind="brute", n_shards=2, client=client) as index:
         index.add(rng.standard_normal((50, 4)))
         index.save(tmp_path / "ix")
     before = sum(len(es) for es in _inventory(client).values())
@@ -457,3 +457,22 @@ def test_load_missing_or_corrupt_shard_names_it(client, rng, tmp_path):
     with pytest.raises(ValueError, match="manifest"):
         ShardedIndex.load(tmp_path / "nothing", client=client)
     assert sum(len(es) for es in _inventory(client).values()) == before  # nothing left behind
+
+
+@pytest.mark.slow
+def test_later_workers_receive_new_shards(client, rng):
+    _wait_two_workers(client)
+    X = rng.standard_normal((600, 6)).astype(np.float32)
+    with ShardedIndex(6, kind="brute", client=client) as index:
+        index.add(X[:300])
+        assert index.n_shards == 2
+        client.cluster.scale(3)
+        client.wait_for_workers(3, timeout=120)
+        index.add(X[300:])
+        assert index.n_shards == 3 and index.shard_sizes[2] > 0
+        assert len({hs[0][0] for hs in index.placement.values()}) == 3
+        d, i = index.query(X[:40], 8)
+        ed, ei = _exact(X, X[:40], 8)
+        np.testing.assert_array_equal(i, ei)
+    client.cluster.scale(2)
+    _wait_two_workers(client)

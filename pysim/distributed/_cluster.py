@@ -58,11 +58,12 @@ def key(uid: str) -> list[str]:
 
 
 def alive(client) -> set[str]:
-    """Addresses of the workers the scheduler knows now."""
-    try:
-        info = client.scheduler_info(n_workers=-1)
-    except TypeError:  # older distributed: every worker is listed
-        info = client.scheduler_info()
+    """Addresses of the workers the scheduler knows now.
+
+    Asked of the scheduler directly: ``client.scheduler_info()`` returns a cache that the
+    client's own periodic refresh (which asks for no per-worker details) can overwrite in
+    between, so it may list no workers at all."""
+    info = client.sync(client.scheduler.identity, n_workers=-1)
     return set(info["workers"])
 
 
@@ -117,6 +118,8 @@ def gather_one(client, fut, addrs: list[str]):
 
     while True:
         try:
+            # wait() then result(), not result(timeout=...): the latter fails with an
+            # UnboundLocalError inside distributed when it times out in a worker_client.
             wait([fut], timeout=POLL)
         except TimeoutError:
             live = alive(client)

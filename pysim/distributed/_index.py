@@ -248,7 +248,7 @@ class ShardedIndex:
                 if bad[0][0] == "error"
                 else RuntimeError("a worker died while the shards were being created; try again")
             )
-        spec = dict(spec, holders=spec["holders"] + new, version=spec["version"] + 1)
+        spec = dict(spec, holders=list(spec["holders"]) + new, version=spec["version"] + 1)
         self._publish(spec)
 
     def _publish(self, spec: dict) -> None:
@@ -814,10 +814,9 @@ class ShardedIndex:
             if self.replicas == 1:
                 token = uuid.uuid4().hex
                 jobs = []
+                base = path if _io.is_url(path) else os.path.abspath(_io.local(path))
                 for s, f in enumerate(files):
-                    full = _io.join(
-                        os.path.abspath(path) if not _io.is_url(path) else path, f["file"]
-                    )
+                    full = _io.join(base, f["file"])
                     for addr, role in spec["holders"][s]:
                         if role == "log":
                             fut = C.submit(
