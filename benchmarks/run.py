@@ -68,6 +68,10 @@ PARTS: dict[str, tuple[list[str], str]] = {
         ["bench_recommend.py"],
         "MovieLens-small recommenders (ItemKNN, EASE) vs implicit and popularity",
     ),
+    "distributed": (
+        ["bench_distributed.py"],
+        "ShardedIndex on a LocalCluster (1 and 2 workers) vs one HNSWIndex and per-part hnswlib",
+    ),
 }
 #: Typical seconds of each part's quick run on a 2-core machine (the estimate of what remains
 #: is these, scaled by how the parts so far compared with theirs); parts not listed: 30 s.
@@ -79,6 +83,7 @@ QUICK_SECONDS: dict[str, float] = {
     "metric": 50,
     "classifier": 10,
     "recommend": 60,
+    "distributed": 60,
 }
 #: Parts that can run on a user's dataset (--dataset).
 DATASET_PARTS = ["exact", "hnsw", "quantized"]
@@ -103,6 +108,8 @@ LIBRARIES = [
     "matplotlib",
     "tqdm",
     "h5py",
+    "dask",
+    "distributed",
 ]
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 QUICK_BUDGET_S = 600
