@@ -685,3 +685,20 @@ def test_valid_exact_indexes_still_load(tmp_path):
         loaded = type(index).load(tmp_path / "ok.pysim")
         Q = np.asarray(Q[:7], index.dtype)
         np.testing.assert_array_equal(loaded.query(Q, k=3)[1], index.query(Q, k=3)[1])
+
+
+def test_save_without_advisory_locks_falls_back_to_a_unique_name(tmp_path, monkeypatch):
+    import errno
+    import types
+
+    from pysim import _persist
+
+    def flock(fd, op):
+        raise OSError(errno.ENOLCK, "no locks on this mount")
+
+    monkeypatch.setattr(_persist, "fcntl", types.SimpleNamespace(flock=flock, LOCK_EX=2))
+    path = tmp_path / "nolock.pysim"
+    _small_index(pysim.BruteForceIndex).save(path)
+    _small_index(pysim.BruteForceIndex).save(path)
+    assert len(pysim.BruteForceIndex.load(path)) == 50
+    assert _leftovers(tmp_path, {"nolock.pysim"}) == []
