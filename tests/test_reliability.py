@@ -1,6 +1,6 @@
-"""Regression tests for the adversarial review (issue 19): each failed before its fix.
+"""Regression tests from an adversarial review: each failed before its fix.
 
-Grouped as the issue is: data loss and crashes, silent wrong answers, clear errors. The
+Grouped by kind: data loss and crashes, silent wrong answers, clear errors. The
 concurrency scenarios (adds crossing the renumbering threshold, saves during adds) are in
 test_concurrency_stress.py; this file holds the deterministic ones and one quick concurrent
 save check.
