@@ -268,7 +268,7 @@ def test_cdist_and_every_index_rank_float32_mahalanobis_alike():
         np.testing.assert_array_equal(got, order)
 
 
-# --- persistence: odd destinations and sources (items 6 and 7) -------------------------------
+# --- persistence: odd destinations and sources -----------------------------------------------
 
 INDEX_CLASSES = [pysim.BruteForceIndex, pysim.KDTreeIndex, pysim.HNSWIndex]
 
@@ -484,7 +484,7 @@ def test_load_of_a_directory_or_socket_is_a_value_error(tmp_path, cls):
         sock.close()
 
 
-# --- crafted files with a valid checksum (item 10) -------------------------------------------
+# --- crafted files with a valid checksum -----------------------------------------------------
 
 
 def _resave(tmp_path, index, change):
