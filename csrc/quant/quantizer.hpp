@@ -142,8 +142,10 @@ class Quantizer {
     void prepare_normalised(const float* q, const simd::KernelTable& table, Query& out,
                             bool search_form = true) const;
 
-  private:
+    /// The sq code of dimension j in a record (0 .. levels() - 1). Requires scalar().
     unsigned code_at(const std::uint8_t* record, std::size_t j) const noexcept;
+
+  private:
     void set_steps(const std::vector<double>& lo, const std::vector<double>& hi);
 
     Kind kind_;
