@@ -403,6 +403,8 @@ def _kdtree_levels(
     n: typing.SupportsInt | typing.SupportsIndex,
     leaf_size: typing.SupportsInt | typing.SupportsIndex,
 ) -> int: ...
+
+# Only in PYSIM_TESTING builds (every build from a checkout; not in release wheels).
 def _pool_spin(
     jobs: typing.SupportsInt | typing.SupportsIndex,
     chunks: typing.SupportsInt | typing.SupportsIndex,
