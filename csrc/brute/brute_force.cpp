@@ -7,7 +7,7 @@
 //                kernel's panel layout; a task is (query block, data split). It walks its data
 //                rows DB at a time: one tile call writes a DB x (query block) slab into a
 //                task-local buffer (L1/L2), which is scanned against per-query thresholds
-//                at once (SSE2 compare + movemask: hits are rare once the buffers are full).
+//                at once (the table's scan_lt kernel: hits are rare once the buffers are full).
 //   run_many   : 1 or 2 queries, a memory-bound scan. Packing would add a pass, so the
 //                one-to-many kernels stream over the rows; the rows are split across threads,
 //                each split with its own candidates, merged when all splits are done.
@@ -20,17 +20,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <utility>
 
-#if defined(__SSE2__) || defined(_M_X64)
-#include <emmintrin.h>
-#endif
-
 #include "brute/distances.hpp"
 #include "brute/exact_rerank.hpp"
 #include "common/errors.hpp"
+#include "common/norms.hpp"
 #include "common/parallel.hpp"
 #include "common/topk.hpp"
 #include "simd/dispatch.hpp"
@@ -112,7 +110,7 @@ Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads,
         p.splits = std::max<std::size_t>(1, div_up(n, p.split_rows));
         return p;
     }
-    const std::size_t nr = kernels<T>(simd::active()).tile_nr;
+    const std::size_t nr = simd::kernels<T>(simd::active()).tile_nr;
     std::size_t qb = kQueryBlockBytes / (d * sizeof(T));
     const double per_query = static_cast<double>(n) * static_cast<double>(d);
     // The scalar kernels run about 8x fewer multiply-adds per second than the vector ones, so
@@ -143,47 +141,6 @@ Plan make_plan(std::size_t m, std::size_t n, std::size_t d, std::size_t threads,
 }
 
 // ---------------------------------------------------------------------------------------------
-// Threshold scans: hit(c, v) for every column with row[c] < thr[c]; hit may lower thr[c].
-
-template <typename F> void scan_row(const float* row, float* thr, std::size_t cols, F&& hit) {
-    std::size_t c = 0;
-#if defined(__SSE2__) || defined(_M_X64)
-    for (; c + 8 <= cols; c += 8) {
-        const __m128 lo = _mm_cmplt_ps(_mm_loadu_ps(row + c), _mm_loadu_ps(thr + c));
-        const __m128 hi = _mm_cmplt_ps(_mm_loadu_ps(row + c + 4), _mm_loadu_ps(thr + c + 4));
-        const int mask = _mm_movemask_ps(lo) | (_mm_movemask_ps(hi) << 4);
-        if (mask == 0)
-            continue;
-        for (int b = 0; b < 8; ++b)
-            if ((mask >> b) & 1)
-                hit(c + static_cast<std::size_t>(b), row[c + b]);
-    }
-#endif
-    for (; c < cols; ++c)
-        if (row[c] < thr[c])
-            hit(c, row[c]);
-}
-
-template <typename F> void scan_row(const double* row, double* thr, std::size_t cols, F&& hit) {
-    std::size_t c = 0;
-#if defined(__SSE2__) || defined(_M_X64)
-    for (; c + 4 <= cols; c += 4) {
-        const __m128d lo = _mm_cmplt_pd(_mm_loadu_pd(row + c), _mm_loadu_pd(thr + c));
-        const __m128d hi = _mm_cmplt_pd(_mm_loadu_pd(row + c + 2), _mm_loadu_pd(thr + c + 2));
-        const int mask = _mm_movemask_pd(lo) | (_mm_movemask_pd(hi) << 2);
-        if (mask == 0)
-            continue;
-        for (int b = 0; b < 4; ++b)
-            if ((mask >> b) & 1)
-                hit(c + static_cast<std::size_t>(b), row[c + b]);
-    }
-#endif
-    for (; c < cols; ++c)
-        if (row[c] < thr[c])
-            hit(c, row[c]);
-}
-
-// ---------------------------------------------------------------------------------------------
 // Engines. A Sink provides:
 //   Ctx begin(s, q0, qc, T* thr)       task start: queries [q0, q0+qc) over data split s;
 //                                      fills the initial thresholds
@@ -194,7 +151,7 @@ template <typename F> void scan_row(const double* row, double* thr, std::size_t 
 template <typename T, typename Sink>
 void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sink& sink,
                std::size_t threads) {
-    const simd::Kernels<T>& K = kernels<T>(simd::active());
+    const simd::Kernels<T>& K = simd::kernels<T>(simd::active());
     const std::size_t d = data.dim, m = q.m, nr = K.tile_nr;
     const std::size_t db = 4 * K.tile_mr; // data rows per tile call
     simd::Epilogue ep = simd::Epilogue::l2sq;
@@ -203,8 +160,10 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
     if (data.metric == Metric::ip)
         ep = simd::Epilogue::ip;
     const auto tile = K.tile.fn;
+    const auto scan = K.scan_lt.fn;
     parallel_for(plan.qblocks * plan.splits, threads, 1, [&](std::size_t b, std::size_t e) {
         std::vector<T> out, thr, inv, packed; // per chunk of tasks: nothing outlives the call
+        std::vector<std::uint32_t> hits;
         for (std::size_t task = b; task < e; ++task) {
             const std::size_t qi = task / plan.splits, s = task % plan.splits;
             const std::size_t q0 = qi * plan.qblock, qc = std::min(plan.qblock, m - q0);
@@ -217,8 +176,10 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
             const std::size_t j_end = std::min(data.n, j_begin + plan.split_rows);
             if (out.size() < db * qc)
                 out.resize(db * qc);
-            if (thr.size() < qc)
+            if (thr.size() < qc) {
                 thr.resize(qc);
+                hits.resize(qc);
+            }
             if (inv.size() < db)
                 inv.resize(db);
             auto ctx = sink.begin(s, q0, qc, thr.data());
@@ -246,8 +207,12 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
                 tile(g);
                 for (std::size_t r = 0; r < rows; ++r) {
                     const index_t j = static_cast<index_t>(j0 + r);
-                    scan_row(out.data() + r * qc, thr.data(), qc,
-                             [&](std::size_t c, T v) { thr[c] = sink.hit(ctx, c, v, j); });
+                    const T* row = out.data() + r * qc;
+                    const std::size_t nh = scan(row, thr.data(), qc, hits.data());
+                    for (std::size_t h = 0; h < nh; ++h) {
+                        const std::size_t c = hits[h];
+                        thr[c] = sink.hit(ctx, c, row[c], j);
+                    }
                 }
             }
             sink.end(ctx, s, q0, qc);
@@ -258,7 +223,7 @@ void run_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Si
 template <typename T, typename Sink>
 void run_many(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sink& sink,
               std::size_t threads) {
-    const simd::Kernels<T>& K = kernels<T>(simd::active());
+    const simd::Kernels<T>& K = simd::kernels<T>(simd::active());
     const std::size_t d = data.dim;
     for (std::size_t i = 0; i < q.m; ++i) {
         const T* query = q.rows + i * d;
@@ -303,7 +268,7 @@ void run_many(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sin
 template <typename T, typename Sink>
 void run_direct(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sink& sink,
                 std::size_t threads) {
-    const simd::Kernels<T>& K = kernels<T>(simd::active());
+    const simd::Kernels<T>& K = simd::kernels<T>(simd::active());
     const std::size_t d = data.dim, m = q.m;
     const std::size_t db = std::max<std::size_t>(16, kDirectBlockBytes / (d * sizeof(T)));
     parallel_for(plan.qblocks * plan.splits, threads, 1, [&](std::size_t b, std::size_t e) {

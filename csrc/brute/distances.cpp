@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/errors.hpp"
+#include "common/norms.hpp"
 #include "common/parallel.hpp"
 #include "simd/dispatch.hpp"
 
@@ -43,14 +44,6 @@ std::size_t stream_grain(std::size_t n, std::size_t threads, std::size_t min_row
     return balanced_grain(n, threads, std::min(min_rows, cap), cap);
 }
 
-template <typename T> const simd::Kernels<T>& kernels(const simd::KernelTable& t);
-template <> const simd::Kernels<float>& kernels<float>(const simd::KernelTable& t) {
-    return t.f32;
-}
-template <> const simd::Kernels<double>& kernels<double>(const simd::KernelTable& t) {
-    return t.f64;
-}
-
 Epilogue epilogue_for(Metric metric) {
     switch (metric) {
     case Metric::sqeuclidean:
@@ -71,10 +64,6 @@ Epilogue epilogue_for(Metric metric) {
 // to the caller's finiteness check (std::max(0, NaN) would return 0).
 template <typename T> T clamp_cosine(T v) {
     return v < T(0) ? T(0) : (v > T(2) ? T(2) : v);
-}
-
-template <typename T> T inverse_norm(T squared) {
-    return squared > T(0) ? T(1) / std::sqrt(squared) : T(0);
 }
 
 // A squared norm that under- or overflowed (|x| below ~1e-154 or above ~1e154 in float64,
@@ -150,7 +139,7 @@ void refine_near_pairs(const T* a, std::size_t i0, std::size_t rows, const T* b,
 template <typename T>
 void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
            T* out, std::size_t threads) {
-    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    const simd::Kernels<T>& k = simd::kernels<T>(simd::active());
     std::vector<T> a_aux, b_aux;
     std::vector<std::size_t> tiny_rows, tiny_cols; // cosine rows / columns to recompute
     if (ep == Epilogue::l2sq || ep == Epilogue::l2 || ep == Epilogue::cosine) {
@@ -210,7 +199,7 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
 template <typename T>
 void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
                  T* out, std::size_t threads) {
-    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    const simd::Kernels<T>& k = simd::kernels<T>(simd::active());
     const std::size_t grain = stream_grain(n, threads, 4096, dim * sizeof(T));
     for (std::size_t i = 0; i < m; ++i) {
         const T* q = a + i * dim;
@@ -292,7 +281,7 @@ template <typename T>
 void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metric, T* out,
             std::size_t threads) {
     const Epilogue ep = epilogue_for(metric);
-    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    const simd::Kernels<T>& k = simd::kernels<T>(simd::active());
     parallel_for(m, threads, stream_grain(m, threads, 1024, 2 * dim * sizeof(T)),
                  [&](std::size_t begin, std::size_t end) {
                      for (std::size_t i = begin; i < end; ++i) {
@@ -329,7 +318,7 @@ void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metri
 
 template <typename T>
 void squared_norms(const T* rows, std::size_t n, std::size_t dim, T* out, std::size_t threads) {
-    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    const simd::Kernels<T>& k = simd::kernels<T>(simd::active());
     parallel_for(n, threads, stream_grain(n, threads, 2048, dim * sizeof(T)),
                  [&](std::size_t begin, std::size_t end) {
                      k.norms.fn(rows + begin * dim, end - begin, dim, out + begin);

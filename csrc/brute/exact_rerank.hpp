@@ -21,23 +21,11 @@
 
 namespace pysim::brute::detail {
 
-template <typename T> const simd::Kernels<T>& kernels(const simd::KernelTable& t);
-template <> inline const simd::Kernels<float>& kernels<float>(const simd::KernelTable& t) {
-    return t.f32;
-}
-template <> inline const simd::Kernels<double>& kernels<double>(const simd::KernelTable& t) {
-    return t.f64;
-}
-
 inline std::size_t div_up(std::size_t a, std::size_t b) {
     return (a + b - 1) / b;
 }
 inline std::size_t round_up(std::size_t a, std::size_t b) {
     return div_up(a, b) * b;
-}
-
-template <typename T> T inverse_norm(T squared) {
-    return squared > T(0) ? T(1) / std::sqrt(squared) : T(0);
 }
 
 /// Candidates kept per query: k plus slack, so that a few near-ties at the k-th place do not
@@ -123,7 +111,7 @@ inline bool is_l2(Metric m) {
 template <typename T> class Exact {
   public:
     Exact(Metric metric, std::size_t dim)
-        : metric_(metric), dim_(dim), k64_(kernels<double>(simd::active())) {
+        : metric_(metric), dim_(dim), k64_(simd::kernels<double>(simd::active())) {
         if constexpr (!std::is_same_v<T, double>) {
             query_.resize(dim);
             row_.resize(dim);
