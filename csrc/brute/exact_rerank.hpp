@@ -1,11 +1,12 @@
-// Internal to brute_force.cpp: the pieces that make the fast float search exact.
+// Internal to the brute-force search (knn.cpp, radius.cpp): the pieces that make the fast
+// float search exact.
 //
 //   ErrorModel + *_error()  bounds |D~ - D| <= abs + rel |D~| of each way of computing an
 //                           approximate distance (derivations in brute_force.hpp), and the
 //                           limits they imply for k-NN ranking and radius membership;
 //   Exact<T>                the float64 distance by the direct formulas (the reference's);
 //   Candidates<T>           the kc smallest approximate (distance, row) pairs of one query.
-// Kept apart so the engines in brute_force.cpp read as blocking and threading only.
+// Kept apart so the scans (scan.hpp, engine.hpp) read as blocking and threading only.
 #pragma once
 
 #include <algorithm>
@@ -20,13 +21,6 @@
 #include "simd/dispatch.hpp"
 
 namespace pysim::brute::detail {
-
-inline std::size_t div_up(std::size_t a, std::size_t b) {
-    return (a + b - 1) / b;
-}
-inline std::size_t round_up(std::size_t a, std::size_t b) {
-    return div_up(a, b) * b;
-}
 
 /// Candidates kept per query: k plus slack, so that a few near-ties at the k-th place do not
 /// force the exact fallback.
