@@ -285,6 +285,8 @@ void scan_tiles(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, S
     engine::run_tiles(op, tp, scan, threads);
 }
 
+// (Its operand setup has the shape of scan_tiles' - duplicates pairs them - but fills the
+// other pass's struct.)
 template <typename T, typename Sink>
 void scan_many(const Dataset<T>& data, const Queries<T>& q, const Plan& plan, Sink& sink,
                std::size_t threads) {

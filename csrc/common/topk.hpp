@@ -96,7 +96,8 @@ template <typename T> class TopK {
         id_[pos] = id;
     }
 
-    // Replaces the root by (dist, id) and restores the heap over [0, size_).
+    // Replaces the root by (dist, id) and restores the heap over [0, size_). It ends like
+    // sift_up (duplicates pairs them by shape): both drop the moving item into the last hole.
     void sift_down(T dist, index_t id) noexcept {
         std::size_t pos = 0;
         for (;;) {
