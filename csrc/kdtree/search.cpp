@@ -26,14 +26,6 @@
 namespace pysim::kdtree {
 namespace {
 
-template <typename T> const simd::Kernels<T>& kernels_of(const simd::KernelTable& t) noexcept;
-template <> const simd::Kernels<float>& kernels_of<float>(const simd::KernelTable& t) noexcept {
-    return t.f32;
-}
-template <> const simd::Kernels<double>& kernels_of<double>(const simd::KernelTable& t) noexcept {
-    return t.f64;
-}
-
 template <typename X> struct TypeTag {
     using type = X;
 };
@@ -247,7 +239,7 @@ void KdTree<T>::knn(const T* queries, std::size_t m, std::size_t k, bool euclide
     if (m == 0)
         return;
     threads = std::max<std::size_t>(1, threads);
-    const simd::ManyFn<T> panel = kernels_of<T>(simd::active()).l2sq_panel.fn;
+    const simd::ManyFn<T> panel = simd::kernels<T>(simd::active()).l2sq_panel.fn;
     const std::size_t k_eff = std::min(k, n_);
     const std::vector<std::size_t> order = query_order(*this, queries, m, threads);
     // Generic over the id width (IdMap) and the result set: one traversal instantiation each.
@@ -287,7 +279,7 @@ RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radi
     if (m == 0)
         return out;
     threads = std::max<std::size_t>(1, threads);
-    const simd::ManyFn<T> panel = kernels_of<T>(simd::active()).l2sq_panel.fn;
+    const simd::ManyFn<T> panel = simd::kernels<T>(simd::active()).l2sq_panel.fn;
     const std::vector<std::size_t> order = query_order(*this, queries, m, threads);
     const std::size_t grain = query_grain(m, threads, n_);
     const std::size_t n_chunks = (m + grain - 1) / grain;
