@@ -64,6 +64,10 @@ PARTS: dict[str, tuple[list[str], str]] = {
         "metric learning fit time and 3-NN accuracy vs scikit-learn NCA and metric-learn",
     ),
     "classifier": (["bench_classifier.py"], "KNeighborsClassifier fit+predict vs scikit-learn"),
+    "recommend": (
+        ["bench_recommend.py"],
+        "MovieLens-small recommenders (ItemKNN, EASE) vs implicit and popularity",
+    ),
     "distributed": (
         ["bench_distributed.py"],
         "ShardedIndex on a LocalCluster (1 and 2 workers) vs one HNSWIndex and per-part hnswlib",
@@ -78,6 +82,7 @@ QUICK_SECONDS: dict[str, float] = {
     "quantized": 60,
     "metric": 50,
     "classifier": 10,
+    "recommend": 60,
     "distributed": 60,
 }
 #: Parts that can run on a user's dataset (--dataset).
@@ -94,6 +99,7 @@ LIBRARIES = [
     "usearch",
     "pykdtree",
     "metric-learn",
+    "implicit",
     "pynndescent",
     "scann",
     "threadpoolctl",
