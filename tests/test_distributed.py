@@ -1,6 +1,6 @@
 """pysim.distributed.ShardedIndex on a real LocalCluster (2 worker processes x 1 thread).
 
-One cluster per test session (starting worker processes costs seconds); every test makes
+One cluster for this module (starting worker processes costs seconds); every test makes
 its own index and closes it. Exact answers are compared with a single BruteForceIndex over
 the union (same ids, same order, same distances); HNSW recall with a single HNSWIndex.
 """
@@ -25,8 +25,11 @@ from pysim.distributed import ShardedIndex, merge_topk  # noqa: E402
 from pysim.distributed import _worker as W  # noqa: E402
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def client():
+    # Module scope (all the tests that need a cluster are here): started once, and gone
+    # before other test files run - its event-loop thread would otherwise allocate during
+    # their tracemalloc measurements.
     cluster = distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
