@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${1:-.venv/bin/python}
+py="$(cd "$(dirname "$py")" && pwd)/$(basename "$py")" # absolute, symlink kept (the venv)
 bin=$(dirname "$py")
 
 mapfile -t reqs < <("$py" .ci/extra_requirements.py docs)
