@@ -2,7 +2,7 @@
 
 A wheel must run on any x86-64 CPU and choose its kernels at run time, so:
 
-1. Object files other than csrc/simd/isa/avx2.cpp.o and avx512.cpp.o contain no AVX or
+1. Object files other than the x86 ISA units listed in ISA_SOURCES contain no AVX or
    AVX-512 instruction: no ymm/zmm/mask register and no VEX/EVEX-encoded ("v"-prefixed)
    instruction, which a pre-AVX CPU would fault on (SIGILL) even on xmm registers.
 2. No AVX code can reach baseline callers through the linker: an inline function (a std::
@@ -12,7 +12,7 @@ A wheel must run on any x86-64 CPU and choose its kernels at run time, so:
    Every weak AVX-containing function of an ISA object that a baseline object also defines or
    calls is reported.
 3. Nothing is compiled with -march=native (or -mtune/-mcpu=native), no ISA flag (-mavx*,
-   -mfma, -mf16c) reaches a file other than the two ISA files, and the developer-only
+   -mfma, -mf16c) reaches a file other than the ISA units, and the developer-only
    PYSIM_NATIVE option is off in the build and in pyproject.toml.
 
 Usage: python .ci/check_isa_objects.py [BUILD_DIR ...]   (default: every build/*/ tree)
@@ -30,7 +30,7 @@ from pathlib import Path
 ISA_SOURCES = (
     "csrc/simd/isa/avx2.cpp",
     "csrc/simd/isa/avx512.cpp",
-    # compressed-vector kernels (issue 5), one unit per level with that level's flags
+    # compressed-vector kernels, one unit per level with that level's flags
     "csrc/simd/isa/quant_avx2.cpp",
     "csrc/simd/isa/quant_avx512.cpp",
     "csrc/simd/isa/quant_avx512_vnni.cpp",

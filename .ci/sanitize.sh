@@ -67,7 +67,7 @@ fi
 
 logs=$(mktemp -d "${TMPDIR:-/tmp}/pysim-sanitize.XXXXXX")
 export LD_PRELOAD="$asan_rt${cxx_rt:+ $cxx_rt}"
-export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:log_path=$logs/asan"
+export ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:handle_sigill=1:log_path=$logs/asan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logs/ubsan"
 export PYSIM_SANITIZED=1
 export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-dev}

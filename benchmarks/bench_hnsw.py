@@ -47,7 +47,7 @@ from _common import (
 M, EF_CONSTRUCTION, K = 16, 200, 10
 EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256]
 CONTENDERS = ["pysim", "hnswlib", "faiss", "usearch"]
-# The default run stays on embedded data (issue 8); the shared real sets join with --full.
+# The default run stays on embedded data; the shared real sets join with --full.
 DATASETS = ["mnist", "minilm", "clustered"] if full() else ["clustered"]
 RESULTS = Path(__file__).resolve().parent / "results"
 

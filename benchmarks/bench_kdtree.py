@@ -1,6 +1,6 @@
 """KD-tree: pysim.KDTreeIndex against scipy cKDTree, scikit-learn KDTree and pykdtree.
 
-What is measured (issue 3, item 5): build time, k=10 query throughput and the peak memory of
+What is measured: build time, k=10 query throughput and the peak memory of
 a build, at threads 1 and 2, on (1,000,000 x 3) uniform, (1,000,000 x 8) clustered and
 (200,000 x 16) clustered float32 data with 100,000 queries drawn from the same distribution
 (the last rows of one generated matrix, so queries and data share cluster centres).

@@ -1,6 +1,6 @@
 """Distance kernels: pysim against every peer a user would otherwise call, in one run.
 
-What is measured (issue 2, item 7): ``cdist`` for sqeuclidean, cosine and ip, and ``dot``, all
+What is measured: ``cdist`` for sqeuclidean, cosine and ip, and ``dot``, all
 float32, on (m, n, d) = (1000, 10000, 128), (1000, 10000, 768), (1, 1000000, 128) and
 (10000, 10000, 16); mahalanobis on (1000, 10000, 128); the read-bandwidth yardstick for the
 one-query case; and the speed-up of every instruction set over scalar code.

@@ -1,6 +1,6 @@
 """Compressed-code kernels against the float32 ones, and asymmetric against symmetric scoring.
 
-Three measurements (issue 5, phase 1):
+Three measurements:
 
 * ``test_kernel_throughput``: every kernel (and pysim's float32 dot / l2sq under the same
   harness) on codes that fit in L2, in the contiguous ``many`` shape and the pointer ``batch``

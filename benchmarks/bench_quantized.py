@@ -1,7 +1,7 @@
 """Quantised graph search: pysim.HNSWIndex storage options against hnswlib and compressed peers.
 
-Issue 5 asks whether walking the HNSW graph over compressed vectors (and re-ranking the best
-candidates with the originals) beats hnswlib's float32 search, at what memory. This module is
+The question: does walking the HNSW graph over compressed vectors (and re-ranking the best
+candidates with the originals) beat hnswlib's float32 search, at what memory. This module is
 the recall/QPS sweep of ``bench_hnsw.py`` widened to every storage option and to the peers that
 also search compressed codes:
 
@@ -49,7 +49,6 @@ go to benchmarks/results/quantized_summary.md and quantized_recall_qps.png); nor
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import pickle
@@ -115,13 +114,6 @@ class PysimQ(Pysim):
         self.name, self.quantization, self.refine = name, quantization, refine
 
     def available(self) -> str | None:
-        import pysim
-
-        params = inspect.signature(pysim.HNSWIndex).parameters
-        if "quantization" not in params:
-            if self.quantization is None and self.refine is None:
-                return None  # the float32 index needs no new argument
-            return "pysim.HNSWIndex does not take quantization= yet (issue 5 not merged)"
         return None
 
     def build(self, X, metric, threads):
@@ -535,7 +527,7 @@ def summary_markdown(records: list[dict[str, Any]]) -> str:
 
 
 def pysim_checks_markdown(records: list[dict[str, Any]], reference: str = "pysim-f32") -> str:
-    """Issue 5's checks of each pysim storage option against pysim's float32 index.
+    """The checks of each pysim storage option against pysim's float32 index.
 
     Per dataset and variant: the largest recall@10 loss at the same ef (target for sq8 with
     ``refine=0``: within 1 point), build CPU time relative to float32 (target: no worse) and

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from . import _core
 from ._distances import cdist, dot, paired_distances, simd_info
 
-__version__: str = _core.__version__
+# The one definition of the version: pyproject.toml reads it from here (scikit-build-core regex).
+__version__ = "0.1.0"
 
 # name -> module that defines it, imported on first access.
 _LAZY: dict[str, str] = {

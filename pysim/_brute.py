@@ -25,6 +25,8 @@ from ._validation import (
     MetricMapping,
     as_matrix,
     by_dtype,
+    check_factor,
+    check_int,
     check_metric,
     resolve_metric,
     resolve_threads,
@@ -279,25 +281,28 @@ class BruteForceIndex(SearchIndex, PersistMixin):
 
     @classmethod
     def _from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> BruteForceIndex:
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"unknown brute-force state format {meta.get('format')!r}")
+        check_int(meta.get("format"), "format", _FORMAT, _FORMAT)
         metric = check_metric(meta["metric"])
+        n = check_int(meta["n"], "n", 0)
+        dim = check_int(meta["dim"], "dim", 1)
         data = arrays["data"]
         if data.dtype not in (np.float32, np.float64) or data.ndim != 2:
             raise ValueError("data must be a 2-D float32 or float64 array")
-        if data.shape != (meta["n"], meta["dim"]) or data.shape[1] < 1:
+        if data.shape != (n, dim):
             raise ValueError("data shape does not match the header")
         if not data.flags.aligned or not data.flags.c_contiguous:
             data = np.ascontiguousarray(data.copy())
         data = as_matrix(data, "data", data.dtype)
         L = VI = None
         if metric == "mahalanobis":
-            L = np.ascontiguousarray(arrays["L"], dtype=np.float64)
-            VI = np.ascontiguousarray(arrays["VI"], dtype=np.float64)
-            if L.ndim != 2 or L.shape[0] != data.shape[1] or VI.shape != (L.shape[1],) * 2:
-                raise ValueError("mahalanobis factor has the wrong shape")
-            if not (np.isfinite(L).all() and np.isfinite(VI).all()):
-                raise ValueError("mahalanobis factor contains NaN or infinity")
+            L, VI = arrays["L"], arrays["VI"]
+            for name, a in (("L", L), ("VI", VI)):
+                if a.dtype != np.float64 or a.shape != (dim, dim):
+                    raise ValueError(f"{name} must be float64 of shape ({dim}, {dim})")
+            L, VI = np.ascontiguousarray(L), np.ascontiguousarray(VI)
+            check_factor(L, VI)  # a factor that no longer factors VI maps queries wrongly
+        elif "L" in arrays or "VI" in arrays:
+            raise ValueError(f"a mahalanobis factor is stored for metric {metric!r}")
         self = cls.__new__(cls)
         self._setup(
             data,

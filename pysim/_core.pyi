@@ -526,6 +526,5 @@ def simd_info() -> dict:
     Which instruction set each kernel dispatches to.
     """
 
-__version__: str = "0.1.0"
 brute_max_safe_sqnorm_f32: float = 2.1267646664908054e37
 brute_max_safe_sqnorm_f64: float = 1.1235582092889473e307

@@ -46,6 +46,7 @@ from ._validation import (
     check_int,
     check_k,
     check_metric,
+    check_row_norms,
     finite_magnitude,
     resolve_metric,
     resolve_threads,
@@ -54,7 +55,9 @@ from ._validation import (
 
 _EMPTY_IDS = np.empty(0, dtype=np.int64)
 _DEFAULT_EF = 64
-_FORMAT = 3  # 3: the "rabitq" layout; 2: quantised storage; 1: float32 only (all still load)
+#: 4: f16 / bf16 records carry a fingerprint (q_check); 3: the "rabitq" layout; 2: quantised
+#: storage; 1: float32 only (all still load).
+_FORMAT = 4
 _QUANTIZATIONS = ("f16", "bf16", "sq8", "sq4", "rabitq")
 #: Layouts that keep the float32 vectors in the graph (no QuantStore, nothing to re-rank).
 _FLOAT_LAYOUTS = ("rabitq",)
@@ -175,6 +178,70 @@ def _recall(exact_d, exact_i, found_d, found_i) -> float:
         pairs = zip(f[ok].tolist(), fd[ok].tolist(), strict=True)
         hits += sum(1 for i, d in pairs if i in true or d <= t)
     return min(1.0, hits / total)
+
+
+def _decoded_halves(codes: np.ndarray, kind: str, dim: int) -> np.ndarray:
+    """f16 / bf16 records (raw bytes, whole rows) as float32, shape (rows, dim)."""
+    words = codes.view("<u2").reshape(-1, dim)
+    if kind == "f16":
+        return words.view("<f2").astype(np.float32)
+    return (words.astype(np.uint32) << 16).view(np.float32)
+
+
+def _fingerprint(codes: np.ndarray, kind: str, dim: int) -> np.ndarray:
+    """Per-dimension sum of squares, in float64, of the decoded f16 / bf16 records.
+
+    Stored next to the codes (``q_check``) and recomputed on load under the kind the file
+    names: the two 16-bit formats read each other's bits as values of a very different scale,
+    so a file whose kind was switched is refused instead of answering with garbage vectors.
+    """
+    out = np.zeros(dim, dtype=np.float64)
+    rows = codes.size // (2 * dim)
+    for start in range(0, rows, 1 << 14):
+        block = codes[start * 2 * dim : min(rows, start + (1 << 14)) * 2 * dim]
+        values = _decoded_halves(block, kind, dim).astype(np.float64)
+        out += np.einsum("ij,ij->j", values, values)
+    return out
+
+
+#: |norm - 1| of a unit vector after its encoding's rounding: float32 (normalised in
+#: float32/float64), and the half-ulp relative error of f16 (2**-11) and bf16 (2**-8), with
+#: a margin; f16's subnormals add up to 2**-25 per component (see _check_cosine_storage).
+_NORM_TOLERANCE = {None: 0.0, "rabitq": 0.0, "f16": 2.0**-11, "bf16": 2.0**-8}
+
+
+def _check_cosine_storage(index: Any, arrays: dict[str, np.ndarray], quantization: Any) -> None:
+    """A cosine index stores unit-length vectors (or zeros): refuse a state whose stored or
+    decoded vectors are not, e.g. a file of unnormalised vectors whose metric was switched
+    to "cosine" (every distance would be wrong)."""
+    dim = index.dim
+    base = 1e-4 + dim * 2.0**-24
+    kept = "q_full" in arrays and arrays["q_full"].size > 0  # get_items returns the copy
+    if quantization in ("sq8", "sq4") and not kept:
+        lo = np.asarray(arrays["q_lo"], np.float64)
+        step = np.asarray(arrays["q_step"], np.float64)
+        if lo.size:
+            levels = 256 if quantization == "sq8" else 16
+            hi = lo + step * (levels - 1)
+            # Components of unit vectors lie in [-1, 1], so do ranges learned from them.
+            if not (np.abs(lo).max() <= 1 + 1e-5 and np.abs(hi).max() <= 1 + 1e-5):
+                raise ValueError("the sq ranges of a cosine index exceed [-1, 1]")
+            # Decoding moves each component by at most step / 2 from its value clipped to the
+            # range; clipping can lengthen it only up to the range's distance m from 0.
+            m = np.maximum(0.0, np.maximum(lo, -hi))
+            top = float(np.sqrt(1.0 + m @ m) + 0.5 * np.sqrt(step @ step)) + base
+            lo_norm, hi_norm = 0.0, top
+        else:
+            return
+    else:
+        tol = base + (0.0 if kept else 1.01 * _NORM_TOLERANCE[quantization])
+        if quantization == "f16" and not kept:
+            tol += np.sqrt(dim) * 2.0**-25
+        lo_norm, hi_norm = 1.0 - tol, 1.0 + tol
+    ids = index._index.ids()
+    for start in range(0, len(ids), 1 << 14):
+        rows = index._index.get_items(np.ascontiguousarray(ids[start : start + (1 << 14)]))
+        check_row_norms(rows, "stored vector", lo_norm, hi_norm)
 
 
 class _Progress:
@@ -709,6 +776,8 @@ class HNSWIndex(SearchIndex, PersistMixin):
             for key in ("lo", "step", "seen_lo", "seen_hi", "codes", "full"):
                 arrays["q_" + key] = st.quant[key]
             arrays["q_drift"] = np.asarray(st.quant["drift"], dtype=np.uint64)
+            if self.quantization in ("f16", "bf16"):
+                arrays["q_check"] = _fingerprint(st.quant["codes"], self.quantization, dim)
         meta = {
             "format": _FORMAT,
             "dim": dim,
@@ -730,8 +799,7 @@ class HNSWIndex(SearchIndex, PersistMixin):
 
     @classmethod
     def _from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> HNSWIndex:
-        if meta.get("format") not in (1, 2, _FORMAT):
-            raise ValueError(f"unknown HNSW state format {meta.get('format')!r}")
+        fmt = _check_int("format", meta.get("format"), 1, _FORMAT)
         dim = _check_int("dim", meta["dim"], 1, 1 << 24)
         metric = check_metric(meta["metric"])
         M = _check_int("M", meta["M"], 2, 32767)
@@ -782,6 +850,12 @@ class HNSWIndex(SearchIndex, PersistMixin):
             if codes.dtype != np.uint8 or codes.ndim != 1:
                 raise ValueError(f"array 'q_codes' has dtype {codes.dtype} and shape {codes.shape}")
             quant["codes"] = np.ascontiguousarray(codes)
+            if quantization in ("f16", "bf16") and fmt >= 4:
+                # The fingerprint binds the 16-bit records to their kind (f16 vs bf16).
+                want = arr("q_check", "<f8", (dim,))
+                got = _fingerprint(quant["codes"], quantization, dim)
+                if not np.allclose(got, want, rtol=1e-6, atol=0.0):
+                    raise ValueError(f"the {quantization} records do not match their fingerprint")
             st.quant = quant
         mapping = MetricMapping(metric, METRICS["euclidean" if L is not None else metric], L)
         obj = cls.__new__(cls)
@@ -802,7 +876,22 @@ class HNSWIndex(SearchIndex, PersistMixin):
         )
         # The block layout's codes are derived data: recomputed here, not stored.
         obj._index.seal_blocks(resolve_threads(None))
+        obj._check_stored_vectors(arrays, quantization)
         return obj
+
+    def _check_stored_vectors(self, arrays: dict[str, np.ndarray], quantization: Any) -> None:
+        """What the graph checks cannot see: the vectors themselves, as a search reads them.
+        Cosine: unit length (or zero); other metrics: magnitudes whose float32 distances do
+        not overflow (the bound :meth:`add` enforces)."""
+        if self._metric == "cosine":
+            _check_cosine_storage(self, arrays, quantization)
+            return
+        ids = self._index.ids()
+        for start in range(0, len(ids), 1 << 14):
+            rows = self._index.get_items(np.ascontiguousarray(ids[start : start + (1 << 14)]))
+            _check_magnitude(
+                finite_magnitude(rows, "stored vector"), self.dim, "a stored vector", added=False
+            )
 
 
 __all__ = ["HNSWIndex"]

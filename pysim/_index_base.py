@@ -136,7 +136,20 @@ class PersistMixin:
         Parameters
         ----------
         path : str or os.PathLike
-            Destination file; replaced only once the new file is complete.
+            Destination file; replaced only once the new file is complete. A symbolic link
+            is followed (its target is replaced, the link stays). An existing file keeps its
+            permission bits; a new one gets those of ``open()`` (0o666 less the umask).
+
+        Raises
+        ------
+        ValueError
+            `path` is a directory, FIFO, socket or device (nothing is written).
+
+        Notes
+        -----
+        A save killed half-way leaves the destination intact and at most one temporary file
+        (``.<name>.pysim-tmp``), which the next save to that destination removes. A save
+        during other calls writes one consistent state (see the README's guarantees).
         """
         meta, arrays = self._get_state()
         _persist.save(path, self._KIND, meta, arrays)
@@ -158,8 +171,9 @@ class PersistMixin:
         Raises
         ------
         ValueError
-            The file is truncated, corrupted, of another kind or of an unknown version; the
-            message names the path.
+            The file is truncated, corrupted, inconsistent, of another kind or of an unknown
+            version, or `path` is a directory, FIFO, socket or device (refused without
+            blocking); the message names the path.
         """
         meta, arrays = _persist.load(path, cls._KIND)
         try:

@@ -13,6 +13,7 @@ in the same arithmetic, whatever the tree shape, thread count or instruction set
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from ._validation import (
     by_dtype,
     check_int,
     check_metric,
+    check_safe_magnitude,
     finite_magnitude,
     rescaling_exponent,
     resolve_threads,
@@ -253,20 +255,26 @@ class KDTreeIndex(SearchIndex, PersistMixin):
 
     @classmethod
     def _from_state(cls, meta: dict, arrays: dict[str, np.ndarray]) -> KDTreeIndex:
-        if meta.get("layout") != _LAYOUT:
-            raise ValueError(f"unknown KD-tree layout {meta.get('layout')!r}")
+        check_int(meta.get("layout"), "layout", _LAYOUT, _LAYOUT)
         metric = check_metric(meta["metric"], _METRICS)
-        dtype = np.dtype({"float32": np.float32, "float64": np.float64}[meta["dtype"]])
-        n, dim, leaf_size = (meta[key] for key in ("n", "dim", "leaf_size"))
-        sizes = (n, dim, leaf_size)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
-            raise ValueError("n, dim and leaf_size must be positive integers")
+        dtypes = {"float32": np.float32, "float64": np.float64}
+        if not isinstance(meta["dtype"], str) or meta["dtype"] not in dtypes:
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {meta['dtype']!r}")
+        dtype = np.dtype(dtypes[meta["dtype"]])
+        n, dim, leaf_size = (check_int(meta[key], key, 1) for key in ("n", "dim", "leaf_size"))
+        scale_exp = check_int(meta.get("scale_exponent", 0), "scale_exponent", -300, 300)
         core = _core.KDTree_f32 if dtype == np.float32 else _core.KDTree_f64
         names = ("points", "ids", "split_dims", "split_bounds", "bbox")
+        # The core checks the structure and that every bound is the one the points give.
         tree = core.from_state(n, dim, leaf_size, *(arrays[name] for name in names))
+        # Stored points are within the range whose squared distances the dtype holds (data
+        # beyond it is stored rescaled, its largest value then in [0.5, 1)).
+        magnitude = check_safe_magnitude(arrays["points"], "points", dtype)
+        if scale_exp and math.frexp(magnitude)[1] != 0:
+            raise ValueError("scale_exponent does not match the stored points")
         self = cls.__new__(cls)
         self._tree = tree
         self._metric = metric
         self._dtype = dtype
-        self._scale_exp = check_int(meta.get("scale_exponent", 0), "scale_exponent", -300, 300)
+        self._scale_exp = scale_exp
         return self

@@ -14,11 +14,15 @@ Why this shape: the JSON header is self-describing and versionable without a sch
 size is checked against the file length *before* anything is allocated, so a corrupt or
 hostile file can only produce a ValueError; the CRC catches bit flips in the payload; arrays
 come back as zero-copy views of the bytes read. Files are written to a temporary name in the
-same directory, flushed, fsynced and renamed, so a crash never leaves a half-written index.
+same directory, flushed, fsynced and renamed, so a crash never leaves a half-written index;
+the temporary name is one per destination (``.<name>.pysim-tmp``), locked while written, so
+the leftover of a killed save is found and removed by the next save to that destination,
+instead of accumulating under random names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -29,6 +33,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 MAGIC = b"PYSIMIDX"
 END = b"PYSIMEND"
@@ -66,27 +75,151 @@ def dumps(kind: str, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> byt
     return b"".join(parts) + struct.pack("<I", crc) + END
 
 
-def save(path: str | os.PathLike, kind: str, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write atomically: temporary file in the same folder, fsync, then rename over `path`."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return name
+    return "a file of unknown type"
+
+
+def _tmp_name(target: str) -> str:
+    """The one temporary name of a destination (hidden, in the destination's folder): a save
+    killed half-way leaves at most this file, and the next save to the same destination
+    removes it. Long names are hashed to stay within the file system's name limit."""
+    folder, base = os.path.split(target)
+    if len(base.encode(errors="surrogateescape")) > 200:
+        base = hashlib.sha256(base.encode(errors="surrogateescape")).hexdigest()[:32]
+    return os.path.join(folder, f".{base}.pysim-tmp")
+
+
+def _same_file(fd: int, path: str) -> bool:
     try:
-        with os.fdopen(fd, "wb") as f:
+        a, b = os.fstat(fd), os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _open_tmp(target: str) -> tuple[int, str]:
+    """Create the temporary file of `target` afresh, locked; return (descriptor, name).
+
+    Every writer locks the temporary file it writes and renames it before unlocking, so a
+    temporary file that can be locked while it still has its name was left by a save that
+    died (SIGKILL, power loss): it is removed and created again. Two saves to one destination
+    therefore take turns (the last one to finish wins, whole), and the new file gets the
+    mode open() would give it (0o666 less the umask), whoever created the leftover.
+    Without advisory locks (Windows) each save uses a fresh random name instead.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        folder, base = os.path.split(target)
+        return tempfile.mkstemp(prefix=f".{base}.", suffix=".pysim-tmp", dir=folder)
+    tmp = _tmp_name(target)
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        fresh = True
+        try:
+            fd = os.open(tmp, flags | os.O_EXCL, 0o666)
+        except FileExistsError:
+            fresh = False
+            try:
+                fd = os.open(tmp, (flags & ~os.O_CREAT) | getattr(os, "O_NOFOLLOW", 0))
+            except FileNotFoundError:  # its writer just renamed or removed it: try again
+                continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(fd, tmp):
+                if fresh:
+                    return fd, tmp
+                mode = os.fstat(fd).st_mode
+                if not stat.S_ISREG(mode):
+                    raise ValueError(
+                        f"{tmp!r}: the temporary file of a save is {_file_kind(mode)}; remove it"
+                    )
+                os.unlink(tmp)  # a dead save's leftover (we hold its lock)
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def save(path: str | os.PathLike, kind: str, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically: temporary file next to the destination, fsync, rename over it.
+
+    The destination must be a regular file or a new name: a directory, FIFO, socket or device
+    is refused with a ValueError naming `path`. A symbolic link is followed: the file it
+    points to is replaced (atomically, in that file's folder) and the link stays. An existing
+    destination keeps its permission bits; a new one gets open()'s (0o666 less the umask).
+    """
+    given = os.fspath(path)
+    if isinstance(given, bytes):
+        given = os.fsdecode(given)
+
+    def refuse(mode: int) -> ValueError:
+        via = "" if os.path.abspath(given) == target else f" (through a link to {target!r})"
+        return ValueError(
+            f"{given!r}: cannot save an index over {_file_kind(mode)}{via}; "
+            "give a regular file or a new file name"
+        )
+
+    if given.endswith(os.sep) or (os.altsep and given.endswith(os.altsep)):
+        raise ValueError(f"{given!r}: cannot save an index over a directory; give a file name")
+    target = os.path.realpath(given)  # symbolic links followed, every level
+    try:
+        before = os.stat(target)
+    except FileNotFoundError:
+        before = None
+    if before is not None and not stat.S_ISREG(before.st_mode):
+        raise refuse(before.st_mode)
+    fd, tmp = _open_tmp(target)
+    try:
+        with os.fdopen(os.dup(fd), "wb") as f:  # a duplicate: `fd` keeps the lock open
             crc = 0
             for chunk in _chunks(kind, meta, arrays):
                 crc = zlib.crc32(chunk, crc)
                 f.write(chunk)
             f.write(struct.pack("<I", crc) + END)
             f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            try:  # checked again now that concurrent saves to this destination are excluded
+                current = os.stat(target)
+            except FileNotFoundError:
+                current = None
+            if current is not None:
+                if not stat.S_ISREG(current.st_mode):
+                    raise refuse(current.st_mode)
+                os.chmod(fd if os.chmod in os.supports_fd else tmp, stat.S_IMODE(current.st_mode))
+            os.fsync(fd)
+        os.replace(tmp, target)
+        _sync_folder(os.path.dirname(target))
     except BaseException:
         try:
-            os.unlink(tmp)
+            if _same_file(fd, tmp):
+                os.unlink(tmp)
         except OSError:
             pass
         raise
+    finally:
+        os.close(fd)  # releases the lock, after the rename
+
+
+def _sync_folder(folder: str) -> None:
+    """fsync a folder so that a rename in it survives a power loss (best effort)."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
 
 
 def loads(buf: bytes | bytearray | memoryview, kind: str, source: str) -> tuple[dict, dict]:
@@ -157,14 +290,28 @@ def loads(buf: bytes | bytearray | memoryview, kind: str, source: str) -> tuple[
 
 
 def load(path: str | os.PathLike, kind: str) -> tuple[dict, dict]:
-    """Read and verify a file written by `save`; ValueError naming the path if it is not one."""
+    """Read and verify a file written by `save`; ValueError naming the path if it is not one.
+
+    The path is stat-ed before it is opened, and opened non-blocking: a directory, FIFO,
+    socket or device is a ValueError at once (a FIFO without a writer would otherwise block
+    the open forever, and a device like /dev/zero feed an unbounded read).
+    """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        info = os.fstat(f.fileno())
-        # Read exactly the size stat reports: a FIFO or device (/dev/zero) could otherwise
-        # feed an unbounded read; a file that grows meanwhile fails the checks below.
+
+    def refuse(mode: int) -> ValueError:
+        what = _file_kind(mode)
+        return ValueError(f"{path!r}: not a valid pysim {kind} index (not a regular file: {what})")
+
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise refuse(info.st_mode)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())  # what was opened (the path may have changed meanwhile)
         if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path!r}: not a valid pysim {kind} index (not a regular file)")
+            raise refuse(info.st_mode)
+        # Exactly the size stat reports: a file that grows meanwhile fails the checks below.
         buf = f.read(info.st_size)
     return loads(buf, kind, repr(path))
 

@@ -116,6 +116,63 @@ def rescaling_exponent(max_abs: float, dtype: np.dtype | type) -> int:
     return 0 if -limit <= exponent <= limit else -exponent
 
 
+def check_safe_magnitude(x: np.ndarray, name: str, dtype: np.dtype | type) -> float:
+    """``max |x|`` of finite values whose squared distances neither over- nor underflow
+    `dtype` (:func:`rescaling_exponent` 0); ValueError naming `name` otherwise.
+
+    For arrays an index stores after its own rescaling (a loaded file's points): a value
+    outside that range was never written by pysim and would make distances inf or 0.
+    """
+    magnitude = finite_magnitude(x, name)
+    if rescaling_exponent(magnitude, dtype):
+        raise ValueError(
+            f"{name} has values of magnitude {magnitude:.3g}, outside what {np.dtype(dtype)} "
+            "distances hold without rescaling"
+        )
+    return magnitude
+
+
+def check_row_norms(rows: np.ndarray, name: str, lo: float, hi: float) -> None:
+    """Every row's Euclidean norm is 0 or in [lo, hi]; ValueError naming `name` otherwise.
+
+    For stored vectors that must be unit length up to their encoding's error (cosine).
+    Norms are computed in float64, a block of rows at a time (no (n, d) float64 copy).
+    """
+    for start in range(0, len(rows), 1 << 14):
+        block = np.asarray(rows[start : start + (1 << 14)], dtype=np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+        bad = (norms != 0) & ~((norms >= lo) & (norms <= hi))
+        if bad.any():
+            row = start + int(np.argmax(bad))
+            raise ValueError(
+                f"{name} row {row} has norm {norms[row - start]:.6g}; stored vectors of this "
+                f"metric have norm 0 or within [{lo:.6g}, {hi:.6g}]"
+            )
+
+
+def check_factor(L: np.ndarray, VI: np.ndarray, name: str = "L") -> None:
+    """``L.T @ L`` reproduces `VI` (both float64 (d, d), finite) up to the rounding of the
+    factorisation that produced L; ValueError naming `name` otherwise.
+
+    The tolerance covers :func:`mahalanobis_factor`'s Cholesky and clipped eigendecomposition
+    paths and the symmetrisation of a nearly symmetric VI (relative 1e-7), scaled by
+    ``max |VI|``: a factor that was changed, or VI that was, is off by far more.
+    """
+    if L.shape != VI.shape or L.ndim != 2 or L.shape[0] != L.shape[1]:
+        raise ValueError(f"{name} has shape {L.shape}, VI {VI.shape}: not a factor of VI")
+    if not (np.isfinite(L).all() and np.isfinite(VI).all()):
+        raise ValueError(f"{name} or VI contains NaN or infinity")
+    dim = L.shape[0]
+    scale = max(float(np.abs(VI).max()) if VI.size else 0.0, np.finfo(np.float64).tiny)
+    with serial_blas():
+        err = float(np.abs(L.T @ L - VI).max()) if VI.size else 0.0
+    if not err <= scale * max(1e-6, 1e-10 * dim * dim):
+        raise ValueError(
+            f"{name} is not a factor of VI (max |{name}.T @ {name} - VI| = {err:.3g}, "
+            f"max |VI| = {scale:.3g})"
+        )
+
+
 def check_int(value: Any, name: str, lo: int, hi: int | None = None) -> int:
     """An integer (not a bool) in [lo, hi]; TypeError or ValueError naming `name` otherwise.
 

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import reference
 import report
-from conftest import shared_data_dir
+from conftest import repo_data
 
 
 @pytest.fixture(autouse=True)
@@ -346,18 +346,11 @@ def test_user_dataset_from_environment(tmp_path, rng, monkeypatch):
     assert data["queries"].shape == (40, 6)
 
 
-# --- shared data (skipped where the folder is absent) -------------------------------------------
+# --- real data kept in the repository (tests/data) ----------------------------------------------
 
 
-def _shared(name):
-    root = shared_data_dir()
-    if root is None or not (root / name).is_dir():
-        pytest.skip(f"shared dataset {name!r} not found (set PYSIM_DATA to the shared data folder)")
-    return root / name
-
-
-def test_shared_mnist_split_and_ground_truth():
-    data = datasets.load_path(_shared("mnist"))
+def test_mnist_folder_split_and_ground_truth():
+    data = datasets.load_path(repo_data("mnist"))
     assert data["base"].shape == (9000, 784) and data["queries"].shape == (1000, 784)
     assert data["metric"] == "euclidean" and data["gt_source"] == "file"
     np.testing.assert_array_equal(
@@ -365,10 +358,10 @@ def test_shared_mnist_split_and_ground_truth():
     )
 
 
-def test_shared_minilm_cosine():
-    data = datasets.load_path(_shared("minilm-dev"))
+def test_minilm_folder_cosine():
+    data = datasets.load_path(repo_data("minilm-2k"))
     assert data["metric"] == "cosine" and data["gt_source"] == "file"
-    assert data["base"].shape == (20000, 384)
+    assert data["base"].shape == (2000, 384)
     found = datasets.exact_knn(data["base"], data["queries"][:50], 10, "cosine")
     assert datasets.recall_at_k(found, data["gt"][:50], 10) == 1.0
 

@@ -471,31 +471,19 @@ def test_huge_k_pads_or_raises_memory_error(rng):
         index.query(X, k=2**62)
 
 
-def _mnist():
-    import gzip
-
-    from conftest import shared_data_dir
-
-    root = shared_data_dir()
-    if root is None or not (root / "mnist").is_dir():
-        pytest.skip("shared MNIST data not found (set PYSIM_DATA)")
-    with gzip.open(root / "mnist" / "t10k-images-idx3-ubyte.gz", "rb") as f:
-        X = np.frombuffer(f.read(), np.uint8, offset=16).reshape(10000, 784)
-    gt = np.load(root / "mnist" / "mnist10k_gt_top100.npy").astype(np.int64)
-    return X.astype(np.float32), gt
-
-
 @pytest.mark.parametrize("metric", ["sqeuclidean", "euclidean"])
 def test_mnist_equals_published_ground_truth(metric):
     # Real data with large norms (pixels 0..255, |x|^2 ~ 1e7) where the float32 norm
     # expansion alone would misorder near-ties; the ground truth breaks ties by the smaller
     # index and has no tie between ranks 100 and 101.
-    X, gt = _mnist()
-    index = pysim.BruteForceIndex(X[:9000], metric)
+    from conftest import load_mnist
+
+    base, queries, gt = load_mnist()
+    index = pysim.BruteForceIndex(base, metric)
     for threads in (1, 2):
-        D, ind = index.query(X[9000:], 100, threads=threads)
+        D, ind = index.query(queries, 100, threads=threads)
         np.testing.assert_array_equal(ind, gt)
-    _, ind = index.query(X[9000:9002], 10)  # one-to-many engine
+    _, ind = index.query(queries[:2], 10)  # one-to-many engine
     np.testing.assert_array_equal(ind, gt[:2, :10])
 
 

@@ -23,17 +23,27 @@ import pytest
 import pysim
 
 RUNS = int(os.environ.get("PYSIM_STRESS_RUNS", "8"))
+#: The issue's own reproduction (4 runs in the default suite; CI's stress stage runs RUNS).
+QUICK_RUNS = int(os.environ.get("PYSIM_STRESS_RUNS", "4"))
 BATCH = 10
 
 
 def _lost(index: pysim.HNSWIndex, vectors: dict[int, np.ndarray]) -> np.ndarray:
+    """Ids their own vector does not find. A first pass at a modest ef finds nearly all; only
+    the rest are searched again at ef=1500 (a third of the index: a point that search misses
+    is unreachable), which keeps a run short enough to repeat 60 times in CI."""
     ids = np.fromiter(vectors, dtype=np.int64, count=len(vectors))
     X = np.stack([vectors[i] for i in ids.tolist()])
-    dist, found = index.query(X, k=1, ef=1500)
-    return ids[(found[:, 0] != ids) & (dist[:, 0] > 0)]
+    dist, found = index.query(X, k=1, ef=100)
+    miss = (found[:, 0] != ids) & (dist[:, 0] > 0)
+    if miss.any():
+        dist, found = index.query(X[miss], k=1, ef=1500)
+        ids = ids[miss]
+        miss = (found[:, 0] != ids) & (dist[:, 0] > 0)
+    return ids[miss]
 
 
-@pytest.mark.parametrize("run", range(4))
+@pytest.mark.parametrize("run", range(QUICK_RUNS))
 def test_concurrent_batches_crossing_renumbering_stay_reachable(run):
     """The issue's reproduction: four threads adding 10-row batches across 4,096 slots."""
     rng = np.random.default_rng(run)

@@ -10,10 +10,12 @@ What the tests promise (and print, in the "pysim hardening figures" summary):
   results. The bound (< 1 s) is a behaviour contract, not a speed benchmark: the pool polls
   every ~5 ms of work, so the measured latency is normally a few milliseconds.
 - 10,000 repeated calls (every entry point, both dtypes, errors included) grow RSS by < 5%.
-- Object files outside csrc/simd/isa/{avx2,avx512}.cpp hold no AVX instructions and nothing
+- Object files outside the x86 units of csrc/simd/isa/ hold no AVX instructions and nothing
   is compiled with -march=native (.ci/check_isa_objects.py over the build tree).
 
-The helpers live in hardening_tools.py so the index tests reuse them.
+The helpers live in hardening_tools.py so the index tests reuse them. Tests marked
+``testing_hooks`` drive the pool through ``_core._pool_spin``, which exists only in PYSIM_TESTING
+builds (every build from a checkout; release wheels deselect them).
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ def test_sigint_interrupts_one_to_many_call(request, rng, tall, threads):
     _check_pool_still_exact(rng, threads)
 
 
+@pytest.mark.testing_hooks
 @needs_sigint
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize(
@@ -176,6 +179,7 @@ def test_sigint_interrupts_pool_work(request, rng, threads, jobs, chunks, chunk_
     _check_pool_still_exact(rng, threads)
 
 
+@pytest.mark.testing_hooks
 @pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("fail_at", [0, 5, 31])
 def test_chunk_error_propagates_and_pool_recovers(rng, threads, fail_at):
@@ -356,6 +360,7 @@ calls = [
 """
 
 
+@pytest.mark.testing_hooks
 def test_rss_flat_over_10000_calls(request, tmp_path):
     """10,000 calls of every entry point (both dtypes, both paths, out=, errors raised in C++
     and in Python) in a fresh interpreter, whose small baseline makes 5% a tight bound."""

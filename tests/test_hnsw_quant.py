@@ -14,14 +14,13 @@ are slow; subsets of the same data run by default.
 
 from __future__ import annotations
 
-import gzip
 import pickle
 import threading
 
 import numpy as np
 import pytest
 import reference
-from conftest import shared_data_dir
+from conftest import load_minilm, load_mnist
 
 import pysim
 from pysim import _persist
@@ -125,38 +124,16 @@ def overlap_recall(found, truth):
     )
 
 
-def _mnist():
-    root = shared_data_dir()
-    if root is None or not (root / "mnist").is_dir():
-        pytest.skip("shared MNIST data not found (set PYSIM_DATA)")
-    with gzip.open(root / "mnist" / "t10k-images-idx3-ubyte.gz", "rb") as f:
-        raw = f.read()
-    X = np.frombuffer(raw, np.uint8, offset=16).reshape(10000, 784).astype(np.float32)
-    gt = np.load(root / "mnist" / "mnist10k_gt_top100.npy")
-    return X[:9000], X[9000:], gt
-
-
-def _minilm():
-    root = shared_data_dir()
-    if root is None or not (root / "minilm-dev").is_dir():
-        pytest.skip("shared MiniLM data not found (set PYSIM_DATA)")
-    base = np.load(root / "minilm-dev" / "base.npy")
-    queries = np.load(root / "minilm-dev" / "queries.npy")
-    gt = np.load(root / "minilm-dev" / "gt_top100.npy")
-    return base, queries, gt
-
-
 @pytest.fixture(scope="module")
 def mnist_subset():
-    base, queries, _ = _mnist()
+    base, queries, _ = load_mnist()
     X, Q = base[:3000], queries[:300]
     return X, Q, ref_knn(X, Q, 10, "euclidean")
 
 
 @pytest.fixture(scope="module")
 def minilm_subset():
-    base, queries, _ = _minilm()
-    X, Q = base[:5000], queries[:300]
+    X, Q, _ = load_minilm()
     return X, Q, ref_knn(X, Q, 10, "cosine")
 
 
@@ -187,14 +164,14 @@ def test_recall_minilm_subset_defaults(minilm_subset, quantization):
 @pytest.mark.slow
 @pytest.mark.parametrize("quantization", QUANTS)
 def test_recall_mnist_full_defaults(quantization):
-    base, queries, gt = _mnist()
+    base, queries, gt = load_mnist()
     _check_default_recall(base, queries, gt[:, :10], "euclidean", quantization)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("quantization", QUANTS)
 def test_recall_minilm_full_defaults(quantization):
-    base, queries, gt = _minilm()
+    base, queries, gt = load_minilm(full=True)
     _check_default_recall(base, queries, gt[:, :10], "cosine", quantization)
 
 
@@ -645,7 +622,7 @@ def test_sq8_without_copy_synthetic_is_limited_by_its_codes_only(data):
     Per-dimension ranges span the whole cloud (or every cluster), so a step is coarse next to
     the gaps between near neighbours: an exact scan over the decoded codes already misses
     some of the true top 10 (measured 0.98 / 0.97 here, 0.95 on 100k x 128 clustered data).
-    The 1-point target of issue 5 holds on the real embeddings (MNIST, MiniLM tests above);
+    The 1-point recall target holds on the real embeddings (MNIST, MiniLM tests above);
     here the graph walk must stay within 1.5 points of what its codes allow, and the float32
     copy (the default refine) must give float32's recall back.
     """

@@ -274,9 +274,12 @@ def test_transform_metric_and_pair_distance(rng, make, dtype):
 
 @pytest.mark.parametrize("make", LEARNERS, ids=["Whitening", "NCA", "LMNN"])
 def test_pipeline_clone_pickle(rng, make):
-    X, y = noisy_classes(rng, n=90)
-    pipe = make_pipeline(StandardScaler(), make(), KNeighborsClassifier(3)).fit(X, y)
-    assert pipe.score(X, y) > 0.5
+    X, y = noisy_classes(rng, n=180)
+    Xtr, ytr, Xte, yte = split(X, y)
+    pipe = make_pipeline(StandardScaler(), make(), KNeighborsClassifier(3)).fit(Xtr, ytr)
+    # Scored on held-out rows (a 3-NN scores itself right on its training rows). Chance is 1/3;
+    # measured: Whitening 0.87-0.91 (it keeps the noise dimensions), NCA and LMNN 1.0.
+    assert pipe.score(Xte, yte) > 0.75
     model = make().fit(X, y)
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.transform(X), model.transform(X))

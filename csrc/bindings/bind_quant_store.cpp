@@ -1,6 +1,6 @@
 // Private bindings of quant::Quantizer and quant::QuantStore (see bind_quant.cpp for the why).
-// The index wrapper of phase 2 may reuse _QuantStore's state dict for persistence; tests use
-// both classes to check round-trip bounds, prepared-query distances, re-fitting and state.
+// Tests use both classes to check round-trip bounds, prepared-query distances, re-fitting and
+// state.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>

@@ -1,4 +1,5 @@
 // Private hooks for the hardening tests (tests/test_hardening.py), not part of the API.
+// Compiled only with the PYSIM_TESTING CMake option, so release wheels do not ship them.
 //
 // They drive the thread pool with synthetic work of a known shape, so interrupt latency,
 // error propagation and reuse after a failure can be tested exactly (chunk length, number of

@@ -19,7 +19,9 @@ void bind_distances(py::module_& m);
 void bind_brute(py::module_& m);
 void bind_kdtree(py::module_& m);
 void bind_hnsw(py::module_& m);
-void bind_testing(py::module_& m);
+#ifdef PYSIM_TESTING
+void bind_testing(py::module_& m); // only in PYSIM_TESTING builds (CMakeLists.txt)
+#endif
 void bind_quant(py::module_& m);
 } // namespace pysim::bindings
 
@@ -40,7 +42,6 @@ bool python_interrupt_check() {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "pysim compiled core (private; use the pysim package)";
-    m.attr("__version__") = PYSIM_VERSION;
     (void)pysim::simd::active(); // CPU detection and PYSIM_SIMD happen at import
     pysim::set_interrupt_check(&python_interrupt_check);
     py::register_exception_translator([](std::exception_ptr p) {
@@ -56,6 +57,8 @@ PYBIND11_MODULE(_core, m) {
     pysim::bindings::bind_brute(m);
     pysim::bindings::bind_kdtree(m);
     pysim::bindings::bind_hnsw(m);
+#ifdef PYSIM_TESTING
     pysim::bindings::bind_testing(m);
+#endif
     pysim::bindings::bind_quant(m);
 }

@@ -16,6 +16,7 @@
 // parallel (each stays in one core's cache). Every node is split the same way whatever the
 // thread count, so the tree, and with it every result, does not depend on `threads`.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -390,6 +391,53 @@ KdTree<T>::KdTree(std::size_t n, std::size_t dim, std::size_t leaf_size, std::ve
     points_ = std::move(points);
     ids_.assign(ids, n);
     bbox_ = std::move(bbox);
+    check_bounds();
+}
+
+// The relations the builder establishes, checked on a loaded tree: the points are finite, the
+// bounding box is their exact per-dimension range, and every internal node's (lo, hi) are the
+// largest left and the smallest right coordinate in its split dimension. The search prunes
+// cells with exactly these numbers, so a file that moved one (to NaN, to a huge value, or just
+// inward) could make it skip true neighbours; equality is what the builder writes, so a saved
+// tree always passes. Cost: one pass over each level's points in one dimension (n * levels).
+template <typename T> void KdTree<T>::check_bounds() const {
+    for (const T v : points_)
+        require(std::isfinite(v), "tree state: a point is NaN or infinite");
+    const std::size_t d = dim_, leaves = leaf_start_.size() - 1;
+    // Range of coordinate j over leaves [first, last): contiguous runs (dimension-major leaves).
+    const auto range = [&](std::size_t first, std::size_t last, std::size_t j, T& lo, T& hi) {
+        bool any = false;
+        for (std::size_t l = first; l < last; ++l) {
+            const std::size_t s = static_cast<std::size_t>(leaf_start_[l]);
+            const std::size_t cnt = static_cast<std::size_t>(leaf_start_[l + 1]) - s;
+            const T* p = points_.data() + s * d + j * cnt;
+            for (std::size_t i = 0; i < cnt; ++i) {
+                lo = any ? std::min(lo, p[i]) : p[i];
+                hi = any ? std::max(hi, p[i]) : p[i];
+                any = true;
+            }
+        }
+        return any;
+    };
+    for (std::size_t j = 0; j < d; ++j) {
+        T lo{}, hi{};
+        range(0, leaves, j, lo, hi);
+        require(bbox_[j] == lo && bbox_[d + j] == hi,
+                "tree state: the bounding box does not match the points");
+    }
+    for (std::size_t level = 0; level < levels_; ++level) {
+        const std::size_t first_node = (std::size_t{1} << level) - 1;
+        const std::size_t span = std::size_t{1} << (levels_ - level);
+        for (std::size_t k = 0; k < (std::size_t{1} << level); ++k) {
+            const Node<T>& nd = nodes_[first_node + k];
+            const std::size_t first = k * span, mid = first + span / 2;
+            T left_lo{}, left_hi{}, right_lo{}, right_hi{};
+            const bool ok = range(first, mid, nd.dim, left_lo, left_hi) &&
+                            range(mid, first + span, nd.dim, right_lo, right_hi);
+            require(ok && nd.lo == left_hi && nd.hi == right_lo,
+                    "tree state: a split bound does not match the points");
+        }
+    }
 }
 
 template <typename T> std::size_t KdTree<T>::leaf_of(const T* q) const noexcept {

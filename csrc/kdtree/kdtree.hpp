@@ -90,7 +90,9 @@ template <typename T> class KdTree {
            std::size_t threads, bool wide_ids = false);
 
     /// Rebuilds a tree from the arrays of a saved one, checking that they are consistent
-    /// (sizes, split dimensions in range, ids a permutation). Throws std::invalid_argument.
+    /// (sizes, split dimensions in range, ids a permutation, finite points, and the bounding
+    /// box and every split bound exactly what the builder derives from the points).
+    /// Throws std::invalid_argument.
     KdTree(std::size_t n, std::size_t dim, std::size_t leaf_size, std::vector<T> points,
            const index_t* ids, const std::int32_t* split_dims, const T* split_bounds,
            std::size_t n_internal, std::vector<T> bbox);
@@ -129,6 +131,7 @@ template <typename T> class KdTree {
 
   private:
     void init_leaf_ranges();
+    void check_bounds() const;
     void build(std::size_t threads);
     template <typename Id> void build_with(Id* ids, std::size_t threads);
     template <class Builder, typename Id> void build_levels(Id* ids, std::size_t threads);

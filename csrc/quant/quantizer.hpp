@@ -38,7 +38,8 @@
 // 50 with the decoded (asymmetric) distance gives exactly the asymmetric recall, and with the
 // float32 rows both reach 1.0. So: traverse with the symmetric form, re-rank with refine().
 // Ranges: sq8 is best with min/max (clip 0); sq4 gains from clipping on MiniLM and clustered
-// data (clip 0.003-0.01) and loses a little on MNIST - the tables are in the phase-1 report.
+// data (clip 0.003-0.01) and loses a little on MNIST (measured by
+// benchmarks/bench_quant_kernels.py).
 //
 // Record layout: [code (code_bytes)][pad to 4][float ||x^ - m||^2, only for symmetric l2].
 // Thread safety: const members are safe to call concurrently; fit/set_ranges are not.
@@ -141,8 +142,10 @@ class Quantizer {
     void prepare_normalised(const float* q, const simd::KernelTable& table, Query& out,
                             bool search_form = true) const;
 
-  private:
+    /// The sq code of dimension j in a record (0 .. levels() - 1). Requires scalar().
     unsigned code_at(const std::uint8_t* record, std::size_t j) const noexcept;
+
+  private:
     void set_steps(const std::vector<double>& lo, const std::vector<double>& hi);
 
     Kind kind_;

@@ -393,8 +393,18 @@ std::unique_ptr<QuantStore> QuantStore::from_state(const StoreState& st) {
             require(!std::isnan(st.seen_lo[j]) && !std::isnan(st.seen_hi[j]),
                     "state: the observed ranges contain NaN");
         }
-        if (!st.lo.empty())
+        if (!st.lo.empty()) {
             store->quantizer_.set_lo_step(st.lo.data(), st.step.data());
+            // A zero step (a dimension constant in the rows the ranges came from) encodes every
+            // value as code 0; any other code there means the ranges are not the codes' ones.
+            for (std::size_t j = 0; j < dim; ++j) {
+                if (st.step[j] != 0.0f)
+                    continue;
+                for (std::size_t i = 0; i < st.n; ++i)
+                    require(qz.code_at(&st.codes[i * cb], j) == 0,
+                            "state: a code is not 0 in a dimension whose step is 0");
+            }
+        }
         store->seen_lo_ = st.seen_lo;
         store->seen_hi_ = st.seen_hi;
     } else {

@@ -217,19 +217,25 @@ constexpr Isa kPreference[] = {
 
 struct Registry {
     CpuFeatures cpu = detect();
-    KernelTable tables[kIsaCount] = {build(Isa::scalar),      build(Isa::avx2),
-                                     build(Isa::avx512),      build(Isa::neon),
-                                     build(Isa::avx512_vnni), build(Isa::avx512_vnni_bf16)};
-    QuantKernels quant[kIsaCount] = {
-        build_quant(Isa::scalar),      build_quant(Isa::avx2),
-        build_quant(Isa::avx512),      build_quant(Isa::neon),
-        build_quant(Isa::avx512_vnni), build_quant(Isa::avx512_vnni_bf16)};
+    // A level's table is filled only when this CPU runs that level: fill_avx512() and its
+    // kin are compiled with their level's -m flags, and the compiler may use that level's
+    // instructions to fill the table itself (GCC -O1 stores it with zmm registers), so
+    // calling them on an older CPU faults. Levels the CPU lacks keep the scalar table and
+    // are never selected (table_for refuses them).
+    KernelTable tables[kIsaCount];
+    QuantKernels quant[kIsaCount];
     Isa best = Isa::scalar;
     std::string request;
     std::string note;
     std::atomic<const KernelTable*> current{nullptr};
 
     Registry() {
+        for (int i = 0; i < kIsaCount; ++i) {
+            const Isa isa = static_cast<Isa>(i);
+            const bool runs = compiled(isa) && cpu_has(isa, cpu);
+            tables[i] = build(runs ? isa : Isa::scalar);
+            quant[i] = build_quant(runs ? isa : Isa::scalar);
+        }
         for (Isa isa : kPreference) {
             if (compiled(isa) && cpu_has(isa, cpu)) {
                 best = isa;

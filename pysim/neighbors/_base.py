@@ -31,15 +31,15 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.base import BaseEstimator, MultiOutputMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils._param_validation import InvalidParameterError as _SklearnInvalidParameterError
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._brute import BruteForceIndex
-from .._compat import validate_data
 from .._hnsw import HNSWIndex
 from .._kdtree import KDTreeIndex
 from .._validation import MAX_THREADS, MetricMapping, resolve_threads
@@ -178,13 +178,8 @@ def _index_keywords(algorithm: str) -> set[str]:
 
 def _to_sparse(csr: sp.csr_matrix) -> Any:
     """CSR in the sparse interface scikit-learn is configured for (spmatrix by default)."""
-    try:
-        from sklearn import get_config
-
-        if get_config().get("sparse_interface") == "sparray":
-            return sp.csr_array(csr)
-    except ImportError:  # pragma: no cover
-        pass
+    if get_config().get("sparse_interface") == "sparray":
+        return sp.csr_array(csr)
     return csr
 
 

@@ -18,9 +18,8 @@ from sklearn.base import ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._compat import validate_data
 from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, get_weights
 
 

@@ -12,9 +12,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._compat import validate_data
 from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, get_weights
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import validate_data
 
-from .._compat import validate_data
 from ._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin, check_radius
 
 

@@ -22,10 +22,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import metrics as _metrics
-from .._compat import validate_data
 from .._distances import paired_distances
 from ._base import InvalidParameterError, resolve_metric
 

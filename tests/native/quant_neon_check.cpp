@@ -1,6 +1,6 @@
 // Cross-checks the NEON compressed-code kernels against the portable ones, for machines without
 // an aarch64 CPU: build with an aarch64 cross compiler and run under qemu (see
-// tests/test_quant_neon.py, which does both). Integer kernels and conversions must agree bit for
+// tests/test_neon.py, which does both). Integer kernels and conversions must agree bit for
 // bit; float kernels within float32 accumulation error of each other.
 //
 //   aarch64-linux-gnu-g++ -std=c++17 -O2 -static -Icsrc [-march=armv8.2-a+dotprod]

@@ -1,0 +1,259 @@
+// Checks the NEON float32/float64 distance kernels against a higher-precision reference, for
+// machines without an aarch64 CPU: build with an aarch64 cross compiler and run under qemu (see
+// tests/test_neon.py, which does both). The table is filled the way dispatch fills it (scalar
+// first, then NEON over it), and every slot must come from NEON.
+//
+// Reference: float32 inputs are summed in double, float64 inputs in long double (binary128 on
+// aarch64 Linux). Tolerances are the contract's, relative to the norms: 1e-5 for float32,
+// 1e-12 for float64 (sqrt outputs are compared through |sqrt x - sqrt y| <= sqrt |x - y|).
+// l2sq_panel promises the same bits on every ISA, so it is compared with the scalar table's.
+//
+//   aarch64-linux-gnu-g++ -std=c++17 -O2 -static -ffp-contract=off -Icsrc
+//       tests/native/float_neon_check.cpp csrc/simd/isa/scalar.cpp csrc/simd/isa/neon.cpp
+//       -o float_neon_check && qemu-aarch64 ./float_neon_check
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "simd/kernels.hpp"
+
+using namespace pysim::simd;
+
+namespace {
+
+int failures = 0;
+long checks = 0;
+
+template <typename T> struct Ref {
+    using type = double;
+};
+template <> struct Ref<double> {
+    using type = long double;
+};
+
+template <typename T> double rel_tol() {
+    return sizeof(T) == 4 ? 1e-5 : 1e-12;
+}
+
+template <typename T>
+void expect(const char* what, std::size_t dim, std::size_t i, double got, double want,
+            double scale) {
+    ++checks;
+    const double tol = rel_tol<T>() * (1.0 + scale);
+    if (!(std::fabs(got - want) <= tol)) { // also fails on NaN
+        if (++failures <= 20)
+            std::printf("MISMATCH %s %s dim=%zu i=%zu got=%.17g want=%.17g tol=%.3g\n",
+                        sizeof(T) == 4 ? "f32" : "f64", what, dim, i, got, want, tol);
+    }
+}
+
+template <typename T> struct Data {
+    std::size_t n, dim, ld;
+    std::vector<T> v; // n rows of `dim`, row stride ld (the gap holds junk that must not be read)
+    const T* row(std::size_t i) const { return v.data() + i * ld; }
+};
+
+template <typename T>
+Data<T> make(std::size_t n, std::size_t dim, std::size_t ld, std::mt19937& g) {
+    Data<T> d{n, dim, ld, std::vector<T>(n * ld + 1)};
+    std::normal_distribution<double> normal(0.0, 1.0);
+    for (auto& x : d.v)
+        x = T(std::nan(""));
+    for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < dim; ++j)
+            d.v[i * ld + j] = T(normal(g) * (1 + i % 3)); // a few norms
+    return d;
+}
+
+template <typename T> typename Ref<T>::type rdot(const T* a, const T* b, std::size_t dim) {
+    typename Ref<T>::type s = 0;
+    for (std::size_t j = 0; j < dim; ++j)
+        s += typename Ref<T>::type(a[j]) * typename Ref<T>::type(b[j]);
+    return s;
+}
+
+template <typename T> typename Ref<T>::type rl2sq(const T* a, const T* b, std::size_t dim) {
+    typename Ref<T>::type s = 0;
+    for (std::size_t j = 0; j < dim; ++j) {
+        const auto d = typename Ref<T>::type(a[j]) - typename Ref<T>::type(b[j]);
+        s += d * d;
+    }
+    return s;
+}
+
+template <typename T>
+void check_vectors(const Kernels<T>& k, const Kernels<T>& scalar, std::size_t dim,
+                   std::mt19937& g) {
+    const std::size_t n = 13;
+    const Data<T> q = make<T>(1, dim, dim, g);
+    const Data<T> rows = make<T>(n, dim, dim, g); // many kernels read contiguous rows
+    const double qn = std::sqrt(double(rdot(q.row(0), q.row(0), dim)));
+    std::vector<T> out(n), out2(n), norms(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        const T* r = rows.row(i);
+        const double rn = std::sqrt(double(rdot(r, r, dim)));
+        const double dot_scale = qn * rn, sq_scale = qn * qn + rn * rn;
+        expect<T>("dot", dim, i, k.dot.fn(q.row(0), r, dim), double(rdot(q.row(0), r, dim)),
+                  dot_scale);
+        expect<T>("l2sq", dim, i, k.l2sq.fn(q.row(0), r, dim), double(rl2sq(q.row(0), r, dim)),
+                  sq_scale);
+        expect<T>("norm2", dim, i, k.norm2.fn(r, nullptr, dim), double(rdot(r, r, dim)), rn * rn);
+    }
+    k.dot_many.fn(q.row(0), rows.v.data(), n, dim, out.data());
+    for (std::size_t i = 0; i < n; ++i) {
+        const T* r = rows.row(i);
+        expect<T>("dot_many", dim, i, out[i], double(rdot(q.row(0), r, dim)),
+                  qn * std::sqrt(double(rdot(r, r, dim))));
+    }
+    k.l2sq_many.fn(q.row(0), rows.v.data(), n, dim, out.data());
+    for (std::size_t i = 0; i < n; ++i) {
+        const T* r = rows.row(i);
+        expect<T>("l2sq_many", dim, i, out[i], double(rl2sq(q.row(0), r, dim)),
+                  qn * qn + double(rdot(r, r, dim)));
+    }
+    k.dot_norm_many.fn(q.row(0), rows.v.data(), n, dim, out.data(), out2.data());
+    k.norms.fn(rows.v.data(), n, dim, norms.data());
+    for (std::size_t i = 0; i < n; ++i) {
+        const T* r = rows.row(i);
+        const double rr = double(rdot(r, r, dim));
+        expect<T>("dot_norm_many.dot", dim, i, out[i], double(rdot(q.row(0), r, dim)),
+                  qn * std::sqrt(rr));
+        expect<T>("dot_norm_many.norm", dim, i, out2[i], rr, rr);
+        expect<T>("norms", dim, i, norms[i], rr, rr);
+    }
+    // Dimension-major panel: bit-identical to the scalar table, and close to the reference.
+    std::vector<T> panel(n * dim);
+    for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t j = 0; j < dim; ++j)
+            panel[j * n + i] = rows.row(i)[j];
+    k.l2sq_panel.fn(q.row(0), panel.data(), n, dim, out.data());
+    scalar.l2sq_panel.fn(q.row(0), panel.data(), n, dim, out2.data());
+    for (std::size_t i = 0; i < n; ++i) {
+        const T* r = rows.row(i);
+        expect<T>("l2sq_panel", dim, i, out[i], double(rl2sq(q.row(0), r, dim)),
+                  qn * qn + double(rdot(r, r, dim)));
+        ++checks;
+        if (std::memcmp(&out[i], &out2[i], sizeof(T)) != 0 && ++failures <= 20)
+            std::printf("MISMATCH %s l2sq_panel differs from scalar dim=%zu i=%zu\n",
+                        sizeof(T) == 4 ? "f32" : "f64", dim, i);
+    }
+}
+
+// pack + tile with every epilogue, every row remainder of the register block and a partial
+// last panel; A and the output have row strides larger than their widths.
+template <typename T> void check_tile(const Kernels<T>& k, std::size_t dim, std::mt19937& g) {
+    const std::size_t nr = k.tile_nr, mr = k.tile_mr;
+    const std::size_t n = 2 * nr + 3, m_max = 2 * mr + mr - 1;
+    const Data<T> a = make<T>(m_max, dim, dim + 5, g);
+    const Data<T> b = make<T>(n, dim, dim + 2, g);
+    std::vector<T> packed(((n + nr - 1) / nr) * nr * dim);
+    k.pack.fn(b.v.data(), b.ld, n, dim, packed.data());
+    std::vector<double> an(m_max), bn(n);
+    std::vector<T> a_sq(m_max), b_sq(n), a_inv(m_max), b_inv(n);
+    for (std::size_t i = 0; i < m_max; ++i) {
+        an[i] = double(rdot(a.row(i), a.row(i), dim));
+        a_sq[i] = T(an[i]);
+        a_inv[i] = T(1 / std::sqrt(an[i]));
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+        bn[j] = double(rdot(b.row(j), b.row(j), dim));
+        b_sq[j] = T(bn[j]);
+        b_inv[j] = T(1 / std::sqrt(bn[j]));
+    }
+    const Epilogue epilogues[] = {Epilogue::dot, Epilogue::ip, Epilogue::l2sq, Epilogue::l2,
+                                  Epilogue::cosine};
+    const char* names[] = {"tile.dot", "tile.ip", "tile.l2sq", "tile.l2", "tile.cosine"};
+    for (std::size_t m = 1; m <= m_max; m += (m < mr + 1 ? 1 : mr - 1)) {
+        for (int e = 0; e < 5; ++e) {
+            const std::size_t ldo = n + 3;
+            std::vector<T> out(m * ldo, T(-7));
+            const bool l2 = epilogues[e] == Epilogue::l2sq || epilogues[e] == Epilogue::l2;
+            const bool cos = epilogues[e] == Epilogue::cosine;
+            const T *a_aux = nullptr, *b_aux = nullptr; // dot, ip: unused
+            if (l2) {
+                a_aux = a_sq.data();
+                b_aux = b_sq.data();
+            } else if (cos) {
+                a_aux = a_inv.data();
+                b_aux = b_inv.data();
+            }
+            const TileArgs<T> args{a.v.data(),   a.ld,  m,     packed.data(), n,  dim,
+                                   epilogues[e], a_aux, b_aux, out.data(),    ldo};
+            k.tile.fn(args);
+            for (std::size_t i = 0; i < m; ++i) {
+                for (std::size_t j = 0; j < n; ++j) {
+                    const double s = double(rdot(a.row(i), b.row(j), dim));
+                    const double got = double(out[i * ldo + j]);
+                    const double scale = std::sqrt(an[i] * bn[j]);
+                    const double l2sq = double(rl2sq(a.row(i), b.row(j), dim));
+                    switch (epilogues[e]) {
+                    case Epilogue::dot:
+                        expect<T>(names[e], dim, i * n + j, got, s, scale);
+                        break;
+                    case Epilogue::ip:
+                        expect<T>(names[e], dim, i * n + j, got, 1 - s, scale);
+                        break;
+                    case Epilogue::l2sq:
+                        expect<T>(names[e], dim, i * n + j, got, l2sq, an[i] + bn[j]);
+                        break;
+                    case Epilogue::l2: {
+                        // |sqrt x - sqrt y| <= sqrt |x - y|: compare the squares' error bound.
+                        const double bound = rel_tol<T>() * (1.0 + an[i] + bn[j]);
+                        ++checks;
+                        if (!(std::fabs(got - std::sqrt(l2sq)) <= std::sqrt(bound)) &&
+                            ++failures <= 20)
+                            std::printf("MISMATCH %s tile.l2 dim=%zu got=%.17g want=%.17g\n",
+                                        sizeof(T) == 4 ? "f32" : "f64", dim, got, std::sqrt(l2sq));
+                        break;
+                    }
+                    case Epilogue::cosine: {
+                        double want = 1 - s / scale;
+                        want = want < 0 ? 0 : want > 2 ? 2 : want;
+                        expect<T>(names[e], dim, i * n + j, got, want, 1.0);
+                        break;
+                    }
+                    }
+                }
+                for (std::size_t j = n; j < ldo; ++j) { // nothing written past n
+                    ++checks;
+                    if (out[i * ldo + j] != T(-7) && ++failures <= 20)
+                        std::printf("MISMATCH tile wrote past the row end dim=%zu\n", dim);
+                }
+            }
+        }
+    }
+}
+
+template <typename T>
+void check_table(const Kernels<T>& k, const Kernels<T>& scalar, std::mt19937& g) {
+    const Isa isas[] = {k.dot.isa,       k.l2sq.isa,       k.norm2.isa,         k.dot_many.isa,
+                        k.l2sq_many.isa, k.l2sq_panel.isa, k.dot_norm_many.isa, k.norms.isa,
+                        k.pack.isa,      k.tile.isa};
+    for (Isa isa : isas) {
+        ++checks;
+        if (isa != Isa::neon && ++failures <= 20)
+            std::printf("MISMATCH a %s slot is not NEON's\n", sizeof(T) == 4 ? "f32" : "f64");
+    }
+    const std::size_t dims[] = {1,  2,  3,  4,  5,  7,   8,   9,   15,  16,  17, 31,
+                                32, 33, 63, 64, 65, 100, 127, 128, 129, 257, 784};
+    for (std::size_t dim : dims) {
+        check_vectors<T>(k, scalar, dim, g);
+        check_tile<T>(k, dim, g);
+    }
+}
+
+} // namespace
+
+int main() {
+    KernelTable scalar, neon;
+    fill_scalar(scalar);
+    fill_scalar(neon);
+    fill_neon(neon);
+    std::mt19937 gen(11);
+    check_table<float>(neon.f32, scalar.f32, gen);
+    check_table<double>(neon.f64, scalar.f64, gen);
+    std::printf("%s (%ld checks, %d mismatches)\n", failures ? "FAIL" : "OK", checks, failures);
+    return failures ? 1 : 0;
+}
