@@ -22,9 +22,9 @@ from sklearn.datasets import make_blobs
 
 import pysim
 
-X, _ = make_blobs(n_samples=12_000, n_features=64, centers=40, cluster_std=6.0, random_state=0)
+X, _ = make_blobs(n_samples=10_500, n_features=64, centers=40, cluster_std=6.0, random_state=0)
 X = X.astype(np.float32)
-data, queries = X[:11_000], X[11_000:]
+data, queries = X[:10_000], X[10_000:]
 
 index = pysim.HNSWIndex(dim=64, metric="sqeuclidean", M=16, ef_construction=100, seed=0)
 index.add(data)
@@ -39,7 +39,7 @@ def queries_per_second(ef):
     return len(queries) / best
 
 
-efs = [10, 16, 24, 32, 48, 64, 96, 128, 192]
+efs = [10, 16, 24, 32, 48, 64, 96, 128]
 recall = [index.recall(queries, k=10, ef=ef) for ef in efs]
 qps = [queries_per_second(ef) for ef in efs]
 for ef, r, q in zip(efs, recall, qps, strict=True):

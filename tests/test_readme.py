@@ -2,9 +2,11 @@
 
 Every fenced ```python block of README.md is executed in order, in one namespace (a later
 block may use an earlier block's names, as a reader would), inside a temporary working
-directory (the tour saves an index file). A block that raises fails this test with the block's
-first line in the message. Blocks in other languages (the shell commands) are not run here;
-CI runs the first block's commands itself (.ci/readme_command.py).
+directory (the tour saves an index file) in which the repository's ``data/`` folder is linked,
+so a block reading ``data/...`` as the README tells a reader to works as written. A block that
+raises fails this test with the block's first line in the message. Blocks in other languages
+(the shell commands) are not run here; CI runs the first block's commands itself
+(.ci/readme_command.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import re
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 FENCE = re.compile(r"^```python[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
@@ -27,6 +30,8 @@ def test_readme_has_python_blocks():
 
 
 def test_readme_python_blocks_run(tmp_path, monkeypatch):
+    if (ROOT / "data").is_dir():
+        (tmp_path / "data").symlink_to(ROOT / "data", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__readme__"}
     for number, block in enumerate(python_blocks(), start=1):
