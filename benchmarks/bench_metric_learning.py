@@ -1,7 +1,13 @@
 """Metric learning: fit time and 3-NN test accuracy of pysim's learners against the peers.
 
 Contenders: pysim Whitening / NCA / LMNN, scikit-learn's NeighborhoodComponentsAnalysis,
-metric-learn's NCA, LMNN, ITML_Supervised and Covariance, and the plain Euclidean baseline.
+metric-learn's NCA, LMNN, ITML_Supervised and Covariance, and the plain Euclidean baseline;
+``test_weak_fit_and_accuracy`` adds pysim's weakly supervised learners (``*_Supervised``:
+constraints drawn from the labels), LFDA, Covariance and the triplet / contrastive embeddings,
+each beside its metric-learn twin (pysim-itml's twin is metric-learn-itml above). Quick mode
+runs that comparison on wine (2 splits); ``--full`` on every dataset and split. A peer that
+fails on the installed scikit-learn (metric-learn 0.7's SDML passes a removed ``graphical_lasso``
+argument) is reported as skipped with its error.
 Every contender sees the same splits and the same standardised features; accuracy is the
 3-NN test accuracy (scikit-learn's KNeighborsClassifier on the transformed data), averaged
 over 5 seeded stratified 70/30 splits; ``fit_s`` is the median fit time over those splits.
@@ -78,7 +84,32 @@ def _contenders() -> dict[str, Callable[[int], Any] | None]:
         "metric-learn-lmnn": lambda seed: _metric_learn().LMNN(n_neighbors=3, random_state=seed),
         "metric-learn-itml": lambda seed: _metric_learn().ITML_Supervised(random_state=seed),
         "metric-learn-covariance": lambda seed: _metric_learn().Covariance(),
+        # Weakly supervised learners (constraints drawn from the labels) and their twins.
+        "pysim-itml": lambda seed: pml().ITML_Supervised(random_state=seed),
+        "pysim-sdml": lambda seed: pml().SDML_Supervised(balance_param=1e-3, random_state=seed),
+        "metric-learn-sdml": lambda seed: _metric_learn().SDML_Supervised(
+            balance_param=1e-3, prior="identity", random_state=seed
+        ),
+        "pysim-mmc": lambda seed: pml().MMC_Supervised(random_state=seed),
+        "metric-learn-mmc": lambda seed: _metric_learn().MMC_Supervised(random_state=seed),
+        "pysim-lsml": lambda seed: pml().LSML_Supervised(random_state=seed),
+        "metric-learn-lsml": lambda seed: _metric_learn().LSML_Supervised(random_state=seed),
+        "pysim-scml": lambda seed: pml().SCML_Supervised(random_state=seed),
+        "metric-learn-scml": lambda seed: _metric_learn().SCML_Supervised(random_state=seed),
+        "pysim-rca": lambda seed: pml().RCA_Supervised(random_state=seed),
+        "metric-learn-rca": lambda seed: _metric_learn().RCA_Supervised(random_state=seed),
+        "pysim-lfda": lambda seed: pml().LFDA(),
+        "metric-learn-lfda": lambda seed: _metric_learn().LFDA(k=7),
+        "pysim-covariance": lambda seed: pml().Covariance(shrinkage=0.1),
+        "pysim-triplet": lambda seed: pml().TripletEmbedding(random_state=seed),
+        "pysim-contrastive": lambda seed: pml().ContrastiveEmbedding(random_state=seed),
     }
+
+
+def pml():
+    import pysim.metric_learning
+
+    return pysim.metric_learning
 
 
 CONTENDERS = [
@@ -92,8 +123,33 @@ CONTENDERS = [
     "metric-learn-itml",
     "metric-learn-covariance",
 ]
+#: The weakly supervised learners side by side with their metric-learn twins (same run).
+WEAK_CONTENDERS = [
+    "pysim-itml",
+    "pysim-sdml",
+    "metric-learn-sdml",
+    "pysim-mmc",
+    "metric-learn-mmc",
+    "pysim-lsml",
+    "metric-learn-lsml",
+    "pysim-scml",
+    "metric-learn-scml",
+    "pysim-rca",
+    "metric-learn-rca",
+    "pysim-lfda",
+    "metric-learn-lfda",
+    "pysim-covariance",
+    "pysim-triplet",
+    "pysim-contrastive",
+]
+#: Quick mode keeps the weakly supervised comparison to the two smallest sets (the whole
+#: metric part stays within its ~60 s quick budget); --full runs every dataset.
+
 SMALL = ["iris", "wine", "breast-cancer", "digits"]
 DATASETS = SMALL + (["mnist-pca50"] if full() else [])
+WEAK_DATASETS = DATASETS if full() else ["wine"]
+#: Splits of the weakly supervised comparison: 2 in quick mode (its share of the budget).
+WEAK_SPLITS = None if full() else 2
 
 
 @functools.cache
@@ -132,10 +188,10 @@ def knn3_accuracy(Xtr, ytr, Xte, yte) -> float:
     return float(KNeighborsClassifier(3).fit(Xtr, ytr).score(Xte, yte))
 
 
-def evaluate(name: str, make: Callable[[int], Any] | None):
-    """Fit on every split; return (median fit seconds, mean accuracy, iterations)."""
+def evaluate(name: str, make: Callable[[int], Any] | None, n_splits: int | None = None):
+    """Fit on every split (or the first `n_splits`); return (median fit s, mean acc, iters)."""
     times, accs, iters = [], [], []
-    for seed, (Xtr, ytr, Xte, yte) in enumerate(splits(name)):
+    for seed, (Xtr, ytr, Xte, yte) in enumerate(splits(name)[:n_splits]):
         if make is None:
             times.append(0.0)
             accs.append(knn3_accuracy(Xtr, ytr, Xte, yte))
@@ -158,6 +214,21 @@ def test_fit_and_accuracy(benchmark, contender, dataset):
     if contender.startswith("metric-learn"):
         _metric_learn()  # skip with a reason if missing
     slow_peers = ("metric-learn-nca", "metric-learn-lmnn", "metric-learn-itml")
+    _fit_and_accuracy(benchmark, contender, dataset, make, slow_peers)
+
+
+@pytest.mark.parametrize("dataset", WEAK_DATASETS)
+@pytest.mark.parametrize("contender", WEAK_CONTENDERS)
+def test_weak_fit_and_accuracy(benchmark, contender, dataset):
+    """Weakly supervised learners vs their metric-learn twins: fit time, 3-NN accuracy."""
+    make = _contenders()[contender]
+    if contender.startswith("metric-learn"):
+        _metric_learn()
+    slow_peers = ("metric-learn-scml", "metric-learn-mmc", "metric-learn-lsml")
+    _fit_and_accuracy(benchmark, contender, dataset, make, slow_peers, WEAK_SPLITS)
+
+
+def _fit_and_accuracy(benchmark, contender, dataset, make, slow_peers, n_splits=None):
     if contender in slow_peers and dataset in ("digits", "mnist-pca50") and not full():
         # Minutes per split for these pure-Python peers: the default run keeps to its
         # 10-minute budget; --full times them.
@@ -166,10 +237,19 @@ def test_fit_and_accuracy(benchmark, contender, dataset):
 
     def run():
         with limit_threads(THREADS):
-            result["fit_s"], result["accuracy"], result["n_iter"] = evaluate(dataset, make)
+            try:
+                result["fit_s"], result["accuracy"], result["n_iter"] = evaluate(
+                    dataset, make, n_splits
+                )
+            except Exception as exc:  # a peer broken on this scikit-learn: recorded, not fatal
+                if contender.startswith("pysim"):
+                    raise
+                result["error"] = f"{type(exc).__name__}: {str(exc)[:120]}"
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    split = f"{N_SPLITS}x stratified 70/30"
+    if "error" in result:
+        pytest.skip(f"{contender} failed on {dataset}: {result['error']}")
+    split = f"{n_splits or N_SPLITS}x stratified 70/30"
     if dataset == "mnist-pca50":
         split = "first 5000 / last 5000"
     print(

@@ -64,6 +64,14 @@ PARTS: dict[str, tuple[list[str], str]] = {
         "metric learning fit time and 3-NN accuracy vs scikit-learn NCA and metric-learn",
     ),
     "classifier": (["bench_classifier.py"], "KNeighborsClassifier fit+predict vs scikit-learn"),
+    "recommend": (
+        ["bench_recommend.py"],
+        "MovieLens-small recommenders (ItemKNN, EASE) vs implicit and popularity",
+    ),
+    "distributed": (
+        ["bench_distributed.py"],
+        "ShardedIndex on a LocalCluster (1 and 2 workers) vs one HNSWIndex and per-part hnswlib",
+    ),
 }
 #: Typical seconds of each part's quick run on a 2-core machine (the estimate of what remains
 #: is these, scaled by how the parts so far compared with theirs); parts not listed: 30 s.
@@ -74,6 +82,8 @@ QUICK_SECONDS: dict[str, float] = {
     "quantized": 60,
     "metric": 50,
     "classifier": 10,
+    "recommend": 60,
+    "distributed": 60,
 }
 #: Parts that can run on a user's dataset (--dataset).
 DATASET_PARTS = ["exact", "hnsw", "quantized"]
@@ -89,6 +99,7 @@ LIBRARIES = [
     "usearch",
     "pykdtree",
     "metric-learn",
+    "implicit",
     "pynndescent",
     "scann",
     "threadpoolctl",
@@ -97,6 +108,8 @@ LIBRARIES = [
     "matplotlib",
     "tqdm",
     "h5py",
+    "dask",
+    "distributed",
 ]
 BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 QUICK_BUDGET_S = 600

@@ -25,6 +25,15 @@ _LAZY: dict[str, str] = {
     "Whitening": ".metric_learning",
     "NCA": ".metric_learning",
     "LMNN": ".metric_learning",
+    "Covariance": ".metric_learning",
+    "LFDA": ".metric_learning",
+    "MLKR": ".metric_learning",
+    "ITML_Supervised": ".metric_learning",
+    "SDML_Supervised": ".metric_learning",
+    "MMC_Supervised": ".metric_learning",
+    "LSML_Supervised": ".metric_learning",
+    "SCML_Supervised": ".metric_learning",
+    "RCA_Supervised": ".metric_learning",
     "NearestNeighbors": ".neighbors",
     "KNeighborsClassifier": ".neighbors",
     "KNeighborsRegressor": ".neighbors",
@@ -57,8 +66,8 @@ if _core.simd_info()["override"]:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "metrics":
-        return importlib.import_module(".metrics", __name__)
+    if name in ("metrics", "recommend"):
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'pysim' has no attribute {name!r}")
@@ -68,4 +77,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"metrics", "recommend"})

@@ -31,8 +31,14 @@ __all__: list[str] = [
     "cdist_f64",
     "dot_f32",
     "dot_f64",
+    "itml_projections",
     "paired_f32",
     "paired_f64",
+    "rec_ease_weights",
+    "rec_gram_dense",
+    "rec_knn_similarity",
+    "rec_recommend_dense",
+    "rec_recommend_sparse",
     "simd_info",
 ]
 
@@ -397,6 +403,8 @@ def _kdtree_levels(
     n: typing.SupportsInt | typing.SupportsIndex,
     leaf_size: typing.SupportsInt | typing.SupportsIndex,
 ) -> int: ...
+
+# Only in PYSIM_TESTING builds (every build from a checkout; not in release wheels).
 def _pool_spin(
     jobs: typing.SupportsInt | typing.SupportsIndex,
     chunks: typing.SupportsInt | typing.SupportsIndex,
@@ -509,6 +517,17 @@ def dot_f64(
     threads: typing.SupportsInt | typing.SupportsIndex,
     out: typing.Any = None,
 ) -> numpy.typing.NDArray[numpy.float64]: ...
+def itml_projections(
+    A: numpy.typing.NDArray[numpy.float64],
+    V: numpy.typing.NDArray[numpy.float64],
+    sign: numpy.typing.NDArray[numpy.float64],
+    bhat: numpy.typing.NDArray[numpy.float64],
+    gamma: typing.SupportsFloat,
+    max_iter: typing.SupportsInt | typing.SupportsIndex,
+    tol: typing.SupportsFloat,
+) -> tuple[numpy.typing.NDArray[numpy.float64], int, float]:
+    """ITML's cyclic Bregman projections (csrc/metric/itml.hpp); returns (A, passes, conv)."""
+
 def paired_f32(
     xa: numpy.typing.NDArray[numpy.float32],
     xb: numpy.typing.NDArray[numpy.float32],
@@ -521,6 +540,61 @@ def paired_f64(
     metric: Metric,
     threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> numpy.typing.NDArray[numpy.float64]: ...
+def rec_ease_weights(
+    P: numpy.typing.NDArray[numpy.float32],
+    upper: bool,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> None: ...
+def rec_gram_dense(
+    iu_indptr: numpy.typing.NDArray[numpy.int64],
+    iu_indices: numpy.typing.NDArray[numpy.int32],
+    iu_data: numpy.typing.NDArray[numpy.float64],
+    ui_indptr: numpy.typing.NDArray[numpy.int64],
+    ui_indices: numpy.typing.NDArray[numpy.int32],
+    ui_data: numpy.typing.NDArray[numpy.float64],
+    out: numpy.typing.NDArray[numpy.float32],
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> None: ...
+def rec_knn_similarity(
+    iu_indptr: numpy.typing.NDArray[numpy.int64],
+    iu_indices: numpy.typing.NDArray[numpy.int32],
+    iu_data: numpy.typing.NDArray[numpy.float64],
+    ui_indptr: numpy.typing.NDArray[numpy.int64],
+    ui_indices: numpy.typing.NDArray[numpy.int32],
+    ui_data: numpy.typing.NDArray[numpy.float64],
+    sq_norms: numpy.typing.NDArray[numpy.float64],
+    norm: typing.SupportsInt | typing.SupportsIndex,
+    shrinkage: typing.SupportsFloat | typing.SupportsIndex,
+    alpha: typing.SupportsFloat | typing.SupportsIndex,
+    k: typing.SupportsInt | typing.SupportsIndex,
+    begin: typing.SupportsInt | typing.SupportsIndex,
+    end: typing.SupportsInt | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def rec_recommend_dense(
+    weights: numpy.typing.NDArray[numpy.float32],
+    active: numpy.typing.NDArray[numpy.int32],
+    n_items: typing.SupportsInt | typing.SupportsIndex,
+    indptr: numpy.typing.NDArray[numpy.int64],
+    indices: numpy.typing.NDArray[numpy.int32],
+    data: numpy.typing.NDArray[numpy.float64],
+    banned: numpy.typing.NDArray[numpy.uint8],
+    exclude_seen: bool,
+    N: typing.SupportsInt | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
+def rec_recommend_sparse(
+    s_indptr: numpy.typing.NDArray[numpy.int64],
+    s_indices: numpy.typing.NDArray[numpy.int32],
+    s_data: numpy.typing.NDArray[numpy.float32],
+    indptr: numpy.typing.NDArray[numpy.int64],
+    indices: numpy.typing.NDArray[numpy.int32],
+    data: numpy.typing.NDArray[numpy.float64],
+    banned: numpy.typing.NDArray[numpy.uint8],
+    exclude_seen: bool,
+    N: typing.SupportsInt | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple: ...
 def simd_info() -> dict:
     """
     Which instruction set each kernel dispatches to.

@@ -22,6 +22,7 @@ instead of accumulating under random names.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -107,6 +108,12 @@ def _same_file(fd: int, path: str) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+#: flock() errors that mean "this file system has no advisory locks", not a real failure.
+_NO_LOCKS = {
+    getattr(errno, n) for n in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "EINVAL") if hasattr(errno, n)
+}
+
+
 def _open_tmp(target: str) -> tuple[int, str]:
     """Create the temporary file of `target` afresh, locked; return (descriptor, name).
 
@@ -115,10 +122,11 @@ def _open_tmp(target: str) -> tuple[int, str]:
     died (SIGKILL, power loss): it is removed and created again. Two saves to one destination
     therefore take turns (the last one to finish wins, whole), and the new file gets the
     mode open() would give it (0o666 less the umask), whoever created the leftover.
-    Without advisory locks (Windows) each save uses a fresh random name instead.
+    Without advisory locks (Windows, or a file system that refuses them) each save uses a
+    fresh random name instead, as before.
     """
+    folder, base = os.path.split(target)
     if fcntl is None:  # pragma: no cover - Windows
-        folder, base = os.path.split(target)
         return tempfile.mkstemp(prefix=f".{base}.", suffix=".pysim-tmp", dir=folder)
     tmp = _tmp_name(target)
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
@@ -133,7 +141,15 @@ def _open_tmp(target: str) -> tuple[int, str]:
             except FileNotFoundError:  # its writer just renamed or removed it: try again
                 continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:  # e.g. an NFS mount without lockd
+                if exc.errno not in _NO_LOCKS:
+                    raise
+                if fresh:
+                    os.unlink(tmp)
+                os.close(fd)
+                return tempfile.mkstemp(prefix=f".{base}.", suffix=".pysim-tmp", dir=folder)
             if _same_file(fd, tmp):
                 if fresh:
                     return fd, tmp

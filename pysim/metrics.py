@@ -1,4 +1,5 @@
-"""Verification and retrieval metrics: EER, TAR@FAR, minDCF, precision@1, R-precision, MAP@R.
+"""Verification, retrieval and ranking metrics: EER, TAR@FAR, minDCF, precision@1,
+R-precision, MAP@R, and precision / recall / NDCG / MAP / hit rate at k for recommendations.
 
 Verification metrics take one score per trial (higher = more alike, e.g. ``-distance`` or a
 cosine similarity) and whether the trial is genuine (same identity) or an impostor. They are
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["eer", "min_dcf", "retrieval_scores", "tar_at_far"]
+__all__ = ["eer", "min_dcf", "ranking_scores", "retrieval_scores", "tar_at_far"]
 
 
 def _trials(scores: Any, same: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -325,3 +326,110 @@ def retrieval_scores(
         "r_precision": float((hits.sum(axis=1) / R).mean()),
         "map_at_r": float(((precision_at_i * hits).sum(axis=1) / R).mean()),
     }
+
+
+def _relevant_sets(relevant: Any, n_users: int) -> list[np.ndarray]:
+    """Per user, the sorted unique relevant item ids (from a sparse matrix or a list)."""
+    if hasattr(relevant, "tocsr"):
+        m = relevant.tocsr()
+        if m.shape[0] != n_users:
+            raise ValueError(
+                f"relevant must have one row per recommended row ({n_users}), got {m.shape[0]}"
+            )
+        m = m.copy()
+        m.eliminate_zeros()
+        m.sort_indices()
+        return [
+            np.unique(m.indices[m.indptr[r] : m.indptr[r + 1]]).astype(np.int64)
+            for r in range(n_users)
+        ]
+    if not isinstance(relevant, (list, tuple)) and not (
+        isinstance(relevant, np.ndarray) and relevant.dtype == object
+    ):
+        raise TypeError("relevant must be a scipy.sparse matrix or a list of item-id arrays")
+    if len(relevant) != n_users:
+        raise ValueError(
+            f"relevant must have one entry per recommended row ({n_users}), got {len(relevant)}"
+        )
+    out = []
+    for r, rel in enumerate(relevant):
+        arr = np.asarray(rel)
+        if arr.size and (arr.dtype.kind not in "iu" or arr.ndim != 1):
+            raise TypeError(f"relevant[{r}] must be a 1-D array of item ids")
+        out.append(np.unique(arr.astype(np.int64)))
+    return out
+
+
+def ranking_scores(recommended: Any, relevant: Any, *, k: int = 10) -> dict[str, float]:
+    """Precision, recall, NDCG, MAP and hit rate at k of ranked recommendations.
+
+    Binary relevance: an item is relevant to a user when it is in the user's `relevant`
+    set (e.g. their held-out test interactions). For one user with relevant set R and the
+    first k recommendations r_1..r_k (padding ``-1`` and repeats are never hits):
+
+    - precision@k = hits / k; recall@k = hits / |R|; hit rate = [hits > 0];
+    - NDCG@k = DCG / IDCG with DCG = sum_i [r_i in R] / log2(i + 1) and IDCG the DCG of
+      min(k, |R|) hits in front;
+    - MAP@k = (1 / min(k, |R|)) sum_i precision@i * [r_i in R].
+
+    Each is averaged over the users with at least one relevant item.
+
+    Parameters
+    ----------
+    recommended : array_like of int, shape (n_users, >= k)
+        Recommended item ids per user, best first, ``-1`` padded (as returned by
+        ``recommend``).
+    relevant : scipy.sparse matrix of shape (n_users, n_items) or list of arrays of int
+        Relevant items per user (non-zero entries of the matrix).
+    k : int, default=10
+        Cut-off (>= 1).
+
+    Returns
+    -------
+    dict
+        ``{"precision", "recall", "ndcg", "map", "hit_rate"}``, each in [0, 1].
+
+    Examples
+    --------
+    >>> from pysim.metrics import ranking_scores
+    >>> s = ranking_scores([[3, 1, -1], [0, 2, 4]], [[1], [5, 6]], k=2)
+    >>> s["precision"], s["recall"], s["hit_rate"]
+    (0.25, 0.5, 0.5)
+    """
+    from ._validation import check_int
+
+    k = check_int(k, "k", 1)
+    rec = np.asarray(recommended)
+    if rec.dtype.kind not in "iu":
+        raise TypeError(f"recommended must hold integer item ids, got dtype {rec.dtype}")
+    if rec.ndim != 2:
+        raise ValueError(f"recommended must be 2-D (n_users, n_recommended), got {rec.shape}")
+    if rec.shape[1] < k:
+        raise ValueError(f"recommended needs at least k = {k} columns, got {rec.shape[1]}")
+    sets = _relevant_sets(relevant, rec.shape[0])
+    top = rec[:, :k].astype(np.int64)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    sums = np.zeros(5)
+    scored = 0
+    for r, rel in enumerate(sets):
+        if rel.size == 0:
+            continue
+        row = top[r]
+        first = np.zeros(k, dtype=bool)  # first occurrence of each id (repeats never count)
+        _, pos = np.unique(row, return_index=True)
+        first[pos] = True
+        hit = first & (row >= 0) & np.isin(row, rel)
+        hits = int(hit.sum())
+        ideal = min(k, rel.size)
+        sums += (
+            hits / k,
+            hits / rel.size,
+            float(discounts[hit].sum() / discounts[:ideal].sum()),
+            float((np.cumsum(hit) / np.arange(1, k + 1))[hit].sum() / ideal),
+            float(hits > 0),
+        )
+        scored += 1
+    if scored == 0:
+        raise ValueError("no user has a relevant item; nothing to score")
+    keys = ("precision", "recall", "ndcg", "map", "hit_rate")
+    return {key: float(v / scored) for key, v in zip(keys, sums, strict=True)}

@@ -23,7 +23,7 @@ import pytest
 import pysim
 
 RUNS = int(os.environ.get("PYSIM_STRESS_RUNS", "8"))
-#: The issue's own reproduction (4 runs in the default suite; CI's stress stage runs RUNS).
+#: The four-adder reproduction (4 runs in the default suite; CI's stress stage runs RUNS).
 QUICK_RUNS = int(os.environ.get("PYSIM_STRESS_RUNS", "4"))
 BATCH = 10
 

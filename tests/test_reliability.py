@@ -268,7 +268,7 @@ def test_cdist_and_every_index_rank_float32_mahalanobis_alike():
         np.testing.assert_array_equal(got, order)
 
 
-# --- persistence: odd destinations and sources (items 6 and 7) -------------------------------
+# --- persistence: odd destinations and sources -----------------------------------------------
 
 INDEX_CLASSES = [pysim.BruteForceIndex, pysim.KDTreeIndex, pysim.HNSWIndex]
 
@@ -484,7 +484,7 @@ def test_load_of_a_directory_or_socket_is_a_value_error(tmp_path, cls):
         sock.close()
 
 
-# --- crafted files with a valid checksum (item 10) -------------------------------------------
+# --- crafted files with a valid checksum -----------------------------------------------------
 
 
 def _resave(tmp_path, index, change):
@@ -685,3 +685,20 @@ def test_valid_exact_indexes_still_load(tmp_path):
         loaded = type(index).load(tmp_path / "ok.pysim")
         Q = np.asarray(Q[:7], index.dtype)
         np.testing.assert_array_equal(loaded.query(Q, k=3)[1], index.query(Q, k=3)[1])
+
+
+def test_save_without_advisory_locks_falls_back_to_a_unique_name(tmp_path, monkeypatch):
+    import errno
+    import types
+
+    from pysim import _persist
+
+    def flock(fd, op):
+        raise OSError(errno.ENOLCK, "no locks on this mount")
+
+    monkeypatch.setattr(_persist, "fcntl", types.SimpleNamespace(flock=flock, LOCK_EX=2))
+    path = tmp_path / "nolock.pysim"
+    _small_index(pysim.BruteForceIndex).save(path)
+    _small_index(pysim.BruteForceIndex).save(path)
+    assert len(pysim.BruteForceIndex.load(path)) == 50
+    assert _leftovers(tmp_path, {"nolock.pysim"}) == []

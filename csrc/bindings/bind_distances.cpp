@@ -4,6 +4,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <utility>
+
 #include "bindings/numpy_utils.hpp"
 #include "brute/distances.hpp"
 
@@ -24,9 +26,11 @@ template <typename T> py::array_t<T> output_matrix(py::object out, std::size_t m
     return py::reinterpret_borrow<py::array_t<T>>(arr);
 }
 
-template <typename T>
-py::array_t<T> cdist(const CArray<T>& xa, const CArray<T>& xb, Metric metric, int threads,
-                     py::object out) {
+// The (m, n) shapes, cdist and dot: checks and the output with the GIL held, then
+// run(a, m, b, n, d, out, threads) without it.
+template <typename T, typename Run>
+py::array_t<T> all_pairs(const CArray<T>& xa, const CArray<T>& xb, int threads, py::object out,
+                         Run run) {
     const auto [m, d] = matrix_shape(xa, "XA");
     const auto [n, d2] = matrix_shape(xb, "XB");
     require(d == d2, "XA and XB must have the same number of columns");
@@ -37,26 +41,23 @@ py::array_t<T> cdist(const CArray<T>& xa, const CArray<T>& xb, Metric metric, in
     T* o = result.mutable_data();
     {
         py::gil_scoped_release nogil;
-        brute::cdist(a, m, b, n, d, metric, o, nt);
+        run(a, m, b, n, d, o, nt);
     }
     return result;
 }
 
 template <typename T>
+py::array_t<T> cdist(const CArray<T>& xa, const CArray<T>& xb, Metric metric, int threads,
+                     py::object out) {
+    return all_pairs<T>(xa, xb, threads, std::move(out),
+                        [metric](const T* a, std::size_t m, const T* b, std::size_t n,
+                                 std::size_t d, T* o,
+                                 std::size_t nt) { brute::cdist(a, m, b, n, d, metric, o, nt); });
+}
+
+template <typename T>
 py::array_t<T> dot(const CArray<T>& xa, const CArray<T>& xb, int threads, py::object out) {
-    const auto [m, d] = matrix_shape(xa, "XA");
-    const auto [n, d2] = matrix_shape(xb, "XB");
-    require(d == d2, "XA and XB must have the same number of columns");
-    const std::size_t nt = checked_threads(threads);
-    py::array_t<T> result = output_matrix<T>(out, m, n);
-    const T* a = xa.data();
-    const T* b = xb.data();
-    T* o = result.mutable_data();
-    {
-        py::gil_scoped_release nogil;
-        brute::dot(a, m, b, n, d, o, nt);
-    }
-    return result;
+    return all_pairs<T>(xa, xb, threads, std::move(out), &brute::dot<T>);
 }
 
 template <typename T>

@@ -23,6 +23,8 @@ void bind_hnsw(py::module_& m);
 void bind_testing(py::module_& m); // only in PYSIM_TESTING builds (CMakeLists.txt)
 #endif
 void bind_quant(py::module_& m);
+void bind_recommend(py::module_& m);
+void bind_metric(py::module_& m);
 } // namespace pysim::bindings
 
 namespace {
@@ -61,4 +63,6 @@ PYBIND11_MODULE(_core, m) {
     pysim::bindings::bind_testing(m);
 #endif
     pysim::bindings::bind_quant(m);
+    pysim::bindings::bind_recommend(m);
+    pysim::bindings::bind_metric(m);
 }

@@ -1,8 +1,9 @@
 // Exact brute-force k-NN and radius search over a row-major matrix the caller owns.
 //
-// Blocked and fused: distance tiles (the packed, register-blocked tile kernels of
-// simd::active(); the one-to-many kernels for one or two queries) go straight into per-query
-// candidate buffers (the kc smallest, see Candidates in the .cpp) or radius candidate lists,
+// Blocked and fused: distance tiles of the blocked-scan engine (engine.hpp: the packed,
+// register-blocked tile kernels of simd::active(); the one-to-many kernels for one or two
+// queries) go straight into per-query candidate buffers (the kc smallest, Candidates in
+// exact_rerank.hpp) or radius candidate lists (knn.cpp, radius.cpp, scans in scan.hpp),
 // with a bounded heap (common/topk.hpp) for the exact final ranking. The (m x n) matrix never
 // exists; the largest scratch is one (data block x query block) tile, a few tens of KiB.
 //

@@ -1,4 +1,6 @@
-// Blocking and threading for the cdist / dot / paired shapes (kernels: simd/isa/*).
+// cdist / dot / paired (kernels: simd/isa/*). cdist and dot run on the blocked-scan engine
+// (engine.hpp) with matrix sinks: the engine's tiles and one-to-many chunks are written in place
+// into the caller's output; this file chooses the blocking and does the fix-ups.
 //
 // cdist tiles: the output is cut into tasks of (up to kRowsPerTask rows of A) x (one block of
 // B rows). A block of B is packed into the tile kernel's panel layout in a per-thread scratch
@@ -17,13 +19,16 @@
 #include <limits>
 #include <vector>
 
+#include "brute/engine.hpp"
 #include "common/errors.hpp"
+#include "common/norms.hpp"
 #include "common/parallel.hpp"
 #include "simd/dispatch.hpp"
 
 namespace pysim::brute {
 namespace {
 
+using engine::clamp_cosine;
 using simd::Epilogue;
 
 constexpr std::size_t kRowsPerTask = 128;
@@ -43,14 +48,6 @@ std::size_t stream_grain(std::size_t n, std::size_t threads, std::size_t min_row
     return balanced_grain(n, threads, std::min(min_rows, cap), cap);
 }
 
-template <typename T> const simd::Kernels<T>& kernels(const simd::KernelTable& t);
-template <> const simd::Kernels<float>& kernels<float>(const simd::KernelTable& t) {
-    return t.f32;
-}
-template <> const simd::Kernels<double>& kernels<double>(const simd::KernelTable& t) {
-    return t.f64;
-}
-
 Epilogue epilogue_for(Metric metric) {
     switch (metric) {
     case Metric::sqeuclidean:
@@ -65,16 +62,6 @@ Epilogue epilogue_for(Metric metric) {
         break;
     }
     throw std::invalid_argument("metric: mahalanobis must be mapped to euclidean before the core");
-}
-
-// Clamps a cosine distance to [0, 2] but lets NaN through, so non-finite input stays visible
-// to the caller's finiteness check (std::max(0, NaN) would return 0).
-template <typename T> T clamp_cosine(T v) {
-    return v < T(0) ? T(0) : (v > T(2) ? T(2) : v);
-}
-
-template <typename T> T inverse_norm(T squared) {
-    return squared > T(0) ? T(1) / std::sqrt(squared) : T(0);
 }
 
 // A squared norm that under- or overflowed (|x| below ~1e-154 or above ~1e154 in float64,
@@ -147,10 +134,45 @@ void refine_near_pairs(const T* a, std::size_t i0, std::size_t rows, const T* b,
     }
 }
 
+// The matrix sink of the engine's tile pass: tiles go straight into the caller's output;
+// euclidean's near pairs are refined while the block is still in cache.
+template <typename T> class MatrixTiles {
+  public:
+    struct Ctx {
+        std::size_t b0, bc;
+    };
+    MatrixTiles(const T* a, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
+                const std::vector<T>& a_sq, const std::vector<T>& b_sq, T* out)
+        : a_(a), b_(b), n_(n), dim_(dim), ep_(ep), a_sq_(a_sq), b_sq_(b_sq), out_(out),
+          l2sq_(simd::kernels<T>(simd::active()).l2sq.fn) {}
+
+    Ctx begin(std::size_t, std::size_t b0, std::size_t bc) { return {b0, bc}; }
+    T* slab(Ctx& ctx, std::size_t a0, std::size_t, std::size_t& ld) {
+        ld = n_;
+        return out_ + a0 * n_ + ctx.b0;
+    }
+    void take(Ctx& ctx, std::size_t a0, std::size_t rows, const T*, std::size_t) {
+        if (ep_ == Epilogue::l2)
+            refine_near_pairs(a_, a0, rows, b_, ctx.b0, ctx.bc, dim_, a_sq_, b_sq_, out_, n_,
+                              l2sq_);
+    }
+    void end(Ctx&, std::size_t, std::size_t, std::size_t) {}
+
+  private:
+    const T* a_;
+    const T* b_;
+    std::size_t n_, dim_;
+    Epilogue ep_;
+    const std::vector<T>& a_sq_;
+    const std::vector<T>& b_sq_;
+    T* out_;
+    simd::PairFn<T> l2sq_;
+};
+
 template <typename T>
 void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
            T* out, std::size_t threads) {
-    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    const simd::Kernels<T>& k = simd::kernels<T>(simd::active());
     std::vector<T> a_aux, b_aux;
     std::vector<std::size_t> tiny_rows, tiny_cols; // cosine rows / columns to recompute
     if (ep == Epilogue::l2sq || ep == Epilogue::l2 || ep == Epilogue::cosine) {
@@ -174,89 +196,83 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
     const std::size_t nr = k.tile_nr;
     std::size_t block = kPackedBytes / (sizeof(T) * std::max<std::size_t>(1, dim));
     block = std::max(nr, std::min<std::size_t>(4096, block / nr * nr));
-    const std::size_t row_blocks = (m + kRowsPerTask - 1) / kRowsPerTask;
-    const std::size_t col_blocks = (n + block - 1) / block;
-    const auto pack = k.pack.fn;
-    const auto tile = k.tile.fn;
-    parallel_for(row_blocks * col_blocks, threads, 1, [&](std::size_t begin, std::size_t end) {
-        thread_local std::vector<T> packed;
-        for (std::size_t task = begin; task < end; ++task) {
-            const std::size_t cb = task % col_blocks, rb = task / col_blocks;
-            const std::size_t j0 = cb * block, cols = std::min(block, n - j0);
-            const std::size_t i0 = rb * kRowsPerTask, rows = std::min(kRowsPerTask, m - i0);
-            const std::size_t need = (cols + nr - 1) / nr * nr * dim;
-            if (packed.size() < need)
-                packed.resize(need);
-            pack(b + j0 * dim, dim, cols, dim, packed.data());
-            simd::TileArgs<T> g{a + i0 * dim,
-                                dim,
-                                rows,
-                                packed.data(),
-                                cols,
-                                dim,
-                                ep,
-                                a_aux.empty() ? nullptr : a_aux.data() + i0,
-                                b_aux.empty() ? nullptr : b_aux.data() + j0,
-                                out + i0 * n + j0,
-                                n};
-            tile(g);
-            if (ep == Epilogue::l2)
-                refine_near_pairs(a, i0, rows, b, j0, cols, dim, a_aux, b_aux, out, n, k.l2sq.fn);
-        }
-    });
+    engine::TileOperands<T> op;
+    op.a = a;
+    op.n_a = m;
+    op.b = b;
+    op.n_b = n;
+    op.dim = dim;
+    op.epilogue = ep;
+    op.a_aux = a_aux.empty() ? nullptr : a_aux.data();
+    op.b_aux = b_aux.empty() ? nullptr : b_aux.data();
+    engine::TilePlan plan;
+    plan.b_block = block;
+    plan.a_split = kRowsPerTask;
+    plan.a_chunk = kRowsPerTask;
+    plan.b_major = false;     // consecutive tasks reuse the A rows (in L2), repack B
+    plan.keep_scratch = true; // one packed block per thread, reused by later calls
+    MatrixTiles<T> sink(a, b, n, dim, ep, a_aux, b_aux, out);
+    engine::run_tiles(op, plan, sink, threads);
     rescale_fixups(a, m, b, n, dim, tiny_rows, tiny_cols, out);
 }
+
+// The matrix sink of the engine's one-to-many pass: values go straight into row i of the
+// output; cosine entries of rows whose norm under- or overflowed are recomputed rescaled.
+template <typename T> class MatrixMany {
+  public:
+    struct Ctx {
+        std::size_t i;
+    };
+    MatrixMany(const T* a, const T* b, std::size_t n, std::size_t dim, T* out)
+        : a_(a), b_(b), n_(n), dim_(dim), out_(out) {}
+
+    Ctx begin(std::size_t, std::size_t i) { return {i}; }
+    T* slab(Ctx& ctx, std::size_t j0, std::size_t) { return out_ + ctx.i * n_ + j0; }
+    void take(Ctx& ctx, std::size_t j0, std::size_t rows, T* values, const T* norms) {
+        if (norms == nullptr)
+            return;
+        T* o = values;
+        const T* q = a_ + ctx.i * dim_;
+        for (std::size_t j = 0; j < rows; ++j) {
+            const T* row = b_ + (j0 + j) * dim_;
+            if (needs_rescale(norms[j], row, dim_))
+                o[j] = cosine_rescaled(q, row, dim_);
+        }
+    }
+    void end(Ctx&, std::size_t, std::size_t) {}
+
+  private:
+    const T* a_;
+    const T* b_;
+    std::size_t n_, dim_;
+    T* out_;
+};
 
 template <typename T>
 void one_to_many(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim, Epilogue ep,
                  T* out, std::size_t threads) {
-    const simd::Kernels<T>& k = kernels<T>(simd::active());
-    const std::size_t grain = stream_grain(n, threads, 4096, dim * sizeof(T));
+    const simd::Kernels<T>& k = simd::kernels<T>(simd::active());
+    std::vector<T> q_sq(m, T(1)), q_inv(m);
+    for (std::size_t i = 0; i < m; ++i) {
+        if (ep == Epilogue::cosine)
+            q_sq[i] = k.norm2.fn(a + i * dim, a + i * dim, dim);
+        q_inv[i] = inverse_norm(q_sq[i]);
+    }
+    engine::ManyOperands<T> op;
+    op.queries = a;
+    op.m = m;
+    op.q_inv = q_inv.data();
+    op.rows = b;
+    op.n = n;
+    op.dim = dim;
+    op.epilogue = ep;
+    MatrixMany<T> sink(a, b, n, dim, out);
+    engine::run_many(op, stream_grain(n, threads, 4096, dim * sizeof(T)), sink, threads);
     for (std::size_t i = 0; i < m; ++i) {
         const T* q = a + i * dim;
-        T* o = out + i * n;
-        const T q_sq = ep == Epilogue::cosine ? k.norm2.fn(q, q, dim) : T(1);
-        const T q_inv = inverse_norm(q_sq);
-        parallel_for(n, threads, grain, [&](std::size_t begin, std::size_t end) {
-            const T* rows = b + begin * dim;
-            const std::size_t count = end - begin;
-            T* o_chunk = o + begin;
-            switch (ep) {
-            case Epilogue::l2sq:
-                k.l2sq_many.fn(q, rows, count, dim, o_chunk);
-                break;
-            case Epilogue::l2:
-                k.l2sq_many.fn(q, rows, count, dim, o_chunk);
-                for (std::size_t j = 0; j < count; ++j)
-                    o_chunk[j] = std::sqrt(o_chunk[j]);
-                break;
-            case Epilogue::dot:
-                k.dot_many.fn(q, rows, count, dim, o_chunk);
-                break;
-            case Epilogue::ip:
-                k.dot_many.fn(q, rows, count, dim, o_chunk);
-                for (std::size_t j = 0; j < count; ++j)
-                    o_chunk[j] = T(1) - o_chunk[j];
-                break;
-            case Epilogue::cosine: {
-                T norms[256];
-                for (std::size_t s = 0; s < count; s += 256) {
-                    const std::size_t c = std::min<std::size_t>(256, count - s);
-                    k.dot_norm_many.fn(q, rows + s * dim, c, dim, o_chunk + s, norms);
-                    for (std::size_t j = 0; j < c; ++j) {
-                        const T sim = o_chunk[s + j] * q_inv * inverse_norm(norms[j]);
-                        o_chunk[s + j] = clamp_cosine(T(1) - sim);
-                        if (needs_rescale(norms[j], rows + (s + j) * dim, dim))
-                            o_chunk[s + j] = cosine_rescaled(q, rows + (s + j) * dim, dim);
-                    }
-                }
-                break;
-            }
-            }
-        });
-        if (ep == Epilogue::cosine && needs_rescale(q_sq, q, dim)) {
+        if (ep == Epilogue::cosine && needs_rescale(q_sq[i], q, dim)) {
             for (std::size_t j = 0; j < n; ++j)
-                o[j] = cosine_rescaled(q, b + j * dim, dim);
+                out[i * n + j] = cosine_rescaled(q, b + j * dim, dim);
         }
     }
 }
@@ -292,7 +308,7 @@ template <typename T>
 void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metric, T* out,
             std::size_t threads) {
     const Epilogue ep = epilogue_for(metric);
-    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    const simd::Kernels<T>& k = simd::kernels<T>(simd::active());
     parallel_for(m, threads, stream_grain(m, threads, 1024, 2 * dim * sizeof(T)),
                  [&](std::size_t begin, std::size_t end) {
                      for (std::size_t i = begin; i < end; ++i) {
@@ -329,7 +345,7 @@ void paired(const T* a, const T* b, std::size_t m, std::size_t dim, Metric metri
 
 template <typename T>
 void squared_norms(const T* rows, std::size_t n, std::size_t dim, T* out, std::size_t threads) {
-    const simd::Kernels<T>& k = kernels<T>(simd::active());
+    const simd::Kernels<T>& k = simd::kernels<T>(simd::active());
     parallel_for(n, threads, stream_grain(n, threads, 2048, dim * sizeof(T)),
                  [&](std::size_t begin, std::size_t end) {
                      k.norms.fn(rows + begin * dim, end - begin, dim, out + begin);

@@ -1,11 +1,12 @@
-// Internal to brute_force.cpp: the pieces that make the fast float search exact.
+// Internal to the brute-force search (knn.cpp, radius.cpp): the pieces that make the fast
+// float search exact.
 //
 //   ErrorModel + *_error()  bounds |D~ - D| <= abs + rel |D~| of each way of computing an
 //                           approximate distance (derivations in brute_force.hpp), and the
 //                           limits they imply for k-NN ranking and radius membership;
 //   Exact<T>                the float64 distance by the direct formulas (the reference's);
 //   Candidates<T>           the kc smallest approximate (distance, row) pairs of one query.
-// Kept apart so the engines in brute_force.cpp read as blocking and threading only.
+// Kept apart so the scans (scan.hpp, engine.hpp) read as blocking and threading only.
 #pragma once
 
 #include <algorithm>
@@ -20,25 +21,6 @@
 #include "simd/dispatch.hpp"
 
 namespace pysim::brute::detail {
-
-template <typename T> const simd::Kernels<T>& kernels(const simd::KernelTable& t);
-template <> inline const simd::Kernels<float>& kernels<float>(const simd::KernelTable& t) {
-    return t.f32;
-}
-template <> inline const simd::Kernels<double>& kernels<double>(const simd::KernelTable& t) {
-    return t.f64;
-}
-
-inline std::size_t div_up(std::size_t a, std::size_t b) {
-    return (a + b - 1) / b;
-}
-inline std::size_t round_up(std::size_t a, std::size_t b) {
-    return div_up(a, b) * b;
-}
-
-template <typename T> T inverse_norm(T squared) {
-    return squared > T(0) ? T(1) / std::sqrt(squared) : T(0);
-}
 
 /// Candidates kept per query: k plus slack, so that a few near-ties at the k-th place do not
 /// force the exact fallback.
@@ -123,7 +105,7 @@ inline bool is_l2(Metric m) {
 template <typename T> class Exact {
   public:
     Exact(Metric metric, std::size_t dim)
-        : metric_(metric), dim_(dim), k64_(kernels<double>(simd::active())) {
+        : metric_(metric), dim_(dim), k64_(simd::kernels<double>(simd::active())) {
         if constexpr (!std::is_same_v<T, double>) {
             query_.resize(dim);
             row_.resize(dim);

@@ -1,5 +1,6 @@
 // Basic vocabulary shared by every component: the user-visible index type, the metric names
-// (spelled exactly as the Python strings) and the padding value for missing results.
+// (spelled exactly as the Python strings), the storage spaces and the padding value for
+// missing results.
 #pragma once
 
 #include <cstddef>
@@ -22,5 +23,10 @@ enum class Metric : std::uint8_t {
     ip = 3,
     mahalanobis = 4
 };
+
+/// The two geometries a graph or quantised index stores vectors for: every metric reaches them
+/// as l2 (squared Euclidean; euclidean takes a sqrt later) or ip (1 - dot; cosine is ip over
+/// normalised rows).
+enum class Space : std::uint8_t { l2 = 0, ip = 1 };
 
 } // namespace pysim

@@ -23,11 +23,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/norms.hpp"
+#include "common/types.hpp"
 #include "simd/kernels.hpp"
 
 namespace pysim::hnsw {
 
-enum class Space : unsigned char { l2 = 0, ip = 1 };
+using Space = pysim::Space; // common/types.hpp
 
 /// Distance from one prepared query to float32 rows found by slot (`base + slot * stride`):
 /// the codes inside the graph's records (FloatStore), or a quantised index's float32 copy.
@@ -74,7 +76,7 @@ class FloatStore {
             std::memcpy(out, x, code_bytes());
             return;
         }
-        const double scale = inverse_norm(x);
+        const double scale = pysim::inverse_norm(x, dim_);
         for (std::size_t i = 0; i < dim_; ++i)
             out[i] = static_cast<float>(x[i] * scale);
     }
@@ -89,7 +91,7 @@ class FloatStore {
     const float* prepare_query(const float* q, float* scratch) const noexcept {
         if (!normalize_)
             return q;
-        const double scale = inverse_norm(q);
+        const double scale = pysim::inverse_norm(q, dim_);
         for (std::size_t i = 0; i < dim_; ++i)
             scratch[i] = static_cast<float>(q[i] * scale);
         return scratch;
@@ -104,14 +106,6 @@ class FloatStore {
     }
 
   private:
-    // Norm in double: the normalised vector is then correctly rounded to float32.
-    double inverse_norm(const float* x) const noexcept {
-        double s = 0.0;
-        for (std::size_t i = 0; i < dim_; ++i)
-            s += double(x[i]) * double(x[i]);
-        return s > 0.0 ? 1.0 / std::sqrt(s) : 0.0;
-    }
-
     std::size_t dim_;
     Space space_;
     bool normalize_;

@@ -26,14 +26,6 @@
 namespace pysim::kdtree {
 namespace {
 
-template <typename T> const simd::Kernels<T>& kernels_of(const simd::KernelTable& t) noexcept;
-template <> const simd::Kernels<float>& kernels_of<float>(const simd::KernelTable& t) noexcept {
-    return t.f32;
-}
-template <> const simd::Kernels<double>& kernels_of<double>(const simd::KernelTable& t) noexcept {
-    return t.f64;
-}
-
 template <typename X> struct TypeTag {
     using type = X;
 };
@@ -206,9 +198,14 @@ std::vector<std::size_t> query_order(const KdTree<T>& tree, const T* queries, st
 }
 
 // Queries per chunk: enough to amortise the chunk set-up, few enough that Ctrl-C is polled
-// often and two threads balance.
-std::size_t query_grain(std::size_t m, std::size_t threads) noexcept {
-    return std::clamp<std::size_t>(m / (8 * std::max<std::size_t>(1, threads)), 16, 256);
+// often and two threads balance. A query may visit every point (high dimensions defeat the
+// tree: at d = 16 one k-NN query on 10^5 points costs milliseconds), so a chunk holds at most
+// about 2^22 point visits' worth of queries, however large the batch.
+std::size_t query_grain(std::size_t m, std::size_t threads, std::size_t n_points) noexcept {
+    const std::size_t by_work =
+        std::max<std::size_t>(1, (std::size_t{1} << 22) / std::max<std::size_t>(1, n_points));
+    const std::size_t cap = std::min<std::size_t>(256, by_work);
+    return std::clamp<std::size_t>(m / (8 * std::max<std::size_t>(1, threads)), 1, cap);
 }
 
 // The largest squared distance whose square root (as returned) is <= r, so that a point is
@@ -242,14 +239,14 @@ void KdTree<T>::knn(const T* queries, std::size_t m, std::size_t k, bool euclide
     if (m == 0)
         return;
     threads = std::max<std::size_t>(1, threads);
-    const simd::ManyFn<T> panel = kernels_of<T>(simd::active()).l2sq_panel.fn;
+    const simd::ManyFn<T> panel = simd::kernels<T>(simd::active()).l2sq_panel.fn;
     const std::size_t k_eff = std::min(k, n_);
     const std::vector<std::size_t> order = query_order(*this, queries, m, threads);
     // Generic over the id width (IdMap) and the result set: one traversal instantiation each.
     auto search = [&](const auto* ids, auto tag) {
         using Id = std::remove_cv_t<std::remove_pointer_t<decltype(ids)>>;
         using Set = typename decltype(tag)::type;
-        parallel_for(m, threads, query_grain(m, threads), [&](std::size_t b, std::size_t e) {
+        parallel_for(m, threads, query_grain(m, threads, n_), [&](std::size_t b, std::size_t e) {
             Set best(k_eff);
             Traversal<T, Set, Id> walk(*this, ids, panel);
             for (std::size_t i = b; i < e; ++i) {
@@ -282,9 +279,9 @@ RadiusResult<T> KdTree<T>::radius(const T* queries, std::size_t m, const T* radi
     if (m == 0)
         return out;
     threads = std::max<std::size_t>(1, threads);
-    const simd::ManyFn<T> panel = kernels_of<T>(simd::active()).l2sq_panel.fn;
+    const simd::ManyFn<T> panel = simd::kernels<T>(simd::active()).l2sq_panel.fn;
     const std::vector<std::size_t> order = query_order(*this, queries, m, threads);
-    const std::size_t grain = query_grain(m, threads);
+    const std::size_t grain = query_grain(m, threads, n_);
     const std::size_t n_chunks = (m + grain - 1) / grain;
 
     // Each chunk of queries appends to its own buffers; the final CSR arrays are filled

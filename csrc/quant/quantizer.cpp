@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "common/errors.hpp"
+#include "common/norms.hpp"
 #include "common/parallel.hpp"
 #include "quant/query.hpp"
 
@@ -38,13 +39,6 @@ template <class T> double sum_products(const float* a, const T* b, std::size_t n
 inline double round_small(double v) noexcept {
     constexpr double kMagic = 6755399441055744.0; // 1.5 * 2^52
     return (v + kMagic) - kMagic; // IEEE arithmetic (no -ffast-math): not folded away
-}
-
-double inverse_norm(const float* x, std::size_t dim) noexcept {
-    double s = 0.0;
-    for (std::size_t i = 0; i < dim; ++i)
-        s += double(x[i]) * double(x[i]);
-    return s > 0.0 ? 1.0 / std::sqrt(s) : 0.0;
 }
 
 void normalise_into(const float* x, std::size_t dim, float* out) noexcept {

@@ -50,12 +50,13 @@
 #include <string>
 #include <vector>
 
+#include "common/types.hpp"
 #include "simd/dispatch.hpp"
 
 namespace pysim::quant {
 
 enum class Kind : std::uint8_t { f16 = 0, bf16 = 1, sq8 = 2, sq4 = 3 };
-enum class Space : std::uint8_t { l2 = 0, ip = 1 };
+using Space = pysim::Space; // common/types.hpp
 enum class Mode : std::uint8_t { asymmetric = 0, symmetric = 1 };
 
 const char* kind_name(Kind kind) noexcept;

@@ -184,6 +184,9 @@ KernelTable build(Isa isa) noexcept {
     return t;
 }
 
+// The same cumulative chain as build(), over the other table (duplicates pairs them by shape):
+// it has two more levels (the VNNI / BF16 integer kernels) and other fill functions, and a
+// generic chain would need a null entry per level not compiled in, no shorter than this.
 QuantKernels build_quant(Isa isa) noexcept {
     QuantKernels t;
     fill_quant_scalar(t);

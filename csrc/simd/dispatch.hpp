@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "simd/kernels.hpp"
@@ -11,6 +12,16 @@ namespace pysim::simd {
 
 /// The active kernel table. Callers read it once per batch call, never cache it across calls.
 const KernelTable& active() noexcept;
+
+/// The float32 or float64 half of a table: kernels<T>(active()) in code templated on the dtype.
+template <typename T> const Kernels<T>& kernels(const KernelTable& table) noexcept {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "float or double");
+    if constexpr (std::is_same_v<T, float>) {
+        return table.f32;
+    } else {
+        return table.f64;
+    }
+}
 
 /// The compressed-code kernels of the same level as `table` (read `active()` once per batch,
 /// then this).

@@ -84,6 +84,14 @@ using PackFn = void (*)(const T* b, std::size_t ldb, std::size_t n, std::size_t 
 
 template <typename T> using TileFn = void (*)(const TileArgs<T>& args) noexcept;
 
+/// Threshold scan of one row of tile output against per-column thresholds: writes to `hits`
+/// (room for n) the columns c in [0, n) with row[c] < thr[c], ascending, and returns how many.
+/// A NaN never hits. The brute-force engine runs it on every tile row, where hits are rare once
+/// the per-query candidate sets are full, so the kernel is a vector compare plus a mask test.
+template <typename T>
+using ScanLtFn = std::size_t (*)(const T* row, const T* thr, std::size_t n,
+                                 std::uint32_t* hits) noexcept;
+
 /// A kernel and the ISA that provided it; the ISA is what pysim.simd_info() reports.
 template <typename Fn> struct Slot {
     Fn fn = nullptr;
@@ -101,6 +109,7 @@ template <typename T> struct Kernels {
     Slot<NormsFn<T>> norms;
     Slot<PackFn<T>> pack;
     Slot<TileFn<T>> tile;
+    Slot<ScanLtFn<T>> scan_lt;
     std::size_t tile_nr = 4; // panel width the pack/tile pair was built for
     std::size_t tile_mr = 4; // rows per register block (a hint for blocking)
 };

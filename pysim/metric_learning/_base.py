@@ -17,16 +17,14 @@ row blocks of about ``_BLOCK_ELEMS`` entries, so memory stays O(n * block), neve
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._compat import validate_data
 from .._distances import cdist, paired_distances
 
 # Entries of one row block of a dense (rows x n) work matrix: 2**18 float64 = 2 MiB, which
@@ -38,23 +36,6 @@ _BLOCK_ELEMS = 1 << 18
 def block_rows(n_cols: int, minimum: int = 16) -> int:
     """Rows per block so that a (rows, n_cols) float64 block holds about _BLOCK_ELEMS entries."""
     return max(minimum, _BLOCK_ELEMS // max(1, n_cols))
-
-
-@contextmanager
-def serial_blas():
-    """Run the enclosed code with BLAS on one thread.
-
-    The heavy O(n²) work of a fit runs in pysim's own thread pool; what is left for BLAS are
-    small (d x block) products, for which OpenBLAS's threads cost more than they give (and
-    on a busy machine far more). threadpoolctl comes with scikit-learn.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -93,13 +74,20 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         L = self.components_
         return L.T @ L
 
-    def pair_distance(self, X1: Any, X2: Any) -> np.ndarray:
-        """Learned distance between row i of `X1` and row i of `X2`, for every i.
+    def pair_distance(self, X1: Any, X2: Any = None) -> np.ndarray:
+        """Learned distance of each pair: row i of `X1` against row i of `X2`.
+
+        Two call forms: ``pair_distance(X1, X2)`` with the two sides as matrices (the
+        version 1 contract), or metric-learn's ``pair_distance(pairs)`` with `pairs` of shape
+        (n_pairs, 2, n_features) (or (n_pairs, 2) row indices when the learner has a
+        ``preprocessor``).
 
         Parameters
         ----------
-        X1, X2 : array_like, shape (n_pairs, n_features)
-            The two sides of each pair; same shape.
+        X1 : array_like, shape (n_pairs, n_features), or pairs (n_pairs, 2, n_features)
+            First side of each pair, or the pairs themselves when `X2` is None.
+        X2 : array_like, shape (n_pairs, n_features), optional
+            Second side of each pair; same shape as `X1`.
 
         Returns
         -------
@@ -107,8 +95,19 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             ``||L x1_i - L x2_i||`` (not squared), float32 if both inputs are float32.
         """
         check_is_fitted(self, "components_")
-        A = validate_data(self, X1, reset=False, dtype=[np.float64, np.float32])
-        B = validate_data(self, X2, reset=False, dtype=[np.float64, np.float32])
+        if X2 is None:
+            from ._weakly import gather_tuples
+
+            P = gather_tuples(X1, 2, getattr(self, "preprocessor", None), "pairs")
+            if P.shape[2] != self.n_features_in_:
+                raise ValueError(
+                    f"pairs have {P.shape[2]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input"
+                )
+            A, B = P[:, 0], P[:, 1]
+        else:
+            A = validate_data(self, X1, reset=False, dtype=[np.float64, np.float32])
+            B = validate_data(self, X2, reset=False, dtype=[np.float64, np.float32])
         if A.shape != B.shape:
             raise ValueError(f"X1 and X2 must have the same shape, got {A.shape} and {B.shape}")
         dtype = np.float32 if A.dtype == B.dtype == np.float32 else np.float64
@@ -116,6 +115,37 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         ZA = np.ascontiguousarray(A.astype(dtype, copy=False) @ L.T)
         ZB = np.ascontiguousarray(B.astype(dtype, copy=False) @ L.T)
         return paired_distances(ZA, ZB, "euclidean")
+
+    def pair_score(self, X1: Any, X2: Any = None) -> np.ndarray:
+        """Similarity of each pair, ``-pair_distance`` (higher = more alike), as metric-learn.
+
+        Parameters
+        ----------
+        X1, X2 : as :meth:`pair_distance`
+
+        Returns
+        -------
+        ndarray, shape (n_pairs,)
+        """
+        return -self.pair_distance(X1, X2)
+
+    def get_metric(self):
+        """A function ``metric(u, v) -> float``: the learned distance of two 1-D points.
+
+        Returns
+        -------
+        callable
+            Usable as a scipy / scikit-learn callable metric (slow: one pair per call; prefer
+            :meth:`transform` and a Euclidean index).
+        """
+        check_is_fitted(self, "components_")
+        L = self.components_.copy()
+
+        def metric(u: Any, v: Any) -> float:
+            diff = L @ (np.asarray(u, dtype=np.float64) - np.asarray(v, dtype=np.float64))
+            return float(np.sqrt(diff @ diff))
+
+        return metric
 
     @property
     def _n_features_out(self) -> int:
@@ -125,9 +155,6 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
-
-    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
-        return {"preserves_dtype": [np.float64, np.float32]}
 
 
 def check_n_components(n_components: Any, n_features: int) -> int:
@@ -143,14 +170,6 @@ def check_n_components(n_components: Any, n_features: int) -> int:
             f"n_components ({n_components}) must not exceed the number of features ({n_features})"
         )
     return int(n_components)
-
-
-def check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 def check_float(value: Any, name: str, low: float, high: float) -> float:
@@ -366,3 +385,58 @@ class IterationReporter:
                 f"[{self.name}] {message} after {self.iteration} iterations, {total:.2f} s",
                 flush=True,
             )
+
+
+def components_from_metric(M: np.ndarray, n_components: int | None = None) -> np.ndarray:
+    """A factor L of a symmetric PSD metric M (``Lᵀ L = M``), rows by decreasing eigenvalue.
+
+    Round-off negative eigenvalues are clipped to 0. With `n_components`, the leading rows
+    are kept (the best rank-k approximation of M).
+    """
+    M = np.asarray(M, dtype=np.float64)
+    w, V = np.linalg.eigh((M + M.T) / 2.0)
+    w, V = w[::-1], V[:, ::-1]
+    if n_components is not None:
+        w, V = w[:n_components], V[:, :n_components]
+    L = np.sqrt(np.clip(w, 0.0, None))[:, None] * V.T
+    return np.ascontiguousarray(_fix_signs(L))
+
+
+def prior_metric(
+    prior: Any, points: np.ndarray, random_state: Any, *, name: str = "prior"
+) -> np.ndarray:
+    """The starting / prior metric M0 (d x d, symmetric positive definite) of ITML, SDML, LSML.
+
+    "identity": I. "covariance": the inverse covariance of `points` (the distinct points the
+    constraints use; a singular covariance is a ValueError). "random": a random SPD matrix
+    seeded by `random_state`. An array: checked symmetric positive definite and used as is.
+    """
+    d = points.shape[1]
+    if isinstance(prior, np.ndarray) or (not isinstance(prior, str) and prior is not None):
+        M0 = np.asarray(prior, dtype=np.float64)
+        if M0.shape != (d, d):
+            raise ValueError(f"{name} array must have shape ({d}, {d}), got {M0.shape}")
+        if not np.isfinite(M0).all() or not np.allclose(M0, M0.T):
+            raise ValueError(f"{name} array must be finite and symmetric")
+        if np.linalg.eigvalsh(M0).min() <= 0:
+            raise ValueError(f"{name} array must be positive definite")
+        return M0.copy()
+    if prior == "identity":
+        return np.eye(d)
+    if prior == "random":
+        rng = np.random.default_rng(_seed(random_state))
+        A = rng.standard_normal((d, d))
+        return A.T @ A / d + 0.1 * np.eye(d)
+    if prior == "covariance":
+        C = np.atleast_2d(np.cov(points, rowvar=False))
+        w = np.linalg.eigvalsh(C)
+        if w.min() <= d * np.finfo(np.float64).eps * max(w.max(), 0.0):
+            raise ValueError(
+                f"{name}='covariance' needs a non-singular covariance of the constrained points "
+                "(more distinct points than features, no constant feature); use "
+                f"{name}='identity'"
+            )
+        return np.linalg.inv(C)
+    raise ValueError(
+        f"{name} must be 'identity', 'covariance', 'random' or a (d, d) SPD array; got {prior!r}"
+    )

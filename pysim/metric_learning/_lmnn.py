@@ -24,25 +24,25 @@ late L-BFGS steps cost O(candidates · d) instead of O(n² · d).
 
 from __future__ import annotations
 
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import minimize
+from sklearn.utils._param_validation import Interval
 
 from .._distances import cdist
+from .._validation import serial_blas
 from ._base import (
     IterationReporter,
     LabelledData,
     MahalanobisMixin,
     block_rows,
-    check_float,
-    check_int,
     check_labelled,
     check_n_components,
     initial_components,
     same_class_neighbors,
-    serial_blas,
 )
 
 
@@ -295,6 +295,15 @@ class LMNN(MahalanobisMixin):
     (4, 4)
     """
 
+    _parameter_constraints: dict[str, list[Any]] = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "regularization": [Interval(Real, 0, 1, closed="both")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         n_neighbors: int = 3,
@@ -331,10 +340,10 @@ class LMNN(MahalanobisMixin):
             NaN/inf, a single class, a class with one sample, n_components > n_features,
             bad parameters.
         """
+        self._validate_params()
         data = check_labelled(self, X, y)
-        k = check_int(self.n_neighbors, "n_neighbors", 1)
-        max_iter = check_int(self.max_iter, "max_iter", 1)
-        mu = check_float(self.regularization, "regularization", 0.0, 1.0)
+        k, max_iter = int(self.n_neighbors), int(self.max_iter)
+        mu = float(self.regularization)
         m = check_n_components(self.n_components, data.X.shape[1])
         L0 = initial_components("auto", data, m, self.random_state)
         targets = same_class_neighbors(data, k)
@@ -369,6 +378,3 @@ class LMNN(MahalanobisMixin):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         return tags
-
-    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
-        return {**super()._more_tags(), "requires_y": True}

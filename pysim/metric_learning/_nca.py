@@ -25,24 +25,23 @@ both the gradient and the relative decrease), so iteration counts are comparable
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._distances import cdist, dot
-from .._validation import resolve_threads
+from .._validation import resolve_threads, serial_blas
 from ._base import (
     IterationReporter,
     LabelledData,
     MahalanobisMixin,
     block_rows,
-    check_int,
     check_labelled,
     check_n_components,
     initial_components,
-    serial_blas,
 )
 
 
@@ -193,6 +192,15 @@ class NCA(MahalanobisMixin):
     (150, 2)
     """
 
+    _parameter_constraints: dict[str, list[Any]] = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "init": [StrOptions({"auto", "identity", "pca", "lda", "random"}), np.ndarray],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
     def __init__(
         self,
         n_components: int | None = None,
@@ -229,10 +237,9 @@ class NCA(MahalanobisMixin):
             NaN/inf, a single class, a class with one sample, n_components > n_features,
             bad parameters.
         """
+        self._validate_params()  # tol=nan, max_iter=0, ... -> InvalidParameterError (ValueError)
         data = check_labelled(self, X, y)
-        max_iter = check_int(self.max_iter, "max_iter", 1)
-        if isinstance(self.tol, bool) or not isinstance(self.tol, Real) or self.tol < 0:
-            raise ValueError(f"tol must be a number >= 0, got {self.tol!r}")
+        max_iter = int(self.max_iter)
         k = check_n_components(self.n_components, data.X.shape[1])
         L0 = initial_components(self.init, data, k, self.random_state)
         report = IterationReporter("NCA", self.verbose)
@@ -263,6 +270,3 @@ class NCA(MahalanobisMixin):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         return tags
-
-    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
-        return {**super()._more_tags(), "requires_y": True}

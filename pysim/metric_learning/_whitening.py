@@ -16,8 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from sklearn.utils.validation import validate_data
 
-from .._compat import validate_data
 from ._base import MahalanobisMixin, check_float, check_n_components
 
 

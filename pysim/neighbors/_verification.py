@@ -8,10 +8,11 @@ follows its conventions where they apply (``get_params``/``set_params``, ``clone
 ``decision_function`` higher = more alike, fitted attributes ending in ``_``) and
 ``pysim.metrics`` supplies the threshold rules, so the verifier and the metrics agree.
 
-A metric learner cannot be trained from pairs here: NCA/LMNN need class labels. A fitted
-learner (trained on identity-labelled rows) is used as is; an unfitted one is accepted only
-when it needs no labels (Whitening, PCA), and is then fitted on the rows of the training
-pairs.
+An unfitted pair learner (ITML, SDML, MMC, ContrastiveEmbedding) is cloned and fitted on the
+verification pairs themselves (+1 genuine, -1 impostor). NCA/LMNN need class labels, so a
+fitted one (trained on identity-labelled rows) is used as is; another unfitted learner is
+accepted only when it needs no labels (Whitening, PCA), and is then fitted on the rows of the
+training pairs.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class PairVerifier(BaseEstimator):
         Distance between the two rows of a pair (after ``metric_learner``).
     metric_learner : transformer or None, default=None
         Applied to both rows before the distance. A fitted learner (say :class:`pysim.NCA`
-        fitted on identity-labelled rows) is used as is. An unfitted learner that needs no
+        fitted on identity-labelled rows) is used as is. An unfitted pair learner
+        (:class:`pysim.metric_learning.ITML`, ``SDML``, ``MMC``, ``ContrastiveEmbedding``) is
+        cloned and fitted on the training pairs. An unfitted learner that needs no
         labels (:class:`pysim.Whitening`, PCA) is cloned and fitted on the rows of the
         training pairs; an unfitted one that needs class labels raises ``ValueError`` in
         :meth:`fit`, since pairs do not give them.
@@ -143,7 +146,7 @@ class PairVerifier(BaseEstimator):
             )
         return A, B
 
-    def _fit_learner(self, A: np.ndarray, B: np.ndarray) -> Any:
+    def _fit_learner(self, A: np.ndarray, B: np.ndarray, same: np.ndarray) -> Any:
         learner = self.metric_learner
         if learner is None:
             return None
@@ -152,6 +155,12 @@ class PairVerifier(BaseEstimator):
             return learner
         except NotFittedError:
             pass
+        pairs = np.stack([A, B], axis=1)
+        labels = np.where(same.astype(bool), 1, -1)
+        if getattr(learner, "_tuple_size", None) == 2 and hasattr(learner, "calibrate_threshold"):
+            return clone(learner).fit(pairs, labels)  # a pair learner: ITML, SDML, MMC
+        if hasattr(learner, "fit_pairs"):
+            return clone(learner).fit_pairs(pairs, labels)  # ContrastiveEmbedding
         if get_tags(learner).target_tags.required:
             raise ValueError(
                 f"metric_learner {type(learner).__name__} is not fitted and needs class labels, "
@@ -196,7 +205,7 @@ class PairVerifier(BaseEstimator):
             raise ValueError(
                 f"same must have shape ({A.shape[0]},) (one flag per pair), got {same.shape}"
             )
-        learner = self._fit_learner(A, B)
+        learner = self._fit_learner(A, B, same)
         self.metric_learner_ = learner
         self._metric = metric
         self._VI = VI

@@ -12,8 +12,10 @@
 //       tests/native/float_neon_check.cpp csrc/simd/isa/scalar.cpp csrc/simd/isa/neon.cpp
 //       -o float_neon_check && qemu-aarch64 ./float_neon_check
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -226,11 +228,41 @@ template <typename T> void check_tile(const Kernels<T>& k, std::size_t dim, std:
     }
 }
 
+// scan_lt: the columns with row[c] < thr[c], ascending, against the plain loop (NaNs and
+// ties included, every tail length).
+template <typename T> void check_scan(const Kernels<T>& k, std::mt19937& g) {
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    for (std::size_t n = 0; n < 70; ++n) {
+        std::vector<T> row(n), thr(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            row[i] = T(u(g));
+            thr[i] = T(u(g));
+            if (i % 7 == 3)
+                row[i] = std::numeric_limits<T>::quiet_NaN();
+            if (i % 11 == 5)
+                row[i] = thr[i];
+        }
+        std::vector<std::uint32_t> hits(n + 1);
+        const std::size_t got = k.scan_lt.fn(row.data(), thr.data(), n, hits.data());
+        std::size_t want = 0;
+        bool same = true;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (row[i] < thr[i]) {
+                same = same && want < got && hits[want] == i;
+                ++want;
+            }
+        }
+        ++checks;
+        if ((!same || want != got) && ++failures <= 20)
+            std::printf("MISMATCH scan_lt %s n=%zu\n", sizeof(T) == 4 ? "f32" : "f64", n);
+    }
+}
+
 template <typename T>
 void check_table(const Kernels<T>& k, const Kernels<T>& scalar, std::mt19937& g) {
     const Isa isas[] = {k.dot.isa,       k.l2sq.isa,       k.norm2.isa,         k.dot_many.isa,
                         k.l2sq_many.isa, k.l2sq_panel.isa, k.dot_norm_many.isa, k.norms.isa,
-                        k.pack.isa,      k.tile.isa};
+                        k.pack.isa,      k.tile.isa,       k.scan_lt.isa};
     for (Isa isa : isas) {
         ++checks;
         if (isa != Isa::neon && ++failures <= 20)
@@ -242,6 +274,7 @@ void check_table(const Kernels<T>& k, const Kernels<T>& scalar, std::mt19937& g)
         check_vectors<T>(k, scalar, dim, g);
         check_tile<T>(k, dim, g);
     }
+    check_scan<T>(k, g);
 }
 
 } // namespace

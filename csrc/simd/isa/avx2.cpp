@@ -42,6 +42,9 @@ struct F32 {
     static V min(V a, V b) noexcept { return _mm256_min_ps(a, b); }
     static V fmadd(V a, V b, V c) noexcept { return _mm256_fmadd_ps(a, b, c); }
     static V sqrt(V a) noexcept { return _mm256_sqrt_ps(a); }
+    static std::uint32_t lt_mask(V a, V b) noexcept {
+        return static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LT_OQ)));
+    }
     static T reduce(V v) noexcept {
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -76,6 +79,9 @@ struct F64 {
     static V min(V a, V b) noexcept { return _mm256_min_pd(a, b); }
     static V fmadd(V a, V b, V c) noexcept { return _mm256_fmadd_pd(a, b, c); }
     static V sqrt(V a) noexcept { return _mm256_sqrt_pd(a); }
+    static std::uint32_t lt_mask(V a, V b) noexcept {
+        return static_cast<std::uint32_t>(_mm256_movemask_pd(_mm256_cmp_pd(a, b, _CMP_LT_OQ)));
+    }
     static T reduce(V v) noexcept {
         __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
         s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));

@@ -39,6 +39,9 @@ struct F32 {
     static V min(V a, V b) noexcept { return _mm512_min_ps(a, b); }
     static V fmadd(V a, V b, V c) noexcept { return _mm512_fmadd_ps(a, b, c); }
     static V sqrt(V a) noexcept { return _mm512_sqrt_ps(a); }
+    static std::uint32_t lt_mask(V a, V b) noexcept {
+        return static_cast<std::uint32_t>(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ));
+    }
     static T reduce(V v) noexcept { return _mm512_reduce_add_ps(v); }
 };
 
@@ -65,6 +68,9 @@ struct F64 {
     static V min(V a, V b) noexcept { return _mm512_min_pd(a, b); }
     static V fmadd(V a, V b, V c) noexcept { return _mm512_fmadd_pd(a, b, c); }
     static V sqrt(V a) noexcept { return _mm512_sqrt_pd(a); }
+    static std::uint32_t lt_mask(V a, V b) noexcept {
+        return static_cast<std::uint32_t>(_mm512_cmp_pd_mask(a, b, _CMP_LT_OQ));
+    }
     static T reduce(V v) noexcept { return _mm512_reduce_add_pd(v); }
 };
 

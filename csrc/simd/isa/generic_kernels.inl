@@ -12,6 +12,11 @@
 //   W                         lanes per vector;  MR  rows per register block of the tile kernel
 //   zero(), set1(s), load(p), load_partial(p, count), store(p, v), store_partial(p, v, count)
 //   add, sub, mul, fmadd(a, b, c) = a * b + c, max, min, sqrt, reduce(v) = sum of lanes
+//   lt_mask(a, b)             bit i set when lane i of a < lane i of b (false for NaN)
+//
+// The traits structs of the ISA files (and their F32 / F64 pairs) therefore have the same
+// shape by design: they are each instruction set's few-line vocabulary of intrinsics, the only
+// per-ISA code, and everything built on them lives here once.
 //
 // Layouts: pair and many kernels read plain rows. The tile kernel reads A rows in place
 // (row stride lda) and B from panels of NR = 2 W rows packed dimension-major, so one k step
@@ -279,6 +284,27 @@ template <class X> void tile(const TileArgs<typename X::T>& g) noexcept {
     }
 }
 
+// Two vectors per step; a zero mask (the common case) costs one branch for 2 W columns.
+template <class X>
+std::size_t scan_lt(const typename X::T* row, const typename X::T* thr, std::size_t n,
+                    std::uint32_t* hits) noexcept {
+    constexpr std::size_t W = X::W;
+    std::size_t count = 0, c = 0;
+    for (; c + 2 * W <= n; c += 2 * W) {
+        const std::uint32_t mask = X::lt_mask(X::load(row + c), X::load(thr + c)) |
+                                   (X::lt_mask(X::load(row + c + W), X::load(thr + c + W)) << W);
+        if (mask == 0)
+            continue;
+        for (std::size_t b = 0; b < 2 * W; ++b)
+            if ((mask >> b) & 1u)
+                hits[count++] = static_cast<std::uint32_t>(c + b);
+    }
+    for (; c < n; ++c)
+        if (row[c] < thr[c])
+            hits[count++] = static_cast<std::uint32_t>(c);
+    return count;
+}
+
 template <class X> void fill_kernels(Kernels<typename X::T>& k, Isa isa) noexcept {
     k.dot = {&pair_dot<X>, isa};
     k.l2sq = {&pair_l2sq<X>, isa};
@@ -290,6 +316,7 @@ template <class X> void fill_kernels(Kernels<typename X::T>& k, Isa isa) noexcep
     k.norms = {&many_norms<X>, isa};
     k.pack = {&pack_panels<X>, isa};
     k.tile = {&tile<X>, isa};
+    k.scan_lt = {&scan_lt<X>, isa};
     k.tile_nr = 2 * X::W;
     k.tile_mr = X::MR;
 }

@@ -41,6 +41,10 @@ struct F32 {
     static V min(V a, V b) noexcept { return vminq_f32(a, b); }
     static V fmadd(V a, V b, V c) noexcept { return vfmaq_f32(c, a, b); }
     static V sqrt(V a) noexcept { return vsqrtq_f32(a); }
+    static std::uint32_t lt_mask(V a, V b) noexcept {
+        const uint32x4_t bits = {1u, 2u, 4u, 8u};
+        return vaddvq_u32(vandq_u32(vcltq_f32(a, b), bits));
+    }
     static T reduce(V v) noexcept { return vaddvq_f32(v); }
 };
 
@@ -72,6 +76,10 @@ struct F64 {
     static V min(V a, V b) noexcept { return vminq_f64(a, b); }
     static V fmadd(V a, V b, V c) noexcept { return vfmaq_f64(c, a, b); }
     static V sqrt(V a) noexcept { return vsqrtq_f64(a); }
+    static std::uint32_t lt_mask(V a, V b) noexcept {
+        const uint64x2_t bits = {1u, 2u};
+        return static_cast<std::uint32_t>(vaddvq_u64(vandq_u64(vcltq_f64(a, b), bits)));
+    }
     static T reduce(V v) noexcept { return vaddvq_f64(v); }
 };
 

@@ -3,6 +3,9 @@
 // Included by simd/isa/quant_*.cpp inside an anonymous namespace, after quant_shapes.inl (see
 // there and generic_kernels.inl for why: internal linkage, per-unit flags, no STL).
 //
+// The traits of the quant_*.cpp files look alike by design (one vocabulary per instruction set,
+// the only per-ISA code); the kernels built on them are written once, here.
+//
 // A kernel is a decoder (code bytes -> W floats) times a combiner (how a decoded block meets the
 // query block). The decoders never read past the code: full steps read whole blocks, the last
 // partial step reads exactly the remaining bytes. A partial step loads zeros for missing query,

@@ -4,6 +4,10 @@
 // (for the 4-bit block walk) quant_float_kernels.inl's nibble_block_steps, or after defining
 // PYSIM_QUANT_INT_ONLY, which pulls in a private copy of it. No STL, no include guard.
 //
+// The integer traits of the quant_*.cpp files look alike by design (duplicates reports them as
+// same-shape pairs): each is one instruction set's few-line vocabulary, the only per-ISA code;
+// the kernels built on them are written once, here.
+//
 // Every sum is an exact int32 (bounds in quant_kernels.hpp), so any order, any tail handling
 // and any ISA give the same result; the traits may use whatever instructions are exact there.
 //

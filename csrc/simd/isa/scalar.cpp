@@ -64,6 +64,12 @@ template <typename Scalar> struct Lanes4 {
         return r;
     }
     static T reduce(V a) noexcept { return (a.x[0] + a.x[1]) + (a.x[2] + a.x[3]); }
+    static std::uint32_t lt_mask(V a, V b) noexcept {
+        std::uint32_t m = 0;
+        for (std::size_t i = 0; i < W; ++i)
+            m |= static_cast<std::uint32_t>(a.x[i] < b.x[i]) << i;
+        return m;
+    }
 };
 
 using F32 = Lanes4<float>;

@@ -1,0 +1,272 @@
+"""Scale-out benchmarks: pysim.distributed.ShardedIndex on a LocalCluster against one process.
+
+Why it is laid out like this: the question a user asks is "does sharding over Dask workers
+cost me anything, and does it pay when I add workers?", so every contender indexes the same
+clustered float32 data with the same HNSW parameters (M = 16, ef_construction = 200) and
+answers the same queries, each at its own smallest ef reaching recall@10 >= 0.95 on them
+(a merged answer over shards is more accurate at a given ef than one index's):
+
+  sharded-1w     ShardedIndex, LocalCluster of 1 worker process x 1 thread (1 shard)
+  sharded-2w     ShardedIndex, LocalCluster of 2 worker processes x 1 thread (2 shards)
+  hnsw-2t        one HNSWIndex in this process, threads=2 (build and batched search)
+  hnswlib-2part  the hand-glued alternative: two hnswlib indexes, one per half of the data,
+                 built and searched in two Python threads, top-k merged with numpy
+
+Measured: build time (the add of the whole array, routing and transfer included), batched
+query throughput and recall@10, single-query latency (the Dask round trips per call), the
+merge's share of a batch (``merge_topk`` of two shards' (m, 10) answers against the batch
+time), and memory per shard against a single index (``memory_bytes`` of each shard, and each
+worker's resident memory).
+
+Workload: 1,000,000 x 128 clustered vectors and 10,000 queries with ``--full``; 5,000 x 128
+and 1,000 queries otherwise (under a minute on an idle 2-core machine, two cluster start-ups
+included; at that size Dask's per-call overhead weighs far more than at scale). Any other
+size: ``PYSIM_BENCH_DISTRIBUTED_N=100000`` (with 10,000 queries).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+from _common import clustered, exact_knn, full, peer, recall_at_k, record
+
+M, EF_CONSTRUCTION, K = 16, 200, 10
+N, NQ = (1_000_000, 10_000) if full() else (5_000, 1_000)
+#: A size of one's own (e.g. 100000): PYSIM_BENCH_DISTRIBUTED_N, with 10,000 queries.
+if os.environ.get("PYSIM_BENCH_DISTRIBUTED_N"):
+    N, NQ = int(os.environ["PYSIM_BENCH_DISTRIBUTED_N"]), 10_000
+CONTENDERS = ["sharded-1w", "sharded-2w", "hnsw-2t", "hnswlib-2part"]
+_cache: dict = {}
+
+
+def data() -> dict:
+    if "data" not in _cache:
+        X = clustered(N + NQ, 128, seed=0)
+        base, queries = X[:N], X[N:]
+        _cache["data"] = {
+            "base": base,
+            "queries": queries,
+            "gt": exact_knn(base, queries, K, "sqeuclidean"),
+        }
+    return _cache["data"]
+
+
+def cluster(workers: int):
+    key = ("cluster", workers)
+    if key not in _cache:
+        distributed = peer("distributed")
+        lc = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",  # a free port: no "port 8787 in use" warning
+            scheduler_port=0,
+            silence_logs=40,
+        )
+        _cache[key] = (lc, distributed.Client(lc))
+    return _cache[key][1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_clusters():
+    yield
+    for key, value in list(_cache.items()):
+        if key[0] == "cluster":
+            value[1].close()
+            value[0].close()
+
+
+EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+
+
+def tuned_ef(contender: str) -> tuple[int, float]:
+    """The smallest ef (of EFS) at which `contender` reaches recall@10 >= 0.95, and its recall."""
+    key = ("ef", contender)
+    if key not in _cache:
+        d = data()
+        index = built(contender)
+        for ef in EFS:
+            found = search(contender, index, d["queries"], ef)[1]
+            rec = recall_at_k(found, d["gt"], K)
+            if rec >= 0.95:
+                break
+        _cache[key] = (ef, rec)
+    return _cache[key]
+
+
+class HnswlibParts:
+    """Two hnswlib indexes over the halves of the data (ids = row numbers)."""
+
+    def __init__(self, X: np.ndarray) -> None:
+        hnswlib = peer("hnswlib")
+        half = len(X) // 2
+        self.parts = [(X[:half], 0), (X[half:], half)]
+        self.indexes = [None, None]
+
+        def build(j):
+            P, offset = self.parts[j]
+            index = hnswlib.Index("l2", P.shape[1])
+            index.init_index(len(P), M=M, ef_construction=EF_CONSTRUCTION, random_seed=0)
+            index.add_items(P, np.arange(offset, offset + len(P)), num_threads=1)
+            self.indexes[j] = index
+
+        threads = [threading.Thread(target=build, args=(j,)) for j in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    def query(self, Q, k, ef):
+        out = [None, None]
+
+        def search(j):
+            self.indexes[j].set_ef(max(ef, k))
+            labels, dist = self.indexes[j].knn_query(Q, k, num_threads=1)
+            out[j] = (dist.astype(np.float32), labels.astype(np.int64))
+
+        threads = [threading.Thread(target=search, args=(j,)) for j in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        from pysim.distributed import merge_topk
+
+        return merge_topk(out, k)
+
+
+def build(contender: str):
+    d = data()
+    X = d["base"]
+    if contender == "hnsw-2t":
+        import pysim
+
+        index = pysim.HNSWIndex(128, M=M, ef_construction=EF_CONSTRUCTION, max_elements=len(X))
+        index.add(X, threads=2)
+        return index
+    if contender == "hnswlib-2part":
+        return HnswlibParts(X)
+    from pysim.distributed import ShardedIndex
+
+    client = cluster(1 if contender == "sharded-1w" else 2)
+    index = ShardedIndex(128, M=M, ef_construction=EF_CONSTRUCTION, client=client)
+    index.add(X)
+    return index
+
+
+def built(contender: str):
+    key = ("index", contender)
+    if key not in _cache:
+        _cache[key] = build(contender)
+    return _cache[key]
+
+
+def search(contender: str, index, Q, ef: int):
+    if contender == "hnsw-2t":
+        return index.query(Q, K, ef=ef, threads=2)
+    return index.query(Q, K, ef=ef)
+
+
+@pytest.mark.parametrize("contender", CONTENDERS)
+def test_build(benchmark, contender):
+    if contender == "hnswlib-2part":
+        peer("hnswlib")
+    holder = {}
+
+    def run():
+        old = _cache.pop(("index", contender), None)
+        if old is not None and hasattr(old, "close"):
+            old.close()
+        holder["index"] = _cache[("index", contender)] = build(contender)
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    index = holder["index"]
+    info = {}
+    if contender.startswith("sharded"):
+        from pysim.distributed import _worker as W
+
+        inv = index.client.run(W.run_inventory)
+        shard_bytes = [
+            e[4] for es in inv.values() for e in es if e[0] == index._uid and e[2] == "index"
+        ]
+        info["shard_bytes_max"] = max(shard_bytes)
+        info["shards"] = len(shard_bytes)
+        rss = index.client.run(lambda: __import__("psutil").Process().memory_info().rss)
+        info["worker_rss_max_mb"] = round(max(rss.values()) / 2**20, 1)
+    elif contender == "hnsw-2t":
+        info["shard_bytes_max"] = int(index.memory_bytes())
+        info["shards"] = 1
+    record(
+        benchmark,
+        contender=contender,
+        case=f"build-{N}x128",
+        threads=2 if contender != "sharded-1w" else 1,
+        build_s=float(benchmark.stats.stats.median),
+        **info,
+    )
+
+
+@pytest.mark.parametrize("contender", CONTENDERS)
+def test_query_batch(benchmark, contender):
+    if contender == "hnswlib-2part":
+        peer("hnswlib")
+    d = data()
+    ef, rec = tuned_ef(contender)
+    index = built(contender)
+    benchmark.pedantic(lambda: search(contender, index, d["queries"], ef), rounds=3, iterations=1)
+    record(
+        benchmark,
+        contender=contender,
+        case=f"query-{NQ}-{N}x128",
+        ef=ef,
+        recall=rec,
+        qps=NQ / float(benchmark.stats.stats.median),
+        k=K,
+        threads=2 if contender != "sharded-1w" else 1,
+    )
+
+
+@pytest.mark.parametrize("contender", ["sharded-2w", "hnsw-2t"])
+def test_single_query_latency(benchmark, contender):
+    d = data()
+    ef, _ = tuned_ef(contender)
+    index = built(contender)
+    queries = d["queries"][:50]
+
+    def run():
+        for q in queries:
+            search(contender, index, q, ef)
+
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    record(
+        benchmark,
+        contender=contender,
+        case="latency-1-query",
+        latency_ms=1000 * float(benchmark.stats.stats.median) / len(queries),
+        ef=ef,
+    )
+
+
+def test_merge_share(benchmark):
+    """merge_topk of two shards' (NQ, 10) answers, as a share of the batched query time."""
+    from pysim.distributed import merge_topk
+
+    d = data()
+    ef, _ = tuned_ef("sharded-2w")
+    index = built("hnsw-2t")
+    half = index.query(d["queries"], K, ef=ef, threads=1)
+    other = (half[0] + 1e-3, half[1] + N)
+    benchmark.pedantic(lambda: merge_topk([half, other], K), rounds=5, iterations=3)
+    t0 = time.perf_counter()
+    search("sharded-2w", built("sharded-2w"), d["queries"], ef)
+    batch = time.perf_counter() - t0
+    record(
+        benchmark,
+        contender="pysim-merge",
+        case=f"merge-2x{NQ}x{K}",
+        share_of_batch=float(benchmark.stats.stats.median) / batch,
+        batch_s=batch,
+    )

@@ -1,0 +1,228 @@
+"""Recommendation on MovieLens-small: pysim.recommend against `implicit` and popularity.
+
+Workload (issue 15): the MovieLens "latest-small" ratings embedded in the repository
+(data/movielens-small/), every rating an interaction of weight 1, users and movies mapped to
+0-based rows and columns, and per user the latest 20% of the interactions (by timestamp, at
+least one) held out by ``pysim.recommend.temporal_split``. Every contender fits on the
+training matrix and recommends N = 10 unseen items to every user (610), scored against the
+held-out items with ``pysim.metrics.ranking_scores`` (precision, recall, NDCG, MAP, hit rate
+at 10): the same split and the same metric code for everyone.
+
+Contenders:
+  baseline  popularity       the most-interacted-with unseen items
+  implicit  cosine/bm25/tfidf K=100   CosineRecommender, BM25Recommender (its defaults
+                                      K1=1.2, B=0.75, as pysim's), TFIDFRecommender
+  implicit  als-64           AlternatingLeastSquares(factors=64), iterations 15, seed 0
+  pysim     cosine/bm25/tfidf K=100   ItemKNN with the same similarity and K
+  pysim     asymmetric, jaccard K=100 ItemKNN's other similarities
+  pysim     ease-500         EASE(l2=500)
+
+Timed: fit and recommend-all-users, at 1 and 2 threads (pysim ``threads=t``; implicit
+``num_threads=t``; BLAS capped at t with threadpoolctl), the benchmark time being fit +
+recommend-all. Quality does not depend on the thread count. EASE's fit is a dense 9,724^2
+Cholesky inverse (LAPACK, BLAS threads): the quick run times it once, at the largest thread
+count only (``--full``: every thread count, several rounds).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from _common import adaptive_rounds, full, limit_threads, peer, record, threads
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data" / "movielens-small" / "ratings.csv.gz"
+N = 10
+K = 100
+
+#: (contender, case) -> what it is; cases name the similarity and K
+CONTENDERS = [
+    ("baseline", "popularity"),
+    ("implicit", "cosine K=100"),
+    ("implicit", "bm25 K=100"),
+    ("implicit", "tfidf K=100"),
+    ("implicit", "als-64"),
+    ("pysim", "cosine K=100"),
+    ("pysim", "bm25 K=100"),
+    ("pysim", "tfidf K=100"),
+    ("pysim", "asymmetric K=100"),
+    ("pysim", "jaccard K=100"),
+    ("pysim", "ease-500"),
+]
+
+
+@functools.cache
+def split():
+    """(train csr float32, test csr) of the temporal 80/20 split."""
+    from pysim.recommend import temporal_split
+
+    r = np.loadtxt(DATA, delimiter=",", skiprows=1)
+    users = np.unique(r[:, 0], return_inverse=True)[1]
+    items = np.unique(r[:, 1], return_inverse=True)[1]
+    train, test = temporal_split(users, items, r[:, 3], test_fraction=0.2)
+    return train.astype(np.float32).tocsr(), test
+
+
+class Popularity:
+    """Most popular unseen items (numpy)."""
+
+    def fit(self, X):
+        self.counts = np.asarray(X.sum(axis=0)).ravel()
+        return self
+
+    def recommend(self, X):
+        scores = np.broadcast_to(self.counts, X.shape).copy()
+        scores[X.nonzero()] = -np.inf
+        top = np.argpartition(-scores, N, axis=1)[:, :N]
+        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+        return np.take_along_axis(top, order, 1)
+
+
+def make(contender: str, case: str, nthreads: int) -> Any:
+    if contender == "baseline":
+        return Popularity()
+    if contender == "pysim":
+        from pysim.recommend import EASE, ItemKNN
+
+        if case == "ease-500":
+            return EASE(l2=500.0)
+        return ItemKNN(K, similarity=case.split()[0], threads=nthreads)
+    implicit = peer("implicit")
+    nn = peer("implicit.nearest_neighbours")
+    if case == "als-64":
+        return implicit.cpu.als.AlternatingLeastSquares(
+            factors=64, iterations=15, random_state=0, num_threads=nthreads
+        )
+    cls = {
+        "cosine": nn.CosineRecommender,
+        "bm25": nn.BM25Recommender,
+        "tfidf": nn.TFIDFRecommender,
+    }[case.split()[0]]
+    return cls(K=K, num_threads=nthreads)
+
+
+def fit_recommend(contender: str, model: Any, train) -> tuple[float, float, np.ndarray]:
+    """(fit seconds, recommend-all seconds, (n_users, N) item ids)."""
+    users = np.arange(train.shape[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # implicit's BLAS-threads advice, tqdm
+        t0 = time.perf_counter()
+        if contender == "implicit":
+            model.fit(train, show_progress=False)
+        else:
+            model.fit(train)
+        t1 = time.perf_counter()
+        if contender == "pysim":
+            ids = model.recommend(users, N=N)[1]
+        elif contender == "implicit":
+            ids = model.recommend(users, train, N=N, filter_already_liked_items=True)[0]
+        else:
+            ids = model.recommend(train)
+        t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, np.asarray(ids)
+
+
+@pytest.mark.parametrize("nthreads", threads((1, 2)))
+@pytest.mark.parametrize("contender,case", CONTENDERS)
+def test_recommend(benchmark, contender, case, nthreads):
+    from pysim.metrics import ranking_scores
+
+    counts = threads((1, 2))
+    if contender == "baseline" and nthreads != counts[0]:
+        pytest.skip("popularity is single-threaded numpy")
+    slow = case == "ease-500"  # a dense 9,724^2 Cholesky inverse: seconds, not milliseconds
+    if slow and not full() and nthreads != max(counts):
+        pytest.skip("quick run: EASE at the largest thread count only (--full: every count)")
+    train, test = split()
+    benchmark.group = f"recommend threads={nthreads}"
+    fits, recs, ids = [], [], []
+
+    def run():
+        f, r, found = fit_recommend(contender, make(contender, case, nthreads), train)
+        fits.append(f)
+        recs.append(r)
+        ids.append(found)
+
+    with limit_threads(nthreads):
+        if slow and not full():
+            benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+        else:
+            run()  # warm-up (the recommendations are the same every round)
+            n_rounds = adaptive_rounds(fits[0] + recs[0], budget=2.0)
+            fits.clear(), recs.clear()
+            benchmark.pedantic(run, rounds=n_rounds, iterations=1, warmup_rounds=0)
+    found = ids[-1]
+    assert found.shape == (train.shape[0], N)
+    if contender == "pysim":  # never a seen item
+        seen = train[np.arange(train.shape[0])[:, None], np.maximum(found, 0)].toarray()
+        assert not seen[found >= 0].any()
+    scores = ranking_scores(found, test, k=N)
+    record(
+        benchmark,
+        contender=contender,
+        case=case,
+        threads=nthreads,
+        fit_s=float(np.median(fits)),
+        recommend_s=float(np.median(recs)),
+        # "_at_10" names: the generic report treats a plain "recall" as ANN recall.
+        ndcg_at_10=scores["ndcg"],
+        precision_at_10=scores["precision"],
+        recall_at_10=scores["recall"],
+        map_at_10=scores["map"],
+        hit_rate_at_10=scores["hit_rate"],
+        n_users=int(train.shape[0]),
+        n_items=int(train.shape[1]),
+    )
+
+
+def report_section(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
+    """The issue's table: quality@10 and fit + recommend-all time per model and thread count."""
+    recs = [r for r in records if r.get("case")]
+    if not recs:
+        return "", []
+    tcounts = sorted({int(r["threads"]) for r in recs})
+    by = {(r["contender"], r["case"], int(r["threads"])): r for r in recs}
+    header = ["model", "NDCG@10", "P@10", "R@10", "HR@10"]
+    for t in tcounts:
+        header += [f"fit s ({t}t)", f"rec-all s ({t}t)", f"vs implicit ({t}t)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    models = []
+    for r in recs:
+        key = (r["contender"], r["case"])
+        if key not in models:
+            models.append(key)
+    for contender, case in models:
+        any_r = next(by[(contender, case, t)] for t in tcounts if (contender, case, t) in by)
+        row = [
+            f"{contender} {case}",
+            f"{any_r['ndcg_at_10']:.4f}",
+            f"{any_r['precision_at_10']:.4f}",
+            f"{any_r['recall_at_10']:.4f}",
+            f"{any_r['hit_rate_at_10']:.3f}",
+        ]
+        for t in tcounts:
+            r = by.get((contender, case, t))
+            if r is None:
+                row += ["", "", ""]
+                continue
+            row += [f"{r['fit_s']:.3f}", f"{r['recommend_s']:.3f}"]
+            p = by.get(("implicit", case, t))
+            if contender == "pysim" and p is not None:
+                mine = r["fit_s"] + r["recommend_s"]
+                theirs = p["fit_s"] + p["recommend_s"]
+                row.append(f"{theirs / mine:.1f}x")
+            else:
+                row.append("")
+        lines.append("| " + " | ".join(row) + " |")
+    md = (
+        "MovieLens-small, temporal 80/20 split, N = 10 (fit + recommend-all-users medians; "
+        "'vs implicit' = implicit's (fit + recommend) time / pysim's, same similarity and K, "
+        "same run):\n\n" + "\n".join(lines)
+    )
+    return md, []

@@ -1,0 +1,146 @@
+"""Local Fisher Discriminant Analysis (Sugiyama, JMLR 2007).
+
+LFDA is Fisher's discriminant with pairwise weights that keep only *local* structure: the
+affinity of two points of one class is ``A_ij = exp(-||x_i - x_j||² / (σ_i σ_j))`` with
+σ_i the distance from x_i to its k-th nearest same-class neighbour (local scaling), and
+
+    S_w = ½ Σ_ij W^w_ij (x_i - x_j)(x_i - x_j)ᵀ,   W^w_ij = A_ij / n_c           (same class)
+    S_b = ½ Σ_ij W^b_ij (x_i - x_j)(x_i - x_j)ᵀ,   W^b_ij = A_ij (1/n - 1/n_c)   (same class)
+                                                            1/n                  (otherwise).
+
+The "otherwise" part of S_b over all n² pairs is the total scatter minus its same-class part,
+so every sum runs over same-class pairs only, and those one row block of a class at a time
+(``Σ_ij W_ij (x_i - x_j)(x_i - x_j)ᵀ = 2 Xᵀ (diag(W 1) - W) X`` for a symmetric W): memory is
+O(block x class size), never n² (metric-learn builds the n x n affinity). The projection
+solves ``S_b v = λ S_w v`` (scipy's generalised eigh); S_w gets a ridge of 1e-10 of its
+trace so duplicated or constant features do not make it singular.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from .._distances import cdist
+from .._validation import serial_blas
+from ._base import MahalanobisMixin, block_rows, check_labelled, check_n_components
+
+
+def local_scatters(X: np.ndarray, starts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(S_w, S_b) of LFDA for class-sorted X (class c = rows starts[c]:starts[c+1])."""
+    n, d = X.shape
+    Sw = np.zeros((d, d))
+    Sb_same = np.zeros((d, d))
+    for c in range(len(starts) - 1):
+        s, e = int(starts[c]), int(starts[c + 1])
+        Xc = X[s:e]
+        nc = e - s
+        kk = min(k, nc - 1)
+        rows = block_rows(nc)
+        sigma = np.empty(nc)
+        for b in range(0, nc, rows):
+            D = cdist(Xc[b : b + rows], Xc, "sqeuclidean")
+            sigma[b : b + rows] = np.sqrt(np.partition(D, kk, axis=1)[:, kk])
+        sigma = np.maximum(sigma, 1e-12 * max(1.0, float(sigma.max(initial=0.0))))
+        for b in range(0, nc, rows):
+            D = cdist(Xc[b : b + rows], Xc, "sqeuclidean")
+            A = np.exp(-D / np.outer(sigma[b : b + rows], sigma))
+            # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): XᵢᵀXᵢ·rowsum - Xᵢᵀ W Xc,
+            # summed over blocks gives Xᵀ(diag(W1) - W)X.
+            deg = A.sum(axis=1)
+            XB = Xc[b : b + rows]
+            part = (XB.T * deg) @ XB - XB.T @ (A @ Xc)
+            Sw += part / nc
+            Sb_same += part * (1.0 / n - 1.0 / nc)
+    mean = X.mean(axis=0)
+    St = (X - mean).T @ (X - mean)
+    # Same-class pairs counted 1/n in St are re-weighted to A(1/n - 1/nc) (Sb_same); remove
+    # their 1/n share: ½ Σ_same (1/n) ΔΔᵀ = (1/n) Σ_c n_c S_c, S_c the class scatter.
+    same_total = np.zeros((d, d))
+    for c in range(len(starts) - 1):
+        Xc = X[int(starts[c]) : int(starts[c + 1])]
+        Xm = Xc - Xc.mean(axis=0)
+        same_total += len(Xc) * (Xm.T @ Xm)
+    Sb = St - same_total / n + Sb_same
+    return (Sw + Sw.T) / 2, (Sb + Sb.T) / 2
+
+
+class LFDA(MahalanobisMixin):
+    """Local Fisher Discriminant Analysis: a supervised, multi-modal aware projection.
+
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Output dimension (None: n_features).
+    k : int, default=7
+        Neighbour used for the local scaling σ_i (the k-th nearest same-class point;
+        classes with fewer members use their farthest member).
+    embedding_type : {"weighted", "orthonormalized", "plain"}, default="weighted"
+        "weighted" scales each direction by sqrt of its eigenvalue (metric-learn's default);
+        "orthonormalized" orthonormalises the directions; "plain" keeps the raw eigenvectors.
+
+    Attributes
+    ----------
+    components_ : ndarray (n_components, n_features)
+    eigenvalues_ : ndarray (n_components,)
+    classes_ : ndarray
+    n_features_in_ : int
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "embedding_type": [StrOptions({"weighted", "orthonormalized", "plain"})],
+    }
+
+    def __init__(
+        self, n_components: int | None = None, *, k: int = 7, embedding_type: str = "weighted"
+    ):
+        self.n_components = n_components
+        self.k = k
+        self.embedding_type = embedding_type
+
+    def fit(self, X: Any, y: Any) -> LFDA:
+        """Learn the projection from labelled data.
+
+        Parameters
+        ----------
+        X : array_like (n_samples, n_features)
+        y : array_like (n_samples,)
+            Class labels; at least 2 classes with 2 samples each.
+
+        Returns
+        -------
+        self : LFDA
+        """
+        self._validate_params()
+        data = check_labelled(self, X, y)
+        d = data.X.shape[1]
+        m = check_n_components(self.n_components, d)
+        with serial_blas():
+            Sw, Sb = local_scatters(data.X, data.starts, int(self.k))
+            Sw += (1e-10 * max(np.trace(Sw), 1e-300) / d) * np.eye(d)
+            vals, vecs = scipy.linalg.eigh(Sb, Sw)
+        order = np.argsort(vals)[::-1][:m]
+        vals, vecs = vals[order], vecs[:, order]
+        if self.embedding_type == "weighted":
+            vecs = vecs * np.sqrt(np.clip(vals, 0.0, None))
+        elif self.embedding_type == "orthonormalized":
+            vecs, _ = np.linalg.qr(vecs)
+        L = vecs.T
+        idx = np.argmax(np.abs(L), axis=1)
+        signs = np.sign(L[np.arange(m), idx])
+        signs[signs == 0] = 1
+        self.components_ = np.ascontiguousarray(L * signs[:, None])
+        self.eigenvalues_ = vals
+        self.classes_ = data.classes
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
