@@ -68,9 +68,9 @@ def module_names(module: types.ModuleType) -> list[str]:
     return seen
 
 
-def classify(modname: str, module: types.ModuleType) -> tuple[list, list, list]:
-    """(classes, functions, re-exports) defined or re-exported by a module."""
-    classes, functions, reexports = [], [], []
+def classify(modname: str, module: types.ModuleType) -> tuple[list, list, list, list]:
+    """(classes, functions, re-exports, aliases) defined, re-exported or aliased by a module."""
+    classes, functions, reexports, aliases = [], [], [], []
     for name in module_names(module):
         try:
             obj = getattr(module, name)
@@ -85,11 +85,13 @@ def classify(modname: str, module: types.ModuleType) -> tuple[list, list, list]:
             continue
         if home != modname:
             reexports.append((name, home))
+        elif getattr(obj, "__name__", name) != name and hasattr(module, obj.__name__):
+            aliases.append((name, obj.__name__))  # Covariance = Whitening: one page, two names
         elif inspect.isclass(obj):
             classes.append(name)
         else:
             functions.append(name)
-    return classes, functions, reexports
+    return classes, functions, reexports, aliases
 
 
 def module_page(modname: str) -> str:
@@ -105,7 +107,7 @@ def module_page(modname: str) -> str:
         ]
         return "\n".join(lines)
     lines += [f".. automodule:: {modname}", "", f".. currentmodule:: {modname}"]
-    classes, functions, reexports = classify(modname, module)
+    classes, functions, reexports, aliases = classify(modname, module)
     for heading, names, template in (
         ("Classes", classes, "class.rst"),
         ("Functions", functions, "function.rst"),
@@ -114,6 +116,9 @@ def module_page(modname: str) -> str:
             continue
         lines += ["", heading, "-" * len(heading), "", ".. autosummary::"]
         lines += ["   :toctree: generated/", f"   :template: {template}", "", *sorted_names(names)]
+    if aliases:
+        lines += ["", "Aliases", "-------", ""]
+        lines += [f"- ``{modname}.{n}``: the same as :obj:`{modname}.{t}`" for n, t in aliases]
     if reexports:
         lines += ["", "Also importable from here", "-------------------------", ""]
         lines += [f"- ``{modname}.{n}``: :obj:`{home}.{n}`" for n, home in reexports]
