@@ -522,10 +522,10 @@ def itml_projections(
     V: numpy.typing.NDArray[numpy.float64],
     sign: numpy.typing.NDArray[numpy.float64],
     bhat: numpy.typing.NDArray[numpy.float64],
-    gamma: typing.SupportsFloat,
+    gamma: typing.SupportsFloat | typing.SupportsIndex,
     max_iter: typing.SupportsInt | typing.SupportsIndex,
-    tol: typing.SupportsFloat,
-) -> tuple[numpy.typing.NDArray[numpy.float64], int, float]:
+    tol: typing.SupportsFloat | typing.SupportsIndex,
+) -> tuple:
     """ITML's cyclic Bregman projections (csrc/metric/itml.hpp); returns (A, passes, conv)."""
 
 def paired_f32(
