@@ -13,7 +13,7 @@ import numpy as np
 
 import pysim
 from pysim import metrics
-from pysim.metric_learning import LMNN, NCA, Whitening
+from pysim.metric_learning import ITML, LMNN, MLKR, NCA, Whitening
 from pysim.neighbors import (
     KNeighborsClassifier,
     KNeighborsRegressor,
@@ -76,6 +76,22 @@ def estimators(X: np.ndarray, y: np.ndarray) -> None:
     same: np.ndarray = verifier.predict(X[:5], X[5:10])
     threshold: float = verifier.threshold_
     del Z, M, pd, labels, accuracy, values, found, scores, same, threshold
+
+
+def recommendation(user_items: np.ndarray) -> None:
+    from pysim.recommend import ItemKNN
+
+    model: ItemKNN = ItemKNN(10, similarity="tfidf").fit(user_items)
+    scores, items = model.recommend(np.arange(3), N=5)
+    ranked: dict[str, float] = metrics.ranking_scores(items, [np.array([1, 2])] * 3, k=5)
+    del scores, ranked
+
+
+def weak_learners(X: np.ndarray, y: np.ndarray, pairs: np.ndarray, same: np.ndarray) -> None:
+    mlkr: MLKR = MLKR(n_components=2).fit(X, y)
+    itml: ITML = ITML().fit(pairs, same)
+    Z: np.ndarray = mlkr.transform(X)
+    del itml, Z
 
 
 def verification_metrics(scores: np.ndarray, same: np.ndarray) -> None:
