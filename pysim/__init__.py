@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _core
 from ._distances import cdist, dot, paired_distances, simd_info
@@ -39,6 +39,19 @@ _LAZY: dict[str, str] = {
     "KNeighborsRegressor": ".neighbors",
     "PairVerifier": ".neighbors",
 }
+
+if TYPE_CHECKING:  # the lazily imported names, as type checkers and IDEs should see them
+    from . import metrics as metrics
+    from ._brute import BruteForceIndex as BruteForceIndex
+    from ._hnsw import HNSWIndex as HNSWIndex
+    from ._kdtree import KDTreeIndex as KDTreeIndex
+    from .metric_learning import LMNN as LMNN
+    from .metric_learning import NCA as NCA
+    from .metric_learning import Whitening as Whitening
+    from .neighbors import KNeighborsClassifier as KNeighborsClassifier
+    from .neighbors import KNeighborsRegressor as KNeighborsRegressor
+    from .neighbors import NearestNeighbors as NearestNeighbors
+    from .neighbors import PairVerifier as PairVerifier
 
 __all__ = [
     "__version__",

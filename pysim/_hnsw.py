@@ -306,7 +306,7 @@ class HNSWIndex(SearchIndex, PersistMixin):
         the beam ``max(k, ef)``). ``0`` keeps no float32 copy - the memory saving - and
         re-ranks the whole beam with the decoded records instead. Default (None): 0 for f16 /
         bf16, ``2 * k`` for sq8, the whole beam for sq4 (chosen by measurement; see the
-        README's quantisation table). Only with ``quantization`` (and not with ``"rabitq"``,
+        docs' quantisation table). Only with ``quantization`` (and not with ``"rabitq"``,
         which has nothing to re-rank: None or 0). With ``refine=0`` the
         returned distance is computed from the decoded record: for ``"cosine"`` that is
         ``1 - q̂·x̃`` with ``x̃`` the decoded copy of the unit-length stored vector, which is

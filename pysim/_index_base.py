@@ -158,6 +158,16 @@ class PersistMixin:
     def load(cls, path: str | os.PathLike) -> Any:
         """Read an index written by :meth:`save`.
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File written by :meth:`save` for this index class.
+
+        Returns
+        -------
+        index
+            A new index of this class, equal to the one saved.
+
         Raises
         ------
         ValueError

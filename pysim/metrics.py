@@ -367,10 +367,10 @@ def ranking_scores(recommended: Any, relevant: Any, *, k: int = 10) -> dict[str,
     set (e.g. their held-out test interactions). For one user with relevant set R and the
     first k recommendations r_1..r_k (padding ``-1`` and repeats are never hits):
 
-    - precision@k = hits / k; recall@k = hits / |R|; hit rate = [hits > 0];
+    - precision@k = hits / k; recall@k = hits / ``|R|``; hit rate = [hits > 0];
     - NDCG@k = DCG / IDCG with DCG = sum_i [r_i in R] / log2(i + 1) and IDCG the DCG of
-      min(k, |R|) hits in front;
-    - MAP@k = (1 / min(k, |R|)) sum_i precision@i * [r_i in R].
+      ``min(k, |R|)`` hits in front;
+    - MAP@k = ``(1 / min(k, |R|))`` sum_i precision@i * [r_i in R].
 
     Each is averaged over the users with at least one relevant item.
 

@@ -35,6 +35,15 @@ RETRIES = 6
 class ShardFailureError(RuntimeError):
     """Some shards did not take an operation (their workers died during it).
 
+    Parameters
+    ----------
+    message : str
+        What failed, for the exception text.
+    shards : iterable of int
+        The shards that failed.
+    ids : ndarray of int64, optional
+        The ids that did not take effect (default: none).
+
     Attributes
     ----------
     shards : tuple of int

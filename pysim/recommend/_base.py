@@ -245,6 +245,16 @@ class ItemItemRecommender(BaseEstimator):
     def load(cls, path: str | os.PathLike) -> Any:
         """Read a model written by :meth:`save`.
 
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File written by :meth:`save` for this model class.
+
+        Returns
+        -------
+        model
+            A new fitted model of this class, equal to the one saved.
+
         Raises
         ------
         ValueError
