@@ -290,7 +290,10 @@ def loads(buf: bytes | bytearray | memoryview, kind: str, source: str) -> tuple[
             nbytes = count * dtype.itemsize
             if nbytes > end - offset:
                 raise bad(f"array {name!r} runs past the end of the data")
-            arrays[name] = np.frombuffer(view, dtype, count, offset).reshape(shape)
+            # Arrays are packed back to back, so one may start off its dtype's alignment;
+            # the kernels read aligned elements, so such an array is copied.
+            arr = np.frombuffer(view, dtype, count, offset).reshape(shape)
+            arrays[name] = arr if arr.flags.aligned else arr.copy()
             offset += nbytes
         if offset != end:
             raise bad("trailing bytes after the arrays")

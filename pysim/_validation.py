@@ -71,7 +71,7 @@ def as_matrix(
         raise ValueError(f"{name} must be a 1-D or 2-D array, got an array of shape {x.shape}")
     if x.shape[1] == 0:
         raise ValueError(f"{name} must have at least one column, got shape {x.shape}")
-    x = np.ascontiguousarray(x, dtype=dtype)
+    x = np.require(x, dtype, ["C", "A"])
     if check_finite:
         check_finite_array(x, name)
     return x
@@ -265,7 +265,7 @@ def _factor(sym: np.ndarray, dim: int, dtype: np.dtype | type) -> np.ndarray:
         # eigendecomposition, which matters when VI changes often (metric learning).
         C = np.linalg.cholesky(sym)
         if np.isfinite(C).all():
-            return np.ascontiguousarray(C.T, dtype=dtype)
+            return np.require(C.T, dtype, ["C", "A"])
     except np.linalg.LinAlgError:
         pass
     # Semi-definite (or not PSD at all): eigendecomposition, clipping round-off negatives.
@@ -276,7 +276,7 @@ def _factor(sym: np.ndarray, dim: int, dtype: np.dtype | type) -> np.ndarray:
             f"VI must be positive semi-definite; its smallest eigenvalue is {w.min():.3g}"
         )
     L = np.sqrt(np.clip(w, 0.0, None))[:, None] * v.T
-    return np.ascontiguousarray(L, dtype=dtype)
+    return np.require(L, dtype, ["C", "A"])
 
 
 @dataclass(frozen=True)
@@ -297,14 +297,14 @@ class MetricMapping:
     def map_rows(self, X: np.ndarray, dtype: np.dtype | type, name: str) -> np.ndarray:
         """`X` (finite, 2-D) as the kernels see it, C-contiguous in `dtype`."""
         if self.L is None:
-            return np.ascontiguousarray(X, dtype=dtype)
-        X64 = np.ascontiguousarray(X, dtype=np.float64)
+            return np.require(X, dtype, ["C", "A"])
+        X64 = np.require(X, np.float64, ["C", "A"])
         # L @ X.T, with L (fixed shape) as the left operand: each mapped row then gets the
         # same arithmetic whatever the batch it arrives in (a row added alone maps exactly
         # as it does inside a bigger matrix, which X @ L.T does not guarantee).
         mapped = _core.dot_f64(self.L, X64, resolve_threads(None), None)
         with np.errstate(over="ignore"):  # reported below, naming the argument
-            out = np.ascontiguousarray(mapped.T, dtype=dtype)
+            out = np.require(mapped.T, dtype, ["C", "A"])
         if not np.isfinite(out).all():
             raise ValueError(
                 f"{name} mapped by the factor of VI has values too large for {np.dtype(dtype)}"
