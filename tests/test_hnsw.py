@@ -165,12 +165,16 @@ def test_recall_on_synthetic_data(rng, metric):
     if metric == "ip":
         X = unit_norm_jitter(rng, embedded(rng, 6000, 24, latent=8))
         Q = unit_norm_jitter(rng, embedded(rng, 200, 24, latent=8))
-    index = build(X, metric, threads=2)
-    _, nbrs = index.query(Q, k=10)
+    # One build thread: a deterministic graph, so the bar below holds or fails the same way
+    # on every machine and load (a 2-thread build's graph depends on thread timing).
+    # ef=96 rather than the default 64: at 64, clustered cosine sits at 0.955, too near the bar
+    # for a test whose graph changes with every ISA's rounding.
+    index = build(X, metric, threads=1)
+    _, nbrs = index.query(Q, k=10, ef=96)
     _, want = exact(index, X, Q, 10)
     r = recall(nbrs, want)
     assert r >= 0.95, r
-    assert index.recall(Q, k=10) == pytest.approx(r, abs=0.02)
+    assert index.recall(Q, k=10, ef=96) == pytest.approx(r, abs=0.02)
 
 
 def test_recall_mnist_default_ef():
