@@ -191,10 +191,13 @@ def test_chunk_error_propagates_and_pool_recovers(rng, threads, fail_at):
 
 SIGINT_CHILD = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     import numpy as np
     import pysim
     from pysim import _core
+    # As in a terminal: a parent started as a shell background job passes SIGINT down ignored,
+    # and Python keeps an inherited SIG_IGN instead of installing its handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     _core._set_isa("scalar")
     A = np.random.default_rng(0).standard_normal((3000, 2048), dtype=np.float32)
     print("ready", flush=True)
