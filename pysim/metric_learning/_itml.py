@@ -32,7 +32,6 @@ from ._weakly import (
     SUPERVISED_CONSTRAINTS,
     PairsLearnerMixin,
     SupervisedTwinMixin,
-    positive_negative_pairs,
     rng_of,
 )
 
@@ -276,8 +275,4 @@ class ITML_Supervised(_ITMLBase, SupervisedTwinMixin):
         -------
         self : ITML_Supervised
         """
-        data = self._labelled(X, y)
-        idx, yy = positive_negative_pairs(data, self._n_constraints(data), self.random_state)
-        self._learn(data.X[idx], yy, bounds)
-        self.classes_ = data.classes
-        return self
+        return self._fit_on_drawn_pairs(X, y, bounds)

@@ -29,7 +29,6 @@ from ._weakly import (
     SUPERVISED_CONSTRAINTS,
     PairsLearnerMixin,
     SupervisedTwinMixin,
-    positive_negative_pairs,
 )
 
 _EPS = 1e-12
@@ -230,8 +229,4 @@ class MMC_Supervised(_MMCBase, SupervisedTwinMixin):
         -------
         self : MMC_Supervised
         """
-        data = self._labelled(X, y)
-        idx, yy = positive_negative_pairs(data, self._n_constraints(data), self.random_state)
-        self._learn(data.X[idx], yy)
-        self.classes_ = data.classes
-        return self
+        return self._fit_on_drawn_pairs(X, y)

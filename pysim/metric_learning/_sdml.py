@@ -31,7 +31,6 @@ from ._weakly import (
     SUPERVISED_CONSTRAINTS,
     PairsLearnerMixin,
     SupervisedTwinMixin,
-    positive_negative_pairs,
 )
 
 
@@ -188,8 +187,4 @@ class SDML_Supervised(_SDMLBase, SupervisedTwinMixin):
         -------
         self : SDML_Supervised
         """
-        data = self._labelled(X, y)
-        idx, yy = positive_negative_pairs(data, self._n_constraints(data), self.random_state)
-        self._learn(data.X[idx], yy)
-        self.classes_ = data.classes
-        return self
+        return self._fit_on_drawn_pairs(X, y)

@@ -576,6 +576,14 @@ class SupervisedTwinMixin(MahalanobisMixin):
         n = getattr(self, "n_constraints", None)
         return int(n) if n is not None else 20 * len(data.classes) ** 2
 
+    def _fit_on_drawn_pairs(self, X: Any, y: Any, *learn_args: Any) -> Any:
+        """The pair twins' fit: draw similar / dissimilar pairs from the labels, learn on them."""
+        data = self._labelled(X, y)
+        idx, yy = positive_negative_pairs(data, self._n_constraints(data), self.random_state)
+        self._learn(data.X[idx], yy, *learn_args)
+        self.classes_ = data.classes
+        return self
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
