@@ -518,6 +518,50 @@ def _drop_self(dist: np.ndarray, ind: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return dist[mask].reshape(n, k1 - 1), ind[mask].reshape(n, k1 - 1)
 
 
+class WeightedKNeighborsBase(KNeighborsMixin, NeighborsBase):
+    """Constructor and neighbour weighting shared by the k-NN classifier and regressor.
+
+    Both take scikit-learn's ``weights`` (``"uniform"``, ``"distance"`` or a callable) on top
+    of :class:`NeighborsBase`'s parameters; subclasses add ``fit`` and ``predict``.
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        **NeighborsBase._parameter_constraints,
+        "weights": [StrOptions({"uniform", "distance"}), callable, None],
+    }
+
+    def __init__(
+        self,
+        n_neighbors: int = 5,
+        *,
+        weights: Any = "uniform",
+        metric: str = "euclidean",
+        algorithm: str = "auto",
+        metric_learner: Any = None,
+        metric_params: dict | None = None,
+        index_params: dict | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+        self.metric = metric
+        self.algorithm = algorithm
+        self.metric_learner = metric_learner
+        self.metric_params = metric_params
+        self.index_params = index_params
+        self.threads = threads
+
+    def _weighted_neighbours(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each query's neighbour indices and their weights (``None`` for uniform)."""
+        check_is_fitted(self)
+        if self.weights in (None, "uniform"):
+            return self.kneighbors(X, return_distance=False), None
+        dist, ind = self.kneighbors(X)
+        weights = get_weights(dist, self.weights)
+        check_nonzero_weights(weights)
+        return ind, weights
+
+
 class RadiusNeighborsMixin:
     """``radius_neighbors`` and ``radius_neighbors_graph`` (exact algorithms only)."""
 
