@@ -198,6 +198,16 @@ def _check_mode(mode: Any) -> str:
     return mode
 
 
+def is_fitted(estimator: Any) -> bool:
+    """Whether scikit-learn's ``check_is_fitted`` accepts `estimator` (a given metric
+    learner is used as it is when fitted, and cloned and fitted otherwise)."""
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    return True
+
+
 class NeighborsBase(MultiOutputMixin, BaseEstimator):
     """Fitting and searching shared by the k-NN estimators (not a public class).
 
@@ -247,13 +257,8 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
     def _fit_metric_learner(self, X: np.ndarray, y: Any) -> Any:
         """None, the given fitted learner, or a fitted clone of the given unfitted one."""
         learner = self.metric_learner
-        if learner is None:
-            return None
-        try:
-            check_is_fitted(learner)
+        if learner is None or is_fitted(learner):
             return learner
-        except NotFittedError:
-            pass
         needs_y = get_tags(learner).target_tags.required
         if needs_y and y is None:
             raise ValueError(
