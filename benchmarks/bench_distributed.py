@@ -18,6 +18,15 @@ merge's share of a batch (``merge_topk`` of two shards' (m, 10) answers against 
 time), and memory per shard against a single index (``memory_bytes`` of each shard, and each
 worker's resident memory).
 
+CPU accounting. Besides wall time, every build and batch records ``cpu_s``: the CPU seconds
+of all the processes doing the work (this one - which also hosts the LocalCluster's scheduler
+- and, for the sharded contenders, every worker), and ``cores_used`` = cpu_s / wall. On a
+machine shared with other jobs, Linux gives each session (autogroup) a fair share of the CPU
+however many processes or threads it runs: when the machine is saturated, a 2-worker cluster
+or a 2-thread index gets no more CPU than one thread, and wall-clock speedups collapse to
+~1x. ``cores_used`` shows whether a run had the cores it asked for; ``cpu_s`` per query is
+the work itself, independent of the load. ``load`` is the 1-minute load average at the end.
+
 Workload: 1,000,000 x 128 clustered vectors and 10,000 queries with ``--full``; 5,000 x 128
 and 1,000 queries otherwise (under a minute on an idle 2-core machine, two cluster start-ups
 included; at that size Dask's per-call overhead weighs far more than at scale). Any other
@@ -164,6 +173,29 @@ def built(contender: str):
     return _cache[key]
 
 
+def _cpu_seconds(client=None) -> float:
+    """CPU seconds (user + system) used so far by this process and `client`'s workers."""
+    total = _process_cpu()
+    if client is not None:
+        total += sum(client.run(_process_cpu).values())
+    return total
+
+
+def _process_cpu() -> float:
+    import psutil
+
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def _cpu_fields(cpu_s: float, wall_s: float) -> dict:
+    return {
+        "cpu_s": round(cpu_s, 4),
+        "cores_used": round(cpu_s / wall_s, 2),
+        "load": round(os.getloadavg()[0], 1),
+    }
+
+
 def search(contender: str, index, Q, ef: int):
     if contender == "hnsw-2t":
         return index.query(Q, K, ef=ef, threads=2)
@@ -175,6 +207,8 @@ def test_build(benchmark, contender):
     if contender == "hnswlib-2part":
         peer("hnswlib")
     holder = {}
+    client = cluster(1 if contender == "sharded-1w" else 2) if contender[:7] == "sharded" else None
+    cpu0 = _cpu_seconds(client)
 
     def run():
         old = _cache.pop(("index", contender), None)
@@ -184,7 +218,8 @@ def test_build(benchmark, contender):
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     index = holder["index"]
-    info = {}
+    build_s = float(benchmark.stats.stats.median)
+    info = _cpu_fields(_cpu_seconds(client) - cpu0, build_s)
     if contender.startswith("sharded"):
         from pysim.distributed import _worker as W
 
@@ -204,7 +239,7 @@ def test_build(benchmark, contender):
         contender=contender,
         case=f"build-{N}x128",
         threads=2 if contender != "sharded-1w" else 1,
-        build_s=float(benchmark.stats.stats.median),
+        build_s=build_s,
         **info,
     )
 
@@ -216,7 +251,10 @@ def test_query_batch(benchmark, contender):
     d = data()
     ef, rec = tuned_ef(contender)
     index = built(contender)
+    client = index.client if contender.startswith("sharded") else None
+    cpu0 = _cpu_seconds(client)
     benchmark.pedantic(lambda: search(contender, index, d["queries"], ef), rounds=3, iterations=1)
+    cpu_s = (_cpu_seconds(client) - cpu0) / 3
     record(
         benchmark,
         contender=contender,
@@ -224,8 +262,10 @@ def test_query_batch(benchmark, contender):
         ef=ef,
         recall=rec,
         qps=NQ / float(benchmark.stats.stats.median),
+        cpu_us_per_query=round(1e6 * cpu_s / NQ, 2),
         k=K,
         threads=2 if contender != "sharded-1w" else 1,
+        **_cpu_fields(cpu_s, float(benchmark.stats.stats.mean)),
     )
 
 

@@ -479,3 +479,74 @@ def test_later_workers_receive_new_shards(client, rng):
         np.testing.assert_array_equal(i, ei)
     client.cluster.scale(2)
     _wait_two_workers(client)
+
+
+# ---------------------------------------------------------------------------- placement plan
+
+
+def test_plan_never_puts_a_log_with_its_own_shard():
+    from pysim.distributed import _cluster as C
+
+    ws = ["tcp://a:1", "tcp://b:1", "tcp://c:1"]
+    plan = C.plan_holders(0, 5, ws, 1)
+    assert [hs[0] for hs in plan] == [[ws[s % 3], "index"] for s in range(5)]
+    assert all(hs[1][1] == "log" and hs[1][0] != hs[0][0] for hs in plan)
+    assert [h[0] for h in C.plan_holders(3, 1, ws, 2)[0]] == [ws[0], ws[1]]
+    # One worker: a log there would die with the shard, so there is none.
+    assert C.plan_holders(0, 2, ws[:1], 1) == [[[ws[0], "index"]], [[ws[0], "index"]]]
+
+
+@pytest.mark.parametrize("colocated", [False, True], ids=["no-log", "log-on-own-worker"])
+def test_log_moves_to_another_worker_when_there_is_one(client, rng, monkeypatch, colocated):
+    """An index made while one worker was known (no log, or a log beside its shard) gets a
+    log on the other worker at its next call; the co-located log is freed."""
+    from pysim.distributed import _cluster as C
+
+    _wait_two_workers(client)
+    X = rng.standard_normal((300, 8)).astype(np.float32)
+    first = sorted(C.alive(client))[0]
+
+    def one_worker_plan(start, count, workers, replicas):
+        extra = [[first, "log"]] if colocated else []
+        return [[[first, "index"], *extra] for _ in range(count)]
+
+    monkeypatch.setattr(C, "plan_holders", one_worker_plan)
+    with ShardedIndex(8, kind="brute", n_shards=2, client=client) as index:
+        monkeypatch.undo()
+        assert all(h[0] == first for hs in index.placement.values() for h in hs)
+        index.add(X[:150])  # heals first: each shard's log goes to the other worker
+        index.add(X[150:])
+        for hs in index.placement.values():
+            assert [r for _, r in hs] == ["index", "log"] and hs[1][0] != first
+        inv = _inventory(client)
+        assert not [e for e in inv[first] if e[0] == index._uid and e[2] == "log"]
+        other = [a for a in inv if a != first][0]
+        logs = [e for e in inv[other] if e[0] == index._uid and e[2] == "log"]
+        assert sorted(e[1] for e in logs) == [0, 1]
+        d, i = index.query(X[:20], 5)
+        ed, ei = _exact(X, X[:20], 5)
+        np.testing.assert_array_equal(i, ei)
+        # The log really protects the shard: kill its worker, the answers stay the same.
+        _kill(client, first)
+        d2, i2 = index.query(X[:20], 5)
+        np.testing.assert_array_equal(i2, ei)
+        np.testing.assert_array_equal(d2, d)
+    _wait_two_workers(client)
+
+
+def test_large_query_batch_is_sent_to_every_shard_worker(client, rng):
+    from pysim.distributed import _cluster as C
+
+    X = rng.standard_normal((900, 32)).astype(np.float32)
+    Q = rng.standard_normal((700, 32)).astype(np.float32)  # 89.6 kB: scattered, not inlined
+    with ShardedIndex(32, kind="brute", client=client) as index:
+        index.add(X)
+        d, i = index.query(Q, 7)
+        ed, ei = _exact(X, Q, 7)
+        np.testing.assert_array_equal(i, ei)
+        np.testing.assert_allclose(d, ed, rtol=1e-5, atol=1e-5)
+        # A shard worker the scheduler no longer knows: the send fails as a loss (healed and
+        # retried by the caller), not as an error out of the query.
+        gone = dict(index._spec, holders=[[["tcp://127.0.0.1:9", "index"]]])
+        with pytest.raises(C._Lost):
+            C.fanout(client, gone, Q, 7, None, None, np.float32, 0)

@@ -152,21 +152,31 @@ def index_holders(spec: dict, shard: int) -> list[str]:
 def fanout(client, spec: dict, Q, k: int, ef, allowed: dict | None, dtype, turn: int):
     """Submit one query task per shard (one replica each) and a tree of merges.
 
-    Returns ``(future, addresses)``, or ``(None, [])`` when no shard can contribute.
+    Returns ``(future, addresses)``, or ``(None, [])`` when no shard can contribute; raises
+    ``_Lost`` when the queries cannot be sent to a shard's worker because it died.
     """
     uid = spec["uid"]
-    if hasattr(Q, "nbytes") and Q.nbytes > 1 << 16:
-        [Q] = client.scatter([Q], hash=False)
-    parts, addrs = [], []
+    picks = []
     for s in range(len(spec["holders"])):
         if allowed is not None and s not in allowed:
             continue
         holders = index_holders(spec, s)
-        addr = holders[(turn + s) % len(holders)]
-        parts.append(
-            submit(client, W.task_query, uid, s, Q, k, ef, allowed and allowed[s], addr=addr)
-        )
-        addrs.append(addr)
+        picks.append((s, holders[(turn + s) % len(holders)]))
+    addrs = [addr for _, addr in picks]
+    if hasattr(Q, "nbytes") and Q.nbytes > 1 << 16 and picks:
+        # Sent to every shard's worker before the searches start (not to one worker that
+        # the others then fetch from while it searches): each shard starts at once.
+        try:
+            [Q] = client.scatter([Q], workers=sorted(set(addrs)), broadcast=True, hash=False)
+        except Exception:
+            dead = [a for a in addrs if a not in alive(client)]
+            if dead:  # the scheduler refuses a scatter to a worker it no longer knows
+                raise _Lost(dead) from None
+            raise
+    parts = [
+        submit(client, W.task_query, uid, s, Q, k, ef, allowed and allowed[s], addr=addr)
+        for s, addr in picks
+    ]
     if not parts:
         return None, []
     while len(parts) > 1:
@@ -182,10 +192,10 @@ def search(client, uid: str, spec: dict | None, Q, k, ef, allowed, dtype, turn: 
     """Fan out, merge on the workers, fetch the merged answer; heal and retry on a loss."""
     spec = spec if spec is not None else client.get_metadata(key(uid))
     for attempt in range(RETRIES):
-        fut, addrs = fanout(client, spec, Q, k, ef, allowed, dtype, turn + attempt)
-        if fut is None:
-            return pad_result(len(Q), k, dtype), spec
         try:
+            fut, addrs = fanout(client, spec, Q, k, ef, allowed, dtype, turn + attempt)
+            if fut is None:
+                return pad_result(len(Q), k, dtype), spec
             return gather_one(client, fut, addrs), spec
         except _Lost:
             spec = heal(client, uid)
@@ -216,6 +226,13 @@ def _pick(live: set[str], load: Counter, exclude: set[str]) -> str:
     return min(candidates, key=lambda a: (load[a], a))
 
 
+def _copy(client, spec: dict, shard: int, source: str, target: str, *, as_log: bool):
+    """Serialize `shard` on `source` and install it on `target` (a replica, or a log's base)."""
+    uid = spec["uid"]
+    blob = submit(client, W.task_export, uid, shard, addr=source)
+    return submit(client, W.task_install, uid, shard, spec["kind"], blob, as_log, addr=target)
+
+
 def lock(client, uid: str):
     """The index's placement lock (a ``distributed.Lock``)."""
     from distributed import Lock
@@ -234,7 +251,8 @@ def heal_locked(client, spec: dict) -> dict:
 
     ``replicas=2``: a shard that lost one copy is cloned from the other onto another worker.
     ``replicas=1``: a shard that lost its index is rebuilt from its input log on a worker
-    other than the log's; a shard that lost its log gets a new one (a snapshot of the shard).
+    other than the log's; a shard that lost its log, or whose log shares its worker, gets a
+    new one on another worker (a snapshot of the shard), when there is another worker.
     Raises :class:`ShardFailureError` for shards with nothing left to rebuild from.
     """
     uid = spec["uid"]
@@ -247,7 +265,7 @@ def heal_locked(client, spec: dict) -> dict:
         if all(a in live for hs in holders for a, _ in hs) and not _degraded(spec, live):
             return spec
         load = Counter(a for hs in holders for a, _ in hs if a in live)
-        jobs, lost = [], []
+        jobs, lost, drops = [], [], []
         for s, hs in enumerate(holders):
             kept = [(a, r) for a, r in hs if a in live]
             idx = [a for a, r in kept if r == "index"]
@@ -266,17 +284,16 @@ def heal_locked(client, spec: dict) -> dict:
                 idx = [target]
             if spec["replicas"] == 2 and len(idx) < 2 and len(live) > 1:
                 target = _pick(live, load, set(idx))
-                blob = submit(client, W.task_export, uid, s, addr=idx[0])
-                fut = submit(client, W.task_install, uid, s, spec["kind"], blob, False, addr=target)
-                jobs.append((fut, target))
+                jobs.append((_copy(client, spec, s, idx[0], target, as_log=False), target))
                 kept.append((target, "index"))
                 load[target] += 1
-            if spec["replicas"] == 1 and not logs:
-                target = _pick(live, load, set(idx))
-                blob = submit(client, W.task_export, uid, s, addr=idx[0])
-                fut = submit(client, W.task_install, uid, s, spec["kind"], blob, True, addr=target)
-                jobs.append((fut, target))
-                kept.append((target, "log"))
+            others = live - set(idx)
+            if spec["replicas"] == 1 and others and not _safe_logs(kept, set(idx)):
+                # No log, or only one on the shard's own worker: a snapshot on another worker.
+                target = _pick(others, load, set())
+                drops += [(s, a) for a, r in kept if r == "log"]
+                kept = [h for h in kept if h[1] != "log"] + [(target, "log")]
+                jobs.append((_copy(client, spec, s, idx[0], target, as_log=True), target))
                 load[target] += 1
             holders[s] = kept
         results = outcomes(client, jobs)
@@ -289,6 +306,9 @@ def heal_locked(client, spec: dict) -> dict:
         spec = dict(spec, holders=[[list(h) for h in hs] for hs in holders])
         spec["version"] = spec.get("version", 0) + 1
         client.set_metadata(key(uid), spec)
+        # Logs replaced by one on another worker are freed once the new spec is published.
+        freed = [(submit(client, W.task_drop, uid, j, "log", addr=a), a) for j, a in drops]
+        outcomes(client, freed)
         if lost:
             raise ShardFailureError(
                 f"shards {lost} of the index were lost with their workers and nothing is left "
@@ -300,11 +320,38 @@ def heal_locked(client, spec: dict) -> dict:
 
 
 def _degraded(spec: dict, live: set[str]) -> bool:
-    """Whether some shard has fewer holders than its replication asks (and could have more)."""
+    """Whether some shard has fewer holders than its replication asks (and could have more).
+
+    A ``replicas=1`` shard wants an input log on a worker other than its own (a log on the
+    shard's worker dies with it); with no other live worker it goes without one."""
     for hs in spec["holders"]:
-        roles = Counter(r for _, r in hs)
-        if spec["replicas"] == 2 and roles["index"] < 2 and len(live) > 1:
+        idx = {a for a, r in hs if r == "index"}
+        if spec["replicas"] == 2 and len(idx) < 2 and len(live) > 1:
             return True
-        if spec["replicas"] == 1 and (roles["index"] < 1 or roles["log"] < 1):
+        if spec["replicas"] == 1 and (not idx or (not _safe_logs(hs, idx) and live - idx)):
             return True
     return False
+
+
+def _safe_logs(holders, idx) -> list[str]:
+    """The input logs of a shard that live on a worker not holding the shard itself."""
+    return [a for a, r in holders if r == "log" and a not in idx]
+
+
+def plan_holders(first: int, count: int, workers: list[str], replicas: int) -> list[list]:
+    """Holders of `count` shards numbered from `first`, round-robin over `workers`.
+
+    Shard ``s`` lives on ``workers[s % W]``; its second copy (``replicas=2``) or its input log
+    (``replicas=1``) on the next worker. A log is never put on its own shard's worker (it
+    would protect nothing and cost one more copy of the rows there): with a single worker a
+    ``replicas=1`` shard has no log until a second worker joins (:func:`heal_locked` then
+    makes one from a snapshot of the shard).
+    """
+    out = []
+    for s in range(first, first + count):
+        holders = [[workers[s % len(workers)], "index"]]
+        if len(workers) > 1:
+            role = "index" if replicas == 2 else "log"
+            holders.append([workers[(s + 1) % len(workers)], role])
+        out.append(holders)
+    return out

@@ -224,15 +224,7 @@ class ShardedIndex:
         """Add `count` empty shards, placed round-robin from the least loaded workers."""
         spec = self._spec
         start = len(spec["holders"])
-        new = []
-        for j in range(count):
-            first = workers[j % len(workers)]
-            holders = [[first, "index"]]
-            if spec["replicas"] == 2:
-                holders.append([workers[(j + 1) % len(workers)], "index"])
-            else:
-                holders.append([workers[(j + 1) % len(workers)], "log"])
-            new.append(holders)
+        new = C.plan_holders(0, count, workers, spec["replicas"])
         jobs = []
         for j, holders in enumerate(new):
             for addr, role in holders:
@@ -888,14 +880,11 @@ class ShardedIndex:
             "version": 0,
         }
         obj._init_local(client, spec, grow=bool(meta.get("grow")), dtype=meta.get("dtype"))
-        holders, jobs, where = [], [], []
+        holders = C.plan_holders(0, len(shards), workers, replicas)
+        jobs, where = [], []
         full_base = path if _io.is_url(path) else os.path.abspath(_io.local(path))
-        for s, f in enumerate(shards):
+        for s, (f, hs) in enumerate(zip(shards, holders, strict=True)):
             fpath = _io.join(full_base, f["file"])
-            hs = [[workers[s % len(workers)], "index"]]
-            second = workers[(s + 1) % len(workers)]
-            hs.append([second, "index" if replicas == 2 else "log"])
-            holders.append(hs)
             for addr, role in hs:
                 if role == "index":
                     fut = C.submit(client, W.task_load, uid, s, kind, fpath, f["crc32"], addr=addr)

@@ -409,6 +409,11 @@ def task_log_base(uid: str, shard: int, token: str, path: str, crc: int) -> bool
     return True
 
 
+def task_drop(uid: str, shard: int, role: str) -> bool:
+    """Forget one shard or log of index `uid` on this worker (it was replaced elsewhere)."""
+    return _table().pop((uid, shard, role), None) is not None
+
+
 def task_ids(uid: str, shard: int) -> np.ndarray:
     return _get(uid, shard, "index").ids()
 
