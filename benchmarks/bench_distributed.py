@@ -25,7 +25,10 @@ machine shared with other jobs, Linux gives each session (autogroup) a fair shar
 however many processes or threads it runs: when the machine is saturated, a 2-worker cluster
 or a 2-thread index gets no more CPU than one thread, and wall-clock speedups collapse to
 ~1x. ``cores_used`` shows whether a run had the cores it asked for; ``cpu_s`` per query is
-the work itself, independent of the load. ``load`` is the 1-minute load average at the end.
+the work itself, independent of the load. ``load`` is the 1-minute load average at the
+end. For the sharded batches, ``worker_cpu_max_s`` is the busiest worker's CPU per batch and
+``worker_busy_cpu_max_s`` the same less its idle rate (measured for 1 s before) over the
+batch's wall time: the critical path a dedicated core per worker would run.
 
 Workload: 1,000,000 x 128 clustered vectors and 10,000 queries with ``--full``; 5,000 x 128
 and 1,000 queries otherwise (under a minute on an idle 2-core machine, two cluster start-ups
@@ -189,9 +192,22 @@ def _process_cpu() -> float:
     return sum(psutil.Process().cpu_times()[:2])  # user + system
 
 
-def _cpu_fields(before: dict, after: dict, wall_s: float, per: int = 1) -> dict:
+def _idle_rates(client=None, seconds: float = 1.0) -> dict:
+    """CPU seconds per second each process burns while idle (Dask's heartbeats, profiler and
+    polling), measured over `seconds`."""
+    before = _cpu_snapshot(client)
+    time.sleep(seconds)
+    after = _cpu_snapshot(client)
+    return {k: (after[k] - before[k]) / seconds for k in before if k in after}
+
+
+def _cpu_fields(
+    before: dict, after: dict, wall_s: float, per: int = 1, idle: dict | None = None
+) -> dict:
     """cpu_s (all processes), worker_cpu_max_s (the busiest worker, sharded only) and
-    cores_used over `wall_s`, per operation when `per` operations ran in between."""
+    cores_used over `wall_s`, per operation when `per` operations ran in between. With `idle`
+    rates, also ``worker_busy_cpu_max_s``: the busiest worker's CPU less what it burns idle
+    over the same wall time (the batch's own work, which a dedicated core would run)."""
     delta = {k: (after[k] - before[k]) / per for k in before if k in after}
     cpu_s = sum(delta.values())
     fields = {
@@ -202,6 +218,9 @@ def _cpu_fields(before: dict, after: dict, wall_s: float, per: int = 1) -> dict:
     workers = [v for k, v in delta.items() if k != "main"]
     if workers:
         fields["worker_cpu_max_s"] = round(max(workers), 4)
+        if idle is not None:
+            busy = [v - idle.get(k, 0.0) * wall_s for k, v in delta.items() if k != "main"]
+            fields["worker_busy_cpu_max_s"] = round(max(busy), 4)
     return fields
 
 
@@ -264,9 +283,11 @@ def test_query_batch(benchmark, contender):
     ef, rec = tuned_ef(contender)
     index = built(contender)
     client = index.client if contender.startswith("sharded") else None
+    idle = _idle_rates(client)
     cpu0 = _cpu_snapshot(client)
     benchmark.pedantic(lambda: search(contender, index, d["queries"], ef), rounds=3, iterations=1)
-    cpu = _cpu_fields(cpu0, _cpu_snapshot(client), float(benchmark.stats.stats.mean), per=3)
+    wall = float(benchmark.stats.stats.mean)
+    cpu = _cpu_fields(cpu0, _cpu_snapshot(client), wall, per=3, idle=idle)
     record(
         benchmark,
         contender=contender,
