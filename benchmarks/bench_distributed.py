@@ -25,7 +25,10 @@ machine shared with other jobs, Linux gives each session (autogroup) a fair shar
 however many processes or threads it runs: when the machine is saturated, a 2-worker cluster
 or a 2-thread index gets no more CPU than one thread, and wall-clock speedups collapse to
 ~1x. ``cores_used`` shows whether a run had the cores it asked for; ``cpu_s`` per query is
-the work itself, independent of the load. ``load`` is the 1-minute load average at the end.
+the work itself, independent of the load. ``load`` is the 1-minute load average at the
+end. For the sharded batches, ``worker_cpu_max_s`` is the busiest worker's CPU per batch and
+``worker_busy_cpu_max_s`` the same less its idle rate (measured for 1 s before) over the
+batch's wall time: the critical path a dedicated core per worker would run.
 
 Workload: 1,000,000 x 128 clustered vectors and 10,000 queries with ``--full``; 5,000 x 128
 and 1,000 queries otherwise (under a minute on an idle 2-core machine, two cluster start-ups
@@ -173,27 +176,52 @@ def built(contender: str):
     return _cache[key]
 
 
-def _cpu_seconds(client=None) -> float:
-    """CPU seconds (user + system) used so far by this process and `client`'s workers."""
-    total = _process_cpu()
+def _cpu_snapshot(client=None) -> dict:
+    """CPU seconds (user + system) used so far by this process ("main") and each of `client`'s
+    workers (by address)."""
+    out = {"main": _process_cpu()}
     if client is not None:
-        total += sum(client.run(_process_cpu).values())
-    return total
+        # A lambda travels by value (the workers cannot import this module).
+        out.update(client.run(lambda: sum(__import__("psutil").Process().cpu_times()[:2])))
+    return out
 
 
 def _process_cpu() -> float:
     import psutil
 
-    t = psutil.Process().cpu_times()
-    return t.user + t.system
+    return sum(psutil.Process().cpu_times()[:2])  # user + system
 
 
-def _cpu_fields(cpu_s: float, wall_s: float) -> dict:
-    return {
+def _idle_rates(client=None, seconds: float = 1.0) -> dict:
+    """CPU seconds per second each process burns while idle (Dask's heartbeats, profiler and
+    polling), measured over `seconds`."""
+    before = _cpu_snapshot(client)
+    time.sleep(seconds)
+    after = _cpu_snapshot(client)
+    return {k: (after[k] - before[k]) / seconds for k in before if k in after}
+
+
+def _cpu_fields(
+    before: dict, after: dict, wall_s: float, per: int = 1, idle: dict | None = None
+) -> dict:
+    """cpu_s (all processes), worker_cpu_max_s (the busiest worker, sharded only) and
+    cores_used over `wall_s`, per operation when `per` operations ran in between. With `idle`
+    rates, also ``worker_busy_cpu_max_s``: the busiest worker's CPU less what it burns idle
+    over the same wall time (the batch's own work, which a dedicated core would run)."""
+    delta = {k: (after[k] - before[k]) / per for k in before if k in after}
+    cpu_s = sum(delta.values())
+    fields = {
         "cpu_s": round(cpu_s, 4),
         "cores_used": round(cpu_s / wall_s, 2),
         "load": round(os.getloadavg()[0], 1),
     }
+    workers = [v for k, v in delta.items() if k != "main"]
+    if workers:
+        fields["worker_cpu_max_s"] = round(max(workers), 4)
+        if idle is not None:
+            busy = [v - idle.get(k, 0.0) * wall_s for k, v in delta.items() if k != "main"]
+            fields["worker_busy_cpu_max_s"] = round(max(busy), 4)
+    return fields
 
 
 def search(contender: str, index, Q, ef: int):
@@ -206,9 +234,12 @@ def search(contender: str, index, Q, ef: int):
 def test_build(benchmark, contender):
     if contender == "hnswlib-2part":
         peer("hnswlib")
+    # The data and its exact neighbours are made before the clock starts: whichever contender
+    # ran first used to have them (~10 s at 50,000 points) counted in its build time.
+    data()
     holder = {}
     client = cluster(1 if contender == "sharded-1w" else 2) if contender[:7] == "sharded" else None
-    cpu0 = _cpu_seconds(client)
+    cpu0 = _cpu_snapshot(client)
 
     def run():
         old = _cache.pop(("index", contender), None)
@@ -219,7 +250,7 @@ def test_build(benchmark, contender):
     benchmark.pedantic(run, rounds=1, iterations=1)
     index = holder["index"]
     build_s = float(benchmark.stats.stats.median)
-    info = _cpu_fields(_cpu_seconds(client) - cpu0, build_s)
+    info = _cpu_fields(cpu0, _cpu_snapshot(client), build_s)
     if contender.startswith("sharded"):
         from pysim.distributed import _worker as W
 
@@ -252,9 +283,11 @@ def test_query_batch(benchmark, contender):
     ef, rec = tuned_ef(contender)
     index = built(contender)
     client = index.client if contender.startswith("sharded") else None
-    cpu0 = _cpu_seconds(client)
+    idle = _idle_rates(client)
+    cpu0 = _cpu_snapshot(client)
     benchmark.pedantic(lambda: search(contender, index, d["queries"], ef), rounds=3, iterations=1)
-    cpu_s = (_cpu_seconds(client) - cpu0) / 3
+    wall = float(benchmark.stats.stats.mean)
+    cpu = _cpu_fields(cpu0, _cpu_snapshot(client), wall, per=3, idle=idle)
     record(
         benchmark,
         contender=contender,
@@ -262,10 +295,10 @@ def test_query_batch(benchmark, contender):
         ef=ef,
         recall=rec,
         qps=NQ / float(benchmark.stats.stats.median),
-        cpu_us_per_query=round(1e6 * cpu_s / NQ, 2),
+        cpu_us_per_query=round(1e6 * cpu["cpu_s"] / NQ, 2),
         k=K,
         threads=2 if contender != "sharded-1w" else 1,
-        **_cpu_fields(cpu_s, float(benchmark.stats.stats.mean)),
+        **cpu,
     )
 
 

@@ -111,7 +111,9 @@ class ShardedIndex:
         Copies of each shard, on distinct workers. With 2, queries fail over to the other
         copy when a worker dies, and the copy is re-made on another worker. With 1, each
         shard's input log (rows and ids added since the last :meth:`save`, on top of that
-        save) is kept on another worker, and a lost shard is rebuilt from it.
+        save) is kept on another worker, and a lost shard is rebuilt from it. A log is never
+        kept on its own shard's worker (it would be lost with it): on a one-worker cluster
+        there is none until a second worker joins, and the shard is then snapshotted there.
     client : distributed.Client, optional
         Default: the current client (``distributed.get_client()``).
     **index_params
@@ -340,18 +342,12 @@ class ShardedIndex:
             rows = as_matrix(
                 arr, "X", np.float64 if self._mapped else np.float32, check_finite=False
             )
-            if rows.shape[1] != self.dim:
-                raise ValueError(
-                    f"X must have {self.dim} columns (the index dimension), got {rows.shape[1]}"
-                )
+            self._check_columns(rows.shape[1], "X")
             self._probe._rows(rows, "X", added=True)  # NaN, magnitude: HNSWIndex's own checks
             return rows
         dtype = self._dtype or (np.float32 if arr.dtype == np.float32 else np.float64)
         rows = as_matrix(arr, "X", dtype)
-        if rows.shape[1] != self.dim:
-            raise ValueError(
-                f"X must have {self.dim} columns (the index dimension), got {rows.shape[1]}"
-            )
+        self._check_columns(rows.shape[1], "X")
         BruteForceIndex(rows, self.metric, VI=self._spec["params"].get("VI"))  # value checks
         return rows
 
@@ -376,6 +372,18 @@ class ShardedIndex:
                 + " (remove them first)"
             )
         return arr
+
+    def _check_columns(self, cols: int, name: str) -> None:
+        if cols != self.dim:
+            raise ValueError(
+                f"{name} must have {self.dim} columns (the index dimension), got {cols}"
+            )
+
+    def _owners(self, ids: np.ndarray) -> np.ndarray:
+        """The shard owning each of `ids` (all present in the index), int32."""
+        if not len(ids):
+            return np.empty(0, np.int32)
+        return self._owner[np.searchsorted(self._ids, ids)]
 
     def _has(self, ids: np.ndarray) -> np.ndarray:
         pos = np.minimum(np.searchsorted(self._ids, ids), max(len(self._ids) - 1, 0))
@@ -423,9 +431,7 @@ class ShardedIndex:
             S = self.n_shards
             owner = (id_arr % S).astype(np.int32)
             pieces = {}
-            for s in np.unique(owner).tolist():
-                sel = np.flatnonzero(owner == s)
-                piece = (np.ascontiguousarray(rows[sel]), id_arr[sel])
+            for s, piece in W.split_rows(rows, id_arr, S).items():
                 if piece[0].nbytes > _INLINE_BYTES:
                     addr = C.index_holders(self._spec, s)[0]
                     [piece] = self._client.scatter([piece], workers=[addr], hash=False)
@@ -514,10 +520,7 @@ class ShardedIndex:
             raise ValueError(f"X must be a 1-D or 2-D array, got an array of shape {X.shape}")
         if any(np.isnan(c) for c in X.shape):
             raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
-        if X.shape[1] != self.dim:
-            raise ValueError(
-                f"X must have {self.dim} columns (the index dimension), got {X.shape[1]}"
-            )
+        self._check_columns(X.shape[1], "X")
         n = int(X.shape[0])
         id_arr = self._new_ids(ids, n)
         if not n:
@@ -596,11 +599,11 @@ class ShardedIndex:
             raise KeyError(f"id {int(missing[0])} is not in the index")
         with self._mutex, C.lock(self._client, self._uid):
             self._begin()
-            owner = self._owner[np.searchsorted(self._ids, arr)]
+            owner = self._owners(arr)
             token = uuid.uuid4().hex
             jobs, where = [], []
-            for s in np.unique(owner).tolist():
-                part = arr[owner == s]
+            for s, sel in W.by_shard(owner).items():
+                part = arr[sel]
                 for addr, role in self._spec["holders"][s]:
                     if role == "index":
                         fut = C.submit(self._client, W.task_remove, self._uid, s, part, addr=addr)
@@ -651,8 +654,7 @@ class ShardedIndex:
                 arr = arr[arr <= _INT64_MAX]
             arr = np.unique(arr.astype(np.int64))
             arr = arr[self._has(arr)]
-        owner = self._owner[np.searchsorted(self._ids, arr)] if len(arr) else np.empty(0, np.int32)
-        return {s: arr[owner == s] for s in np.unique(owner).tolist()}
+        return {s: arr[sel] for s, sel in W.by_shard(self._owners(arr)).items()}
 
     def query(
         self,
@@ -718,10 +720,7 @@ class ShardedIndex:
             Q = Q.reshape(1, -1)
         if Q.ndim != 2:
             raise ValueError(f"Q must be a 1-D or 2-D array, got an array of shape {Q.shape}")
-        if Q.shape[1] != self.dim:
-            raise ValueError(
-                f"Q must have {self.dim} columns (the index dimension), got {Q.shape[1]}"
-            )
+        self._check_columns(Q.shape[1], "Q")
         if any(np.isnan(c) for c in Q.chunks[0]):
             raise ValueError("Q has unknown chunk sizes; call Q.compute_chunk_sizes() first")
         if k > MAX_K:

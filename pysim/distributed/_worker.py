@@ -458,12 +458,20 @@ def task_route(block: np.ndarray, ids: np.ndarray, ctx: dict) -> dict[int, tuple
         HNSWIndex(ctx["dim"], ctx["metric"], **ctx["params"])._rows(rows, "X", added=True)
     else:
         BruteForceIndex(rows, ctx["metric"], VI=ctx["params"].get("VI"))
-    owner = ids % ctx["S"]
-    out = {}
-    for s in np.unique(owner).tolist():
-        sel = np.flatnonzero(owner == s)
-        out[s] = (np.ascontiguousarray(rows[sel]), ids[sel])
-    return out
+    return split_rows(rows, ids, ctx["S"])
+
+
+def by_shard(owner: np.ndarray) -> dict[int, np.ndarray]:
+    """``{shard: positions}``: where each shard of `owner` (one shard number per item) is."""
+    return {s: np.flatnonzero(owner == s) for s in np.unique(owner).tolist()}
+
+
+def split_rows(rows: np.ndarray, ids: np.ndarray, n_shards: int) -> dict[int, tuple]:
+    """The routing rule: ``{shard: (rows, ids)}`` with the row of id ``i`` in shard ``i % S``."""
+    return {
+        s: (np.ascontiguousarray(rows[sel]), ids[sel])
+        for s, sel in by_shard(ids % n_shards).items()
+    }
 
 
 def pick_piece(routed: dict, shard: int):
