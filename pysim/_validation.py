@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,11 +253,22 @@ def serial_blas() -> contextlib.AbstractContextManager:
     """One BLAS thread inside the block: for small factorisations and products, OpenBLAS's
     threaded potrf/syevd on a d x d matrix costs ~0.2 s on a busy machine instead of ~1 ms
     (and competes with pysim's own pool)."""
+    global _blas_controller, _blas_modules
     try:
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+        from threadpoolctl import ThreadpoolController  # installed with scikit-learn
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
         return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    # threadpool_limits() scans the process's loaded libraries on every call (~7-20 ms, the
+    # better part of a small NCA fit); the controller is kept and rescanned only when a
+    # module was imported since (which may have loaded another BLAS).
+    if _blas_controller is None or _blas_modules != len(sys.modules):
+        _blas_controller = ThreadpoolController()
+        _blas_modules = len(sys.modules)
+    return _blas_controller.limit(limits=1, user_api="blas")
+
+
+_blas_controller: Any = None
+_blas_modules = -1
 
 
 def _factor(sym: np.ndarray, dim: int, dtype: np.dtype | type) -> np.ndarray:
