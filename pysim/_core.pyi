@@ -570,6 +570,9 @@ def rec_knn_similarity(
     begin: typing.SupportsInt | typing.SupportsIndex,
     end: typing.SupportsInt | typing.SupportsIndex,
     threads: typing.SupportsInt | typing.SupportsIndex,
+    pattern: bool,
+    user_weight: numpy.typing.NDArray[numpy.float64],
+    item_factor: numpy.typing.NDArray[numpy.float64],
 ) -> tuple: ...
 def rec_recommend_dense(
     weights: numpy.typing.NDArray[numpy.float32],

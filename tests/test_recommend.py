@@ -144,6 +144,79 @@ def test_similarity_matches_dense_reference(data, similarity, shrinkage, k):
     assert S[7].nnz == 0 and S[:, 7].nnz == 0  # the unseen item has no neighbours
 
 
+def binary_interactions(rng, n_users=40, n_items=30, density=0.25):
+    """0/1 data (the core's pattern kernels), with a user who saw every item (idf 0 for
+    TF-IDF and BM25, so that user drops out of their vectors), one without history and an
+    item nobody saw."""
+    X = (rng.random((n_users, n_items)) < density).astype(np.float64)
+    X[0] = 1.0
+    X[3] = 0.0
+    X[:, 7] = 0.0
+    return X
+
+
+@pytest.mark.parametrize("similarity", SIMILARITIES)
+@pytest.mark.parametrize("shrinkage", [0.0, 2.5])
+@pytest.mark.parametrize("k", [4, 100])
+def test_binary_similarity_matches_dense_reference(rng, similarity, shrinkage, k):
+    # 0/1 weights take the count / per-user-weight kernels, not the float64 products.
+    X = binary_interactions(rng)
+    kw = {"alpha": 0.3} if similarity == "asymmetric" else {}
+    S = ItemKNN(k, similarity=similarity, shrinkage=shrinkage, **kw).fit(sp.csr_matrix(X))
+    S = S.similarity_
+    assert S.has_sorted_indices and S.dtype == np.float32
+    ref = ref_similarity(X, similarity, shrinkage, **kw)
+    assert ref_idf(X.T)[0] == 0.0  # user 0 saw every seen item: no TF-IDF / BM25 weight
+    want = ref_topk_rows(ref, k)
+    for i in range(30):
+        cols = S.indices[S.indptr[i] : S.indptr[i + 1]]
+        vals = S.data[S.indptr[i] : S.indptr[i + 1]]
+        assert i not in cols
+        assert len(cols) == len(want[i])
+        np.testing.assert_allclose(vals, ref[i, cols], rtol=2e-6)
+        np.testing.assert_allclose(np.sort(vals)[::-1], np.sort(ref[i, want[i]])[::-1], rtol=2e-6)
+        if similarity in ("cosine", "jaccard", "dot"):  # exact counts: same tie order
+            np.testing.assert_array_equal(cols, np.sort(want[i]))
+
+
+def test_binary_kernels_agree_with_weighted_kernel(rng):
+    # Scaling every weight by 2 (exact in binary floating point) leaves cosine unchanged but
+    # sends the data through the general float64 kernel: the two paths must agree bit for bit.
+    X = sp.csr_matrix(binary_interactions(rng, n_users=200, n_items=120, density=0.1))
+    for similarity in ("cosine", "asymmetric"):
+        one = ItemKNN(10, similarity=similarity).fit(X).similarity_
+        two = ItemKNN(10, similarity=similarity).fit(2 * X).similarity_
+        assert (one != two).nnz == 0
+        np.testing.assert_array_equal(one.data, two.data)
+    dot1 = ItemKNN(10, similarity="dot").fit(X).similarity_
+    dot2 = ItemKNN(10, similarity="dot").fit(2 * X).similarity_
+    np.testing.assert_array_equal(dot2.indices, dot1.indices)
+    np.testing.assert_array_equal(dot2.data, 4 * dot1.data)
+
+
+def test_counts_wider_than_16_bits():
+    # An item with more than 65,535 users: the counts kernel must not wrap around.
+    n = 70_000
+    rows = np.concatenate([np.arange(n), np.arange(n), np.arange(0, n, 2)])
+    cols = np.concatenate([np.zeros(n), np.ones(n), np.full(n // 2, 2)]).astype(np.int64)
+    X = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, 3))
+    dot = ItemKNN(2, similarity="dot").fit(X).similarity_.toarray()
+    np.testing.assert_array_equal(dot, [[0, n, n // 2], [n, 0, n // 2], [n // 2, n // 2, 0]])
+    cos = ItemKNN(2).fit(X).similarity_.toarray()
+    np.testing.assert_allclose(cos[0, 1], 1.0, rtol=1e-7)
+    np.testing.assert_allclose(cos[0, 2], (n // 2) / np.sqrt(n * (n // 2)), rtol=1e-7)
+
+
+def test_binary_threads_do_not_change_results(rng):
+    X = (sp.random(300, 200, density=0.05, random_state=np.random.RandomState(2)) > 0).astype(
+        np.float64
+    )
+    for similarity in ("cosine", "tfidf", "bm25"):
+        one = ItemKNN(20, similarity=similarity, threads=1).fit(X).similarity_
+        two = ItemKNN(20, similarity=similarity, threads=2).fit(X).similarity_
+        assert (one != two).nnz == 0
+
+
 def test_similarity_varies_with_parameters(data):
     X = sp.csr_matrix(data)
     base = ItemKNN(100, similarity="bm25").fit(X).similarity_

@@ -17,19 +17,21 @@ namespace {
 
 namespace rec = pysim::recommend;
 
+// `pattern`: the values are not read, so `data` may be empty (the view's data is then null).
 template <typename T>
 rec::Csr<T> csr(const CArray<std::int64_t>& indptr, const CArray<std::int32_t>& indices,
-                const CArray<T>& data, std::size_t cols, const char* name) {
+                const CArray<T>& data, std::size_t cols, const char* name, bool pattern = false) {
     const std::string who(name);
     require(indptr.ndim() == 1 && indptr.shape(0) >= 1, who + ": indptr must be 1-D, non-empty");
-    require(indices.ndim() == 1 && data.ndim() == 1 && indices.shape(0) == data.shape(0),
+    require(indices.ndim() == 1 && data.ndim() == 1 &&
+                (indices.shape(0) == data.shape(0) || (pattern && data.shape(0) == 0)),
             who + ": indices and data must be 1-D of one length");
     const auto rows = static_cast<std::size_t>(indptr.shape(0) - 1);
     require(indptr.data()[rows] == indices.shape(0), who + ": indptr[-1] must equal nnz");
     rec::Csr<T> m;
     m.indptr = indptr.data();
     m.indices = indices.data();
-    m.data = data.data();
+    m.data = data.shape(0) == indices.shape(0) ? data.data() : nullptr;
     m.rows = rows;
     m.cols = cols;
     return m;
@@ -40,19 +42,30 @@ py::tuple knn_similarity(const CArray<std::int64_t>& iu_indptr,
                          const CArray<std::int64_t>& ui_indptr,
                          const CArray<std::int32_t>& ui_indices, const CArray<double>& ui_data,
                          const CArray<double>& sq_norms, int norm, double shrinkage, double alpha,
-                         std::size_t k, std::size_t begin, std::size_t end, int threads) {
+                         std::size_t k, std::size_t begin, std::size_t end, int threads,
+                         bool pattern, const CArray<double>& user_weight,
+                         const CArray<double>& item_factor) {
     const std::size_t n_users = static_cast<std::size_t>(ui_indptr.shape(0)) - 1;
     const std::size_t n_items = static_cast<std::size_t>(iu_indptr.shape(0)) - 1;
-    auto iu = csr(iu_indptr, iu_indices, iu_data, n_users, "item_users");
-    auto ui = csr(ui_indptr, ui_indices, ui_data, n_items, "user_items");
+    auto iu = csr(iu_indptr, iu_indices, iu_data, n_users, "item_users", pattern);
+    auto ui = csr(ui_indptr, ui_indices, ui_data, n_items, "user_items", pattern);
     require(sq_norms.ndim() == 1 && static_cast<std::size_t>(sq_norms.shape(0)) == n_items,
             "sq_norms must have one value per item");
+    require(user_weight.ndim() == 1 && (user_weight.shape(0) == 0 ||
+                                        static_cast<std::size_t>(user_weight.shape(0)) == n_users),
+            "user_weight must be empty or have one value per user");
+    require(item_factor.ndim() == 1 && (item_factor.shape(0) == 0 ||
+                                        static_cast<std::size_t>(item_factor.shape(0)) == n_items),
+            "item_factor must be empty or have one value per item");
     require(norm >= 0 && norm <= 3, "norm must be 0..3");
     rec::KnnParams p;
     p.norm = static_cast<rec::Norm>(norm);
     p.shrinkage = shrinkage;
     p.alpha = alpha;
     p.k = k;
+    p.pattern = pattern;
+    p.user_weight = user_weight.shape(0) ? user_weight.data() : nullptr;
+    p.item_factor = item_factor.shape(0) ? item_factor.data() : nullptr;
     const std::size_t nt = checked_threads(threads);
     const double* sq = sq_norms.data();
     rec::SparseRows rows;
@@ -152,7 +165,8 @@ void bind_recommend(py::module_& m) {
           py::arg("ui_indptr").noconvert(), py::arg("ui_indices").noconvert(),
           py::arg("ui_data").noconvert(), py::arg("sq_norms").noconvert(), py::arg("norm"),
           py::arg("shrinkage"), py::arg("alpha"), py::arg("k"), py::arg("begin"), py::arg("end"),
-          py::arg("threads"));
+          py::arg("threads"), py::arg("pattern"), py::arg("user_weight").noconvert(),
+          py::arg("item_factor").noconvert());
     m.def("rec_gram_dense", &gram_dense, py::arg("iu_indptr").noconvert(),
           py::arg("iu_indices").noconvert(), py::arg("iu_data").noconvert(),
           py::arg("ui_indptr").noconvert(), py::arg("ui_indices").noconvert(),

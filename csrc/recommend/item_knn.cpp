@@ -1,15 +1,30 @@
 // ItemKNN similarity rows and EASE's dense Gram matrix / weights (see recommend.hpp).
 //
-// Both products walk item i's users, and each user's items, into a float64 accumulator that
-// belongs to the worker's chunk; only the touched columns are read back and cleared. The
-// top-k of a row is taken from the touched columns alone, so a row costs O(co-occurrences +
-// touched log k). Chunks are small (a few dozen rows) to keep Ctrl-C responsive.
+// Both products walk item i's users, and each user's items, into an accumulator that belongs
+// to the worker thread (thread_local scratch, reused across chunks and calls: a fresh ~0.4 MB
+// per chunk was served by mmap, so every chunk paid page faults); only the touched columns
+// are read back and cleared. The top-k of a row is taken from the touched columns alone, so a
+// row costs O(co-occurrences + touched).
+//
+// Three accumulation kernels, chosen by the caller's data (profiled on MovieLens-small: the
+// inner loop is ~40% of a fit, the candidate pass and top-k the rest):
+//   - counts: a 0/1 interaction pattern without weights (cosine, jaccard, ... on implicit
+//     feedback): integer counts, uint16 when no item has more than 65,535 users, so the
+//     accumulator of 10k items fits in L1 and the inner loop has no multiply and no value load;
+//   - user weights: a pattern whose weights factor as f_i * g_u (TF-IDF and BM25 of 0/1
+//     data): dot(i, j) = f_i f_j sum_u c_u over the common users, c_u = g_u^2 one add each;
+//   - general: float64 w_ui * w_uj products.
+// A column is "first touched" when its accumulator is still zero: every addition is strictly
+// positive (counts, c_u > 0, products clamped below at the smallest denormal), so a sum never
+// returns to zero and no separate mark array is needed.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include "common/errors.hpp"
 #include "common/parallel.hpp"
@@ -21,9 +36,7 @@ namespace pysim::recommend {
 namespace {
 
 // Accumulates rows of `user_items` weighted by item i's users into acc; `touched[0, count)`
-// are the columns hit. Branch-free bookkeeping: every column is written to the next touched
-// slot, and the slot is kept (count advances) only on its first hit, so the unpredictable
-// "first time?" test costs no misprediction.
+// are the columns hit (EASE's Gram matrix; the float64 general kernel).
 struct RowProduct {
     std::vector<double> acc;
     std::vector<std::uint8_t> mark;
@@ -37,12 +50,14 @@ struct RowProduct {
         double* a = acc.data();
         std::uint8_t* mk = mark.data();
         std::int32_t* t = touched.data();
+        const std::int64_t* uip = user_items.indptr;
+        const std::int32_t* cols = user_items.indices;
+        const double* vals = user_items.data;
         for (std::int64_t p = item_users.indptr[i]; p < item_users.indptr[i + 1]; ++p) {
             const std::int32_t u = item_users.indices[p];
             const double w = item_users.data[p];
-            const std::int32_t* cols = user_items.indices;
-            const double* vals = user_items.data;
-            for (std::int64_t q = user_items.indptr[u]; q < user_items.indptr[u + 1]; ++q) {
+            const std::int64_t q0 = uip[u], q1 = uip[u + 1];
+            for (std::int64_t q = q0; q < q1; ++q) {
                 const std::int32_t j = cols[q];
                 t[cnt] = j;
                 cnt += static_cast<std::size_t>(1u - mk[j]);
@@ -68,10 +83,11 @@ struct RowProduct {
 
 // Top-k selection of a row's candidates (similarity > 0), largest first, ties to the smaller
 // column: a total order, so the kept set is unique. A quickselect over ~2,000 candidates per
-// row mispredicts a branch per element and per pass; instead one branch-free pass builds a
+// row mispredicts a branch per element and per pass; instead the candidate pass builds a
 // histogram over the top bits of the float32-rounded value (a monotone map, so bucket order
-// is value order), the bucket holding the k-th value is found from the top, one branch-free
-// pass keeps the candidates from that bucket up, and only those (about k) go to nth_element.
+// is value order) and notes the highest bucket, the bucket holding the k-th value is found
+// scanning down from there, one branch-free pass keeps the candidates from that bucket up,
+// and only those (about k) go to nth_element.
 constexpr std::size_t kBuckets = 4096;
 
 inline std::uint32_t bucket_of(double v) {
@@ -83,16 +99,16 @@ inline std::uint32_t bucket_of(double v) {
 
 using Cand = std::pair<double, std::int32_t>;
 
-// `hist` holds the bucket counts of cand[0, count) (built while the candidates were made);
-// leaves it zeroed, and the top k in cand[0, return value).
-std::size_t select_top(Cand* cand, std::size_t count, std::size_t k,
-                       std::vector<std::uint32_t>& hist, Cand* tmp) {
+// `hist` holds the bucket counts of cand[0, count) (built while the candidates were made), no
+// bucket above `top`; leaves it zeroed, and the top k in cand[0, return value).
+std::size_t select_top(Cand* cand, std::size_t count, std::size_t k, std::uint32_t* hist,
+                       std::uint32_t top, Cand* tmp) {
     if (count <= k) {
         for (std::size_t c = 0; c < count; ++c)
             hist[bucket_of(cand[c].first)] = 0;
         return count;
     }
-    std::size_t b = kBuckets - 1, seen = 0;
+    std::size_t b = top, seen = 0;
     for (;; --b) {
         seen += hist[b];
         if (seen >= k || b == 0)
@@ -123,20 +139,231 @@ void check_pair(const Csr<double>& item_users, const Csr<double>& user_items) {
             "item_users must be the transpose of user_items");
 }
 
+// Per-thread scratch of knn_similarity. Invariant between rows: every accumulator entry and
+// histogram bucket is zero; `clean` is false only while a row is in flight, so scratch left
+// dirty by an exception (bad_alloc) is zeroed before its next use.
+struct Scratch {
+    std::vector<double> acc;
+    std::vector<std::uint32_t> cnt32;
+    std::vector<std::uint16_t> cnt16;
+    std::vector<std::int32_t> touched;
+    std::vector<Cand> cand, tmp;
+    std::vector<std::uint32_t> hist;
+    bool clean = true;
+
+    template <typename A> A* accumulator();
+
+    void prepare(std::size_t n) {
+        if (!clean) {
+            std::fill(acc.begin(), acc.end(), 0.0);
+            std::fill(cnt32.begin(), cnt32.end(), 0u);
+            std::fill(cnt16.begin(), cnt16.end(), std::uint16_t{0});
+            std::fill(hist.begin(), hist.end(), 0u);
+            clean = true;
+        }
+        if (touched.size() < n + 1) {
+            touched.resize(n + 1);
+            cand.resize(n + 1);
+            tmp.resize(n + 1);
+        }
+        if (hist.size() < kBuckets)
+            hist.assign(kBuckets, 0u);
+    }
+    template <typename A> A* grow(std::vector<A>& v, std::size_t n) {
+        if (v.size() < n)
+            v.resize(n, A{0});
+        return v.data();
+    }
+};
+
+thread_local Scratch tls_scratch;
+
+enum class Kernel : std::uint8_t { counts16, counts32, user_weights, general };
+
+// Fills acc with row i of the product and touched[0, return) with its columns (see top).
+template <Kernel K, typename A>
+std::size_t accumulate(const Csr<double>& iu, const Csr<double>& ui, const double* user_weight,
+                       std::size_t i, A* __restrict a, std::int32_t* __restrict t) {
+    std::size_t cnt = 0;
+    const std::int64_t* uip = ui.indptr;
+    const std::int32_t* cols = ui.indices;
+    const std::int64_t p0 = iu.indptr[i], p1 = iu.indptr[i + 1];
+    for (std::int64_t p = p0; p < p1; ++p) {
+        const std::int32_t u = iu.indices[p];
+        const std::int32_t* c = cols + uip[u];
+        const std::int32_t* const e = cols + uip[u + 1];
+        if constexpr (K == Kernel::counts16 || K == Kernel::counts32) {
+            for (; c != e; ++c) {
+                const std::int32_t j = *c;
+                t[cnt] = j;
+                cnt += static_cast<std::size_t>(a[j] == 0);
+                a[j] = static_cast<A>(a[j] + 1);
+            }
+        } else if constexpr (K == Kernel::user_weights) {
+            const double cu = user_weight[u];
+            for (; c != e; ++c) {
+                const std::int32_t j = *c;
+                t[cnt] = j;
+                cnt += static_cast<std::size_t>(a[j] == 0.0);
+                a[j] += cu;
+            }
+        } else {
+            const double w = iu.data[p];
+            const double* v = ui.data + uip[u];
+            constexpr double tiny = std::numeric_limits<double>::denorm_min();
+            for (; c != e; ++c, ++v) {
+                const std::int32_t j = *c;
+                t[cnt] = j;
+                cnt += static_cast<std::size_t>(a[j] == 0.0);
+                a[j] += std::max(w * *v, tiny);
+            }
+        }
+    }
+    return cnt;
+}
+
+struct RowContext {
+    const double* sq_norms;
+    const double* fi;          // per item: the row factor of the denominator
+    const double* fj;          // per item: the column factor of the denominator
+    const double* item_factor; // f_i of the user-weights kernel, or null
+    double shrink;
+    std::size_t k;
+};
+
+// One similarity row: the product, its candidates, their top k into `row` (column-sorted).
+template <Kernel K, typename A, Norm N>
+void similarity_row(const Csr<double>& iu, const Csr<double>& ui, const double* user_weight,
+                    const RowContext& ctx, std::size_t i, Scratch& s, A* a,
+                    std::vector<std::uint64_t>& row) {
+    s.clean = false;
+    std::int32_t* t = s.touched.data();
+    const std::size_t cnt = accumulate<K>(iu, ui, user_weight, i, a, t);
+    const double si = ctx.fi[i], sqi = ctx.sq_norms[i];
+    const double* fj = ctx.fj;
+    const double* sq = ctx.sq_norms;
+    const double shrink = ctx.shrink;
+    const double scale_i = ctx.item_factor != nullptr ? ctx.item_factor[i] : 1.0;
+    Cand* __restrict cp = s.cand.data();
+    std::uint32_t* __restrict hp = s.hist.data();
+    std::size_t w = 0;
+    std::uint32_t top = 0;
+    // Branch-free: every candidate is written, kept (w advances) only when its similarity
+    // is positive and finite; its histogram bucket is counted likewise.
+    for (std::size_t c = 0; c < cnt; ++c) {
+        const std::int32_t j = t[c];
+        double dot = static_cast<double>(a[j]);
+        a[j] = A{0};
+        if constexpr (K == Kernel::user_weights) {
+            if (ctx.item_factor != nullptr)
+                dot *= scale_i * ctx.item_factor[j];
+        }
+        double denom = 1.0;
+        if constexpr (N == Norm::cosine || N == Norm::asymmetric)
+            denom = si * fj[j];
+        else if constexpr (N == Norm::jaccard)
+            denom = sqi + sq[j] - dot;
+        denom += shrink;
+        const double sim = denom > 0.0 ? dot / denom : 0.0;
+        const bool keep = sim > 0.0 && sim <= std::numeric_limits<double>::max() &&
+                          static_cast<std::size_t>(j) != i;
+        cp[w] = {sim, j};
+        const std::uint32_t bucket = bucket_of(keep ? sim : 0.0);
+        hp[bucket] += static_cast<std::uint32_t>(keep);
+        top = std::max(top, bucket);
+        w += static_cast<std::size_t>(keep);
+    }
+    const std::size_t kept = select_top(cp, w, ctx.k, hp, top, s.tmp.data());
+    s.clean = true;
+    // (column << 32 | float bits): one integer sort orders the row by column.
+    row.resize(kept);
+    for (std::size_t c = 0; c < kept; ++c) {
+        const float v = static_cast<float>(cp[c].first);
+        std::uint32_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        row[c] =
+            (static_cast<std::uint64_t>(static_cast<std::uint32_t>(cp[c].second)) << 32) | bits;
+    }
+    std::sort(row.begin(), row.end());
+}
+
+template <Kernel K, typename A, Norm N>
+void similarity_rows(const Csr<double>& iu, const Csr<double>& ui, const double* user_weight,
+                     const RowContext& ctx, std::size_t begin, std::size_t rows,
+                     std::size_t threads, std::vector<std::vector<std::uint64_t>>& out) {
+    const std::size_t n = iu.rows;
+    const std::size_t grain = balanced_grain(rows, threads, 8, 64);
+    parallel_for(rows, threads, grain, [&](std::size_t b, std::size_t e) {
+        Scratch& s = tls_scratch;
+        s.prepare(n);
+        A* a;
+        if constexpr (std::is_same_v<A, std::uint16_t>)
+            a = s.grow(s.cnt16, n);
+        else if constexpr (std::is_same_v<A, std::uint32_t>)
+            a = s.grow(s.cnt32, n);
+        else
+            a = s.grow(s.acc, n);
+        for (std::size_t r = b; r < e; ++r)
+            similarity_row<K, A, N>(iu, ui, user_weight, ctx, begin + r, s, a, out[r]);
+    });
+}
+
+template <Kernel K, typename A>
+void similarity_rows_norm(Norm norm, const Csr<double>& iu, const Csr<double>& ui,
+                          const double* user_weight, const RowContext& ctx, std::size_t begin,
+                          std::size_t rows, std::size_t threads,
+                          std::vector<std::vector<std::uint64_t>>& out) {
+    switch (norm) {
+    case Norm::none:
+        return similarity_rows<K, A, Norm::none>(iu, ui, user_weight, ctx, begin, rows, threads,
+                                                 out);
+    case Norm::cosine:
+        return similarity_rows<K, A, Norm::cosine>(iu, ui, user_weight, ctx, begin, rows, threads,
+                                                   out);
+    case Norm::asymmetric:
+        return similarity_rows<K, A, Norm::asymmetric>(iu, ui, user_weight, ctx, begin, rows,
+                                                       threads, out);
+    case Norm::jaccard:
+        return similarity_rows<K, A, Norm::jaccard>(iu, ui, user_weight, ctx, begin, rows, threads,
+                                                    out);
+    }
+    throw std::invalid_argument("unknown similarity normalisation");
+}
+
 } // namespace
 
 SparseRows knn_similarity(const Csr<double>& item_users, const Csr<double>& user_items,
                           const double* sq_norms, const KnnParams& params, std::size_t begin,
                           std::size_t end, std::size_t threads) {
+    const bool pattern = params.pattern;
+    // The pattern kernels read no values (data may be null there).
     check_pair(item_users, user_items);
+    if (!pattern) {
+        require(item_users.data != nullptr && user_items.data != nullptr, "weights missing");
+        const auto nnz = static_cast<std::size_t>(item_users.indptr[item_users.rows]);
+        for (std::size_t q = 0; q < nnz; ++q)
+            require(item_users.data[q] >= 0.0 && user_items.data[q] >= 0.0,
+                    "interaction weights must be >= 0");
+    }
     const std::size_t n = item_users.rows;
     require(begin <= end && end <= n, "rows [begin, end) out of range");
     require(params.k >= 1, "n_neighbors must be >= 1");
     require(params.shrinkage >= 0.0, "shrinkage must be >= 0");
     require(params.alpha >= 0.0 && params.alpha <= 1.0, "alpha must be in [0, 1]");
+    require(pattern || (params.user_weight == nullptr && params.item_factor == nullptr),
+            "user_weight and item_factor apply to pattern input only");
+    if (params.user_weight != nullptr)
+        for (std::size_t u = 0; u < item_users.cols; ++u)
+            require(params.user_weight[u] > 0.0 &&
+                        params.user_weight[u] <= std::numeric_limits<double>::max(),
+                    "user_weight must be positive and finite");
+    if (params.item_factor != nullptr)
+        for (std::size_t j = 0; j < n; ++j)
+            require(params.item_factor[j] > 0.0 &&
+                        params.item_factor[j] <= std::numeric_limits<double>::max(),
+                    "item_factor must be positive and finite");
     const std::size_t rows = end - begin;
     const std::size_t k = std::min(params.k, n);
-    std::vector<std::vector<std::pair<std::int32_t, float>>> out(rows);
 
     // Per-item factors of the denominators, computed once (the same values as inline).
     std::vector<double> fi(n, 1.0), fj(n, 1.0);
@@ -148,46 +375,33 @@ SparseRows knn_similarity(const Csr<double>& item_users, const Csr<double>& user
             fj[j] = std::pow(sq_norms[j], 1.0 - params.alpha);
         }
     }
+    RowContext ctx{sq_norms, fi.data(), fj.data(), params.item_factor, params.shrinkage, k};
+    std::vector<std::vector<std::uint64_t>> out(rows);
     const Norm norm = params.norm;
-    const double shrink = params.shrinkage;
-
-    const std::size_t grain = balanced_grain(rows, threads, 8, 64);
-    parallel_for(rows, threads, grain, [&](std::size_t b, std::size_t e) {
-        RowProduct prod(n);
-        std::vector<Cand> cand(n + 1), tmp(n + 1);
-        std::vector<std::uint32_t> hist(kBuckets, 0);
-        for (std::size_t r = b; r < e; ++r) {
-            const std::size_t i = begin + r;
-            prod.run(item_users, user_items, i);
-            const double si = fi[i], sqi = sq_norms[i];
-            std::size_t w = 0;
-            Cand* cp = cand.data();
-            std::uint32_t* hp = hist.data();
-            // Branch-free: every candidate is written, kept (w advances) only when its
-            // similarity is positive and finite; its histogram bucket is counted likewise.
-            prod.drain([&](std::int32_t j, double dot) {
-                double denom = 1.0;
-                if (norm == Norm::cosine || norm == Norm::asymmetric)
-                    denom = si * fj[j];
-                else if (norm == Norm::jaccard)
-                    denom = sqi + sq_norms[j] - dot;
-                denom += shrink;
-                const double s = denom > 0.0 ? dot / denom : 0.0;
-                const bool keep = s > 0.0 && s <= std::numeric_limits<double>::max() &&
-                                  static_cast<std::size_t>(j) != i;
-                cp[w] = {s, j};
-                hp[bucket_of(keep ? s : 0.0)] += static_cast<std::uint32_t>(keep);
-                w += static_cast<std::size_t>(keep);
-            });
-            const std::size_t kept = select_top(cp, w, k, hist, tmp.data());
-            std::sort(cp, cp + kept,
-                      [](const Cand& x, const Cand& y) { return x.second < y.second; });
-            auto& row = out[r];
-            row.reserve(kept);
-            for (std::size_t c = 0; c < kept; ++c)
-                row.emplace_back(cp[c].second, static_cast<float>(cp[c].first));
+    const double* uw = params.user_weight;
+    if (pattern && uw == nullptr && params.item_factor == nullptr) {
+        // A count never exceeds the row's number of users.
+        std::int64_t widest = 0;
+        for (std::size_t i = begin; i < end; ++i)
+            widest = std::max(widest, item_users.indptr[i + 1] - item_users.indptr[i]);
+        if (widest <= std::numeric_limits<std::uint16_t>::max())
+            similarity_rows_norm<Kernel::counts16, std::uint16_t>(norm, item_users, user_items, uw,
+                                                                  ctx, begin, rows, threads, out);
+        else
+            similarity_rows_norm<Kernel::counts32, std::uint32_t>(norm, item_users, user_items, uw,
+                                                                  ctx, begin, rows, threads, out);
+    } else if (pattern) {
+        std::vector<double> ones;
+        if (uw == nullptr) {
+            ones.assign(item_users.cols, 1.0);
+            uw = ones.data();
         }
-    });
+        similarity_rows_norm<Kernel::user_weights, double>(norm, item_users, user_items, uw, ctx,
+                                                           begin, rows, threads, out);
+    } else {
+        similarity_rows_norm<Kernel::general, double>(norm, item_users, user_items, uw, ctx, begin,
+                                                      rows, threads, out);
+    }
 
     SparseRows res;
     res.indptr.resize(rows + 1);
@@ -199,12 +413,15 @@ SparseRows knn_similarity(const Csr<double>& item_users, const Csr<double>& user
     res.data.resize(nnz);
     for (std::size_t r = 0; r < rows; ++r) {
         auto pos = static_cast<std::size_t>(res.indptr[r]);
-        for (const auto& [j, s] : out[r]) {
-            res.indices[pos] = j;
-            res.data[pos] = s;
+        for (const std::uint64_t key : out[r]) {
+            const auto bits = static_cast<std::uint32_t>(key);
+            float v;
+            std::memcpy(&v, &bits, sizeof v);
+            res.indices[pos] = static_cast<std::int32_t>(key >> 32);
+            res.data[pos] = v;
             ++pos;
         }
-        std::vector<std::pair<std::int32_t, float>>().swap(out[r]);
+        std::vector<std::uint64_t>().swap(out[r]);
     }
     return res;
 }

@@ -46,6 +46,12 @@ struct KnnParams {
     double shrinkage = 0.0;
     double alpha = 0.5;
     std::size_t k = 100;
+    /// The matrices' values are ignored (data may be null): every stored entry is an
+    /// interaction, and dot(i, j) = f_i f_j sum of user_weight[u] over the users i and j share
+    /// (f = item_factor; a null user_weight / item_factor is all ones: plain counts).
+    bool pattern = false;
+    const double* user_weight = nullptr; // n_users values > 0, pattern only
+    const double* item_factor = nullptr; // n_items values > 0, pattern only
 };
 
 /// CSR rows produced by knn_similarity (columns ascending within each row).
@@ -56,7 +62,8 @@ struct SparseRows {
 };
 
 /// Rows [begin, end) of the top-k item-item similarity (the item itself excluded).
-/// `sq_norms[i]` is the sum of squared weights of item i. Throws std::invalid_argument on
+/// `sq_norms[i]` is the sum of squared weights of item i (for a pattern: f_i^2 times the sum of
+/// user_weight over its users). Weights must be >= 0. Throws std::invalid_argument on
 /// inconsistent shapes.
 SparseRows knn_similarity(const Csr<double>& item_users, const Csr<double>& user_items,
                           const double* sq_norms, const KnnParams& params, std::size_t begin,

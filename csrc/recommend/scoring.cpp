@@ -92,22 +92,28 @@ void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_
                 }
             } else {
                 // Branch-free first-touch bookkeeping, as in item_knn.cpp's RowProduct.
-                const Csr<float>& s = scorer.sparse;
+                // Pointers and bounds in locals: through the Csr struct the compiler reloaded
+                // them after every store (they might alias the accumulator).
+                const std::int64_t* const sp = scorer.sparse.indptr;
+                const std::int32_t* const sj = scorer.sparse.indices;
+                const float* const sv = scorer.sparse.data;
+                const auto n_cols = static_cast<std::uint32_t>(n_items);
                 std::size_t cnt = 0;
-                double* a = acc.data();
-                std::uint8_t* mk = mark.data();
-                std::int32_t* t = touched.data();
+                double* __restrict a = acc.data();
+                std::uint8_t* __restrict mk = mark.data();
+                std::int32_t* __restrict t = touched.data();
                 for (std::int64_t p = r0; p < r1; ++p) {
                     const double w = users.data[p];
                     const std::int32_t i = users.indices[p];
-                    for (std::int64_t q = s.indptr[i]; q < s.indptr[i + 1]; ++q) {
-                        const std::int32_t j = s.indices[q];
-                        if (static_cast<std::uint32_t>(j) >= n_items)
+                    const std::int64_t q0 = sp[i], q1 = sp[i + 1];
+                    for (std::int64_t q = q0; q < q1; ++q) {
+                        const std::int32_t j = sj[q];
+                        if (static_cast<std::uint32_t>(j) >= n_cols)
                             throw std::invalid_argument("similarity: column index out of range");
                         t[cnt] = j;
                         cnt += static_cast<std::size_t>(1u - (mk[j] & 1u));
                         mk[j] |= 1;
-                        a[j] += w * static_cast<double>(s.data[q]);
+                        a[j] += w * static_cast<double>(sv[q]);
                     }
                 }
                 for (std::size_t c = 0; c < cnt; ++c)

@@ -138,7 +138,8 @@ class ItemItemRecommender(BaseEstimator):
         nthreads = resolve_threads(self._default_threads() if threads is None else threads)
         if user_items is None:
             ids, scalar = as_ids(users, "users", self.n_users_, "users")
-            rows = self._user_items[ids]
+            every = len(ids) == self.n_users_ and (ids == np.arange(len(ids))).all()
+            rows = self._user_items if every else self._user_items[ids]  # no copy for all
         else:
             ids, scalar = as_ids(users, "users", None, "users")
             rows = as_interactions(user_items, "user_items", n_items=self.n_items_)

@@ -43,6 +43,13 @@ def _idf(item_users: sp.csr_matrix) -> np.ndarray:
     return np.maximum(np.log(n_items) - np.log1p(df), 0.0)
 
 
+def _bm25_length(item_users: sp.csr_matrix, b: float) -> np.ndarray:
+    """Per item: BM25's length normalisation (1 - b) + b * row sum / mean row sum."""
+    row_sums = np.asarray(item_users.sum(axis=1)).ravel()
+    avg = row_sums.mean()
+    return (1.0 - b) + b * row_sums / avg if avg > 0 else np.ones_like(row_sums)
+
+
 def weight_items(item_users: sp.csr_matrix, weighting: str | None, k1: float, b: float):
     """Item vectors as compared: raw, BM25- or TF-IDF-weighted (a new CSR matrix)."""
     if weighting is None:
@@ -52,13 +59,39 @@ def weight_items(item_users: sp.csr_matrix, weighting: str | None, k1: float, b:
     if weighting == "tfidf":
         w.data = np.sqrt(w.data) * idf
     else:
-        row_sums = np.asarray(item_users.sum(axis=1)).ravel()
-        avg = row_sums.mean()
-        length = (1.0 - b) + b * row_sums / avg if avg > 0 else np.ones_like(row_sums)
-        length = np.repeat(length, np.diff(w.indptr))
+        length = np.repeat(_bm25_length(item_users, b), np.diff(w.indptr))
         w.data = w.data * (k1 + 1.0) / (k1 * length + w.data) * idf
     w.eliminate_zeros()
     return w
+
+
+def factor_binary(item_users: sp.csr_matrix, weighting: str | None, k1: float, b: float):
+    """For 0/1 interactions: the weighted item vectors as (pattern, user_weight, item_factor).
+
+    With every weight 1, BM25 and TF-IDF weights factor as ``w_ui = f_i * g_u`` (TF-IDF:
+    ``f = 1``, ``g = idf``; BM25: ``f_i = (k1 + 1) / (k1 * length_i + 1)``, ``g = idf``), so
+    ``dot(i, j) = f_i f_j sum_u g_u^2`` over the users i and j share: the core's pattern
+    kernels add one per-user constant per co-occurrence (or count, with no weighting) instead
+    of multiplying two stored weights. Users whose idf is 0 drop out, as their zero weights do
+    in :func:`weight_items`. Returns the pattern (CSR, item rows), the per-user constants
+    ``g^2`` (None: counts) and ``f`` (None: all ones), and the squared norms of the vectors.
+    """
+    if weighting is None:
+        sq = np.diff(item_users.indptr).astype(np.float64)
+        return item_users, None, None, sq
+    idf = _idf(item_users)
+    pattern = item_users
+    if (idf <= 0).any():
+        pattern = item_users.copy()
+        pattern.data = (idf > 0)[pattern.indices].astype(np.float64)
+        pattern.eliminate_zeros()
+    g2 = np.where(idf > 0, idf * idf, 1.0)  # users with idf 0 have no entries left
+    sq = pattern @ g2
+    factor = None
+    if weighting == "bm25":
+        factor = (k1 + 1.0) / (k1 * _bm25_length(item_users, b) + 1.0)
+        sq = factor * factor * sq
+    return pattern, g2, factor, np.asarray(sq, dtype=np.float64)
 
 
 class ItemKNN(ItemItemRecommender):
@@ -150,32 +183,48 @@ class ItemKNN(ItemItemRecommender):
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")
         nthreads = resolve_threads(self.threads)
         norm, weighting = _SIMILARITIES[self.similarity]
+        k1, b = float(self.k1), float(self.b)
         item_users = X.T.tocsr()
         item_users.sort_indices()
-        weighted = weight_items(item_users, weighting, float(self.k1), float(self.b))
-        weighted_t = weighted.T.tocsr()
+        empty = np.zeros(0, dtype=np.float64)
+        if X.data.size and (X.data == 1.0).all():
+            # 0/1 interactions (implicit feedback): the pattern kernels (see factor_binary).
+            weighted, g2, factor, sq_norms = factor_binary(item_users, weighting, k1, b)
+            binary = True
+        else:
+            weighted = weight_items(item_users, weighting, k1, b)
+            sq_norms = np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel()
+            g2 = factor = None
+            binary = False
+        weighted_t = X if weighted is item_users else weighted.T.tocsr()
         weighted_t.sort_indices()
-        sq_norms = np.asarray(weighted.multiply(weighted).sum(axis=1), dtype=np.float64).ravel()
         n_items = X.shape[1]
         iu, ui = parts(weighted), parts(weighted_t)
+        if binary:  # the values are not read
+            iu, ui = (iu[0], iu[1], empty), (ui[0], ui[1], empty)
         args = (
             *iu,
             *ui,
-            np.ascontiguousarray(sq_norms),
+            np.ascontiguousarray(sq_norms, dtype=np.float64),
             norm,
             float(self.shrinkage),
             float(self.alpha),
             int(self.n_neighbors),
         )
+        extra = (
+            binary,
+            empty if g2 is None else np.ascontiguousarray(g2, dtype=np.float64),
+            empty if factor is None else np.ascontiguousarray(factor, dtype=np.float64),
+        )
         if not show_progress:
-            indptr, indices, data = _core.rec_knn_similarity(*args, 0, n_items, nthreads)
+            indptr, indices, data = _core.rec_knn_similarity(*args, 0, n_items, nthreads, *extra)
         else:
             bar = _progress(n_items)
             pieces = []
             try:
                 for start in range(0, n_items, _CHUNK):
                     end = min(n_items, start + _CHUNK)
-                    pieces.append(_core.rec_knn_similarity(*args, start, end, nthreads))
+                    pieces.append(_core.rec_knn_similarity(*args, start, end, nthreads, *extra))
                     bar(end)
             finally:
                 bar.close()
