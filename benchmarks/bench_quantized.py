@@ -9,7 +9,12 @@ also search compressed codes:
     because the machine is shared and only ratios within one run mean anything;
   * pysim: ``quantization=None`` (float32), ``"f16"``, ``"bf16"``, ``"sq8"``, ``"sq4"`` (the
     default ``refine``), and ``"sq8"`` with ``refine=0`` (no float32 copy kept);
+  * pysim ``quantization="rabitq"``: the block layout (neighbours' 1-bit RaBitQ codes in each
+    vertex record, FastScan-scored; float32 rows for the vertices it expands);
   * faiss ``IndexHNSWSQ`` with 8-bit and 4-bit per-dimension scalar quantisation (no re-rank);
+  * the 2025 quantised graphs: rabitqlib's SymphonyQG (``SymqgIndex``) and HNSW-RaBitQ
+    (``HnswIndex``), faiss ``IndexHNSWRaBitQ`` (faiss >= 1.12) and pyvsag's HGraph with
+    RaBitQ codes re-ranked in float32;
   * pynndescent (its own k-NN graph, ``prepare()``d; knob: ``epsilon``);
   * ScaNN (k-means tree + anisotropic 4-bit product codes + exact re-order; knobs: leaves
     searched and candidates re-ordered).
@@ -144,10 +149,13 @@ class PysimQ(Pysim):
         """
         n = max(len(index), 1)
         quantization = getattr(index, "quantization", None)
-        per_dim = {None: 4.0, "f16": 2.0, "bf16": 2.0, "sq8": 1.0, "sq4": 0.5}[quantization]
+        # "rabitq" keeps float32 rows; its neighbours' 1-bit codes ride in the records (links).
+        per_dim = {None: 4.0, "rabitq": 4.0, "f16": 2.0, "bf16": 2.0, "sq8": 1.0, "sq4": 0.5}[
+            quantization
+        ]
         vectors = math.ceil(per_dim * index.dim)
         refine = index.refine  # None: the default "auto" re-rank (2k), which keeps the copy
-        if quantization is not None and (refine is None or refine > 0):
+        if quantization not in (None, "rabitq") and (refine is None or refine > 0):
             vectors += 4 * index.dim
         return index.memory_bytes() / n, float(vectors)
 
@@ -294,6 +302,199 @@ class Scann:
         return size / n, None
 
 
+class Symqg:
+    """rabitqlib ``SymqgIndex`` (SymphonyQG): a graph whose every vertex stores its
+    neighbours' RaBitQ codes in FastScan batches of 32 next to its own raw vector.
+
+    The library's defaults: ``quantization_bits=0`` (raw float32 vectors kept for the exact
+    step), its default ``pipnn`` initial graph; out-degree 32 (SymphonyQG rounds the degree to
+    its batch of 32, so M = 16 and 2M = 32 links at level 0 are the same budget). Cosine:
+    rows and queries normalised, metric ``ip``. Searched with ``search_batch`` on one thread
+    (the knob is its ``ef``; ids come back as uint32).
+    """
+
+    name = "rabitqlib-symqg"
+    memory_source = "save() file"
+
+    def unsupported(self, data: dict[str, Any]) -> str | None:
+        """rabitqlib's rotator and k-means take 64 dimensions or more."""
+        dim = data["base"].shape[1]
+        return f"rabitqlib needs dim >= 64, this dataset has {dim}" if dim < 64 else None
+
+    def available(self) -> str | None:
+        return None
+
+    def build(self, X, metric, threads):
+        rabitqlib = peer("rabitqlib")
+        cosine = metric == "cosine"
+        X = _normalised(X) if cosine else np.ascontiguousarray(X, np.float32)
+        index = rabitqlib.SymqgIndex(X.shape[1], 2 * M, "ip" if cosine else "l2", 0)
+        index.build(X, EF_CONSTRUCTION, threads)
+        return index, cosine, len(X)
+
+    def search(self, built_index, Q, k, ef):
+        index, cosine, _ = built_index
+        Q = _normalised(Q) if cosine else np.ascontiguousarray(Q, np.float32)
+        ids, _ = index.search_batch(Q, k, max(ef, k), 1)
+        return np.asarray(ids, np.int64)
+
+    def memory(self, built_index) -> tuple[float, float | None]:
+        index, _, n = built_index
+        return _saved_size(index.save, n), None
+
+
+class RabitqHnsw:
+    """rabitqlib ``HnswIndex`` (HNSW over RaBitQ codes, its default 8 bits per dimension; the
+    extra bits refine the 1-bit estimate, no float32 re-rank). It needs cluster centres for the
+    codes: the library's ``RaBitQKMeans`` with 16 clusters (its own HNSW benchmark script's
+    setting), trained inside the timed build. Cosine as for SymphonyQG.
+    """
+
+    name = "rabitqlib-hnsw"
+    memory_source = "save() file"
+    clusters = 16
+
+    def unsupported(self, data: dict[str, Any]) -> str | None:
+        """rabitqlib's rotator and k-means take 64 dimensions or more."""
+        dim = data["base"].shape[1]
+        return f"rabitqlib needs dim >= 64, this dataset has {dim}" if dim < 64 else None
+
+    def available(self) -> str | None:
+        return None
+
+    def build(self, X, metric, threads):
+        rabitqlib = peer("rabitqlib")
+        cosine = metric == "cosine"
+        X = _normalised(X) if cosine else np.ascontiguousarray(X, np.float32)
+        km = rabitqlib.RaBitQKMeans(X.shape[1], self.clusters, num_threads=threads)
+        km.train(X)
+        index = rabitqlib.HnswIndex(
+            X.shape[1], len(X), M, EF_CONSTRUCTION, 8, "ip" if cosine else "l2", 0
+        )
+        index.build(X, km.centroids, km.assignments, threads)
+        return index, cosine, len(X)
+
+    def search(self, built_index, Q, k, ef):
+        index, cosine, _ = built_index
+        Q = _normalised(Q) if cosine else np.ascontiguousarray(Q, np.float32)
+        ids, _ = index.search(Q, k, max(ef, k), 1)
+        return np.asarray(ids, np.int64)
+
+    def memory(self, built_index) -> tuple[float, float | None]:
+        index, _, n = built_index
+        return _saved_size(index.save, n), None
+
+
+class FaissHnswRabitq:
+    """faiss ``IndexHNSWRaBitQ``: HNSW over RaBitQ codes, no float32 re-rank (faiss >= 1.12).
+
+    8 bits per dimension (``IndexHNSWRaBitQ(d, M, nb_bits)``): the 1-bit default stops at
+    recall 0.16 and 4 bits at 0.54 on the clustered 10k x 128 set, 8 bits reach 0.95. The
+    index takes the L2 metric only, so cosine runs L2 on normalised rows and queries (the same
+    order as cosine).
+    """
+
+    name = "faiss-hnsw-rabitq"
+    memory_source = "serialize_index()"
+    bits = 8
+
+    def available(self) -> str | None:
+        faiss = peer("faiss")
+        if not hasattr(faiss, "IndexHNSWRaBitQ"):
+            return f"faiss {faiss.__version__} has no IndexHNSWRaBitQ (added in 1.12)"
+        return None
+
+    def build(self, X, metric, threads):
+        faiss = peer("faiss")
+        cosine = metric == "cosine"
+        X = _normalised(X) if cosine else np.ascontiguousarray(X, np.float32)
+        index = faiss.IndexHNSWRaBitQ(X.shape[1], M, self.bits)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        with limit_threads(threads):
+            index.train(X)
+            index.add(X)
+        return index, cosine
+
+    def search(self, built_index, Q, k, ef):
+        index, cosine = built_index
+        Q = _normalised(Q) if cosine else np.ascontiguousarray(Q, np.float32)
+        index.hnsw.efSearch = max(ef, k)
+        with limit_threads(1):
+            return index.search(Q, k)[1]
+
+    def memory(self, built_index) -> tuple[float, float | None]:
+        faiss = peer("faiss")
+        index = built_index[0]
+        return len(faiss.serialize_index(index)) / index.ntotal, None
+
+
+class VsagHgraph:
+    """pyvsag HGraph with RaBitQ base codes re-ranked by the float32 vectors
+    (``base_quantization_type="rabitq"``, ``use_reorder`` with ``fp32``), max_degree 2M.
+
+    pyvsag's binding searches one vector per call (``knn_search``), so its q/s include one
+    Python call per query (a few microseconds; the other contenders take the whole batch in one
+    call): read its figures as an upper bound on its per-query cost. Cosine: its own metric.
+    """
+
+    name = "pyvsag-hgraph"
+    memory_source = "save() file"
+
+    def available(self) -> str | None:
+        return None
+
+    def build(self, X, metric, threads):
+        import json
+
+        pyvsag = peer("pyvsag")
+        X = np.ascontiguousarray(X, np.float32)
+        params = {
+            "dtype": "float32",
+            "metric_type": "cosine" if metric == "cosine" else "l2",
+            "dim": int(X.shape[1]),
+            "index_param": {
+                "base_quantization_type": "rabitq",
+                "use_reorder": True,
+                "precise_quantization_type": "fp32",
+                "max_degree": 2 * M,
+                "ef_construction": EF_CONSTRUCTION,
+                "build_thread_count": threads,
+            },
+        }
+        index = pyvsag.Index("hgraph", json.dumps(params))
+        index.build(
+            vectors=X.ravel(),
+            ids=np.arange(len(X), dtype=np.int64),
+            num_elements=len(X),
+            dim=int(X.shape[1]),
+        )
+        return index, len(X)
+
+    def search(self, built_index, Q, k, ef):
+        import json
+
+        index, _ = built_index
+        params = json.dumps({"hgraph": {"ef_search": int(max(ef, k))}})
+        Q = np.ascontiguousarray(Q, np.float32)
+        out = np.empty((len(Q), k), np.int64)
+        for i, q in enumerate(Q):
+            out[i] = index.knn_search(vector=q, k=k, parameters=params)[0][:k]
+        return out
+
+    def memory(self, built_index) -> tuple[float, float | None]:
+        index, n = built_index
+        return _saved_size(index.save, n), None
+
+
+def _saved_size(save, n: int) -> float:
+    """Bytes per vector of what a library's ``save(path)`` writes (a file or a folder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "index"
+        save(str(path))
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        return sum(p.stat().st_size for p in files) / max(n, 1)
+
+
 ADAPTERS = {
     a.name: a
     for a in (
@@ -304,6 +505,11 @@ ADAPTERS = {
         PysimQ("pysim-sq8", "sq8"),
         PysimQ("pysim-sq4", "sq4"),
         PysimQ("pysim-sq8-refine0", "sq8", refine=0),
+        PysimQ("pysim-rabitq", "rabitq"),
+        Symqg(),
+        RabitqHnsw(),
+        FaissHnswRabitq(),
+        VsagHgraph(),
         FaissSQ("faiss-hnsw-sq8", 8),
         FaissSQ("faiss-hnsw-sq4", 4),
         Pynndescent(),
@@ -315,6 +521,10 @@ PEER_MODULE = {
     "hnswlib": "hnswlib",
     "faiss-hnsw-sq8": "faiss",
     "faiss-hnsw-sq4": "faiss",
+    "rabitqlib-symqg": "rabitqlib",
+    "rabitqlib-hnsw": "rabitqlib",
+    "faiss-hnsw-rabitq": "faiss",
+    "pyvsag-hgraph": "pyvsag",
     "pynndescent": "pynndescent",
     "scann": "scann",
 }
@@ -389,6 +599,8 @@ def test_sweep(benchmark, name, contender, knob):
     adapter = ADAPTERS[contender]
     d = dataset(name)
     why = adapter.available()
+    if why is None and hasattr(adapter, "unsupported"):
+        why = adapter.unsupported(d)
     if why is None and not contender.startswith("pysim") and d["metric"] not in PEER_METRICS:
         why = f"{contender} is set up here for {', '.join(PEER_METRICS)} only, not {d['metric']}"
     if why:
@@ -584,6 +796,11 @@ COLORS = {
     "pysim-sq8": "tab:red",
     "pysim-sq4": "tab:purple",
     "pysim-sq8-refine0": "tab:brown",
+    "pysim-rabitq": "navy",
+    "rabitqlib-symqg": "crimson",
+    "rabitqlib-hnsw": "darkorange",
+    "faiss-hnsw-rabitq": "teal",
+    "pyvsag-hgraph": "goldenrod",
     "faiss-hnsw-sq8": "tab:pink",
     "faiss-hnsw-sq4": "tab:gray",
     "pynndescent": "tab:olive",

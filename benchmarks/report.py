@@ -57,7 +57,11 @@ HIDDEN = {"contender", "kernel", "m", "n", "d", "dtype", "pairs_per_s", "bytes",
 RECALL_LEVELS = (0.90, 0.95, 0.99)
 #: Parts whose benchmark module adds a section the generic tables cannot know (an issue's own
 #: target table): part -> module with ``report_section(records, out) -> (markdown, [png])``.
-PART_SECTIONS = {"quantized": "bench_quantized", "recommend": "bench_recommend"}
+PART_SECTIONS = {
+    "quantized": "bench_quantized",
+    "recommend": "bench_recommend",
+    "metric": "bench_metric_learning",
+}
 
 
 # --------------------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ def _check_out_size(m: int, n: int, dtype: np.dtype) -> None:
     # address space, or than the machine's RAM (under Linux overcommit such a malloc can
     # succeed, and the process is then killed while the kernels fill the pages).
     nbytes = m * n * dtype.itemsize
+    if nbytes <= 1 << 26:
+        return  # small outputs always fit; skips the memory lookup (cgroup file reads)
     limit = min(int(np.iinfo(np.intp).max), _physical_memory())
     if nbytes > limit:
         raise MemoryError(

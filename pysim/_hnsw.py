@@ -147,11 +147,15 @@ def _as_ids(ids: Any, name: str, *, lookup: bool = False) -> np.ndarray:
     return arr
 
 
-def _normalisable(rows: np.ndarray) -> np.ndarray:
+def _normalisable(rows: np.ndarray, magnitude: float) -> np.ndarray:
     """Rows whose squared norm would under- or overflow float32 (values beyond ~2**±60),
     scaled row by row by a power of two (exact; cosine ignores a row's length), so the core's
-    float32 normalisation sees their direction instead of 0 or inf."""
+    float32 normalisation sees their direction instead of 0 or inf. `magnitude` is
+    ``max |rows|``: with one row it is that row's peak, which spares a single query the
+    per-row reductions."""
     if not rows.size:
+        return rows
+    if rows.shape[0] == 1 and (magnitude == 0 or _TINY <= magnitude <= 2.0**60):
         return rows
     peak = np.abs(rows).max(axis=1)
     bad = (peak > 2.0**60) | ((peak > 0) & (peak < _TINY))
@@ -504,7 +508,8 @@ class HNSWIndex(SearchIndex, PersistMixin):
             arr = self._mapping.map_rows(arr, np.float32, name)
             magnitude = finite_magnitude(arr, name)
         if self._metric == "cosine":
-            arr = _normalisable(arr)  # stored unit-length: only each row's direction matters
+            # stored unit-length: only each row's direction matters
+            arr = _normalisable(arr, magnitude)
         else:
             _check_magnitude(magnitude, self.dim, name, added=added and self._metric != "ip")
         return arr

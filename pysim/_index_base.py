@@ -55,12 +55,19 @@ def check_radii(r: Any, m: int, *, signed: bool = False) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+#: Results up to this size are never refused: a machine that runs pysim has far more memory,
+#: and looking the memory up (two cgroup files) cost more than a small search itself.
+_ALWAYS_FITS = 1 << 26
+
+
 def check_result_size(m: int, k: int, dtype: np.dtype) -> None:
     """MemoryError before allocating when an (m, k) result (distances + int64 ids) cannot fit
     in this machine's memory (a huge k is padded, so it really would be allocated)."""
+    nbytes = m * k * (np.dtype(dtype).itemsize + 8)
+    if nbytes <= _ALWAYS_FITS:
+        return  # the common case, without the memory lookup (sysconf and cgroup file reads)
     from ._distances import _physical_memory
 
-    nbytes = m * k * (np.dtype(dtype).itemsize + 8)
     limit = min(int(np.iinfo(np.intp).max), _physical_memory())
     if nbytes > limit:
         raise MemoryError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,10 @@ def check_metric(metric: Any, allowed: tuple[str, ...] | None = None) -> str:
 
 def to_array(x: Any, name: str) -> np.ndarray:
     """``np.asarray`` that refuses sparse matrices and non-numeric data with a TypeError."""
+    if type(x) is np.ndarray:  # the common case: no sparse check, no conversion
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        return x
     if hasattr(x, "tocsr") or type(x).__module__.startswith("scipy.sparse"):
         raise TypeError(f"{name} is a sparse matrix; pysim needs dense input (use .toarray())")
     try:
@@ -71,7 +76,9 @@ def as_matrix(
         raise ValueError(f"{name} must be a 1-D or 2-D array, got an array of shape {x.shape}")
     if x.shape[1] == 0:
         raise ValueError(f"{name} must have at least one column, got shape {x.shape}")
-    x = np.require(x, dtype, ["C", "A"])
+    flags = x.flags
+    if not (x.dtype == dtype and flags.c_contiguous and flags.aligned):
+        x = np.require(x, dtype, ["C", "A"])  # (np.require alone costs ~10 us even as a no-op)
     if check_finite:
         check_finite_array(x, name)
     return x
@@ -252,11 +259,22 @@ def serial_blas() -> contextlib.AbstractContextManager:
     """One BLAS thread inside the block: for small factorisations and products, OpenBLAS's
     threaded potrf/syevd on a d x d matrix costs ~0.2 s on a busy machine instead of ~1 ms
     (and competes with pysim's own pool)."""
+    global _blas_controller, _blas_modules
     try:
-        from threadpoolctl import threadpool_limits  # installed with scikit-learn
+        from threadpoolctl import ThreadpoolController  # installed with scikit-learn
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
         return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+    # threadpool_limits() scans the process's loaded libraries on every call (~7-20 ms, the
+    # better part of a small NCA fit); the controller is kept and rescanned only when a
+    # module was imported since (which may have loaded another BLAS).
+    if _blas_controller is None or _blas_modules != len(sys.modules):
+        _blas_controller = ThreadpoolController()
+        _blas_modules = len(sys.modules)
+    return _blas_controller.limit(limits=1, user_api="blas")
+
+
+_blas_controller: Any = None
+_blas_modules = -1
 
 
 def _factor(sym: np.ndarray, dim: int, dtype: np.dtype | type) -> np.ndarray:

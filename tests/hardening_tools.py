@@ -507,6 +507,30 @@ class CallTooShort(AssertionError):
     """The call returned before the interrupt arrived; make the workload larger."""
 
 
+def ticks_while(call: Callable[[], Any]) -> tuple[list[float], float]:
+    """Run `call` while a Python thread ticks every millisecond; return the tick times that
+    fell inside the call and the call's duration. With the GIL held for the whole call the
+    thread cannot tick at all, so GIL-release tests assert on how many ticks got in."""
+    ticks: list[float] = []
+    stop = threading.Event()
+
+    def ticker() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    start = time.perf_counter()
+    try:
+        call()
+    finally:
+        duration = time.perf_counter() - start
+        stop.set()
+        thread.join()
+    return [t for t in ticks if start <= t <= start + duration], duration
+
+
 def interrupt_latency(call: Callable[[], Any], delay: float) -> float:
     """Run `call()` on the main thread, send SIGINT after `delay` seconds, and return the seconds
     from the signal to the KeyboardInterrupt that `call` must raise.

@@ -134,24 +134,47 @@ def test_pysim_adapters_build_search_and_measure(contender, metric, rng):
         "pysim-sq8": 1 + 4,
         "pysim-sq4": 0.5 + 4,
         "pysim-sq8-refine0": 1,
+        "pysim-rabitq": 4,
     }[contender]
     assert vectors == pytest.approx(code * 24)
     assert per_vector > vectors
 
 
 # pynndescent is left out: compiling its numba code takes ~25 s, too long for a default test.
-@pytest.mark.parametrize("contender", ["hnswlib", "faiss-hnsw-sq8", "faiss-hnsw-sq4", "scann"])
-def test_peer_adapters_build_search_and_measure(contender, rng):
+PEERS = [
+    "hnswlib",
+    "faiss-hnsw-sq8",
+    "faiss-hnsw-sq4",
+    "scann",
+    "rabitqlib-symqg",
+    "rabitqlib-hnsw",
+    "faiss-hnsw-rabitq",
+    "pyvsag-hgraph",
+]
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("contender", PEERS)
+def test_peer_adapters_build_search_and_measure(contender, metric, rng):
     module = bq.PEER_MODULE[contender]
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} not installed")
-    X = rng.standard_normal((2000, 16)).astype(np.float32)
-    Q = rng.standard_normal((20, 16)).astype(np.float32)
     adapter = bq.ADAPTERS[contender]
-    index = adapter.build(X, "euclidean", 1)
+    if adapter.available():
+        pytest.skip(adapter.available())
+    # 64 dimensions: the smallest rabitqlib takes; 16 of them carry the structure so the
+    # graphs reach high recall with the sweep's largest knob.
+    X = rng.standard_normal((2000, 64)).astype(np.float32)
+    X[:, 16:] *= 0.05
+    Q = rng.standard_normal((20, 64)).astype(np.float32)
+    Q[:, 16:] *= 0.05
+    if hasattr(adapter, "unsupported"):
+        assert adapter.unsupported({"base": X}) is None
+        assert "64" in adapter.unsupported({"base": X[:, :16]})
+    index = adapter.build(X, metric, 1)
     knob = bq.knobs(contender)[-1]
     found = adapter.search(index, Q, bq.K, knob)
-    truth = reference.knn(X, Q, bq.K, "sqeuclidean")[1]
+    truth = reference.knn(X, Q, bq.K, "sqeuclidean" if metric == "euclidean" else metric)[1]
     # Far above chance (10 / 2000): the ids map back to rows. (ScaNN on unclustered 16-d
     # Gaussians searching 30% of its leaves finds about three quarters.)
     assert bq.recall_at_k_checked(found, truth, len(X)) >= 0.5

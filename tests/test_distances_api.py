@@ -3,13 +3,11 @@ GIL, and the errors bad input gets."""
 
 from __future__ import annotations
 
-import threading
-import time
-
 import numpy as np
 import pytest
 import reference
 import scipy.sparse
+from hardening_tools import ticks_while
 
 import pysim
 
@@ -175,23 +173,7 @@ def test_threads_one_equals_threads_two(rng):
 def test_gil_is_released_during_cdist(rng):
     A = rng.standard_normal((1500, 256)).astype(np.float32)
     B = rng.standard_normal((6000, 256)).astype(np.float32)
-    ticks: list[float] = []
-    stop = threading.Event()
-
-    def ticker():
-        while not stop.is_set():
-            ticks.append(time.perf_counter())
-            time.sleep(0.001)
-
-    t = threading.Thread(target=ticker)
-    t.start()
-    start = time.perf_counter()
-    for _ in range(3):
-        pysim.cdist(A, B, threads=1)
-    duration = time.perf_counter() - start
-    stop.set()
-    t.join()
-    inside = [x for x in ticks if start <= x <= start + duration]
+    inside, duration = ticks_while(lambda: [pysim.cdist(A, B, threads=1) for _ in range(3)])
     # With the GIL held, the ticker could not run at all during the call.
     assert len(inside) >= 5
     gaps = np.diff(inside)

@@ -10,13 +10,12 @@ distances are integers (exact in both dtypes) or to within rounding otherwise.
 from __future__ import annotations
 
 import pickle
-import threading
-import time
 
 import numpy as np
 import pytest
 import reference
 import scipy.sparse
+from hardening_tools import ticks_while
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -363,23 +362,7 @@ def test_gil_is_released_during_query(rng):
     X = rng.random((200000, 3)).astype(np.float32)
     Q = rng.random((100000, 3)).astype(np.float32)
     index = pysim.KDTreeIndex(X)
-    ticks: list[float] = []
-    stop = threading.Event()
-
-    def ticker():
-        while not stop.is_set():
-            ticks.append(time.perf_counter())
-            time.sleep(0.001)
-
-    t = threading.Thread(target=ticker)
-    t.start()
-    start = time.perf_counter()
-    for _ in range(3):
-        index.query(Q, k=10, threads=1)
-    duration = time.perf_counter() - start
-    stop.set()
-    t.join()
-    inside = [x for x in ticks if start <= x <= start + duration]
+    inside, _ = ticks_while(lambda: [index.query(Q, k=10, threads=1) for _ in range(3)])
     assert len(inside) >= 5  # with the GIL held the ticker could not run at all
 
 

@@ -618,3 +618,90 @@ def test_pair_verifier_fits_an_unfitted_pair_learner(rng, make):
     assert pysim.metrics.eer(ver.decision_function(pairs[:, 0], pairs[:, 1]), py == 1) == (
         pytest.approx(ver.eer_)
     )
+
+
+# ------------------------------------------------- fixes of the quality gaps (issue 16 table)
+
+
+def _mmc_projected_gradient(VS, VD, iters=3000):
+    """A reference MMC solution: Xing et al.'s formulation (max Σ_D d s.t. Σ_S d² <= 1,
+    M ⪰ 0) by projected gradient ascent on M, slow but independent of pysim's L-BFGS."""
+    d = VS.shape[1]
+    CS = VS.T @ VS
+    M = np.eye(d) / np.trace(CS)
+    for t in range(iters):
+        dist = np.sqrt(np.einsum("ij,jk,ik->i", VD, M, VD) + 1e-12)
+        G = (VD.T / (2 * dist)) @ VD
+        M = M + (0.5 / (1 + t) ** 0.5) * G / np.linalg.norm(G) * np.linalg.norm(M)
+        w, V = np.linalg.eigh((M + M.T) / 2)
+        M = (V * np.clip(w, 0, None)) @ V.T
+        M /= np.sqrt(max(np.sum(CS * M), 1e-300))  # back onto Σ_S d² = 1
+    return M
+
+
+def test_mmc_reaches_the_reference_objective(rng):
+    X, y = noisy_classes(rng, n=80, informative=2, noise=2)
+    pairs, py, _ = label_pairs(X, y, rng, n=200)
+    diff = pairs[:, 0] - pairs[:, 1]
+    VS, VD = diff[py == 1], diff[py == -1]
+
+    def ratio(M):  # f / g², the scale-free MMC objective (smaller is better)
+        f = np.einsum("ij,jk,ik->i", VS, M, VS).sum()
+        g = np.sqrt(np.einsum("ij,jk,ik->i", VD, M, VD)).sum()
+        return f / g**2
+
+    mine = ratio(MMC(max_iter=500).fit(pairs, py).get_mahalanobis_matrix())
+    ref = ratio(_mmc_projected_gradient(VS, VD))
+    assert mine <= ref * (1 + 1e-3)
+    assert mine < 0.9 * ratio(np.eye(X.shape[1]))
+
+
+def test_mmc_supervised_default_draws_pairs_per_sample(rng):
+    X, y = noisy_classes(rng, n=150, classes=3)
+    mmc = MMC_Supervised(random_state=0)
+    assert mmc._n_constraints(LabelledData(X, y)) == max(20 * 9, 10 * 150)
+    assert MMC_Supervised(n_constraints=7)._n_constraints(LabelledData(X, y)) == 7
+
+
+def test_sdml_lowers_the_pair_weight_instead_of_shifting(rng):
+    X, y = noisy_classes(rng, n=60)
+    pairs, py, _ = label_pairs(X, y, rng, n=200)
+    sdml = SDML(balance_param=10.0).fit(pairs, py)  # S = I + 10 K is far from definite
+    assert sdml.shifted_
+    assert 0 < sdml.balance_param_ < 10.0
+    diff = pairs[:, 0] - pairs[:, 1]
+    S = np.eye(X.shape[1]) + sdml.balance_param_ * ((diff.T * py) @ diff)
+    assert np.linalg.eigvalsh(S).min() == pytest.approx(0.1, rel=1e-6)
+    ok = SDML(balance_param=1e-6).fit(pairs, py)  # a definite S is used as given
+    assert not ok.shifted_ and ok.balance_param_ == 1e-6
+
+
+def _held_out_accuracy(model, X, y):
+    from sklearn.model_selection import train_test_split
+
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=1, stratify=y)
+    if model is None:
+        Ztr, Zte = Xtr, Xte
+    else:
+        model.fit(Xtr, ytr)
+        Ztr, Zte = model.transform(Xtr), model.transform(Xte)
+    return KNeighborsClassifier(3).fit(Ztr, ytr).score(Zte, yte)
+
+
+def test_contrastive_embedding_beats_euclidean_held_out(rng):
+    # Informative directions buried in noise ones of the same scale: a working contrastive
+    # embedding shrinks the noise and classifies the held-out points better (the plain d²
+    # pull with an unscaled start collapsed the map instead).
+    X, y = noisy_classes(rng, n=300, informative=2, noise=6, classes=3, noise_scale=2.0)
+    base = _held_out_accuracy(None, X, y)
+    mine = _held_out_accuracy(ContrastiveEmbedding(random_state=0), X, y)
+    assert mine > base + 0.02
+
+
+def test_mlkr_tolerance_is_relative_to_the_target_scale(rng):
+    X = rng.standard_normal((120, 4))
+    y = 1e4 * X[:, 0] + 1e3 * rng.standard_normal(120)  # large targets: loss ~ 1e10
+    m = MLKR(max_iter=1000).fit(X, y)
+    assert m.n_iter_ < 1000  # converges instead of running out of iterations
+    M = m.get_mahalanobis_matrix()
+    assert M[0, 0] > 5 * max(abs(M[1, 1]), abs(M[2, 2]), abs(M[3, 3]))

@@ -22,8 +22,10 @@ struct ItmlResult {
 /// A: d x d row-major symmetric metric (updated); V: m x d constraint differences (a - b);
 /// sign: +1 similar / -1 dissimilar per constraint; bhat: per-constraint target (updated);
 /// lambda: dual variables, start at 0 (updated). gamma <= 0 means hard constraints (gamma = inf).
-/// Constraints with vᵀ A v == 0 are skipped. Stops when the relative change of the duals
-/// between passes falls below `tol`, or when all duals are 0 (convergence = inf).
+/// Constraints with vᵀ A v == 0 are skipped. Constraints left idle (satisfied, dual 0) are
+/// skipped on the following passes and revisited on every 8th; the result stops when the
+/// relative change of the duals over a full pass falls below `tol`, or when all duals are 0
+/// (convergence = inf). `iterations` counts passes, partial ones included.
 ItmlResult itml_projections(double* A, std::size_t d, const double* V, const double* sign,
                             std::size_t m, double* bhat, double* lambda, double gamma,
                             std::size_t max_iter, double tol);

@@ -5,11 +5,17 @@ SDML fits a sparse precision matrix: M minimises ``tr(M S) - log det M + λ ||M|
 is the graphical lasso on S. ``S`` is one d x d product (``Vᵀ diag(y) V``), and the graphical
 lasso is scikit-learn's, as in metric-learn.
 
-A non positive-definite S (many dissimilar pairs pull it negative; metric-learn then warns and
-often fails) is handled by a documented fallback instead of a silent NaN metric: its
-eigenvalues are shifted up so the smallest is ``1e-3`` of the largest (``shifted_ = True``),
-which keeps S's eigenvectors and ordering. If the graphical lasso still cannot solve it, the
-(regularised) inverse of S is used (``glasso_failed_ = True``); non-convergence of the lasso
+A non positive-definite S (many dissimilar pairs pull it negative) has no SDML solution: the
+objective is unbounded along S's negative directions. metric-learn then warns that the
+balance parameter should be decreased and often fails; here that advice is followed
+automatically, as a documented fallback instead of a silent NaN metric: the pair term's
+weight is lowered to the largest value at which S stays positive definite with its smallest
+eigenvalue (relative to the prior, in the prior's whitened frame) at ``_MIN_RELATIVE_EIG``
+(``shifted_ = True``, the weight used in ``balance_param_``). An earlier version shifted S's
+eigenvalues up instead, which keeps the (unbounded) pair term at full weight and gives the
+most-negative direction a thousandfold precision: the metric collapsed onto a few directions
+and fell below the Euclidean one on digits. If the graphical lasso still cannot solve S,
+its (regularised) inverse is used (``glasso_failed_ = True``); non-convergence of the lasso
 within its iteration budget is not an error.
 """
 
@@ -33,6 +39,9 @@ from ._weakly import (
     SupervisedTwinMixin,
 )
 
+#: Smallest eigenvalue of S relative to the prior's that the pair weight may bring it to.
+_MIN_RELATIVE_EIG = 0.1
+
 
 class _SDMLBase:
     _parameter_constraints: dict[str, list[Any]] = {
@@ -52,14 +61,24 @@ class _SDMLBase:
         points = np.unique(P.reshape(-1, d), axis=0)
         M0 = prior_metric(self.prior, points, self.random_state)
         diff = P[:, 0] - P[:, 1]
-        S = np.linalg.inv(M0) + float(self.balance_param) * ((diff.T * y) @ diff)
-        S = (S + S.T) / 2.0
-        w, V = np.linalg.eigh(S)
-        top = max(abs(float(w.max())), np.finfo(np.float64).tiny)
-        self.shifted_ = bool(w.min() < 1e-3 * top)
+        S0 = np.linalg.inv(M0)
+        S0 = (S0 + S0.T) / 2.0
+        K = (diff.T * y) @ diff
+        K = (K + K.T) / 2.0
+        eta = float(self.balance_param)
+        # In S0's whitened frame S = S0^{1/2} (I + eta * mu-space) S0^{1/2}: S is positive
+        # definite with relative smallest eigenvalue >= r iff 1 + eta * mu_min >= r.
+        w0, V0 = np.linalg.eigh(S0)
+        w0 = np.clip(w0, 1e-12 * max(float(w0.max()), np.finfo(np.float64).tiny), None)
+        R = V0 / np.sqrt(w0)  # S0^{-1/2} up to rotation
+        mu_min = float(np.linalg.eigvalsh(R.T @ K @ R).min())
+        self.shifted_ = bool(1.0 + eta * mu_min < _MIN_RELATIVE_EIG)
         if self.shifted_:
-            w = w - w.min() + 1e-3 * max(top, float(w.max() - w.min()))
-            S = (V * w) @ V.T
+            eta = (1.0 - _MIN_RELATIVE_EIG) / -mu_min
+        self.balance_param_ = eta
+        S = S0 + eta * K
+        w, V = np.linalg.eigh(S)
+        w = np.clip(w, _MIN_RELATIVE_EIG * float(w0.min()), None)  # rounding only
         self.glasso_failed_ = False
         try:
             with warnings.catch_warnings():
@@ -95,7 +114,10 @@ class SDML(_SDMLBase, PairsLearnerMixin):
     components_ : ndarray (n_features, n_features)
     threshold_ : float
     shifted_ : bool
-        Whether the graphical-lasso input had to be shifted to be positive definite.
+        Whether the pair weight had to be lowered below `balance_param` to keep the
+        graphical-lasso input positive definite (see the module notes).
+    balance_param_ : float
+        The pair weight used.
     glasso_failed_ : bool
         Whether the graphical lasso failed and the inverse was used instead.
     n_features_in_ : int

@@ -518,14 +518,33 @@ def knn_triplets(data: LabelledData, k_genuine: int, k_impostor: int) -> np.ndar
         Dg = np.where(same, D, np.inf)
         Dg[np.arange(b1 - b0), np.arange(b0, b1)] = np.inf
         Di = np.where(same, np.inf, D)
-        gen = np.argsort(Dg, axis=1, kind="stable")[:, :kg]
-        imp = np.argsort(Di, axis=1, kind="stable")[:, :ki]
+        gen = _smallest_sorted(Dg, kg)
+        imp = _smallest_sorted(Di, ki)
         a = np.arange(b0, b1)
         trip = np.stack(
             np.broadcast_arrays(a[:, None, None], gen[:, :, None], imp[:, None, :]), axis=-1
         )
         out.append(trip.reshape(-1, 3))
     return np.concatenate(out)
+
+
+def _smallest_sorted(D: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the k smallest entries of each row, ascending, ties to the smaller column:
+    ``np.argsort(D, kind="stable")[:, :k]`` in O(n) per row (argpartition, then a sort of k).
+    Rows with a tie at or across the k-th value take the full stable sort, so the result is
+    the same."""
+    if k >= D.shape[1]:
+        return np.argsort(D, axis=1, kind="stable")[:, :k]
+    part = np.argpartition(D, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(D, part, axis=1)
+    idx = np.argsort(vals, axis=1, kind="stable")
+    out = np.take_along_axis(part, idx, axis=1)
+    vs = np.take_along_axis(vals, idx, axis=1)
+    tied = ((D <= vs[:, -1:]).sum(axis=1) > k) | (vs[:, 1:] == vs[:, :-1]).any(axis=1)
+    if tied.any():
+        rows = np.nonzero(tied)[0]
+        out[rows] = np.argsort(D[rows], axis=1, kind="stable")[:, :k]
+    return out
 
 
 def smooth_hinge(z: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:

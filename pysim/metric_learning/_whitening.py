@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import validate_data
 
+from .._validation import serial_blas
 from ._base import MahalanobisMixin, check_float, check_n_components
 
 
@@ -85,6 +86,10 @@ class Whitening(MahalanobisMixin):
         k = check_n_components(self.n_components, d)
         s = check_float(self.shrinkage, "shrinkage", 0.0, 1.0)
         X = X.astype(np.float64, copy=False)
+        with serial_blas():  # one (n, d) product and a d x d eigh: BLAS threads only cost here
+            return self._fit_serial(X, n, d, k, s)
+
+    def _fit_serial(self, X: np.ndarray, n: int, d: int, k: int, s: float) -> Whitening:
         self.mean_ = X.mean(axis=0)
         Xc = X - self.mean_
         C = Xc.T @ Xc / (n - 1)

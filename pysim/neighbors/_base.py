@@ -198,6 +198,16 @@ def _check_mode(mode: Any) -> str:
     return mode
 
 
+def is_fitted(estimator: Any) -> bool:
+    """Whether scikit-learn's ``check_is_fitted`` accepts `estimator` (a given metric
+    learner is used as it is when fitted, and cloned and fitted otherwise)."""
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    return True
+
+
 class NeighborsBase(MultiOutputMixin, BaseEstimator):
     """Fitting and searching shared by the k-NN estimators (not a public class).
 
@@ -247,13 +257,8 @@ class NeighborsBase(MultiOutputMixin, BaseEstimator):
     def _fit_metric_learner(self, X: np.ndarray, y: Any) -> Any:
         """None, the given fitted learner, or a fitted clone of the given unfitted one."""
         learner = self.metric_learner
-        if learner is None:
-            return None
-        try:
-            check_is_fitted(learner)
+        if learner is None or is_fitted(learner):
             return learner
-        except NotFittedError:
-            pass
         needs_y = get_tags(learner).target_tags.required
         if needs_y and y is None:
             raise ValueError(
@@ -516,6 +521,53 @@ def _drop_self(dist: np.ndarray, ind: np.ndarray) -> tuple[np.ndarray, np.ndarra
     no_self = mask.all(axis=1)
     mask[no_self, 0] = False
     return dist[mask].reshape(n, k1 - 1), ind[mask].reshape(n, k1 - 1)
+
+
+class WeightedKNeighborsBase(KNeighborsMixin, NeighborsBase):
+    """Constructor and neighbour weighting shared by the k-NN classifier and regressor.
+
+    Both take scikit-learn's ``weights`` (``"uniform"``, ``"distance"`` or a callable) on top
+    of :class:`NeighborsBase`'s parameters; subclasses add ``fit`` and ``predict``.
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        **NeighborsBase._parameter_constraints,
+        "weights": [StrOptions({"uniform", "distance"}), callable, None],
+    }
+
+    # scikit-learn reads an estimator's parameters off its __init__ signature, so each
+    # estimator family spells its own list out (NearestNeighbors: radius, the k-NN
+    # classifier and regressor: weights), as scikit-learn's neighbours do; duplicates pairs them.
+    def __init__(
+        self,
+        n_neighbors: int = 5,
+        *,
+        weights: Any = "uniform",
+        metric: str = "euclidean",
+        algorithm: str = "auto",
+        metric_learner: Any = None,
+        metric_params: dict | None = None,
+        index_params: dict | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.n_neighbors = n_neighbors
+        self.weights = weights
+        self.metric = metric
+        self.algorithm = algorithm
+        self.metric_learner = metric_learner
+        self.metric_params = metric_params
+        self.index_params = index_params
+        self.threads = threads
+
+    def _weighted_neighbours(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each query's neighbour indices and their weights (``None`` for uniform)."""
+        check_is_fitted(self)
+        if self.weights in (None, "uniform"):
+            return self.kneighbors(X, return_distance=False), None
+        dist, ind = self.kneighbors(X)
+        weights = get_weights(dist, self.weights)
+        check_nonzero_weights(weights)
+        return ind, weights
 
 
 class RadiusNeighborsMixin:

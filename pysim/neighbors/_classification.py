@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
-from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
-from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, get_weights
+from ._base import WeightedKNeighborsBase
 
 
 def _weighted_mode(votes: np.ndarray) -> np.ndarray:
@@ -57,7 +56,7 @@ def class_votes(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) 
     )
 
 
-class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
+class KNeighborsClassifier(ClassifierMixin, WeightedKNeighborsBase):
     """Classifier voting among the k nearest training rows.
 
     A drop-in for :class:`sklearn.neighbors.KNeighborsClassifier` on pysim's indexes, with
@@ -117,32 +116,6 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
     [[0.667, 0.333]]
     """
 
-    _parameter_constraints: dict[str, list[Any]] = {
-        **NeighborsBase._parameter_constraints,
-        "weights": [StrOptions({"uniform", "distance"}), callable, None],
-    }
-
-    def __init__(
-        self,
-        n_neighbors: int = 5,
-        *,
-        weights: Any = "uniform",
-        metric: str = "euclidean",
-        algorithm: str = "auto",
-        metric_learner: Any = None,
-        metric_params: dict | None = None,
-        index_params: dict | None = None,
-        threads: int | None = None,
-    ) -> None:
-        self.n_neighbors = n_neighbors
-        self.weights = weights
-        self.metric = metric
-        self.algorithm = algorithm
-        self.metric_learner = metric_learner
-        self.metric_params = metric_params
-        self.index_params = index_params
-        self.threads = threads
-
     def fit(self, X: Any, y: Any) -> KNeighborsClassifier:
         """Index the training rows and remember their labels.
 
@@ -192,14 +165,7 @@ class KNeighborsClassifier(KNeighborsMixin, ClassifierMixin, NeighborsBase):
         none of them has a positive total), which differs from a plain argmax when a callable
         gives negative weights.
         """
-        check_is_fitted(self)
-        if self.weights in (None, "uniform"):
-            ind = self.kneighbors(X, return_distance=False)
-            weights = None
-        else:
-            dist, ind = self.kneighbors(X)
-            weights = get_weights(dist, self.weights)
-            check_nonzero_weights(weights)
+        ind, weights = self._weighted_neighbours(X)
         codes = self._y.reshape(len(self._y), -1)
         classes = self.classes_ if self.outputs_2d_ else [self.classes_]
         votes = [class_votes(codes[:, j][ind], weights, len(c)) for j, c in enumerate(classes)]

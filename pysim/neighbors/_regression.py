@@ -11,13 +11,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import RegressorMixin
-from sklearn.utils._param_validation import StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import validate_data
 
-from ._base import KNeighborsMixin, NeighborsBase, check_nonzero_weights, get_weights
+from ._base import WeightedKNeighborsBase
 
 
-class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
+class KNeighborsRegressor(RegressorMixin, WeightedKNeighborsBase):
     """Regression by the (weighted) mean target of the k nearest training rows.
 
     A drop-in for :class:`sklearn.neighbors.KNeighborsRegressor` on pysim's indexes.
@@ -68,32 +67,6 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
     [2.5]
     """
 
-    _parameter_constraints: dict[str, list[Any]] = {
-        **NeighborsBase._parameter_constraints,
-        "weights": [StrOptions({"uniform", "distance"}), callable, None],
-    }
-
-    def __init__(
-        self,
-        n_neighbors: int = 5,
-        *,
-        weights: Any = "uniform",
-        metric: str = "euclidean",
-        algorithm: str = "auto",
-        metric_learner: Any = None,
-        metric_params: dict | None = None,
-        index_params: dict | None = None,
-        threads: int | None = None,
-    ) -> None:
-        self.n_neighbors = n_neighbors
-        self.weights = weights
-        self.metric = metric
-        self.algorithm = algorithm
-        self.metric_learner = metric_learner
-        self.metric_params = metric_params
-        self.index_params = index_params
-        self.threads = threads
-
     def fit(self, X: Any, y: Any) -> KNeighborsRegressor:
         """Index the training rows and remember their targets.
 
@@ -130,14 +103,7 @@ class KNeighborsRegressor(KNeighborsMixin, RegressorMixin, NeighborsBase):
         y : ndarray of shape (n_queries,) or (n_queries, n_outputs), float64
             Predictions; 1-D exactly when ``y`` was 1-D in ``fit``.
         """
-        check_is_fitted(self)
-        if self.weights in (None, "uniform"):
-            ind = self.kneighbors(X, return_distance=False)
-            weights = None
-        else:
-            dist, ind = self.kneighbors(X)
-            weights = get_weights(dist, self.weights)
-            check_nonzero_weights(weights)
+        ind, weights = self._weighted_neighbours(X)
         y = self._y.reshape(len(self._y), -1).astype(np.float64, copy=False)
         neigh = y[ind]  # (n_queries, k, n_outputs)
         if weights is None:

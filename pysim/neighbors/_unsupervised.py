@@ -95,6 +95,9 @@ class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
         "radius": [Interval(Real, 0, None, closed="left")],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature, so each
+    # estimator family spells its own list out (NearestNeighbors: radius, the k-NN
+    # classifier and regressor: weights), as scikit-learn's neighbours do; duplicates pairs them.
     def __init__(
         self,
         n_neighbors: int = 5,

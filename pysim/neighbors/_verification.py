@@ -21,13 +21,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.exceptions import NotFittedError
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .. import metrics as _metrics
 from .._distances import paired_distances
-from ._base import InvalidParameterError, resolve_metric
+from ._base import InvalidParameterError, is_fitted, resolve_metric
 
 
 class PairVerifier(BaseEstimator):
@@ -148,13 +147,8 @@ class PairVerifier(BaseEstimator):
 
     def _fit_learner(self, A: np.ndarray, B: np.ndarray, same: np.ndarray) -> Any:
         learner = self.metric_learner
-        if learner is None:
-            return None
-        try:
-            check_is_fitted(learner)
+        if learner is None or is_fitted(learner):
             return learner
-        except NotFittedError:
-            pass
         pairs = np.stack([A, B], axis=1)
         labels = np.where(same.astype(bool), 1, -1)
         if getattr(learner, "_tuple_size", None) == 2 and hasattr(learner, "calibrate_threshold"):
