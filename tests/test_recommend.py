@@ -194,6 +194,25 @@ def test_binary_kernels_agree_with_weighted_kernel(rng):
     np.testing.assert_array_equal(dot2.data, 4 * dot1.data)
 
 
+@pytest.mark.parametrize("similarity", ["cosine", "jaccard", "tfidf", "bm25"])
+def test_many_candidates_per_row_match_reference(rng, similarity):
+    # Rows with far more candidates than 8 k take the sampled-threshold selection (and, for
+    # a few rows, its every-candidate fallback): the kept set must still be the exact top k.
+    X = binary_interactions(rng, n_users=120, n_items=400, density=0.12)
+    k = 5
+    S = ItemKNN(k, similarity=similarity).fit(sp.csr_matrix(X)).similarity_
+    ref = ref_similarity(X, similarity)
+    want = ref_topk_rows(ref, k)
+    assert min(np.sum(~np.isnan(ref[i])) for i in range(400) if i != 7) > 8 * k
+    for i in range(400):
+        cols = S.indices[S.indptr[i] : S.indptr[i + 1]]
+        vals = S.data[S.indptr[i] : S.indptr[i + 1]]
+        np.testing.assert_allclose(vals, ref[i, cols], rtol=2e-6)
+        np.testing.assert_allclose(np.sort(vals)[::-1], np.sort(ref[i, want[i]])[::-1], rtol=2e-6)
+        if similarity in ("cosine", "jaccard"):
+            np.testing.assert_array_equal(cols, np.sort(want[i]))
+
+
 def test_counts_wider_than_16_bits():
     # An item with more than 65,535 users: the counts kernel must not wrap around.
     n = 70_000

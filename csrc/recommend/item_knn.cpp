@@ -14,6 +14,10 @@
 //   - user weights: a pattern whose weights factor as f_i * g_u (TF-IDF and BM25 of 0/1
 //     data): dot(i, j) = f_i f_j sum_u c_u over the common users, c_u = g_u^2 one add each;
 //   - general: float64 w_ui * w_uj products.
+// Top-k of a row (largest first, ties to the smaller column: a total order, so the kept set
+// is unique and independent of threads): a threshold guessed from 64 sampled candidates lets
+// one branch-free pass keep about 2k of the ~2,000 candidates, and nth_element picks the k
+// (a histogram pass plus a second pass over every candidate cost a third more instructions).
 // A column is "first touched" when its accumulator is still zero: every addition is strictly
 // positive (counts, c_u > 0, products clamped below at the smallest denormal), so a sum never
 // returns to zero and no separate mark array is needed.
@@ -81,56 +85,7 @@ struct RowProduct {
     }
 };
 
-// Top-k selection of a row's candidates (similarity > 0), largest first, ties to the smaller
-// column: a total order, so the kept set is unique. A quickselect over ~2,000 candidates per
-// row mispredicts a branch per element and per pass; instead the candidate pass builds a
-// histogram over the top bits of the float32-rounded value (a monotone map, so bucket order
-// is value order) and notes the highest bucket, the bucket holding the k-th value is found
-// scanning down from there, one branch-free pass keeps the candidates from that bucket up,
-// and only those (about k) go to nth_element.
-constexpr std::size_t kBuckets = 4096;
-
-inline std::uint32_t bucket_of(double v) {
-    const float f = static_cast<float>(v);
-    std::uint32_t bits;
-    std::memcpy(&bits, &f, sizeof bits);
-    return (bits >> 19) & (kBuckets - 1); // positive values: 8 exponent + 4 mantissa bits
-}
-
 using Cand = std::pair<double, std::int32_t>;
-
-// `hist` holds the bucket counts of cand[0, count) (built while the candidates were made), no
-// bucket above `top`; leaves it zeroed, and the top k in cand[0, return value).
-std::size_t select_top(Cand* cand, std::size_t count, std::size_t k, std::uint32_t* hist,
-                       std::uint32_t top, Cand* tmp) {
-    if (count <= k) {
-        for (std::size_t c = 0; c < count; ++c)
-            hist[bucket_of(cand[c].first)] = 0;
-        return count;
-    }
-    std::size_t b = top, seen = 0;
-    for (;; --b) {
-        seen += hist[b];
-        if (seen >= k || b == 0)
-            break;
-    }
-    std::size_t w = 0;
-    for (std::size_t c = 0; c < count; ++c) {
-        const std::uint32_t bucket = bucket_of(cand[c].first);
-        hist[bucket] = 0;
-        tmp[w] = cand[c];
-        w += static_cast<std::size_t>(bucket >= b);
-    }
-    auto better = [](const Cand& x, const Cand& y) {
-        return x.first > y.first || (x.first == y.first && x.second < y.second);
-    };
-    if (w > k) {
-        std::nth_element(tmp, tmp + k, tmp + w, better);
-        w = k;
-    }
-    std::copy(tmp, tmp + w, cand);
-    return w;
-}
 
 void check_pair(const Csr<double>& item_users, const Csr<double>& user_items) {
     check_csr(item_users, "item_users");
@@ -139,16 +94,16 @@ void check_pair(const Csr<double>& item_users, const Csr<double>& user_items) {
             "item_users must be the transpose of user_items");
 }
 
-// Per-thread scratch of knn_similarity. Invariant between rows: every accumulator entry and
-// histogram bucket is zero; `clean` is false only while a row is in flight, so scratch left
+// Per-thread scratch of knn_similarity. Invariant between rows: every accumulator entry is
+// zero; `clean` is false only while a row is in flight, so scratch left
 // dirty by an exception (bad_alloc) is zeroed before its next use.
 struct Scratch {
     std::vector<double> acc;
     std::vector<std::uint32_t> cnt32;
     std::vector<std::uint16_t> cnt16;
     std::vector<std::int32_t> touched;
-    std::vector<Cand> cand, tmp;
-    std::vector<std::uint32_t> hist;
+    std::vector<Cand> cand;
+    std::vector<double> sims;
     bool clean = true;
 
     template <typename A> A* accumulator();
@@ -158,16 +113,13 @@ struct Scratch {
             std::fill(acc.begin(), acc.end(), 0.0);
             std::fill(cnt32.begin(), cnt32.end(), 0u);
             std::fill(cnt16.begin(), cnt16.end(), std::uint16_t{0});
-            std::fill(hist.begin(), hist.end(), 0u);
             clean = true;
         }
         if (touched.size() < n + 1) {
             touched.resize(n + 1);
             cand.resize(n + 1);
-            tmp.resize(n + 1);
+            sims.resize(n + 1);
         }
-        if (hist.size() < kBuckets)
-            hist.assign(kBuckets, 0u);
     }
     template <typename A> A* grow(std::vector<A>& v, std::size_t n) {
         if (v.size() < n)
@@ -245,15 +197,10 @@ void similarity_row(const Csr<double>& iu, const Csr<double>& ui, const double* 
     const double shrink = ctx.shrink;
     const double scale_i = ctx.item_factor != nullptr ? ctx.item_factor[i] : 1.0;
     Cand* __restrict cp = s.cand.data();
-    std::uint32_t* __restrict hp = s.hist.data();
-    std::size_t w = 0;
-    std::uint32_t top = 0;
-    // Branch-free: every candidate is written, kept (w advances) only when its similarity
-    // is positive and finite; its histogram bucket is counted likewise.
-    for (std::size_t c = 0; c < cnt; ++c) {
-        const std::int32_t j = t[c];
-        double dot = static_cast<double>(a[j]);
-        a[j] = A{0};
+    double* __restrict all = s.sims.data();
+    const std::size_t k = ctx.k;
+    // The similarity of column j (0 when it is no candidate: not positive, not finite, or i).
+    auto similarity = [&](std::int32_t j, double dot) {
         if constexpr (K == Kernel::user_weights) {
             if (ctx.item_factor != nullptr)
                 dot *= scale_i * ctx.item_factor[j];
@@ -267,13 +214,57 @@ void similarity_row(const Csr<double>& iu, const Csr<double>& ui, const double* 
         const double sim = denom > 0.0 ? dot / denom : 0.0;
         const bool keep = sim > 0.0 && sim <= std::numeric_limits<double>::max() &&
                           static_cast<std::size_t>(j) != i;
-        cp[w] = {sim, j};
-        const std::uint32_t bucket = bucket_of(keep ? sim : 0.0);
-        hp[bucket] += static_cast<std::uint32_t>(keep);
-        top = std::max(top, bucket);
-        w += static_cast<std::size_t>(keep);
+        return keep ? sim : 0.0;
+    };
+    // A speculative threshold from a sample of the candidates: the r-th largest of kSample
+    // evenly spaced ones, r chosen so that about 2k candidates reach it. Keeping only the
+    // candidates >= T is exact whenever at least k of them are (the k-th largest is then
+    // >= T, and every tie of it is kept); otherwise (rare) every candidate is kept.
+    constexpr std::size_t kSample = 64;
+    double thr = 0.0;
+    if (cnt > 8 * k) {
+        const std::size_t stride = cnt / kSample;
+        const std::size_t r = std::max<std::size_t>(1, (2 * k * kSample + cnt - 1) / cnt);
+        double best[kSample];
+        std::size_t have = 0;
+        for (std::size_t c = 0; c < kSample; ++c) {
+            const std::int32_t j = t[c * stride];
+            const double v = similarity(j, static_cast<double>(a[j]));
+            if (v <= 0.0 || (have == r && v <= best[r - 1]))
+                continue;
+            std::size_t pos = have < r ? have++ : r - 1;
+            while (pos > 0 && best[pos - 1] < v) {
+                best[pos] = best[pos - 1];
+                --pos;
+            }
+            best[pos] = v;
+        }
+        if (have == r)
+            thr = best[r - 1];
     }
-    const std::size_t kept = select_top(cp, w, ctx.k, hp, top, s.tmp.data());
+    std::size_t w = 0;
+    for (std::size_t c = 0; c < cnt; ++c) {
+        const std::int32_t j = t[c];
+        const double sim = similarity(j, static_cast<double>(a[j]));
+        a[j] = A{0};
+        all[c] = sim;
+        cp[w] = {sim, j};
+        w += static_cast<std::size_t>(sim > 0.0 && sim >= thr);
+    }
+    if (w < k && thr > 0.0) { // too few reached the guess: every candidate
+        w = 0;
+        for (std::size_t c = 0; c < cnt; ++c) {
+            cp[w] = {all[c], t[c]};
+            w += static_cast<std::size_t>(all[c] > 0.0);
+        }
+    }
+    std::size_t kept = w;
+    if (w > k) {
+        std::nth_element(cp, cp + k, cp + w, [](const Cand& x, const Cand& y) {
+            return x.first > y.first || (x.first == y.first && x.second < y.second);
+        });
+        kept = k;
+    }
     s.clean = true;
     // (column << 32 | float bits): one integer sort orders the row by column.
     row.resize(kept);

@@ -14,8 +14,9 @@
 // definition). Sums are float64 in a fixed order (users, then items, ascending), so results
 // do not depend on the number of threads.
 //
-// Top-k selection reuses pysim::TopK on the negated score: largest first, ties broken by the
-// smaller item id, the tie rule of every exact search in pysim.
+// Top-k: largest first, ties broken by the smaller item id, the tie rule of every exact
+// search in pysim (item_knn.cpp: a sampled threshold and nth_element; scoring.cpp: pysim::TopK
+// on the negated score).
 #pragma once
 
 #include <cstddef>
