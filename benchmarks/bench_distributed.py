@@ -26,9 +26,11 @@ however many processes or threads it runs: when the machine is saturated, a 2-wo
 or a 2-thread index gets no more CPU than one thread, and wall-clock speedups collapse to
 ~1x. ``cores_used`` shows whether a run had the cores it asked for; ``cpu_s`` per query is
 the work itself, independent of the load. ``load`` is the 1-minute load average at the
-end. For the sharded batches, ``worker_cpu_max_s`` is the busiest worker's CPU per batch and
-``worker_busy_cpu_max_s`` the same less its idle rate (measured for 1 s before) over the
-batch's wall time: the critical path a dedicated core per worker would run.
+end. For the batches, ``busy_cpu_s`` is cpu_s less each process's idle rate (measured for 1 s
+before; the LocalCluster schedulers live in this process and tick during every contender's
+run) over the batch's wall time; for the sharded ones ``worker_cpu_max_s`` is the busiest
+worker's CPU per batch and ``worker_busy_cpu_max_s`` the same less its idle rate: the
+critical path a dedicated core per worker would run.
 
 Workload: 1,000,000 x 128 clustered vectors and 10,000 queries with ``--full``; 5,000 x 128
 and 1,000 queries otherwise (under a minute on an idle 2-core machine, two cluster start-ups
@@ -206,8 +208,9 @@ def _cpu_fields(
 ) -> dict:
     """cpu_s (all processes), worker_cpu_max_s (the busiest worker, sharded only) and
     cores_used over `wall_s`, per operation when `per` operations ran in between. With `idle`
-    rates, also ``worker_busy_cpu_max_s``: the busiest worker's CPU less what it burns idle
-    over the same wall time (the batch's own work, which a dedicated core would run)."""
+    rates, also ``busy_cpu_s`` (cpu_s less every process's idle burn over the same wall time)
+    and ``worker_busy_cpu_max_s``: the busiest worker's CPU less its idle burn (the batch's own
+    work, which a dedicated core would run)."""
     delta = {k: (after[k] - before[k]) / per for k in before if k in after}
     cpu_s = sum(delta.values())
     fields = {
@@ -215,6 +218,11 @@ def _cpu_fields(
         "cores_used": round(cpu_s / wall_s, 2),
         "load": round(os.getloadavg()[0], 1),
     }
+    if idle is not None:
+        # Less what the processes burn idle (the LocalCluster schedulers live in this process
+        # and tick during every contender's run, the in-process ones included).
+        busy = cpu_s - sum(idle.get(k, 0.0) for k in delta) * wall_s
+        fields["busy_cpu_s"] = round(busy, 4)
     workers = [v for k, v in delta.items() if k != "main"]
     if workers:
         fields["worker_cpu_max_s"] = round(max(workers), 4)

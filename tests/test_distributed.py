@@ -534,9 +534,7 @@ def test_log_moves_to_another_worker_when_there_is_one(client, rng, monkeypatch,
     _wait_two_workers(client)
 
 
-def test_large_query_batch_is_sent_to_every_shard_worker(client, rng):
-    from pysim.distributed import _cluster as C
-
+def test_large_query_batch_is_scattered_and_answered(client, rng):
     X = rng.standard_normal((900, 32)).astype(np.float32)
     Q = rng.standard_normal((700, 32)).astype(np.float32)  # 89.6 kB: scattered, not inlined
     with ShardedIndex(32, kind="brute", client=client) as index:
@@ -545,8 +543,3 @@ def test_large_query_batch_is_sent_to_every_shard_worker(client, rng):
         ed, ei = _exact(X, Q, 7)
         np.testing.assert_array_equal(i, ei)
         np.testing.assert_allclose(d, ed, rtol=1e-5, atol=1e-5)
-        # A shard worker the scheduler no longer knows: the send fails as a loss (healed and
-        # retried by the caller), not as an error out of the query.
-        gone = dict(index._spec, holders=[[["tcp://127.0.0.1:9", "index"]]])
-        with pytest.raises(C._Lost):
-            C.fanout(client, gone, Q, 7, None, None, np.float32, 0)

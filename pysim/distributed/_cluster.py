@@ -152,8 +152,7 @@ def index_holders(spec: dict, shard: int) -> list[str]:
 def fanout(client, spec: dict, Q, k: int, ef, allowed: dict | None, dtype, turn: int):
     """Submit one query task per shard (one replica each) and a tree of merges.
 
-    Returns ``(future, addresses)``, or ``(None, [])`` when no shard can contribute; raises
-    ``_Lost`` when the queries cannot be sent to a shard's worker because it died.
+    Returns ``(future, addresses)``, or ``(None, [])`` when no shard can contribute.
     """
     uid = spec["uid"]
     picks = []
@@ -164,15 +163,10 @@ def fanout(client, spec: dict, Q, k: int, ef, allowed: dict | None, dtype, turn:
         picks.append((s, holders[(turn + s) % len(holders)]))
     addrs = [addr for _, addr in picks]
     if hasattr(Q, "nbytes") and Q.nbytes > 1 << 16 and picks:
-        # Sent to every shard's worker before the searches start (not to one worker that
-        # the others then fetch from while it searches): each shard starts at once.
-        try:
-            [Q] = client.scatter([Q], workers=sorted(set(addrs)), broadcast=True, hash=False)
-        except Exception:
-            dead = [a for a in addrs if a not in alive(client)]
-            if dead:  # the scheduler refuses a scatter to a worker it no longer knows
-                raise _Lost(dead) from None
-            raise
+        # Scattered once, to any live worker; the shards' tasks fetch it from there. (Not a
+        # broadcast to the shards' workers: a scatter naming a worker that is being killed
+        # can wait forever inside the scheduler, where a task's fetch fails over.)
+        [Q] = client.scatter([Q], hash=False)
     parts = [
         submit(client, W.task_query, uid, s, Q, k, ef, allowed and allowed[s], addr=addr)
         for s, addr in picks
