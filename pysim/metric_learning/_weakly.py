@@ -476,12 +476,12 @@ def chunks_from_labels(
     rng = rng_of(random_state)
     counts = data.counts.copy()
     capacity = counts // chunk_size
-    per_class = np.zeros(len(counts), np.int64)
-    for _ in range(n_chunks):
-        left = capacity - per_class
-        if left.sum() == 0:
-            break
-        per_class[rng.choice(len(counts), p=left / left.sum())] += 1
+    # Drawing chunks one at a time with probability proportional to what each class has
+    # left is sampling chunk slots without replacement: one multivariate hypergeometric
+    # draw (a Python loop of n_chunks weighted choices was most of an RCA fit).
+    per_class = rng.multivariate_hypergeometric(
+        capacity.astype(np.int64), min(int(n_chunks), int(capacity.sum()))
+    ).astype(np.int64)
     out = np.full(len(data.codes), -1, np.int64)
     chunk = 0
     for c, m in enumerate(per_class):
