@@ -518,6 +518,7 @@ def test_target_table(benchmark, twin_worker, learner, dataset, contender):
     record(benchmark, **{k: v for k, v in row.items() if v is not None})
     print(
         f"\n{dataset:12s} {contender:24s} {status:10s} {result.get('score')} {result.get('fit_s')}"
+        f" cpu {result.get('cpu_s')}"
     )
 
 

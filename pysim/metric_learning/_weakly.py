@@ -299,100 +299,69 @@ class PairsLearnerMixin(WeaklySupervisedMixin):
         return self
 
 
-class TripletsLearnerMixin(WeaklySupervisedMixin):
-    """Triplet API (metric-learn's ``_TripletsClassifierMixin``): a should be nearer b than c."""
+class _OrderedTuplesMixin(WeaklySupervisedMixin):
+    """Triplet / quadruplet API: each tuple says the "near" pair is closer than the "far"
+    one (triplets (a, b, c): d(a, b) < d(a, c); quadruplets (a, b, c, d): d(a, b) < d(c, d))."""
 
-    _tuple_size = 3
+    _near: tuple[int, int] = (0, 1)
+    _far: tuple[int, int] = (0, 2)
 
-    def decision_function(self, triplets: Any) -> np.ndarray:
-        """``d(a, c) - d(a, b)`` for each triplet: positive when ordered right.
-
-        Parameters
-        ----------
-        triplets : array_like, shape (n_triplets, 3, n_features), or (n_triplets, 3) indices
-
-        Returns
-        -------
-        ndarray, shape (n_triplets,), float64
-        """
-        check_is_fitted(self, "components_")
-        T = self._prepare(triplets, reset=False)
-        return self._tuple_distances(T, 0, 2) - self._tuple_distances(T, 0, 1)
-
-    def predict(self, triplets: Any) -> np.ndarray:
-        """+1 where a is nearer b than c under the learned metric, else -1.
+    def decision_function(self, tuples: Any) -> np.ndarray:
+        """Far-pair minus near-pair learned distance of each tuple: positive when ordered right.
 
         Parameters
         ----------
-        triplets : array_like, shape (n_triplets, 3, n_features), or (n_triplets, 3) indices
-
-        Returns
-        -------
-        ndarray, shape (n_triplets,), int64 in {-1, +1}
-        """
-        return np.where(self.decision_function(triplets) > 0, 1, -1)
-
-    def score(self, triplets: Any, y: Any = None) -> float:
-        """Fraction of triplets ordered right.
-
-        Parameters
-        ----------
-        triplets : array_like, shape (n_triplets, 3, n_features), or (n_triplets, 3) indices
-        y : ignored
-
-        Returns
-        -------
-        float in [0, 1]
-        """
-        return float(np.mean(self.predict(triplets) == 1))
-
-
-class QuadrupletsLearnerMixin(WeaklySupervisedMixin):
-    """Quadruplet API (metric-learn's ``_QuadrupletsClassifierMixin``): d(a, b) < d(c, d)."""
-
-    _tuple_size = 4
-
-    def decision_function(self, quadruplets: Any) -> np.ndarray:
-        """``d(c, d) - d(a, b)`` for each quadruplet: positive when ordered right.
-
-        Parameters
-        ----------
-        quadruplets : array_like, shape (n, 4, n_features), or (n, 4) indices
+        tuples : array_like, shape (n, t, n_features), or (n, t) indices with a preprocessor
+            t = 3 (triplets) or 4 (quadruplets), as the learner takes.
 
         Returns
         -------
         ndarray, shape (n,), float64
         """
         check_is_fitted(self, "components_")
-        Q = self._prepare(quadruplets, reset=False)
-        return self._tuple_distances(Q, 2, 3) - self._tuple_distances(Q, 0, 1)
+        T = self._prepare(tuples, reset=False)
+        return self._tuple_distances(T, *self._far) - self._tuple_distances(T, *self._near)
 
-    def predict(self, quadruplets: Any) -> np.ndarray:
-        """+1 where ``d(a, b) < d(c, d)`` under the learned metric, else -1.
+    def predict(self, tuples: Any) -> np.ndarray:
+        """+1 where the near pair is closer than the far pair under the learned metric, else -1.
 
         Parameters
         ----------
-        quadruplets : array_like, shape (n, 4, n_features), or (n, 4) indices
+        tuples : array_like, shape (n, t, n_features), or (n, t) indices
 
         Returns
         -------
         ndarray, shape (n,), int64 in {-1, +1}
         """
-        return np.where(self.decision_function(quadruplets) > 0, 1, -1)
+        return np.where(self.decision_function(tuples) > 0, 1, -1)
 
-    def score(self, quadruplets: Any, y: Any = None) -> float:
-        """Fraction of quadruplets ordered right.
+    def score(self, tuples: Any, y: Any = None) -> float:
+        """Fraction of tuples ordered right.
 
         Parameters
         ----------
-        quadruplets : array_like, shape (n, 4, n_features), or (n, 4) indices
+        tuples : array_like, shape (n, t, n_features), or (n, t) indices
         y : ignored
 
         Returns
         -------
         float in [0, 1]
         """
-        return float(np.mean(self.predict(quadruplets) == 1))
+        return float(np.mean(self.predict(tuples) == 1))
+
+
+class TripletsLearnerMixin(_OrderedTuplesMixin):
+    """Triplet API (metric-learn's ``_TripletsClassifierMixin``): a should be nearer b than c."""
+
+    _tuple_size = 3
+    _near, _far = (0, 1), (0, 2)
+
+
+class QuadrupletsLearnerMixin(_OrderedTuplesMixin):
+    """Quadruplet API (metric-learn's ``_QuadrupletsClassifierMixin``): d(a, b) < d(c, d)."""
+
+    _tuple_size = 4
+    _near, _far = (0, 1), (2, 3)
 
 
 # ------------------------------------------------------------ constraints drawn from labels
@@ -476,12 +445,12 @@ def chunks_from_labels(
     rng = rng_of(random_state)
     counts = data.counts.copy()
     capacity = counts // chunk_size
-    per_class = np.zeros(len(counts), np.int64)
-    for _ in range(n_chunks):
-        left = capacity - per_class
-        if left.sum() == 0:
-            break
-        per_class[rng.choice(len(counts), p=left / left.sum())] += 1
+    # Drawing chunks one at a time with probability proportional to what each class has
+    # left is sampling chunk slots without replacement: one multivariate hypergeometric
+    # draw (a Python loop of n_chunks weighted choices was most of an RCA fit).
+    per_class = rng.multivariate_hypergeometric(
+        capacity.astype(np.int64), min(int(n_chunks), int(capacity.sum()))
+    ).astype(np.int64)
     out = np.full(len(data.codes), -1, np.int64)
     chunk = 0
     for c, m in enumerate(per_class):
