@@ -439,6 +439,25 @@ class VsagHgraph:
 
     name = "pyvsag-hgraph"
     memory_source = "save() file"
+    _probed: dict[tuple, str | None] = {}
+
+    def unsupported(self, data: dict[str, Any]) -> str | None:
+        """Build once in a forked child first: pyvsag 0.18.5 aborted the whole process (a C++
+        abort inside ``Index.build``) on MiniLM 20k x 384 cosine here, which would end the
+        benchmark run with every result unwritten; a child that dies skips the contender."""
+        import multiprocessing
+
+        key = (data.get("name"), data["base"].shape, data.get("metric"))
+        if key not in self._probed:
+            ctx = multiprocessing.get_context("fork")
+            child = ctx.Process(target=self.build, args=(data["base"], data["metric"], 1))
+            child.start()
+            child.join()
+            code = child.exitcode
+            self._probed[key] = (
+                None if code == 0 else f"pyvsag's build died here (exit code {code})"
+            )
+        return self._probed[key]
 
     def available(self) -> str | None:
         return None
