@@ -45,7 +45,7 @@ CONTENDERS = ["pysim", "numpy", "scipy", "sklearn", "faiss", "simsimd"]
 THREADS = threads((2,))
 CHECK_ROWS = 64
 PYSIM_TOL, PEER_TOL = 1e-5, 1e-3
-SLOW_CALL = 1.0  # seconds: above this (quick run only) a contender is timed on fewer rows
+SLOW_CALL = 0.5  # seconds: above this (quick run only) a contender is timed on fewer rows
 
 
 def case_id(case: tuple[int, int, int]) -> str:

@@ -68,6 +68,7 @@ from _common import (
     adaptive_rounds,
     ann_datasets,
     dataset,
+    full,
     limit_threads,
     peer,
     recall_at_k,
@@ -87,6 +88,8 @@ X_MIN = 0.8  # the plot's recall axis starts here: the targets are at 0.95 and 0
 #: the interpolation at 0.95 needs close neighbours; up to 512 so the 4-bit and no-refine
 #: variants can show whether 0.99 is reachable at all.
 EFS = [10, 12, 14, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192, 256, 384, 512]
+#: The quick run's coarser grid (every other point, both ends kept): the suite's 10-minute budget.
+QUICK_EFS = [10, 14, 20, 32, 48, 80, 128, 192, 384, 512]
 #: pynndescent's query-time search widening (ann-benchmarks' range).
 EPSILONS = [0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12, 0.16, 0.2, 0.24, 0.3, 0.36]
 #: ScaNN: fraction of the tree's leaves searched x candidates re-ordered exactly (the ranges of
@@ -558,7 +561,7 @@ def knobs(contender: str) -> list[Any]:
         return EPSILONS
     if contender == "scann":
         return _scann_knobs()
-    return EFS
+    return EFS if full() else QUICK_EFS
 
 
 def knob_label(contender: str, knob: Any) -> str:
@@ -642,8 +645,10 @@ def test_sweep(benchmark, name, contender, knob):
 
     benchmark.group = f"search-{name}"
     # A fast call (a few ms on the quick run's 20k set) gets more rounds, up to about half a
-    # second of timing: the median of five 5-ms calls on a shared machine is mostly noise.
-    n_rounds = max(adaptive_rounds(first, budget=1.5), min(25, int(0.5 / max(first, 1e-6))))
+    # second of timing (a quarter in the quick run): the median of five 5-ms calls on a shared
+    # machine is mostly noise.
+    timing = 0.5 if full() else 0.25
+    n_rounds = max(adaptive_rounds(first, budget=1.5), min(25, int(timing / max(first, 1e-6))))
     benchmark.pedantic(run, rounds=n_rounds, iterations=1)
     qps = len(Q) / float(benchmark.stats.stats.median)
     point = {

@@ -76,14 +76,14 @@ PARTS: dict[str, tuple[list[str], str]] = {
 #: Typical seconds of each part's quick run on a 2-core machine (the estimate of what remains
 #: is these, scaled by how the parts so far compared with theirs); parts not listed: 30 s.
 QUICK_SECONDS: dict[str, float] = {
-    "kernels": 50,
-    "exact": 70,
-    "hnsw": 50,
-    "quantized": 60,
-    "metric": 50,
-    "classifier": 10,
-    "recommend": 60,
-    "distributed": 60,
+    "kernels": 75,
+    "exact": 76,
+    "hnsw": 52,
+    "quantized": 68,
+    "metric": 48,
+    "classifier": 5,
+    "recommend": 41,
+    "distributed": 15,
 }
 #: Parts that can run on a user's dataset (--dataset).
 DATASET_PARTS = ["exact", "hnsw", "quantized"]
