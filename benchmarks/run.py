@@ -434,9 +434,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=None,
-        help="timed rounds per benchmark; the median is reported (default 5; the "
-        "quick run fits a slow contender's rounds in about 1.5-2 s, at least "
-        "one)",
+        help="timed rounds per benchmark; the median is reported (default 3 in the "
+        "quick run, 5 with --full; the quick run fits a slow contender's rounds in "
+        "about a second, at least one)",
     )
     ap.add_argument(
         "--full",
