@@ -346,7 +346,7 @@ class Symqg:
         return _saved_size(index.save, n), None
 
 
-class RabitqHnsw:
+class RabitqHnsw(Symqg):
     """rabitqlib ``HnswIndex`` (HNSW over RaBitQ codes, its default 8 bits per dimension; the
     extra bits refine the 1-bit estimate, no float32 re-rank). It needs cluster centres for the
     codes: the library's ``RaBitQKMeans`` with 16 clusters (its own HNSW benchmark script's
@@ -357,14 +357,7 @@ class RabitqHnsw:
     memory_source = "save() file"
     clusters = 16
 
-    def unsupported(self, data: dict[str, Any]) -> str | None:
-        """rabitqlib's rotator and k-means take 64 dimensions or more."""
-        dim = data["base"].shape[1]
-        return f"rabitqlib needs dim >= 64, this dataset has {dim}" if dim < 64 else None
-
-    def available(self) -> str | None:
-        return None
-
+    # unsupported(), available() and memory() are SymphonyQG's: the same library and files.
     def build(self, X, metric, threads):
         rabitqlib = peer("rabitqlib")
         cosine = metric == "cosine"
@@ -382,10 +375,6 @@ class RabitqHnsw:
         Q = _normalised(Q) if cosine else np.ascontiguousarray(Q, np.float32)
         ids, _ = index.search(Q, k, max(ef, k), 1)
         return np.asarray(ids, np.int64)
-
-    def memory(self, built_index) -> tuple[float, float | None]:
-        index, _, n = built_index
-        return _saved_size(index.save, n), None
 
 
 class FaissHnswRabitq:
