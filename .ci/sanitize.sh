@@ -95,7 +95,8 @@ rm -f "$logs"/asan.*
 if [ "$#" -eq 0 ]; then
     set -- tests/test_simd_kernels.py tests/test_distances_api.py tests/test_properties.py \
         tests/test_dispatch.py tests/test_fuzz_persist.py tests/test_hardening.py
-    for f in tests/test_brute*.py tests/test_kdtree*.py tests/test_hnsw*.py tests/test_persist*.py; do
+    for f in tests/test_brute*.py tests/test_kdtree*.py tests/test_hnsw*.py tests/test_persist*.py \
+        tests/test_recommend.py; do
         [ -e "$f" ] && set -- "$@" "$f"
     done
 fi
