@@ -113,6 +113,11 @@ def _normalised(X: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(X / np.where(norms > 0, norms, 1), dtype=np.float32)
 
 
+def _peer_rows(X: np.ndarray, cosine: bool) -> np.ndarray:
+    """Rows as the RaBitQ peers take them: float32, unit length for cosine (searched as ip)."""
+    return _normalised(X) if cosine else np.ascontiguousarray(X, np.float32)
+
+
 class PysimQ(Pysim):
     """pysim.HNSWIndex with one storage option (bench_hnsw's adapter otherwise)."""
 
@@ -330,14 +335,14 @@ class Symqg:
     def build(self, X, metric, threads):
         rabitqlib = peer("rabitqlib")
         cosine = metric == "cosine"
-        X = _normalised(X) if cosine else np.ascontiguousarray(X, np.float32)
+        X = _peer_rows(X, cosine)
         index = rabitqlib.SymqgIndex(X.shape[1], 2 * M, "ip" if cosine else "l2", 0)
         index.build(X, EF_CONSTRUCTION, threads)
         return index, cosine, len(X)
 
     def search(self, built_index, Q, k, ef):
         index, cosine, _ = built_index
-        Q = _normalised(Q) if cosine else np.ascontiguousarray(Q, np.float32)
+        Q = _peer_rows(Q, cosine)
         ids, _ = index.search_batch(Q, k, max(ef, k), 1)
         return np.asarray(ids, np.int64)
 
@@ -361,7 +366,7 @@ class RabitqHnsw(Symqg):
     def build(self, X, metric, threads):
         rabitqlib = peer("rabitqlib")
         cosine = metric == "cosine"
-        X = _normalised(X) if cosine else np.ascontiguousarray(X, np.float32)
+        X = _peer_rows(X, cosine)
         km = rabitqlib.RaBitQKMeans(X.shape[1], self.clusters, num_threads=threads)
         km.train(X)
         index = rabitqlib.HnswIndex(
@@ -372,7 +377,7 @@ class RabitqHnsw(Symqg):
 
     def search(self, built_index, Q, k, ef):
         index, cosine, _ = built_index
-        Q = _normalised(Q) if cosine else np.ascontiguousarray(Q, np.float32)
+        Q = _peer_rows(Q, cosine)
         ids, _ = index.search(Q, k, max(ef, k), 1)
         return np.asarray(ids, np.int64)
 
@@ -399,7 +404,7 @@ class FaissHnswRabitq:
     def build(self, X, metric, threads):
         faiss = peer("faiss")
         cosine = metric == "cosine"
-        X = _normalised(X) if cosine else np.ascontiguousarray(X, np.float32)
+        X = _peer_rows(X, cosine)
         index = faiss.IndexHNSWRaBitQ(X.shape[1], M, self.bits)
         index.hnsw.efConstruction = EF_CONSTRUCTION
         with limit_threads(threads):
@@ -409,7 +414,7 @@ class FaissHnswRabitq:
 
     def search(self, built_index, Q, k, ef):
         index, cosine = built_index
-        Q = _normalised(Q) if cosine else np.ascontiguousarray(Q, np.float32)
+        Q = _peer_rows(Q, cosine)
         index.hnsw.efSearch = max(ef, k)
         with limit_threads(1):
             return index.search(Q, k)[1]

@@ -129,8 +129,15 @@ def test_similarity_matches_dense_reference(data, similarity, shrinkage, k):
     assert isinstance(S, sp.csr_matrix) and S.shape == (30, 30) and S.dtype == np.float32
     assert S.has_sorted_indices
     ref = ref_similarity(data, similarity, shrinkage, **kw)
+    check_topk_rows(S, ref, k, similarity)
+    assert S[7].nnz == 0 and S[:, 7].nnz == 0  # the unseen item has no neighbours
+
+
+def check_topk_rows(S: sp.csr_matrix, ref: np.ndarray, k: int, similarity: str) -> None:
+    """Each row of the fitted similarity holds the reference's k largest (the item itself
+    excluded), with the reference's values."""
     want = ref_topk_rows(ref, k)
-    for i in range(30):
+    for i in range(S.shape[0]):
         cols = S.indices[S.indptr[i] : S.indptr[i + 1]]
         vals = S.data[S.indptr[i] : S.indptr[i + 1]]
         assert i not in cols
@@ -141,7 +148,6 @@ def test_similarity_matches_dense_reference(data, similarity, shrinkage, k):
         np.testing.assert_allclose(np.sort(vals)[::-1], np.sort(ref[i, want[i]])[::-1], rtol=2e-6)
         if similarity in ("cosine", "jaccard", "dot"):  # same operations: same tie order
             np.testing.assert_array_equal(cols, np.sort(want[i]))
-    assert S[7].nnz == 0 and S[:, 7].nnz == 0  # the unseen item has no neighbours
 
 
 def binary_interactions(rng, n_users=40, n_items=30, density=0.25):
@@ -167,16 +173,7 @@ def test_binary_similarity_matches_dense_reference(rng, similarity, shrinkage, k
     assert S.has_sorted_indices and S.dtype == np.float32
     ref = ref_similarity(X, similarity, shrinkage, **kw)
     assert ref_idf(X.T)[0] == 0.0  # user 0 saw every seen item: no TF-IDF / BM25 weight
-    want = ref_topk_rows(ref, k)
-    for i in range(30):
-        cols = S.indices[S.indptr[i] : S.indptr[i + 1]]
-        vals = S.data[S.indptr[i] : S.indptr[i + 1]]
-        assert i not in cols
-        assert len(cols) == len(want[i])
-        np.testing.assert_allclose(vals, ref[i, cols], rtol=2e-6)
-        np.testing.assert_allclose(np.sort(vals)[::-1], np.sort(ref[i, want[i]])[::-1], rtol=2e-6)
-        if similarity in ("cosine", "jaccard", "dot"):  # exact counts: same tie order
-            np.testing.assert_array_equal(cols, np.sort(want[i]))
+    check_topk_rows(S, ref, k, similarity)
 
 
 def test_binary_kernels_agree_with_weighted_kernel(rng):
