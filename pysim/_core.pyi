@@ -2,6 +2,8 @@
 # Generated with pybind11-stubgen from the built module, then kept in the repository.
 # Arrays reaching these functions are canonical (exact dtype, C-contiguous): pysim's Python
 # layer converts and validates; anything else raises TypeError here.
+# The _f32 / _f64 pairs are one C++ template bound once per dtype, so their stubs repeat
+# line for line (duplicates pairs them).
 """
 pysim compiled core (private; use the pysim package)
 """

@@ -51,6 +51,9 @@ template <typename T> py::array_t<T> sqnorms(const CArray<T>& data, int threads)
     return out;
 }
 
+// The search bindings open alike (shape, dimension, k or radii, threads: the common.hpp checks in
+// one order, each with its own message), here and in bind_kdtree.cpp / bind_hnsw.cpp; duplicates
+// pairs the prologues by shape.
 template <typename T>
 py::tuple knn(const CArray<T>& data, const CArray<T>& norms, double max_sqnorm, Metric metric,
               const CArray<T>& queries, py::ssize_t k, int threads) {

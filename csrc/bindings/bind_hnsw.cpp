@@ -165,6 +165,14 @@ py::tuple exact_search(const HnswIndex& ix, const CArray<float>& q, int k, int t
     return py::make_tuple(dist, ids);
 }
 
+/// A mutating call that takes only a thread count and runs without the GIL (seal_blocks, refit).
+template <void (HnswIndex::*Method)(std::size_t)>
+void threaded_without_gil(HnswIndex& ix, int threads) {
+    const std::size_t nt = checked_threads(threads);
+    py::gil_scoped_release release;
+    (ix.*Method)(nt);
+}
+
 StateBox export_state(const HnswIndex& ix) {
     hnsw::State st;
     {
@@ -312,22 +320,8 @@ void bind_hnsw(py::module_& m) {
                                               ? -1
                                               : static_cast<std::int64_t>(ix.refine());
                                })
-        .def(
-            "seal_blocks",
-            [](HnswIndex& ix, int threads) {
-                const std::size_t nt = checked_threads(threads);
-                py::gil_scoped_release release;
-                ix.seal_blocks(nt);
-            },
-            py::arg("threads"))
-        .def(
-            "refit",
-            [](HnswIndex& ix, int threads) {
-                const std::size_t nt = checked_threads(threads);
-                py::gil_scoped_release release;
-                ix.refit(nt);
-            },
-            py::arg("threads"))
+        .def("seal_blocks", &threaded_without_gil<&HnswIndex::seal_blocks>, py::arg("threads"))
+        .def("refit", &threaded_without_gil<&HnswIndex::refit>, py::arg("threads"))
         .def("drift",
              [](const HnswIndex& ix) {
                  quant::DriftStats d;

@@ -54,6 +54,8 @@ const KernelSpec& spec_of(const std::string& name) {
     throw std::invalid_argument("unknown quantized kernel '" + name + "'");
 }
 
+// Test-only name-to-slot maps, one specialisation per (query, result) type pair of the kernel
+// table (duplicates pairs their if-chains by shape).
 template <typename Q, typename R>
 const simd::CodeKernel<Q, R>& kernel_of(const simd::QuantKernels& k, const std::string& name);
 

@@ -174,9 +174,10 @@ void run_direct(const TileOperands<T>& op, const TilePlan& plan, Sink& sink, std
 inline constexpr std::size_t kManyChunk = 256; // rows per one-to-many kernel call
 
 /// The metric's value of `query` against `count` contiguous rows, into out (the one-to-many
-/// form of the tile kernel's fused epilogue: one case per Epilogue, alike by shape). For cosine,
-/// `q_inv` is 1/|query| and the rows' squared norms come from `row_sqnorms` when the caller
-/// has them (one dot pass), else they are computed in the same pass into `norms_out`;
+/// form of the tile kernel's fused epilogue: one case per Epilogue, alike by shape, as duplicates
+/// reports). For cosine, `q_inv` is 1/|query| and the rows' squared norms come from
+/// `row_sqnorms` when the caller has them (one dot pass), else they are computed in the same
+/// pass into `norms_out`;
 /// the norms used are returned (null for the other epilogues). Euclidean takes the root.
 template <typename T>
 const T* many_distances(const simd::Kernels<T>& K, simd::Epilogue ep, const T* query, T q_inv,

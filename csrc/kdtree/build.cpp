@@ -21,6 +21,8 @@
 #include <limits>
 #include <numeric>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "common/errors.hpp"
 #include "common/parallel.hpp"
@@ -115,7 +117,9 @@ template <typename T, typename Id, std::size_t D> class Builder {
         const std::size_t len = e - s;
         const std::size_t step = len > 8 * kSample ? len / kSample : 1;
         const std::size_t count = len > 8 * kSample ? kSample : len;
-        if constexpr (D > 0) { // registers, not memory, for the running bounds
+        // Registers, not memory, for the running bounds when the width is known at compile time;
+        // the run-time-width branch repeats the loop over memory (duplicates pairs the two).
+        if constexpr (D > 0) {
             T l[D], h[D];
             for (std::size_t j = 0; j < D; ++j)
                 l[j] = h[j] = pts_[s * D + j];
@@ -256,6 +260,17 @@ template <typename T, typename Id, std::size_t D> class Builder {
     std::size_t levels_;
 };
 
+// fn(std::integral_constant<std::size_t, W>{}) for the W in 1..8 that equals dim; false (fn not
+// called) for any other dim.
+template <class Fn, std::size_t... W>
+bool with_row_width_in(std::size_t dim, Fn&& fn, std::index_sequence<W...>) {
+    return ((dim == W + 1 ? (fn(std::integral_constant<std::size_t, W + 1>{}), true) : false) ||
+            ...);
+}
+template <class Fn> bool with_row_width(std::size_t dim, Fn&& fn) {
+    return with_row_width_in(dim, fn, std::make_index_sequence<8>{});
+}
+
 } // namespace
 
 template <typename T> void KdTree<T>::init_leaf_ranges() {
@@ -314,26 +329,13 @@ template <typename T> void KdTree<T>::build(std::size_t threads) {
 template <typename T>
 template <typename Id>
 void KdTree<T>::build_with(Id* ids, std::size_t threads) {
-    switch (dim_) { // the usual KD-tree dimensions get a compile-time row width
-    case 1:
-        return build_levels<Builder<T, Id, 1>>(ids, threads);
-    case 2:
-        return build_levels<Builder<T, Id, 2>>(ids, threads);
-    case 3:
-        return build_levels<Builder<T, Id, 3>>(ids, threads);
-    case 4:
-        return build_levels<Builder<T, Id, 4>>(ids, threads);
-    case 5:
-        return build_levels<Builder<T, Id, 5>>(ids, threads);
-    case 6:
-        return build_levels<Builder<T, Id, 6>>(ids, threads);
-    case 7:
-        return build_levels<Builder<T, Id, 7>>(ids, threads);
-    case 8:
-        return build_levels<Builder<T, Id, 8>>(ids, threads);
-    default:
-        return build_levels<Builder<T, Id, 0>>(ids, threads);
-    }
+    // The usual KD-tree dimensions (1..8) get a compile-time row width, the rest width 0
+    // (read at run time): one instantiation per width, chosen by a fold over the widths.
+    const bool fixed = with_row_width(dim_, [&](auto width) {
+        build_levels<Builder<T, Id, decltype(width)::value>>(ids, threads);
+    });
+    if (!fixed)
+        build_levels<Builder<T, Id, 0>>(ids, threads);
 }
 
 template <typename T>

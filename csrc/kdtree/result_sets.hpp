@@ -27,6 +27,8 @@ namespace pysim::kdtree {
 /// Up to this k the sorted array beats the heap (measured on k-NN with k = 1..64).
 inline constexpr std::size_t kSortedMaxK = 32;
 
+// The interface of common/topk.hpp's TopK over a sorted array instead of a heap (duplicates
+// pairs the class heads).
 template <typename T> class KnnSorted {
   public:
     explicit KnnSorted(std::size_t k) : k_(k), dist_(k), id_(k) {}

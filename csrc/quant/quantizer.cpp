@@ -66,6 +66,8 @@ unsigned nibble_at(const std::uint8_t* code, NibblePos p) noexcept {
 
 } // namespace
 
+// An enum-to-name switch, like isa_name()'s in dispatch.cpp: the compiler checks each covers its
+// enum (duplicates pairs them by shape).
 const char* kind_name(Kind kind) noexcept {
     switch (kind) {
     case Kind::f16:

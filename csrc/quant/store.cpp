@@ -28,6 +28,20 @@ std::size_t stride_for(std::size_t record_bytes) noexcept {
     return (record_bytes + 15) / 16 * 16;
 }
 
+// The records of `slots`, 64 pointers at a time (the batch kernels' unit), through
+// batch(pointers, count, out): what distances() and refine() share.
+template <class Store, class Batch>
+void in_record_batches(const Store& store, const std::uint32_t* slots, std::size_t n, float* out,
+                       Batch batch) noexcept {
+    const std::uint8_t* ptrs[64];
+    for (std::size_t i0 = 0; i0 < n; i0 += 64) {
+        const std::size_t m = std::min<std::size_t>(64, n - i0);
+        for (std::size_t i = 0; i < m; ++i)
+            ptrs[i] = store.record(slots[i0 + i]);
+        batch(ptrs, m, out + i0);
+    }
+}
+
 } // namespace
 
 QuantStore::Arena::Arena(std::size_t bytes) {
@@ -320,13 +334,9 @@ void QuantStore::prepare_slot(std::size_t slot, const simd::KernelTable& table, 
 
 void QuantStore::distances(const Query& q, const std::uint32_t* slots, std::size_t n,
                            float* out) const noexcept {
-    const std::uint8_t* ptrs[64];
-    for (std::size_t i0 = 0; i0 < n; i0 += 64) {
-        const std::size_t m = std::min<std::size_t>(64, n - i0);
-        for (std::size_t i = 0; i < m; ++i)
-            ptrs[i] = record(slots[i0 + i]);
-        q.distances(ptrs, m, out + i0);
-    }
+    in_record_batches(
+        *this, slots, n, out,
+        [&q](const std::uint8_t* const* p, std::size_t m, float* o) { q.distances(p, m, o); });
 }
 
 void QuantStore::refine(const Query& q, const std::uint32_t* slots, std::size_t n,
@@ -336,13 +346,10 @@ void QuantStore::refine(const Query& q, const std::uint32_t* slots, std::size_t 
             out[i] = q.exact_distance(full_row(slots[i]));
         return;
     }
-    const std::uint8_t* ptrs[64];
-    for (std::size_t i0 = 0; i0 < n; i0 += 64) {
-        const std::size_t m = std::min<std::size_t>(64, n - i0);
-        for (std::size_t i = 0; i < m; ++i)
-            ptrs[i] = record(slots[i0 + i]);
-        q.decoded_distances(ptrs, m, out + i0);
-    }
+    in_record_batches(*this, slots, n, out,
+                      [&q](const std::uint8_t* const* p, std::size_t m, float* o) {
+                          q.decoded_distances(p, m, o);
+                      });
 }
 
 void QuantStore::decode(std::size_t slot, float* out) const noexcept {

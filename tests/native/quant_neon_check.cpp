@@ -109,6 +109,7 @@ int main() {
     fill_quant_scalar(neon);
     fill_quant_neon(neon);
     std::mt19937 gen(7);
+    // One line per kernel slot, a table (duplicates pairs its lines).
     check("f16_dot", ref.f16_dot, neon.f16_dot, 'h', 0, gen);
     check("f16_l2sq", ref.f16_l2sq, neon.f16_l2sq, 'h', 0, gen);
     check("bf16_dot", ref.bf16_dot, neon.bf16_dot, 'h', 0, gen);

@@ -5,6 +5,11 @@
 //
 // ODR rule: everything except fill_neon has internal linkage (generic_kernels.inl is included
 // inside the anonymous namespace), and no STL template is instantiated here.
+//
+// Repetition by design: the traits structs below (and their F32 / F64 or float / integer
+// pairs) have the shape of every other ISA file's, because each is one instruction set's
+// vocabulary of intrinsics - the only per-ISA code; the kernels built on them are written
+// once in the .inl files (duplicates pairs the traits by shape).
 #include "simd/kernels.hpp"
 
 #if defined(__aarch64__) || defined(_M_ARM64)

@@ -13,6 +13,11 @@
 // a zeroed stack buffer, as AVX2 has no byte-masked loads.
 //
 // ODR rule: everything except fill_quant_avx2 has internal linkage; no STL.
+//
+// Repetition by design: the traits structs below (and their F32 / F64 or float / integer
+// pairs) have the shape of every other ISA file's, because each is one instruction set's
+// vocabulary of intrinsics - the only per-ISA code; the kernels built on them are written
+// once in the .inl files (duplicates pairs the traits by shape).
 #include <cstring>
 
 #include "simd/quant_kernels.hpp"
@@ -101,14 +106,21 @@ struct F32 {
         return hi_nibbles(load_bytes_partial(p, n));
     }
 
-    static __m128i f16_bits(V v) noexcept { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
-    static void to_f16(std::uint16_t* out, V v) noexcept {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), f16_bits(v));
+    // Eight 16-bit words to `out`: all of them, or the first n (through a stack buffer, so
+    // nothing past out[n - 1] is written).
+    static void store_words(std::uint16_t* out, __m128i w) noexcept {
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), w);
     }
-    static void to_f16_partial(std::uint16_t* out, V v, std::size_t n) noexcept {
+    static void store_words_partial(std::uint16_t* out, __m128i w, std::size_t n) noexcept {
         alignas(16) std::uint16_t buf[8];
-        _mm_store_si128(reinterpret_cast<__m128i*>(buf), f16_bits(v));
+        _mm_store_si128(reinterpret_cast<__m128i*>(buf), w);
         std::memcpy(out, buf, 2 * n);
+    }
+
+    static __m128i f16_bits(V v) noexcept { return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT); }
+    static void to_f16(std::uint16_t* out, V v) noexcept { store_words(out, f16_bits(v)); }
+    static void to_f16_partial(std::uint16_t* out, V v, std::size_t n) noexcept {
+        store_words_partial(out, f16_bits(v), n);
     }
     // Round to nearest even on the integer bits; NaN keeps its top bits and becomes quiet.
     static __m128i bf16_bits(V v) noexcept {
@@ -123,13 +135,9 @@ struct F32 {
         const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);
         return _mm256_castsi256_si128(packed);
     }
-    static void to_bf16(std::uint16_t* out, V v) noexcept {
-        _mm_storeu_si128(reinterpret_cast<__m128i*>(out), bf16_bits(v));
-    }
+    static void to_bf16(std::uint16_t* out, V v) noexcept { store_words(out, bf16_bits(v)); }
     static void to_bf16_partial(std::uint16_t* out, V v, std::size_t n) noexcept {
-        alignas(16) std::uint16_t buf[8];
-        _mm_store_si128(reinterpret_cast<__m128i*>(buf), bf16_bits(v));
-        std::memcpy(out, buf, 2 * n);
+        store_words_partial(out, bf16_bits(v), n);
     }
 };
 

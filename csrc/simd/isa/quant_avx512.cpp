@@ -9,6 +9,11 @@
 // in quant_avx2.cpp. The avx512_vnni level replaces the integer kernels with vpdpbusd ones.
 //
 // ODR rule: everything except fill_quant_avx512 has internal linkage; no STL.
+//
+// Repetition by design: the traits structs below (and their F32 / F64 or float / integer
+// pairs) have the shape of every other ISA file's, because each is one instruction set's
+// vocabulary of intrinsics - the only per-ISA code; the kernels built on them are written
+// once in the .inl files (duplicates pairs the traits by shape).
 #include "simd/quant_kernels.hpp"
 
 #if defined(__x86_64__) || defined(_M_X64)

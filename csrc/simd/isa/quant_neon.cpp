@@ -12,6 +12,11 @@
 // the code is not allowed.
 //
 // ODR rule: everything except fill_quant_neon has internal linkage; no STL.
+//
+// Repetition by design: the traits structs below (and their F32 / F64 or float / integer
+// pairs) have the shape of every other ISA file's, because each is one instruction set's
+// vocabulary of intrinsics - the only per-ISA code; the kernels built on them are written
+// once in the .inl files (duplicates pairs the traits by shape).
 #include <cstring>
 
 #include "simd/quant_kernels.hpp"

@@ -7,6 +7,10 @@
 //
 // Integer accumulators are uint32 so that a sum past the documented bounds wraps instead of
 // being undefined behaviour; within the bounds the int32 result is exact either way.
+//
+// Repetition by design: the traits structs below have the shape of every ISA file's (each is
+// one instruction set's vocabulary, here the portable one); the kernels built on them are
+// written once in the .inl files (duplicates pairs the traits by shape).
 #include <cstring>
 
 #include "simd/quant_kernels.hpp"

@@ -6,6 +6,10 @@
 // registers, which is exactly the speed a wheel built without per-ISA units would have. Four
 // lanes also give four independent accumulators, which matters more than vector width for a
 // reduction compiled without -ffast-math (the compiler may not reassociate sums).
+//
+// Repetition by design: the traits structs below have the shape of every ISA file's (each is
+// one instruction set's vocabulary, here the portable one); the kernels built on them are
+// written once in the .inl files (duplicates pairs the traits by shape).
 #include <cmath>
 
 #include "simd/kernels.hpp"
