@@ -226,6 +226,9 @@ class BruteForceIndex(SearchIndex, PersistMixin):
         data, norms, max_sq = self._state
         return self._knn(data, norms, max_sq, self._code, q, k, nt)
 
+    # Every index's query_radius has this signature (the contract's) and documents its own units
+    # and result order; the checks are the shared _radius_prologue (duplicates pairs the
+    # signatures).
     def query_radius(
         self,
         Q: Any,

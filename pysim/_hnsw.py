@@ -147,6 +147,18 @@ def _as_ids(ids: Any, name: str, *, lookup: bool = False) -> np.ndarray:
     return arr
 
 
+def _new_ids(ids: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids as int64, their sorted unique values) for the n rows of an add: one id per row, all
+    distinct (what HNSWIndex.add and ShardedIndex.add both require)."""
+    arr = _as_ids(ids, "ids")
+    if arr.shape[0] != n:
+        raise ValueError(f"ids must have one id per row of X ({n}), got {arr.shape[0]}")
+    uniq, counts = np.unique(arr, return_counts=True)
+    if uniq.size != n:
+        raise ValueError(f"ids must be distinct; {int(uniq[counts > 1][0])} repeats")
+    return arr, uniq
+
+
 def _normalisable(rows: np.ndarray, magnitude: float) -> np.ndarray:
     """Rows whose squared norm would under- or overflow float32 (values beyond ~2**±60),
     scaled row by row by a power of two (exact; cosine ignores a row's length), so the core's
@@ -378,6 +390,7 @@ class HNSWIndex(SearchIndex, PersistMixin):
         self._max_elements = max_elements
 
     # ------------------------------------------------------------------ properties
+    # One-line read-only views, one per attribute (duplicates pairs them by shape).
     @property
     def dim(self) -> int:
         """Vector dimension."""
@@ -577,12 +590,7 @@ class HNSWIndex(SearchIndex, PersistMixin):
             raise TypeError(f"progress must be a bool, got {progress!r}")
         id_arr = None
         if ids is not None:
-            id_arr = _as_ids(ids, "ids")
-            if id_arr.shape[0] != n:
-                raise ValueError(f"ids must have one id per row of X ({n}), got {id_arr.shape[0]}")
-            uniq, counts = np.unique(id_arr, return_counts=True)
-            if uniq.size != n:
-                raise ValueError(f"ids must be distinct; {int(uniq[counts > 1][0])} repeats")
+            id_arr = _new_ids(ids, n)[0]
         if n == 0:
             return
         bar = _Progress(n) if progress else None

@@ -126,9 +126,14 @@ class SearchIndex:
 
 
 class PersistMixin:
-    """save / load / pickling for an index that can export and import its state."""
+    """save / load / pickling for an index or model that can export and import its state.
+
+    The indexes and the recommenders use it alike; ``_NOUN`` names what the class is in the
+    error a bad file raises.
+    """
 
     _KIND = "index"
+    _NOUN = "index"
 
     def _get_state(self) -> tuple[dict, dict[str, np.ndarray]]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -138,7 +143,7 @@ class PersistMixin:
         raise NotImplementedError
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the index to `path` atomically (temporary file, fsync, rename).
+        """Write this object to `path` atomically (temporary file, fsync, rename).
 
         Parameters
         ----------
@@ -163,17 +168,17 @@ class PersistMixin:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Any:
-        """Read an index written by :meth:`save`.
+        """Read an object of this class written by :meth:`save`.
 
         Parameters
         ----------
         path : str or os.PathLike
-            File written by :meth:`save` for this index class.
+            File written by :meth:`save` for this class.
 
         Returns
         -------
-        index
-            A new index of this class, equal to the one saved.
+        object
+            A new object of this class (an index, or a fitted model), equal to the one saved.
 
         Raises
         ------
@@ -187,7 +192,7 @@ class PersistMixin:
             return cls._from_state(meta, arrays)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as exc:
             raise ValueError(
-                f"{os.fspath(path)!r}: not a valid pysim {cls._KIND} index ({exc})"
+                f"{os.fspath(path)!r}: not a valid pysim {cls._KIND} {cls._NOUN} ({exc})"
             ) from None
 
     def __reduce__(self):

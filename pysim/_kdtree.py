@@ -88,6 +88,8 @@ class KDTreeIndex(SearchIndex, PersistMixin):
     [0, 1, 2, 3, 4]
     """
 
+    # Every index class opens alike (its persistence kind, then a constructor with metric and
+    # threads); duplicates pairs them by shape.
     _KIND = "kdtree"
 
     def __init__(
@@ -193,6 +195,9 @@ class KDTreeIndex(SearchIndex, PersistMixin):
         dist, ind = self._tree.query(Qm, k, self._metric == "euclidean", nthreads)
         return self._unscale(dist), ind
 
+    # Every index's query_radius has this signature (the contract's) and documents its own units
+    # and result order; the checks are the shared _radius_prologue (duplicates pairs the
+    # signatures).
     def query_radius(
         self,
         Q: Any,

@@ -179,6 +179,8 @@ def tar_at_far(scores: Any, same: Any, far: float) -> float:
     return float(1.0 - frr[_far_point(far_pts, target)])
 
 
+# The verification metrics document the same (scores, same) arguments each, as numpydoc wants every
+# public function in full; the checks are shared in _trials (duplicates pairs the docstrings).
 def min_dcf(
     scores: Any, same: Any, *, p_target: float = 0.01, c_miss: float = 1, c_fa: float = 1
 ) -> float:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import _persist
 from .._brute import BruteForceIndex
-from .._hnsw import HNSWIndex, _as_ids
+from .._hnsw import HNSWIndex, _as_ids, _new_ids
 from .._index_base import check_result_size, prepare_queries
 from .._validation import MAX_K, as_matrix, check_int, check_metric, resolve_metric, to_array
 from . import _cluster as C
@@ -250,6 +250,7 @@ class ShardedIndex:
         self._spec = spec
 
     # -- properties --------------------------------------------------------------------------
+    # One-line read-only views of the spec, one per attribute (duplicates pairs them by shape).
 
     @property
     def dim(self) -> int:
@@ -358,12 +359,7 @@ class ShardedIndex:
             return np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         if _is_dask_array(ids):
             ids = ids.compute()
-        arr = _as_ids(ids, "ids")
-        if arr.shape[0] != n:
-            raise ValueError(f"ids must have one id per row of X ({n}), got {arr.shape[0]}")
-        uniq, counts = np.unique(arr, return_counts=True)
-        if uniq.size != n:
-            raise ValueError(f"ids must be distinct; {int(uniq[counts > 1][0])} repeats")
+        arr, uniq = _new_ids(ids, n)
         present = uniq[self._has(uniq)]
         if present.size:
             raise ValueError(

@@ -157,6 +157,15 @@ class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return tags
 
 
+class SupervisedMahalanobisMixin(MahalanobisMixin):
+    """A Mahalanobis learner whose ``fit`` needs ``y`` (class labels, or targets for MLKR)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
+
 def check_n_components(n_components: Any, n_features: int) -> int:
     """None -> n_features; otherwise an integer in [1, n_features]."""
     if n_components is None:

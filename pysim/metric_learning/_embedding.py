@@ -38,7 +38,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._validation import serial_blas
 from ._base import (
     LabelledData,
-    MahalanobisMixin,
+    SupervisedMahalanobisMixin,
     check_labelled,
     check_n_components,
     initial_components,
@@ -107,7 +107,7 @@ def _neighbours(Z: np.ndarray, k: int, index: str, seed: int) -> tuple[np.ndarra
     return BruteForceIndex(Z, "sqeuclidean").query(Z, k)
 
 
-class _EmbeddingBase(MahalanobisMixin):
+class _EmbeddingBase(SupervisedMahalanobisMixin):
     """Shared parameters, mining rounds and explicit-constraint fits (not public)."""
 
     _parameter_constraints: dict[str, list[Any]] = {
@@ -125,6 +125,9 @@ class _EmbeddingBase(MahalanobisMixin):
     _inner_iter = 15
     _scale_to_margin = False
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         n_components: int | None = None,
@@ -238,11 +241,6 @@ class _EmbeddingBase(MahalanobisMixin):
         self.n_features_in_ = d
         k = check_n_components(self.n_components, d)
         return np.eye(k, d)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags
 
 
 def _candidates(data: LabelledData, nn_d: np.ndarray, nn_i: np.ndarray, anchors: np.ndarray):
@@ -392,6 +390,9 @@ random_state, verbose : as :class:`TripletEmbedding`
     n_features_in_ : int
     """
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         n_components: int | None = None,

@@ -175,6 +175,9 @@ class ITML(_ITMLBase, PairsLearnerMixin):
     (3, 3)
     """
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         gamma: float = 1.0,
@@ -242,6 +245,9 @@ class ITML_Supervised(_ITMLBase, SupervisedTwinMixin):
 
     _parameter_constraints = {**_ITMLBase._parameter_constraints, **SUPERVISED_CONSTRAINTS}
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         gamma: float = 1.0,

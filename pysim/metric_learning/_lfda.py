@@ -27,9 +27,17 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._distances import cdist
 from .._validation import serial_blas
-from ._base import MahalanobisMixin, block_rows, check_labelled, check_n_components
+from ._base import (
+    SupervisedMahalanobisMixin,
+    block_rows,
+    check_labelled,
+    check_n_components,
+)
 
 
+# Walks the classes and their row blocks as _base.same_class_neighbors does (duplicates pairs the
+# loops), but needs every in-class distance for the affinities, not only the neighbours' ids, so it
+# keeps its own loop.
 def local_scatters(X: np.ndarray, starts: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(S_w, S_b) of LFDA for class-sorted X (class c = rows starts[c]:starts[c+1])."""
     n, d = X.shape
@@ -69,7 +77,7 @@ def local_scatters(X: np.ndarray, starts: np.ndarray, k: int) -> tuple[np.ndarra
     return (Sw + Sw.T) / 2, (Sb + Sb.T) / 2
 
 
-class LFDA(MahalanobisMixin):
+class LFDA(SupervisedMahalanobisMixin):
     """Local Fisher Discriminant Analysis: a supervised, multi-modal aware projection.
 
     Parameters
@@ -97,6 +105,9 @@ class LFDA(MahalanobisMixin):
         "embedding_type": [StrOptions({"weighted", "orthonormalized", "plain"})],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self, n_components: int | None = None, *, k: int = 7, embedding_type: str = "weighted"
     ):
@@ -139,8 +150,3 @@ class LFDA(MahalanobisMixin):
         self.eigenvalues_ = vals
         self.classes_ = data.classes
         return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags

@@ -37,7 +37,7 @@ from .._validation import serial_blas
 from ._base import (
     IterationReporter,
     LabelledData,
-    MahalanobisMixin,
+    SupervisedMahalanobisMixin,
     block_rows,
     check_labelled,
     check_n_components,
@@ -239,7 +239,7 @@ def find_impostors_rows(
     return np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_d)
 
 
-class LMNN(MahalanobisMixin):
+class LMNN(SupervisedMahalanobisMixin):
     """Large Margin Nearest Neighbour metric learning.
 
     Pulls each point's ``n_neighbors`` same-class target neighbours close and pushes
@@ -304,6 +304,9 @@ class LMNN(MahalanobisMixin):
         "verbose": ["verbose"],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         n_neighbors: int = 3,
@@ -373,8 +376,3 @@ class LMNN(MahalanobisMixin):
         self.n_active_ = int(state.get("n_active", 0))
         self.classes_ = data.classes
         return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags

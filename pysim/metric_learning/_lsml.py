@@ -126,6 +126,9 @@ class LSML(_LSMLBase, QuadrupletsLearnerMixin):
 
     _parameter_constraints = {**_LSMLBase._parameter_constraints, **PREPROCESSOR_CONSTRAINT}
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         tol: float = 1e-3,
@@ -186,6 +189,9 @@ class LSML_Supervised(_LSMLBase, SupervisedTwinMixin):
         "weights": ["array-like", None],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         tol: float = 1e-3,

@@ -27,7 +27,7 @@ from .._distances import cdist, dot
 from .._validation import serial_blas
 from ._base import (
     IterationReporter,
-    MahalanobisMixin,
+    SupervisedMahalanobisMixin,
     _fix_signs,
     _seed,
     block_rows,
@@ -70,7 +70,7 @@ def mlkr_loss_grad(
     return loss, grad.ravel()
 
 
-class MLKR(MahalanobisMixin):
+class MLKR(SupervisedMahalanobisMixin):
     """Metric Learning for Kernel Regression: a metric for real-valued targets.
 
     Parameters
@@ -106,6 +106,9 @@ default="auto"
         "random_state": ["random_state"],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         n_components: int | None = None,
@@ -187,8 +190,3 @@ default="auto"
         self.n_iter_ = max(1, int(res.nit))
         self.loss_ = float(res.fun) * scale
         return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags

@@ -139,6 +139,9 @@ class MMC(_MMCBase, PairsLearnerMixin):
 
     _parameter_constraints = {**_MMCBase._parameter_constraints, **PREPROCESSOR_CONSTRAINT}
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         max_iter: int = 100,
@@ -201,6 +204,9 @@ class MMC_Supervised(_MMCBase, SupervisedTwinMixin):
 
     _parameter_constraints = {**_MMCBase._parameter_constraints, **SUPERVISED_CONSTRAINTS}
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         max_iter: int = 100,

@@ -37,7 +37,7 @@ from .._validation import resolve_threads, serial_blas
 from ._base import (
     IterationReporter,
     LabelledData,
-    MahalanobisMixin,
+    SupervisedMahalanobisMixin,
     block_rows,
     check_labelled,
     check_n_components,
@@ -138,7 +138,7 @@ def _nca_blocks(bounds, rows, Z, X, XT, data, threads):
     return total, M, colsum
 
 
-class NCA(MahalanobisMixin):
+class NCA(SupervisedMahalanobisMixin):
     """Neighbourhood Components Analysis: a Mahalanobis metric for nearest-neighbour rules.
 
     Learns L maximising the expected leave-one-out accuracy of a stochastic nearest-neighbour
@@ -201,6 +201,9 @@ class NCA(MahalanobisMixin):
         "verbose": ["verbose"],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         n_components: int | None = None,
@@ -265,8 +268,3 @@ class NCA(MahalanobisMixin):
         self.loss_ = float(-result.fun)
         self.classes_ = data.classes
         return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags

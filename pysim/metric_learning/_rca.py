@@ -166,6 +166,9 @@ class RCA_Supervised(_RCABase, SupervisedTwinMixin):
         "random_state": SUPERVISED_CONSTRAINTS["random_state"],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         n_components: int | None = None,

@@ -211,6 +211,9 @@ class SCML(_SCMLBase, TripletsLearnerMixin):
         "basis": [StrOptions({"triplet_diffs"}), np.ndarray],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         beta: float = 1e-5,
@@ -280,6 +283,9 @@ class SCML_Supervised(_SCMLBase, SupervisedTwinMixin):
         "basis": [StrOptions({"lda", "triplet_diffs"}), np.ndarray],
     }
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         k_genuine: int = 3,

@@ -125,6 +125,9 @@ class SDML(_SDMLBase, PairsLearnerMixin):
 
     _parameter_constraints = {**_SDMLBase._parameter_constraints, **PREPROCESSOR_CONSTRAINT}
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         balance_param: float = 0.5,
@@ -181,6 +184,9 @@ class SDML_Supervised(_SDMLBase, SupervisedTwinMixin):
 
     _parameter_constraints = {**_SDMLBase._parameter_constraints, **SUPERVISED_CONSTRAINTS}
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature (get_params,
+    # clone), so each learner spells its own out and stores them unchanged, and documents its
+    # fit in full; the work is in the shared bases (duplicates pairs these constructors).
     def __init__(
         self,
         balance_param: float = 0.5,

@@ -30,7 +30,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import metrics as _metrics
 from .._distances import cdist, paired_distances
 from .._validation import to_array
-from ._base import LabelledData, MahalanobisMixin, _seed, block_rows
+from ._base import LabelledData, MahalanobisMixin, SupervisedMahalanobisMixin, _seed, block_rows
 
 _TUPLE_NAMES = {2: "pairs", 3: "triplets", 4: "quadruplets"}
 
@@ -395,6 +395,18 @@ def _partners(data: LabelledData, anchors: np.ndarray, rng: np.random.Generator,
     return off + counts[c] * (off >= starts[c])  # skip the anchor's class run
 
 
+def _similar_then_dissimilar(data: LabelledData, n_constraints: int, random_state: Any):
+    """(a, b, c, d): n_constraints uniform anchors a with same-class partners b, then as many
+    anchors c with other-class partners d (the draws pairs and quadruplets both start from)."""
+    rng = rng_of(random_state)
+    n = len(data.codes)
+    a = rng.integers(0, n, n_constraints)
+    b = _partners(data, a, rng, same=True)
+    c = rng.integers(0, n, n_constraints)
+    d = _partners(data, c, rng, same=False)
+    return a, b, c, d
+
+
 def positive_negative_pairs(
     data: LabelledData, n_constraints: int, random_state: Any
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -408,12 +420,7 @@ def positive_negative_pairs(
     pairs : ndarray (m, 2) int64 of sorted-row indices
     y : ndarray (m,) int64, +1 / -1
     """
-    rng = rng_of(random_state)
-    n = len(data.codes)
-    a = rng.integers(0, n, n_constraints)
-    b = _partners(data, a, rng, same=True)
-    c = rng.integers(0, n, n_constraints)
-    d = _partners(data, c, rng, same=False)
+    a, b, c, d = _similar_then_dissimilar(data, n_constraints, random_state)
     pos = np.unique(np.sort(np.c_[a, b], axis=1), axis=0)
     neg = np.unique(np.sort(np.c_[c, d], axis=1), axis=0)
     pairs = np.concatenate([pos, neg])
@@ -425,12 +432,7 @@ def quadruplets_from_labels(
     data: LabelledData, n_constraints: int, random_state: Any
 ) -> np.ndarray:
     """(a, b, c, d) sorted-row indices with a, b of one class and c, d of two (LSML)."""
-    rng = rng_of(random_state)
-    n = len(data.codes)
-    a = rng.integers(0, n, n_constraints)
-    b = _partners(data, a, rng, same=True)
-    c = rng.integers(0, n, n_constraints)
-    d = _partners(data, c, rng, same=False)
+    a, b, c, d = _similar_then_dissimilar(data, n_constraints, random_state)
     return np.c_[a, b, c, d]
 
 
@@ -549,7 +551,7 @@ __all__ = [
 ]
 
 
-class SupervisedTwinMixin(MahalanobisMixin):
+class SupervisedTwinMixin(SupervisedMahalanobisMixin):
     """What the ``*_Supervised`` twins share: a transformer fitted on (X, labels) (not public).
 
     The twin draws constraints from the labels and hands them to its algorithm; it has no
@@ -571,8 +573,3 @@ class SupervisedTwinMixin(MahalanobisMixin):
         self._learn(data.X[idx], yy, *learn_args)
         self.classes_ = data.classes
         return self
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        return tags

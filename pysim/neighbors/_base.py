@@ -631,6 +631,8 @@ class RadiusNeighborsMixin:
                 dist[i] = dist[i][keep]
         return (dist, ind) if return_distance else ind
 
+    # scikit-learn's signature and docstring shape, like kneighbors_graph's above (duplicates pairs
+    # them); the graph itself comes from radius_neighbors.
     def radius_neighbors_graph(
         self,
         X: Any = None,

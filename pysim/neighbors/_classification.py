@@ -56,6 +56,9 @@ def class_votes(labels: np.ndarray, weights: np.ndarray | None, n_classes: int) 
     )
 
 
+# numpydoc documents each public estimator in full, so the parameters and attributes it shares with
+# KNeighborsRegressor and NearestNeighbors are written out here too (duplicates pairs the
+# docstrings).
 class KNeighborsClassifier(ClassifierMixin, WeightedKNeighborsBase):
     """Classifier voting among the k nearest training rows.
 

@@ -16,6 +16,9 @@ from sklearn.utils.validation import validate_data
 from ._base import WeightedKNeighborsBase
 
 
+# numpydoc documents each public estimator in full, so the parameters and attributes it shares with
+# KNeighborsClassifier and NearestNeighbors are written out here too (duplicates pairs the
+# docstrings).
 class KNeighborsRegressor(RegressorMixin, WeightedKNeighborsBase):
     """Regression by the (weighted) mean target of the k nearest training rows.
 

@@ -16,6 +16,8 @@ from sklearn.utils.validation import validate_data
 from ._base import KNeighborsMixin, NeighborsBase, RadiusNeighborsMixin, check_radius
 
 
+# numpydoc documents each public estimator in full, so the parameters and attributes it shares with
+# the k-NN classifier and regressor are written out here too (duplicates pairs the docstrings).
 class NearestNeighbors(KNeighborsMixin, RadiusNeighborsMixin, NeighborsBase):
     """Unsupervised nearest-neighbour search by brute force, a KD-tree or HNSW.
 

@@ -88,6 +88,9 @@ class PairVerifier(BaseEstimator):
     [True, True, True]
     """
 
+    # scikit-learn reads an estimator's parameters off its __init__ signature, so PairVerifier
+    # spells out the search parameters it shares with the neighbours estimators (duplicates pairs
+    # them).
     def __init__(
         self,
         metric: str = "cosine",
@@ -232,6 +235,8 @@ class PairVerifier(BaseEstimator):
         A, B = self._pairs(X1, X2, reset=False)
         return -self._distances(A, B)
 
+    # decision_function, predict and score take the same (X1, X2) pair rows and document them each,
+    # as numpydoc wants (duplicates pairs the docstrings).
     def predict(self, X1: Any, X2: Any) -> np.ndarray:
         """Whether each pair is accepted as the same identity.
 

@@ -15,7 +15,6 @@ version, CRC, atomic writes), as for the indexes.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
@@ -23,18 +22,19 @@ import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
-from .. import _core, _persist
-from .._index_base import check_result_size
+from .. import _core
+from .._index_base import PersistMixin, check_result_size
 from .._validation import MAX_K, check_flag, check_int, resolve_threads
 from ._input import as_ids, as_interactions, banned_mask, parts
 
 _FORMAT = 1  # version of the recommenders' state inside the pysim container
 
 
-class ItemItemRecommender(BaseEstimator):
+class ItemItemRecommender(PersistMixin, BaseEstimator):
     """Base class of the item-item recommenders (not public)."""
 
     _KIND = "recommender"
+    _NOUN = "model"
 
     # --------------------------------------------------------------- subclass hooks
     def _fit_similarity(self, X: sp.csr_matrix, show_progress: bool) -> dict[str, Any]:
@@ -231,58 +231,9 @@ class ItemItemRecommender(BaseEstimator):
                 setattr(obj, key, value)
         return obj
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the model to `path` atomically (temporary file, fsync, rename).
 
-        Parameters
-        ----------
-        path : str or os.PathLike
-            Destination file; replaced only once the new file is complete.
-        """
-        meta, arrays = self._get_state()
-        _persist.save(path, self._KIND, meta, arrays)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Any:
-        """Read a model written by :meth:`save`.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            File written by :meth:`save` for this model class.
-
-        Returns
-        -------
-        model
-            A new fitted model of this class, equal to the one saved.
-
-        Raises
-        ------
-        ValueError
-            The file is truncated, corrupted, of another kind or of an unknown version; the
-            message names the path.
-        """
-        meta, arrays = _persist.load(path, cls._KIND)
-        try:
-            return cls._from_state(meta, arrays)
-        except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as exc:
-            raise ValueError(
-                f"{os.fspath(path)!r}: not a valid pysim {cls._KIND} model ({exc})"
-            ) from None
-
-    def __reduce__(self):
-        meta, arrays = self._get_state()
-        return (_rebuild, (type(self), _persist.dumps(self._KIND, meta, arrays)))
-
-
-def _rebuild(cls: type, blob: bytes) -> Any:
-    meta, arrays = _persist.loads_pickle(blob, cls._KIND)
-    try:
-        return cls._from_state(meta, arrays)
-    except (KeyError, TypeError, ValueError, IndexError, RuntimeError, OverflowError) as exc:
-        raise ValueError(f"corrupt pysim pickle: {exc}") from None
-
-
+# recommend_sparse and recommend_dense are the two thin entries into the core's fused scoring
+# (sparse or dense weights); their argument lists match on purpose (duplicates pairs them).
 def recommend_sparse(
     S: sp.csr_matrix,
     rows: sp.csr_matrix,
