@@ -14,7 +14,9 @@ reason, never an error.
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,11 @@ def limit_threads(n: int):
 
 
 def record(benchmark, **info: Any) -> None:
-    """Attach report fields to a pytest-benchmark result (strings, numbers, bools)."""
+    """Attach report fields to a pytest-benchmark result (strings, numbers, bools).
+
+    Every part calls it with its own fields, so the calls look alike by shape (duplicates
+    pairs them); the table and plot code reads the fields by name.
+    """
     benchmark.extra_info.update(info)
 
 
@@ -190,3 +196,13 @@ def adaptive_rounds(seconds_per_call: float, budget: float = 2.0) -> int:
         return rounds() if seconds_per_call < 30 else 1
     budget *= QUICK_BUDGET_SCALE
     return int(max(1, min(rounds(), budget // max(seconds_per_call, 1e-9))))
+
+
+def child_json(argv: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `argv` (a child Python process, e.g. a memory probe that needs a fresh heap) and
+    return the JSON object on the last line of its stdout; a failing child fails the benchmark
+    with the tail of its stderr."""
+    out = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        pytest.fail(f"{argv[:3]} failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from _common import (
+    child_json,
     clustered,
     exact_knn,
     full,
@@ -59,6 +59,8 @@ _sweep: list[dict] = []
 # ---------------------------------------------------------------------------- data
 
 
+# Each part sizes and caches its own workload (this one 10k/100k clustered rows); the shared
+# loaders are _common's (duplicates pairs the cache idiom with bench_quant_kernels').
 def dataset(name: str, *, with_truth: bool = True) -> dict:
     if name not in _data_cache:
         if name == "mnist":
@@ -271,14 +273,7 @@ def test_memory(benchmark, name, contender):
     out = {}
 
     def run():
-        proc = subprocess.run(
-            [sys.executable, __file__, "--memory", contender, name],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-        )
-        out.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+        out.update(child_json([sys.executable, __file__, "--memory", contender, name], env))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
     record(

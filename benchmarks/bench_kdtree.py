@@ -31,9 +31,7 @@ How it stays honest:
 from __future__ import annotations
 
 import functools
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +40,7 @@ import numpy as np
 import pytest
 from _common import (
     adaptive_rounds,
+    child_json,
     clustered,
     full,
     limit_threads,
@@ -270,12 +269,7 @@ def test_build_memory(benchmark, tmp_path, name, contender):
     result = {}
 
     def probe():
-        out = subprocess.run(
-            [sys.executable, "-P", "-c", code], capture_output=True, text=True, env=env
-        )
-        if out.returncode != 0:
-            pytest.fail(f"memory probe failed: {out.stderr[-2000:]}")
-        result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        result.update(child_json([sys.executable, "-P", "-c", code], env))
 
     benchmark.pedantic(probe, rounds=1, iterations=1)
     record(

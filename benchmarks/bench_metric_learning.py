@@ -45,6 +45,8 @@ THREADS = 2
 N_SPLITS = 5
 
 
+# The same scikit-learn >= 1.8 shim as tests/test_metric_learning_weak.py's: the benchmarks and the
+# tests are separate trees and neither imports the other (duplicates pairs them).
 def _metric_learn():
     ml = peer("metric_learn")
     util = ml._util

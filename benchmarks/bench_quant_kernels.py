@@ -151,6 +151,8 @@ def test_random_access(benchmark, name, dim):
 _datasets: dict[str, dict] = {}
 
 
+# Each part sizes and caches its own workload (this one 20k rows, 200 queries); the shared loaders
+# are _common's (duplicates pairs the cache idiom with bench_hnsw's).
 def dataset(name: str) -> dict:
     if name not in _datasets:
         if name == "mnist":
@@ -166,6 +168,8 @@ def dataset(name: str) -> dict:
     return _datasets[name]
 
 
+# One row per (storage, distance mode, refine share) the sweep measures: a table (duplicates pairs
+# its rows).
 CONFIGS = [
     ("sq8", "asymmetric", 0.0),
     ("sq8", "symmetric", 0.0),

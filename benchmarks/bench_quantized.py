@@ -351,6 +351,8 @@ class Symqg:
         return _saved_size(index.save, n), None
 
 
+# Another index of the same library: build and search differ in the calls (cluster centres, search
+# vs search_batch) and keep SymphonyQG's shape (duplicates pairs them).
 class RabitqHnsw(Symqg):
     """rabitqlib ``HnswIndex`` (HNSW over RaBitQ codes, its default 8 bits per dimension; the
     extra bits refine the 1-bit estimate, no float32 re-rank). It needs cluster centres for the

@@ -1,4 +1,9 @@
-"""Shared fixtures: seeded rng, the every-ISA fixture, tolerances, test-data lookup."""
+"""Shared fixtures: seeded rng, the every-ISA fixture, tolerances, test-data lookup.
+
+Tests are written out rather than abstracted: set-up lines, parametrisations and bad-input
+blocks repeat across tests by shape (duplicates pairs them) so that each test reads, and
+fails, on its own; helpers here and in hardening_tools.py hold what is the same logic.
+"""
 
 from __future__ import annotations
 

@@ -475,6 +475,8 @@ def check_file_rejected(
     )
 
 
+# check_file_rejected's twin for pickles: the same keyword arguments, both forwarding to
+# _check_rejected (duplicates pairs the signatures).
 def check_blob_rejected(
     loads: Callable[[bytes], Any],
     blob: bytes,

@@ -418,6 +418,8 @@ def test_queries_while_adding_from_other_threads(rng):
     index = pysim.BruteForceIndex(X[:1000])
     errors = []
 
+    # Each concurrency test's reader checks its own index's contract: the same checks by shape
+    # (duplicates pairs them with test_hnsw_quant's).
     def worker():
         try:
             for _ in range(20):

@@ -297,6 +297,9 @@ def test_toy_index_save_load_pickle(tmp_path):
         np.testing.assert_array_equal(back.ids, toy.ids)
 
 
+# The same fuzzing harness as test_fuzzed_containers over another payload (a toy index's state):
+# kept as two readable tests rather than one parametrised over generators, so a failure names its
+# layer (duplicates pairs them).
 @pytest.mark.parametrize("target", ["file", "pickle"])
 def test_fuzzed_index_state(tmp_path, request, target):
     path = str(tmp_path / "toy.idx")

@@ -232,6 +232,8 @@ def test_resealed_array_damage(valid_index, tmp_path, request):
     assert counts["rejected"] > 0
 
 
+# The fuzzing harness of tests/test_fuzz_persist.py over the real index classes: each test file
+# keeps its own readable loop (duplicates pairs them).
 @pytest.mark.parametrize("target", ["file", "pickle"])
 def test_fuzzed_index_loaders(valid_index, tmp_path, request, target):
     """Hypothesis: truncation, flips at every header field, wrong magic / version, absurd

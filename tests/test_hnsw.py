@@ -590,6 +590,8 @@ def test_crafted_states_are_rejected(tmp_path, rng, case):
 # ---------------------------------------------------------------------------- bad input
 
 
+# Bad-input tests read as one pytest.raises per argument, as every component's do (duplicates pairs
+# them by shape).
 def test_constructor_errors():
     with pytest.raises(ValueError, match="metric"):
         pysim.HNSWIndex(4, "hamming")

@@ -175,6 +175,16 @@ def test_recall_minilm_full_defaults(quantization):
     _check_default_recall(base, queries, gt[:, :10], "cosine", quantization)
 
 
+def synthetic(rng, data, n_queries):
+    """5,000 rows and `n_queries` queries of "gauss32" (standard normal, 32-d) or
+    "clustered64" (clustered, 64-d) data, float32."""
+    if data == "gauss32":
+        X = rng.standard_normal((5000, 32)).astype(np.float32)
+        return X, rng.standard_normal((n_queries, 32)).astype(np.float32)
+    X = clustered(rng, 5000 + n_queries, 64)
+    return X[:5000], X[5000:]
+
+
 @pytest.mark.parametrize("quantization", QUANTS)
 @pytest.mark.parametrize(
     "data, metric",
@@ -186,13 +196,7 @@ def test_recall_minilm_full_defaults(quantization):
     ],
 )
 def test_recall_synthetic_defaults(quantization, data, metric):
-    rng = np.random.default_rng(2024)
-    if data == "gauss32":
-        X = rng.standard_normal((5000, 32)).astype(np.float32)
-        Q = rng.standard_normal((200, 32)).astype(np.float32)
-    else:
-        X = clustered(rng, 5200, 64)
-        X, Q = X[:5000], X[5000:]
+    X, Q = synthetic(np.random.default_rng(2024), data, 200)
     _, truth = ref_knn(X, Q, 10, metric)
     _check_default_recall(X, Q, truth, metric, quantization)
 
@@ -626,13 +630,7 @@ def test_sq8_without_copy_synthetic_is_limited_by_its_codes_only(data):
     here the graph walk must stay within 1.5 points of what its codes allow, and the float32
     copy (the default refine) must give float32's recall back.
     """
-    rng = np.random.default_rng(31)
-    if data == "gauss32":
-        X = rng.standard_normal((5000, 32)).astype(np.float32)
-        Q = rng.standard_normal((500, 32)).astype(np.float32)
-    else:
-        X = clustered(rng, 5500, 64)
-        X, Q = X[:5000], X[5000:]
+    X, Q = synthetic(np.random.default_rng(31), data, 500)
     _, truth = ref_knn(X, Q, 10, "sqeuclidean")
     r32, rq = _same_ef_gap(X, Q, "sqeuclidean", truth)
     codes = build(X, "sqeuclidean", "sq8", 0, threads=2)
@@ -768,6 +766,23 @@ def test_remove_readd_and_replace(rng, quantization, refine):
     )
 
 
+def add_while_reading(index, X, reader, done, *, refit=False):
+    """Two threads run `reader` while rows 1000.. of X are added in batches of 500 (then a
+    refit, if asked); `done` tells the readers to stop, and they are joined before returning."""
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for start in range(1000, len(X), 500):
+            index.add(X[start : start + 500], np.arange(start, start + 500), threads=1)
+        if refit:
+            index.refit()
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+
+
 @pytest.mark.parametrize("quantization", QUANTS)
 def test_concurrent_queries_while_adding(rng, quantization):
     X = clustered(rng, 4000, 16)
@@ -787,17 +802,7 @@ def test_concurrent_queries_while_adding(rng, quantization):
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=reader) for _ in range(2)]
-    for t in threads:
-        t.start()
-    try:
-        for start in range(1000, 4000, 500):
-            index.add(X[start : start + 500], np.arange(start, start + 500), threads=1)
-        index.refit()
-    finally:
-        done.set()
-        for t in threads:
-            t.join()
+    add_while_reading(index, X, reader, done, refit=True)
     assert not errors, errors[0]
     assert len(index) == 4000
     _, truth = ref_knn(X, Q, 10, "sqeuclidean")
@@ -867,15 +872,6 @@ def test_concurrent_queries_while_adding_return_k_results(quantization):
                 n += int((i == -1).any(axis=1).sum())
             counts.append(n)
 
-        threads = [threading.Thread(target=reader) for _ in range(2)]
-        for t in threads:
-            t.start()
-        try:
-            for start in range(1000, 4000, 500):
-                index.add(X[start : start + 500], np.arange(start, start + 500), threads=1)
-        finally:
-            done.set()
-            for t in threads:
-                t.join()
+        add_while_reading(index, X, reader, done)
         short += sum(counts)
     assert short == 0, f"{short} query rows came back with fewer than k ids"

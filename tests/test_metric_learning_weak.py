@@ -487,6 +487,8 @@ def test_embeddings_explicit_constraints_and_hnsw(rng):
 # ---------------------------------------------------------------- against metric-learn
 
 
+# The same scikit-learn >= 1.8 shim as benchmarks/bench_metric_learning.py's: the benchmarks and
+# the tests are separate trees and neither imports the other (duplicates pairs them).
 def _metric_learn():
     ml = pytest.importorskip("metric_learn")
     import functools

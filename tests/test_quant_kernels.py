@@ -50,6 +50,7 @@ DIMS = [
 N_CODES = 7  # odd: the four-at-a-time shapes also run their remainder
 EPS32 = float(np.finfo(np.float32).eps)
 
+# A table, one row per kernel slot (duplicates pairs its rows).
 # name -> (query kind, code layout, uses scale, integer result)
 KERNELS = {
     "f16_dot": ("f", "f16", False, False),
