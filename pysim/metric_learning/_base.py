@@ -16,6 +16,7 @@ row blocks of about ``_BLOCK_ELEMS`` entries, so memory stays O(n * block), neve
 
 from __future__ import annotations
 
+import functools
 import time
 from numbers import Integral
 from typing import Any
@@ -196,12 +197,24 @@ class LabelledData:
         classes, codes = np.unique(y, return_inverse=True)
         order = np.argsort(codes, kind="stable")
         self.order = order
-        self.X = np.ascontiguousarray(X[order], dtype=np.float64)
+        self._source = X
         self.codes = codes[order].astype(np.int64)
         counts = np.bincount(self.codes, minlength=len(classes))
         self.starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.classes = classes
         self.counts = counts
+
+    @functools.cached_property
+    def X(self) -> np.ndarray:
+        """The rows sorted by class, float64 C-contiguous (gathered on first use: a learner
+        that needs only a few rows takes them with ``rows``)."""
+        return np.ascontiguousarray(self._source[self.order], dtype=np.float64)
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """``X[idx]`` (sorted-row indices) without gathering every row."""
+        if "X" in self.__dict__:
+            return self.X[idx]
+        return np.ascontiguousarray(self._source[self.order[idx]], dtype=np.float64)
 
 
 def check_labelled(estimator: BaseEstimator, X: Any, y: Any) -> LabelledData:
