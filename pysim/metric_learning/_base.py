@@ -420,9 +420,11 @@ def prior_metric(
 ) -> np.ndarray:
     """The starting / prior metric M0 (d x d, symmetric positive definite) of ITML, SDML, LSML.
 
-    "identity": I. "covariance": the inverse covariance of `points` (the distinct points the
-    constraints use; a singular covariance is a ValueError). "random": a random SPD matrix
-    seeded by `random_state`. An array: checked symmetric positive definite and used as is.
+    "identity": I. "covariance": the inverse covariance of the distinct rows of `points` (the
+    points the constraints use, repeats allowed: they are dropped here, only for this prior,
+    since finding them costs a sort of every row); a singular covariance is a ValueError.
+    "random": a random SPD matrix seeded by `random_state`. An array: checked symmetric
+    positive definite and used as is.
     """
     d = points.shape[1]
     if isinstance(prior, np.ndarray) or (not isinstance(prior, str) and prior is not None):
@@ -441,7 +443,7 @@ def prior_metric(
         A = rng.standard_normal((d, d))
         return A.T @ A / d + 0.1 * np.eye(d)
     if prior == "covariance":
-        C = np.atleast_2d(np.cov(points, rowvar=False))
+        C = np.atleast_2d(np.cov(np.unique(points, axis=0), rowvar=False))
         w = np.linalg.eigvalsh(C)
         if w.min() <= d * np.finfo(np.float64).eps * max(w.max(), 0.0):
             raise ValueError(
