@@ -82,6 +82,18 @@ def test_nca_loss_and_gradient(rng, n_components, block):
     assert err <= 1e-5 * max(scale, 1.0)
 
 
+def test_nca_dense_path_matches_blocks(rng):
+    """n <= 512 takes the whole-matrix path; it computes what the row blocks compute."""
+    X = rng.standard_normal((90, 6))
+    y = rng.integers(0, 4, 90)
+    data = LabelledData(X, y)
+    L = 0.5 * rng.standard_normal((3, 6)).ravel()
+    dense = nca_loss_grad(L, data, 3)
+    blocked = nca_loss_grad(L, data, 3, block=16)
+    np.testing.assert_allclose(dense[0], blocked[0], rtol=1e-12)
+    np.testing.assert_allclose(dense[1], blocked[1], rtol=1e-10, atol=1e-12)
+
+
 def test_nca_threads_agree(rng):
     X = rng.standard_normal((300, 6))
     y = rng.integers(0, 4, 300)
