@@ -259,22 +259,82 @@ def serial_blas() -> contextlib.AbstractContextManager:
     """One BLAS thread inside the block: for small factorisations and products, OpenBLAS's
     threaded potrf/syevd on a d x d matrix costs ~0.2 s on a busy machine instead of ~1 ms
     (and competes with pysim's own pool)."""
-    global _blas_controller, _blas_modules
+    global _blas_controller, _blas_stamp
     try:
         from threadpoolctl import ThreadpoolController  # installed with scikit-learn
     except ImportError:  # pragma: no cover - scikit-learn is a dependency
         return contextlib.nullcontext()
-    # threadpool_limits() scans the process's loaded libraries on every call (~7-20 ms, the
-    # better part of a small NCA fit); the controller is kept and rescanned only when a
-    # module was imported since (which may have loaded another BLAS).
-    if _blas_controller is None or _blas_modules != len(sys.modules):
+    # threadpool_limits() scans the process's loaded libraries on every call (reading
+    # /proc/self/maps: ~7-20 ms, more than a whole closed-form fit); the controller is kept
+    # and rescanned only when the process may have loaded another BLAS since: when the
+    # dynamic loader's count of loaded objects changed (glibc's dlpi_adds, a few µs to
+    # read), or, where that count is unavailable, when a module was imported.
+    stamp = _loaded_objects_stamp()
+    if _blas_controller is None or _blas_stamp != stamp:
         _blas_controller = ThreadpoolController()
-        _blas_modules = len(sys.modules)
+        _blas_stamp = stamp
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
 _blas_controller: Any = None
-_blas_modules = -1
+_blas_stamp: Any = None
+_dl_reader: Any = None
+
+
+def _loaded_objects_stamp() -> tuple[str, int]:
+    """A value that changes whenever a shared library may have been loaded or unloaded:
+    ("dl", adds + subs) from ``dl_iterate_phdr`` where the C library reports them (glibc,
+    musl), else ("modules", len(sys.modules))."""
+    global _dl_reader
+    if _dl_reader is None:
+        _dl_reader = _make_dl_reader() or False
+    if _dl_reader:
+        count = _dl_reader()
+        if count is not None:
+            return ("dl", count)
+    return ("modules", len(sys.modules))
+
+
+def _make_dl_reader() -> Any:
+    """A callable returning the loader's adds + subs counters, or None if not available."""
+    try:
+        import ctypes
+
+        class _PhdrInfo(ctypes.Structure):
+            _fields_ = [
+                ("addr", ctypes.c_void_p),
+                ("name", ctypes.c_char_p),
+                ("phdr", ctypes.c_void_p),
+                ("phnum", ctypes.c_uint16),
+                ("adds", ctypes.c_ulonglong),
+                ("subs", ctypes.c_ulonglong),
+            ]
+
+        libc = ctypes.CDLL(None)
+        iterate = libc.dl_iterate_phdr
+    except (ImportError, OSError, AttributeError):  # pragma: no cover - non-ELF platforms
+        return None
+    callback_t = ctypes.CFUNCTYPE(
+        ctypes.c_int, ctypes.POINTER(_PhdrInfo), ctypes.c_size_t, ctypes.c_void_p
+    )
+    iterate.argtypes = [callback_t, ctypes.c_void_p]
+    iterate.restype = ctypes.c_int
+    seen: list[int | None] = [None]
+    # The counters are in the struct only when the loader says it is that large.
+    needed = _PhdrInfo.subs.offset + ctypes.sizeof(ctypes.c_ulonglong)
+
+    def first(info, size, _data):
+        seen[0] = int(info[0].adds + info[0].subs) if size >= needed else None
+        return 1  # every entry carries the same counters: stop at the first
+
+    callback = callback_t(first)
+
+    def read() -> int | None:
+        seen[0] = None
+        iterate(callback, None)
+        return seen[0]
+
+    return read
 
 
 def _factor(sym: np.ndarray, dim: int, dtype: np.dtype | type) -> np.ndarray:

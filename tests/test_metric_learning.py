@@ -82,6 +82,18 @@ def test_nca_loss_and_gradient(rng, n_components, block):
     assert err <= 1e-5 * max(scale, 1.0)
 
 
+def test_nca_dense_path_matches_blocks(rng):
+    """n <= 512 takes the whole-matrix path; it computes what the row blocks compute."""
+    X = rng.standard_normal((90, 6))
+    y = rng.integers(0, 4, 90)
+    data = LabelledData(X, y)
+    L = 0.5 * rng.standard_normal((3, 6)).ravel()
+    dense = nca_loss_grad(L, data, 3)
+    blocked = nca_loss_grad(L, data, 3, block=16)
+    np.testing.assert_allclose(dense[0], blocked[0], rtol=1e-12)
+    np.testing.assert_allclose(dense[1], blocked[1], rtol=1e-10, atol=1e-12)
+
+
 def test_nca_threads_agree(rng):
     X = rng.standard_normal((300, 6))
     y = rng.integers(0, 4, 300)
@@ -398,6 +410,51 @@ def test_nca_fits_20000_points_in_bounded_memory(rng):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 512 * 2**20, peak  # an n x n float64 matrix alone would be 3.2 GB
+
+
+def test_serial_blas_rescans_only_when_a_library_is_loaded(tmp_path):
+    """The BLAS limiter keeps its library scan until the loader reports a new shared object
+    (importing a pure-Python module does not trigger the 10-20 ms rescan)."""
+    import ctypes
+    import importlib
+    import shutil
+    import sys
+
+    from threadpoolctl import threadpool_info
+
+    from pysim import _validation
+
+    with _validation.serial_blas():
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert all(i["num_threads"] == 1 for i in blas)
+    controller = _validation._blas_controller
+    (tmp_path / "pysim_probe_module.py").write_text("VALUE = 1\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        modules = len(sys.modules)
+        importlib.import_module("pysim_probe_module")  # pure Python: sys.modules grows
+        assert len(sys.modules) > modules
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("pysim_probe_module", None)
+    with _validation.serial_blas():
+        pass
+    assert _validation._blas_controller is controller
+    stamp = _validation._loaded_objects_stamp()
+    if stamp[0] != "dl":
+        pytest.skip("the C library reports no loader counters here (non-glibc platform)")
+    import _ctypes
+
+    path = getattr(_ctypes, "__file__", None)  # an extension module's shared object
+    if path is None:
+        pytest.skip("_ctypes is built into this interpreter: no shared object to copy")
+    copy = tmp_path / "libpysim_probe.so"
+    shutil.copy(path, copy)
+    ctypes.CDLL(str(copy))  # a new object for the loader, whatever it contains
+    assert _validation._loaded_objects_stamp() != stamp
+    with _validation.serial_blas():
+        pass
+    assert _validation._blas_controller is not controller
 
 
 # ---------------------------------------------------------------- scikit-learn's own checks

@@ -50,6 +50,7 @@ from pysim.metric_learning._mlkr import mlkr_loss_grad
 from pysim.metric_learning._mmc import mmc_diag_loss_grad, mmc_ratio_loss_grad
 from pysim.metric_learning._scml import scml_loss_grad
 from pysim.metric_learning._weakly import (
+    _distinct_pairs,
     chunks_from_labels,
     knn_triplets,
     positive_negative_pairs,
@@ -451,6 +452,11 @@ def test_constraint_generators(rng):
     same = data.codes[pairs[:, 0]] == data.codes[pairs[:, 1]]
     np.testing.assert_array_equal(same, py == 1)
     assert (pairs[:, 0] != pairs[:, 1]).all()
+    # The distinct pairs are numpy's row-wise unique of the sorted pairs, same order.
+    a, b = rng.integers(0, 50, 400), rng.integers(0, 50, 400)
+    np.testing.assert_array_equal(
+        _distinct_pairs(a, b, 50), np.unique(np.sort(np.c_[a, b], axis=1), axis=0)
+    )
     q = quadruplets_from_labels(data, 100, 0)
     assert (data.codes[q[:, 0]] == data.codes[q[:, 1]]).all()
     assert (data.codes[q[:, 2]] != data.codes[q[:, 3]]).all()

@@ -77,8 +77,7 @@ class _LSMLBase:
                     f"{w.shape}"
                 )
         w = w / w.sum()
-        points = np.unique(Q.reshape(-1, d), axis=0)
-        M0 = prior_metric(self.prior, points, self.random_state)
+        M0 = prior_metric(self.prior, Q.reshape(-1, d), self.random_state)
         prior_inv = np.linalg.inv(M0)
         L0 = components_from_metric(M0)
         Vab, Vcd = Q[:, 0] - Q[:, 1], Q[:, 2] - Q[:, 3]

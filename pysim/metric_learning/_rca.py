@@ -58,17 +58,23 @@ class _RCABase:
         n, d = X.shape
         k = check_n_components(self.n_components, d)
         mask = chunks >= 0
-        ids, inv = np.unique(chunks[mask], return_inverse=True)
-        if len(ids) == 0:
+        if not mask.any():
             raise ValueError("chunks assigns no point to a chunklet (every entry is -1)")
-        Xc = X[mask]
-        sizes = np.bincount(inv)
-        means = np.zeros((len(ids), d))
-        np.add.at(means, inv, Xc)
-        means /= sizes[:, None]
-        centred = Xc - means[inv]
+        Xc, cc = X[mask], chunks[mask]
+        # Chunklet means by one sort and a segmented sum (no ufunc.at scatter).
+        order = np.argsort(cc, kind="stable")
+        Xc, cc = Xc[order], cc[order]
+        heads = np.flatnonzero(np.r_[True, cc[1:] != cc[:-1]])
+        sizes = np.diff(np.r_[heads, len(cc)])
+        means = np.add.reduceat(Xc, heads, axis=0) / sizes[:, None]
+        centred = Xc - np.repeat(means, sizes, axis=0)
         C = centred.T @ centred / len(Xc)
         who = type(self).__name__
+        if k == d:
+            L = _whiten_well_conditioned(C, Xc)
+            if L is not None:
+                self.components_ = L
+                return
         # Directions in which the chunked points do not vary at all (constant features) carry
         # no distance information: RCA works in the range R of their total covariance and
         # gives the rest weight 0 (metric-learn returns NaN weights there).
@@ -91,6 +97,35 @@ class _RCABase:
         if len(L) < k:
             L = np.vstack([L, np.zeros((k - len(L), d))])
         self.components_ = np.ascontiguousarray(L)
+
+
+def _whiten_well_conditioned(C: np.ndarray, Xc: np.ndarray) -> np.ndarray | None:
+    """``L`` with ``Lᵀ L = C⁻¹`` from a Cholesky factor (``C = G Gᵀ``, ``L = G⁻¹``), or None
+    when C is not safely far from singular (the eigendecomposition path then decides).
+
+    The usual case in one potrf and one trtri instead of two eigendecompositions: the total
+    scatter of the chunked points is the within-chunklet scatter plus the between-chunklet
+    one, so the total covariance's eigenvalues are at least C's; ``1 / ||G⁻¹||_F²`` is a lower
+    bound on C's smallest eigenvalue and ``trace(total)`` an upper bound on the total's
+    largest. When the bound clears the eigen path's rank floor (``d * eps * max``) every
+    direction is kept and C is invertible there, so the eigen path would return a metric
+    equal to this ``Lᵀ L`` (its L differs by a rotation, which no distance sees).
+    """
+    from scipy.linalg import lapack
+
+    d = C.shape[0]
+    G, info = lapack.dpotrf(C, lower=1, clean=1)
+    if info != 0:
+        return None
+    L, info = lapack.dtrtri(G, lower=1)
+    if info != 0 or not np.isfinite(L).all():
+        return None
+    scale = float(np.var(Xc, axis=0, ddof=1).sum()) if len(Xc) > 1 else 0.0
+    lower_bound = 1.0 / max(float(np.einsum("ij,ij->", L, L)), np.finfo(np.float64).tiny)
+    # A safety factor of 4 over the eigen path's floor: near the floor, let eigh decide.
+    if not scale > 0.0 or lower_bound <= 4.0 * d * np.finfo(np.float64).eps * scale:
+        return None
+    return np.ascontiguousarray(np.tril(L))
 
 
 class RCA(_RCABase, MahalanobisMixin):
@@ -202,6 +237,8 @@ class RCA_Supervised(_RCABase, SupervisedTwinMixin):
                 f"no class has {self.chunk_size} samples to form a chunklet of chunk_size="
                 f"{self.chunk_size}"
             )
-        self._learn(data.X, chunks)
+        # Only the chunked rows enter RCA (200 of MNIST's 5,000 by default): gather those.
+        chosen = np.flatnonzero(chunks >= 0)
+        self._learn(data.rows(chosen), chunks[chosen])
         self.classes_ = data.classes
         return self

@@ -58,8 +58,7 @@ class _SDMLBase:
 
     def _learn_serial(self, P: np.ndarray, y: np.ndarray) -> None:
         d = P.shape[2]
-        points = np.unique(P.reshape(-1, d), axis=0)
-        M0 = prior_metric(self.prior, points, self.random_state)
+        M0 = prior_metric(self.prior, P.reshape(-1, d), self.random_state)
         diff = P[:, 0] - P[:, 1]
         S0 = np.linalg.inv(M0)
         S0 = (S0 + S0.T) / 2.0

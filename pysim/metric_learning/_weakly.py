@@ -421,11 +421,29 @@ def positive_negative_pairs(
     y : ndarray (m,) int64, +1 / -1
     """
     a, b, c, d = _similar_then_dissimilar(data, n_constraints, random_state)
-    pos = np.unique(np.sort(np.c_[a, b], axis=1), axis=0)
-    neg = np.unique(np.sort(np.c_[c, d], axis=1), axis=0)
+    n = len(data.codes)
+    pos, neg = _distinct_pairs(a, b, n), _distinct_pairs(c, d, n)
     pairs = np.concatenate([pos, neg])
     y = np.r_[np.ones(len(pos), np.int64), -np.ones(len(neg), np.int64)]
     return pairs, y
+
+
+def _distinct_pairs(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:
+    """The distinct unordered pairs {a_i, b_i} as (m, 2) rows (smaller index first), in
+    lexicographic order: ``np.unique(np.sort(np.c_[a, b], axis=1), axis=0)`` through a 1-D
+    unique of ``lo * n + hi`` (a row-wise unique sorts structured rows, ~10x slower), done
+    as a sort and an adjacent-difference mask (numpy 2.4's hash-based ``np.unique`` takes
+    ~12 ms on 50,000 keys, the sort < 1 ms)."""
+    key = np.minimum(a, b) * np.int64(n) + np.maximum(a, b)
+    key.sort()
+    keep = np.empty(len(key), bool)
+    keep[:1] = True
+    np.not_equal(key[1:], key[:-1], out=keep[1:])
+    key = key[keep]
+    out = np.empty((len(key), 2), np.int64)
+    np.floor_divide(key, n, out=out[:, 0])
+    np.subtract(key, out[:, 0] * n, out=out[:, 1])
+    return out
 
 
 def quadruplets_from_labels(
