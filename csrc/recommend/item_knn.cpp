@@ -6,8 +6,9 @@
 // are read back and cleared. The top-k of a row is taken from the touched columns alone, so a
 // row costs O(co-occurrences + touched).
 //
-// Three accumulation kernels, chosen by the caller's data (profiled on MovieLens-small: the
-// inner loop is ~40% of a fit, the candidate pass and top-k the rest):
+// Three accumulation kernels, chosen by the caller's data (profiled on MovieLens-small, one
+// thread: the inner loop is ~30% of a fit, the candidate pass and top-k the rest; Python's
+// own work in fit is ~2 ms):
 //   - counts: a 0/1 interaction pattern without weights (cosine, jaccard, ... on implicit
 //     feedback): integer counts, uint16 when no item has more than 65,535 users, so the
 //     accumulator of 10k items fits in L1 and the inner loop has no multiply and no value load;
