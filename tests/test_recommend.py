@@ -210,6 +210,38 @@ def test_many_candidates_per_row_match_reference(rng, similarity):
             np.testing.assert_array_equal(cols, np.sort(want[i]))
 
 
+@pytest.mark.parametrize("similarity", ["cosine", "tfidf", "jaccard"])
+def test_dense_rows_large_k_match_reference(rng, similarity):
+    # Nearly every pair of items shares a user and k is large: each row takes the sampled
+    # threshold with the division-free prefilter, then the second threshold on the exact
+    # survivors (>= 2k of them, >= 64), and some rows the retry with the lower sampled
+    # threshold; the kept set must still be the exact top k, in column order.
+    X = binary_interactions(rng, n_users=300, n_items=700, density=0.1)
+    k = 40
+    S = ItemKNN(k, similarity=similarity).fit(sp.csr_matrix(X)).similarity_
+    assert S.has_sorted_indices
+    ref = ref_similarity(X, similarity)
+    assert np.median(np.sum(~np.isnan(ref), axis=1)) > 8 * k
+    check_topk_rows(S, ref, k, similarity)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "bm25"])
+def test_wide_catalogue_small_k_match_reference(rng, similarity):
+    # More than 16 * k words of columns (3,000 items, k = 2): rows are put in column order
+    # by a sort instead of the column bitset; the same exact top k either way.
+    X = binary_interactions(rng, n_users=150, n_items=3000, density=0.03)
+    k = 2
+    S = ItemKNN(k, similarity=similarity).fit(sp.csr_matrix(X)).similarity_
+    assert S.has_sorted_indices
+    check_topk_rows(S, ref_similarity(X, similarity), k, similarity)
+    # and the bitset path (k = 20: 47 words <= 16 k) agrees with it on the shared top 2
+    S20 = ItemKNN(20, similarity=similarity).fit(sp.csr_matrix(X)).similarity_
+    for i in range(0, 3000, 7):
+        two = np.sort(S.data[S.indptr[i] : S.indptr[i + 1]])[::-1]
+        twenty = np.sort(S20.data[S20.indptr[i] : S20.indptr[i + 1]])[::-1]
+        np.testing.assert_array_equal(two, twenty[:2])
+
+
 def test_counts_wider_than_16_bits():
     # An item with more than 65,535 users: the counts kernel must not wrap around.
     n = 70_000

@@ -6,8 +6,9 @@
 // are read back and cleared. The top-k of a row is taken from the touched columns alone, so a
 // row costs O(co-occurrences + touched).
 //
-// Three accumulation kernels, chosen by the caller's data (profiled on MovieLens-small: the
-// inner loop is ~40% of a fit, the candidate pass and top-k the rest):
+// Three accumulation kernels, chosen by the caller's data (profiled on MovieLens-small, one
+// thread: the inner loop is ~30% of a fit, the candidate pass and top-k the rest; Python's
+// own work in fit is ~2 ms):
 //   - counts: a 0/1 interaction pattern without weights (cosine, jaccard, ... on implicit
 //     feedback): integer counts, uint16 when no item has more than 65,535 users, so the
 //     accumulator of 10k items fits in L1 and the inner loop has no multiply and no value load;
@@ -18,6 +19,13 @@
 // is unique and independent of threads): a threshold guessed from 64 sampled candidates lets
 // one branch-free pass keep about 2k of the ~2,000 candidates, and nth_element picks the k
 // (a histogram pass plus a second pass over every candidate cost a third more instructions).
+// That pass divides nothing: it compares dot >= T' * denominator, T' a hair below T, so it
+// keeps a superset of the columns whose rounded similarity reaches T, and only those few get
+// the exact division (a divide per candidate was most of the pass's time). The kept row is
+// put in column order through a bitset of the columns (a 9,724-column row: 152 words to scan,
+// cheaper than sorting 100 keys); wide catalogues fall back to the sort. A branch-free
+// quickselect in place of nth_element removed its branch misses but cost more instructions
+// than they did (callgrind, MovieLens-small), so nth_element stays.
 // A column is "first touched" when its accumulator is still zero: every addition is strictly
 // positive (counts, c_u > 0, products clamped below at the smallest denormal), so a sum never
 // returns to zero and no separate mark array is needed.
@@ -35,9 +43,24 @@
 #include "recommend/csr_check.hpp"
 #include "recommend/recommend.hpp"
 
+#if defined(_MSC_VER)
+#include <intrin.h>
+#endif
+
 namespace pysim::recommend {
 
 namespace {
+
+// Index of the lowest set bit of a non-zero word.
+inline unsigned ctz64(std::uint64_t m) {
+#if defined(_MSC_VER)
+    unsigned long idx;
+    _BitScanForward64(&idx, m);
+    return static_cast<unsigned>(idx);
+#else
+    return static_cast<unsigned>(__builtin_ctzll(m));
+#endif
+}
 
 // Accumulates rows of `user_items` weighted by item i's users into acc; `touched[0, count)`
 // are the columns hit (EASE's Gram matrix; the float64 general kernel).
@@ -103,23 +126,41 @@ struct Scratch {
     std::vector<std::uint16_t> cnt16;
     std::vector<std::int32_t> touched;
     std::vector<Cand> cand;
-    std::vector<double> sims;
+    std::vector<Cand> cand2;        // the candidates left by the second threshold
+    std::vector<std::uint32_t> pos; // positions in touched order (prefilter survivors)
+    std::vector<double> raw_d;      // a row's accumulator values in touched order
+    std::vector<std::uint32_t> raw32;
+    std::vector<std::uint16_t> raw16;
+    std::vector<std::uint64_t> bits; // one bit per column, all zero between rows
+    std::vector<float> vals;         // the kept similarities by column (bits set only)
     bool clean = true;
 
-    template <typename A> A* accumulator();
+    template <typename A> A* raw_as(std::size_t n) {
+        if constexpr (std::is_same_v<A, std::uint16_t>)
+            return grow(raw16, n);
+        else if constexpr (std::is_same_v<A, std::uint32_t>)
+            return grow(raw32, n);
+        else
+            return grow(raw_d, n);
+    }
 
     void prepare(std::size_t n) {
         if (!clean) {
             std::fill(acc.begin(), acc.end(), 0.0);
             std::fill(cnt32.begin(), cnt32.end(), 0u);
             std::fill(cnt16.begin(), cnt16.end(), std::uint16_t{0});
+            std::fill(bits.begin(), bits.end(), std::uint64_t{0});
             clean = true;
         }
         if (touched.size() < n + 1) {
             touched.resize(n + 1);
             cand.resize(n + 1);
-            sims.resize(n + 1);
+            cand2.resize(n + 1);
+            pos.resize(n + 1);
         }
+        bits.assign((n + 63) / 64, 0);
+        if (vals.size() < n)
+            vals.resize(n);
     }
     template <typename A> A* grow(std::vector<A>& v, std::size_t n) {
         if (v.size() < n)
@@ -145,6 +186,24 @@ std::size_t accumulate(const Csr<double>& iu, const Csr<double>& ui, const doubl
         const std::int32_t* c = cols + uip[u];
         const std::int32_t* const e = cols + uip[u + 1];
         if constexpr (K == Kernel::counts16 || K == Kernel::counts32) {
+            // Four columns at a time, all loaded before any store: a user's columns are
+            // distinct (check_csr), so the four updates never alias.
+            for (; e - c >= 4; c += 4) {
+                const std::int32_t j0 = c[0], j1 = c[1], j2 = c[2], j3 = c[3];
+                const A v0 = a[j0], v1 = a[j1], v2 = a[j2], v3 = a[j3];
+                t[cnt] = j0;
+                cnt += static_cast<std::size_t>(v0 == 0);
+                t[cnt] = j1;
+                cnt += static_cast<std::size_t>(v1 == 0);
+                t[cnt] = j2;
+                cnt += static_cast<std::size_t>(v2 == 0);
+                t[cnt] = j3;
+                cnt += static_cast<std::size_t>(v3 == 0);
+                a[j0] = static_cast<A>(v0 + 1);
+                a[j1] = static_cast<A>(v1 + 1);
+                a[j2] = static_cast<A>(v2 + 1);
+                a[j3] = static_cast<A>(v3 + 1);
+            }
             for (; c != e; ++c) {
                 const std::int32_t j = *c;
                 t[cnt] = j;
@@ -153,6 +212,22 @@ std::size_t accumulate(const Csr<double>& iu, const Csr<double>& ui, const doubl
             }
         } else if constexpr (K == Kernel::user_weights) {
             const double cu = user_weight[u];
+            for (; e - c >= 4; c += 4) {
+                const std::int32_t j0 = c[0], j1 = c[1], j2 = c[2], j3 = c[3];
+                const double v0 = a[j0], v1 = a[j1], v2 = a[j2], v3 = a[j3];
+                t[cnt] = j0;
+                cnt += static_cast<std::size_t>(v0 == 0.0);
+                t[cnt] = j1;
+                cnt += static_cast<std::size_t>(v1 == 0.0);
+                t[cnt] = j2;
+                cnt += static_cast<std::size_t>(v2 == 0.0);
+                t[cnt] = j3;
+                cnt += static_cast<std::size_t>(v3 == 0.0);
+                a[j0] = v0 + cu;
+                a[j1] = v1 + cu;
+                a[j2] = v2 + cu;
+                a[j3] = v3 + cu;
+            }
             for (; c != e; ++c) {
                 const std::int32_t j = *c;
                 t[cnt] = j;
@@ -197,20 +272,27 @@ void similarity_row(const Csr<double>& iu, const Csr<double>& ui, const double* 
     const double shrink = ctx.shrink;
     const double scale_i = ctx.item_factor != nullptr ? ctx.item_factor[i] : 1.0;
     Cand* __restrict cp = s.cand.data();
-    double* __restrict all = s.sims.data();
     const std::size_t k = ctx.k;
-    // The similarity of column j (0 when it is no candidate: not positive, not finite, or i).
-    auto similarity = [&](std::int32_t j, double dot) {
+    // The dot product of column j as the similarity uses it, and the denominator.
+    auto dot_of = [&](std::int32_t j, double dot) {
         if constexpr (K == Kernel::user_weights) {
             if (ctx.item_factor != nullptr)
                 dot *= scale_i * ctx.item_factor[j];
         }
+        return dot;
+    };
+    auto denom_of = [&](std::int32_t j, double dot) {
         double denom = 1.0;
         if constexpr (N == Norm::cosine || N == Norm::asymmetric)
             denom = si * fj[j];
         else if constexpr (N == Norm::jaccard)
             denom = sqi + sq[j] - dot;
-        denom += shrink;
+        return denom + shrink;
+    };
+    // The similarity of column j (0 when it is no candidate: not positive, not finite, or i).
+    auto similarity = [&](std::int32_t j, double raw) {
+        const double dot = dot_of(j, raw);
+        const double denom = denom_of(j, dot);
         const double sim = denom > 0.0 ? dot / denom : 0.0;
         const bool keep = sim > 0.0 && sim <= std::numeric_limits<double>::max() &&
                           static_cast<std::size_t>(j) != i;
@@ -219,63 +301,181 @@ void similarity_row(const Csr<double>& iu, const Csr<double>& ui, const double* 
     // A speculative threshold from a sample of the candidates: the r-th largest of kSample
     // evenly spaced ones, r chosen so that about 2k candidates reach it. Keeping only the
     // candidates >= T is exact whenever at least k of them are (the k-th largest is then
-    // >= T, and every tie of it is kept); otherwise (rare) every candidate is kept.
+    // >= T, and every tie of it is kept); otherwise (rare) the 3r-th largest is tried, and
+    // then every candidate is kept.
     constexpr std::size_t kSample = 64;
-    double thr = 0.0;
+    double thr = 0.0, thr2 = 0.0;
     if (cnt > 8 * k) {
         const std::size_t stride = cnt / kSample;
         const std::size_t r = std::max<std::size_t>(1, (2 * k * kSample + cnt - 1) / cnt);
+        const std::size_t r2 = std::min(kSample, 3 * r);
         double best[kSample];
         std::size_t have = 0;
         for (std::size_t c = 0; c < kSample; ++c) {
             const std::int32_t j = t[c * stride];
             const double v = similarity(j, static_cast<double>(a[j]));
-            if (v <= 0.0 || (have == r && v <= best[r - 1]))
+            if (v <= 0.0 || (have == r2 && v <= best[r2 - 1]))
                 continue;
-            std::size_t pos = have < r ? have++ : r - 1;
+            std::size_t pos = have < r2 ? have++ : r2 - 1;
             while (pos > 0 && best[pos - 1] < v) {
                 best[pos] = best[pos - 1];
                 --pos;
             }
             best[pos] = v;
         }
-        if (have == r)
+        if (have >= r)
             thr = best[r - 1];
+        if (have == r2 && r2 > r)
+            thr2 = best[r2 - 1];
     }
+    // The candidates reaching `cut` into cp[0, return), exact similarities. Division-free
+    // prefilter first: dot >= cut' * denom with cut' a hair below cut keeps every column
+    // whose rounded dot / denom reaches cut (and a few below it, which the exact pass drops);
+    // a non-positive or non-finite denominator passes and is dropped there too. The first
+    // pass reads the accumulator, clearing it, and keeps its values in touched order (raw)
+    // for a second try.
+    A* __restrict raw = s.raw_as<A>(cnt);
+    std::uint32_t* __restrict pos = s.pos.data();
+    auto reaching = [&](double cut, bool first) {
+        const double cut_lo = cut * (1.0 - 1e-12);
+        // cut' * denominator, with the constant parts folded (a few roundings' difference,
+        // far inside the 1e-12 margin).
+        const double c_si = cut_lo * si, c_shrink = cut_lo * shrink,
+                     c_one = cut_lo * (1.0 + shrink);
+        auto bound = [&](std::int32_t j, double dot) {
+            if constexpr (N == Norm::cosine || N == Norm::asymmetric)
+                return c_si * fj[j] + c_shrink;
+            else if constexpr (N == Norm::jaccard)
+                return cut_lo * denom_of(j, dot);
+            else
+                return c_one;
+        };
+        std::size_t w = 0;
+        if (first) {
+            for (std::size_t c = 0; c < cnt; ++c) {
+                const std::int32_t j = t[c];
+                const A v = a[j];
+                a[j] = A{0};
+                raw[c] = v;
+                const double dot = dot_of(j, static_cast<double>(v));
+                pos[w] = static_cast<std::uint32_t>(c);
+                w += static_cast<std::size_t>(!(dot < bound(j, dot)));
+            }
+        } else {
+            for (std::size_t c = 0; c < cnt; ++c) {
+                const std::int32_t j = t[c];
+                const double dot = dot_of(j, static_cast<double>(raw[c]));
+                pos[w] = static_cast<std::uint32_t>(c);
+                w += static_cast<std::size_t>(!(dot < bound(j, dot)));
+            }
+        }
+        std::size_t exact = 0;
+        for (std::size_t c = 0; c < w; ++c) {
+            const std::uint32_t q = pos[c];
+            const std::int32_t j = t[q];
+            const double sim = similarity(j, static_cast<double>(raw[q]));
+            cp[exact] = {sim, j};
+            exact += static_cast<std::size_t>(sim > 0.0 && sim >= cut);
+        }
+        return exact;
+    };
     std::size_t w = 0;
-    for (std::size_t c = 0; c < cnt; ++c) {
-        const std::int32_t j = t[c];
-        const double sim = similarity(j, static_cast<double>(a[j]));
-        a[j] = A{0};
-        all[c] = sim;
-        cp[w] = {sim, j};
-        w += static_cast<std::size_t>(sim > 0.0 && sim >= thr);
+    bool cleared = false;
+    if (thr > 0.0) {
+        w = reaching(thr, true);
+        cleared = true;
+        if (w < k && thr2 > 0.0)
+            w = reaching(thr2, false);
     }
-    if (w < k && thr > 0.0) { // too few reached the guess: every candidate
+    if (w < k) { // no guess, or too few reached it: every candidate
         w = 0;
         for (std::size_t c = 0; c < cnt; ++c) {
-            cp[w] = {all[c], t[c]};
-            w += static_cast<std::size_t>(all[c] > 0.0);
+            const std::int32_t j = t[c];
+            const A v = cleared ? raw[c] : a[j];
+            a[j] = A{0};
+            const double sim = similarity(j, static_cast<double>(v));
+            cp[w] = {sim, j};
+            w += static_cast<std::size_t>(sim > 0.0);
+        }
+    }
+    // Fewer candidates for nth_element (whose comparisons mispredict about half the time):
+    // a second sampled threshold on the exact similarities, aimed at ~1.15k (then ~1.4k),
+    // applied when at least k candidates reach it (the same argument as the first).
+    Cand* sel = cp;
+    if (w >= 2 * k && w >= 64) {
+        constexpr std::size_t kRefine = 32;
+        const std::size_t r1 = (kRefine * (k + 15 * k / 100) + w - 1) / w;
+        const std::size_t r2 = (kRefine * (k + 40 * k / 100) + w - 1) / w; // < kRefine
+        double best[kRefine];
+        std::size_t have = 0;
+        for (std::size_t q = 0; q < kRefine; ++q) {
+            const double v = cp[(2 * q + 1) * w / (2 * kRefine)].first;
+            if (have == r2 && v <= best[r2 - 1])
+                continue;
+            std::size_t at = have < r2 ? have++ : r2 - 1;
+            while (at > 0 && best[at - 1] < v) {
+                best[at] = best[at - 1];
+                --at;
+            }
+            best[at] = v;
+        }
+        Cand* __restrict dst = s.cand2.data();
+        for (const std::size_t r : {r1, r2}) {
+            const double cut = best[r - 1];
+            std::size_t w2 = 0;
+            for (std::size_t c = 0; c < w; ++c) {
+                dst[w2] = cp[c];
+                w2 += static_cast<std::size_t>(cp[c].first >= cut);
+            }
+            if (w2 >= k) {
+                sel = dst;
+                w = w2;
+                break;
+            }
         }
     }
     std::size_t kept = w;
     if (w > k) {
-        std::nth_element(cp, cp + k, cp + w, [](const Cand& x, const Cand& y) {
+        std::nth_element(sel, sel + k, sel + w, [](const Cand& x, const Cand& y) {
             return x.first > y.first || (x.first == y.first && x.second < y.second);
         });
         kept = k;
     }
     s.clean = true;
-    // (column << 32 | float bits): one integer sort orders the row by column.
+    // (column << 32 | float bits), in column order: through a bitset of the columns when its
+    // scan is cheaper than sorting the row, else one integer sort.
     row.resize(kept);
-    for (std::size_t c = 0; c < kept; ++c) {
-        const float v = static_cast<float>(cp[c].first);
+    auto key = [](std::int32_t j, float v) {
         std::uint32_t bits;
         std::memcpy(&bits, &v, sizeof bits);
-        row[c] =
-            (static_cast<std::uint64_t>(static_cast<std::uint32_t>(cp[c].second)) << 32) | bits;
+        return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(j)) << 32) | bits;
+    };
+    const std::size_t words = s.bits.size();
+    if (words <= 16 * kept) {
+        std::uint64_t* __restrict bits = s.bits.data();
+        float* __restrict val = s.vals.data();
+        for (std::size_t c = 0; c < kept; ++c) {
+            const auto j = static_cast<std::uint32_t>(sel[c].second);
+            bits[j >> 6] |= std::uint64_t{1} << (j & 63);
+            val[j] = static_cast<float>(sel[c].first);
+        }
+        std::size_t pos = 0;
+        for (std::size_t wd = 0; wd < words && pos < kept; ++wd) {
+            std::uint64_t m = bits[wd];
+            if (m == 0)
+                continue;
+            bits[wd] = 0;
+            do {
+                const auto j = static_cast<std::int32_t>(wd * 64 + ctz64(m));
+                row[pos++] = key(j, val[j]);
+                m &= m - 1;
+            } while (m != 0);
+        }
+    } else {
+        for (std::size_t c = 0; c < kept; ++c)
+            row[c] = key(sel[c].second, static_cast<float>(sel[c].first));
+        std::sort(row.begin(), row.end());
     }
-    std::sort(row.begin(), row.end());
 }
 
 template <Kernel K, typename A, Norm N>

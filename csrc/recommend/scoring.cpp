@@ -116,11 +116,17 @@ void recommend(const Scorer& scorer, const Csr<double>& users, const std::uint8_
                         a[j] += w * static_cast<double>(sv[q]);
                     }
                 }
-                for (std::size_t c = 0; c < cnt; ++c)
-                    offer(static_cast<std::size_t>(t[c]), a[t[c]]);
+                // One pass offers and clears; a candidate scoring below the heap's current
+                // k-th (its negated score above worst(): no tie, so it cannot enter) is
+                // dropped before the seen / banned look-ups.
                 for (std::size_t c = 0; c < cnt; ++c) {
-                    a[t[c]] = 0.0;
-                    mk[t[c]] &= static_cast<std::uint8_t>(~1u);
+                    const std::int32_t j = t[c];
+                    const double score = a[j];
+                    a[j] = 0.0;
+                    mk[j] &= static_cast<std::uint8_t>(~1u);
+                    if (-score > top.worst())
+                        continue;
+                    offer(static_cast<std::size_t>(j), score);
                 }
             }
             for (std::int64_t p = r0; p < r1; ++p)
