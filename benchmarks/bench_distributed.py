@@ -94,21 +94,37 @@ def _close_clusters():
             value[0].close()
 
 
-EFS = [10, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]
+# ef steps of about 12%: on a coarser grid (x1.33-1.5 a step) two contenders land at different
+# recalls (0.952 against 0.967 on 10^6 points) and their throughputs are not compared at the
+# same recall; every contender gets the same grid.
+EFS = sorted({int(round(10 * 1.125**i)) for i in range(34)} | {512})
 
 
 def tuned_ef(contender: str) -> tuple[int, float]:
-    """The smallest ef (of EFS) at which `contender` reaches recall@10 >= 0.95, and its recall."""
+    """The smallest ef (of EFS) at which `contender` reaches recall@10 >= 0.95, and its recall.
+
+    Found by bisection (recall grows with ef), so a 1M-point index is probed ~6 times, not 30.
+    """
     key = ("ef", contender)
     if key not in _cache:
         d = data()
         index = built(contender)
-        for ef in EFS:
-            found = search(contender, index, d["queries"], ef)[1]
-            rec = recall_at_k(found, d["gt"], K)
-            if rec >= 0.95:
-                break
-        _cache[key] = (ef, rec)
+        seen: dict[int, float] = {}
+
+        def recall(ef: int) -> float:
+            if ef not in seen:
+                found = search(contender, index, d["queries"], ef)[1]
+                seen[ef] = recall_at_k(found, d["gt"], K)
+            return seen[ef]
+
+        lo, hi = 0, len(EFS) - 1  # answer in EFS[lo..hi]; EFS[hi] if nothing reaches 0.95
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if recall(EFS[mid]) >= 0.95:
+                hi = mid
+            else:
+                lo = mid + 1
+        _cache[key] = (EFS[lo], recall(EFS[lo]))
     return _cache[key]
 
 
