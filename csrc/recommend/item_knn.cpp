@@ -212,6 +212,9 @@ std::size_t accumulate(const Csr<double>& iu, const Csr<double>& ui, const doubl
             }
         } else if constexpr (K == Kernel::user_weights) {
             const double cu = user_weight[u];
+            // The counts branch's four-wide unroll with a double increment (duplicates pairs
+            // them by shape): element type and increment differ, and each is its kernel's
+            // hot loop, so neither goes through a shared helper with a branch inside.
             for (; e - c >= 4; c += 4) {
                 const std::int32_t j0 = c[0], j1 = c[1], j2 = c[2], j3 = c[3];
                 const double v0 = a[j0], v1 = a[j1], v2 = a[j2], v3 = a[j3];

@@ -50,6 +50,9 @@ def mlkr_loss_grad(
     M = np.zeros((d, d))
     colsum = np.zeros(n)
     loss = 0.0
+    # Row blocks of a shifted softmax over squared distances, as in _nca._nca_blocks
+    # (duplicates pairs them): MLKR normalises in place and weights by targets, NCA splits
+    # each block by class, so each keeps the loop that fuses its own in-place updates.
     for b0 in range(0, n, rows):
         b1 = min(n, b0 + rows)
         m = b1 - b0
