@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import pysim
-from pysim.metric_learning._base import LabelledData, same_class_neighbors
+from pysim.metric_learning._base import LabelledData, run_tasks, same_class_neighbors
 from pysim.metric_learning._lmnn import ImpostorCache, find_impostors, lmnn_loss_grad
 from pysim.metric_learning._nca import nca_loss_grad
 
@@ -101,8 +101,45 @@ def test_nca_threads_agree(rng):
     L = 0.5 * rng.standard_normal((6, 6)).ravel()
     one = nca_loss_grad(L, data, 6, block=32, threads=1)
     three = nca_loss_grad(L, data, 6, block=32, threads=3)
-    np.testing.assert_allclose(three[0], one[0], rtol=1e-12)
-    np.testing.assert_allclose(three[1], one[1], rtol=1e-10, atol=1e-12)
+    # Groups of blocks are fixed by the data and summed in order: the same bits at any count.
+    assert three[0] == one[0]
+    np.testing.assert_array_equal(three[1], one[1])
+    dense = nca_loss_grad(L, data, 6, block=300)
+    np.testing.assert_allclose(one[0], dense[0], rtol=1e-12)
+    np.testing.assert_allclose(one[1], dense[1], rtol=1e-10, atol=1e-12)
+
+
+def test_nca_default_blocks_agree_across_threads(rng):
+    """n = 700 (past the one-block path): the default blocking gives the same bits on 1 and 2
+    threads, and matches the whole-matrix formulas."""
+    X = rng.standard_normal((700, 5))
+    y = rng.integers(0, 3, 700)
+    data = LabelledData(X, y)
+    L = 0.5 * rng.standard_normal((5, 5)).ravel()
+    one = nca_loss_grad(L, data, 5, threads=1)
+    two = nca_loss_grad(L, data, 5, threads=2)
+    assert two[0] == one[0]
+    np.testing.assert_array_equal(two[1], one[1])
+    dense = nca_loss_grad(L, data, 5, block=700)
+    np.testing.assert_allclose(one[0], dense[0], rtol=1e-12)
+    np.testing.assert_allclose(one[1], dense[1], rtol=1e-10, atol=1e-12)
+
+
+def test_run_tasks_orders_results_and_reraises():
+    def square(i):
+        return i * i
+
+    for workers in (1, 2, 5):
+        assert run_tasks(square, 23, workers) == [i * i for i in range(23)]
+    assert run_tasks(square, 0, 3) == []
+
+    def fail(i):
+        if i == 7:
+            raise ArithmeticError("task 7")
+        return i
+
+    with pytest.raises(ArithmeticError, match="task 7"):
+        run_tasks(fail, 40, 3)
 
 
 def naive_lmnn(L, X, y, targets, mu):

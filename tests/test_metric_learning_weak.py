@@ -380,6 +380,40 @@ def test_rca_is_inverse_sqrt_of_within_chunk_covariance(rng):
         RCA().fit(X, chunks[:-1])
 
 
+def test_rca_shrinkage_whitens_the_blended_covariance(rng):
+    X = rng.standard_normal((60, 3)) * [1.0, 3.0, 0.5]
+    chunks = np.repeat(np.arange(20), 3)
+    centred = X - np.stack([X[chunks == c].mean(0) for c in range(20)])[chunks]
+    C = centred.T @ centred / len(X)
+    target = 0.3 * C + 0.7 * np.trace(C) / 3 * np.eye(3)
+    M = RCA(shrinkage=0.7).fit(X, chunks).get_mahalanobis_matrix()
+    np.testing.assert_allclose(M, np.linalg.inv(target), rtol=1e-8)
+    # "auto": the Ledoit-Wolf intensity of the within-chunklet residuals.
+    from sklearn.covariance import ledoit_wolf_shrinkage
+
+    a = ledoit_wolf_shrinkage(centred, assume_centered=True)
+    assert 0 < a < 1
+    target = (1 - a) * C + a * np.trace(C) / 3 * np.eye(3)
+    M = RCA(shrinkage="auto").fit(X, chunks).get_mahalanobis_matrix()
+    np.testing.assert_allclose(M, np.linalg.inv(target), rtol=1e-8)
+    # A constant feature still gets weight 0; a feature constant within every chunklet (C
+    # singular) has an inverse once shrunk.
+    M = RCA(shrinkage=0.7).fit(np.c_[X, np.ones(60)], chunks).get_mahalanobis_matrix()
+    np.testing.assert_allclose(M[3], 0.0, atol=1e-12)
+    assert np.isfinite(RCA(shrinkage=0.1).fit(np.c_[X, chunks % 2], chunks).components_).all()
+    assert RCA(n_components=2, shrinkage="auto").fit(X, chunks).components_.shape == (2, 3)
+    assert RCA(shrinkage=0.0).fit(X, chunks).get_mahalanobis_matrix() == pytest.approx(
+        np.linalg.inv(C), rel=1e-8
+    )
+    for bad in (-0.1, 1.5, "ledoit"):
+        with pytest.raises(ValueError, match="shrinkage"):
+            RCA(shrinkage=bad).fit(X, chunks)
+    y = np.repeat(np.arange(3), 20)
+    Xs = X + 4.0 * y[:, None]
+    model = RCA_Supervised(n_chunks=20, shrinkage="auto", random_state=0).fit(Xs, y)
+    assert np.isfinite(model.components_).all()
+
+
 def test_itml_moves_pairs_towards_their_bounds(rng):
     X, y = noisy_classes(rng, n=80)
     pairs, py, _ = label_pairs(X, y, rng, n=60)

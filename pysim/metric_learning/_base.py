@@ -17,7 +17,11 @@ row blocks of about ``_BLOCK_ELEMS`` entries, so memory stays O(n * block), neve
 from __future__ import annotations
 
 import functools
+import os
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
 from typing import Any
 
@@ -37,6 +41,66 @@ _BLOCK_ELEMS = 1 << 18
 def block_rows(n_cols: int, minimum: int = 16) -> int:
     """Rows per block so that a (rows, n_cols) float64 block holds about _BLOCK_ELEMS entries."""
     return max(minimum, _BLOCK_ELEMS // max(1, n_cols))
+
+
+def run_tasks(fn: Callable[[int], Any], n_tasks: int, workers: int) -> list[Any]:
+    """``[fn(0), ..., fn(n_tasks - 1)]``, on up to `workers` threads, the caller included.
+
+    Tasks are handed out one at a time from a shared counter, and the calling thread takes
+    them too, so a helper that the OS does not schedule soon (a loaded machine) delays the
+    call by at most the one task it is running: the caller does the rest, and helpers that
+    never started are cancelled. (A fixed split of the tasks between threads made every call
+    wait for the slowest thread.) Helpers come from one persistent pool, not a new pool per
+    call: an L-BFGS fit makes hundreds of calls of a few milliseconds each. The results are
+    in task order whichever thread ran each task. The first exception raised by a task stops
+    the hand-out and is re-raised.
+    """
+    if workers <= 1 or n_tasks <= 1:
+        return [fn(i) for i in range(n_tasks)]
+    results: list[Any] = [None] * n_tasks
+    lock = threading.Lock()
+    state = {"next": 0, "stop": False}
+
+    def drain() -> None:
+        while True:
+            with lock:
+                i = state["next"]
+                if state["stop"] or i >= n_tasks:
+                    return
+                state["next"] = i + 1
+            try:
+                results[i] = fn(i)
+            except BaseException:
+                state["stop"] = True
+                raise
+
+    pool = _helper_pool(min(workers, n_tasks) - 1)
+    futures = [pool.submit(drain) for _ in range(min(workers, n_tasks) - 1)]
+    try:
+        drain()
+    finally:
+        for f in futures:
+            if not f.cancel():
+                f.result()  # wait for its task; re-raises its exception
+    return results
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def _helper_pool(helpers: int) -> ThreadPoolExecutor:
+    """The shared helper threads for `run_tasks` (grown on demand, new after a fork)."""
+    global _pool, _pool_size, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid() or _pool_size < helpers:
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(helpers, thread_name_prefix="pysim-learner")
+            _pool_size, _pool_pid = helpers, os.getpid()
+        return _pool
 
 
 class MahalanobisMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):

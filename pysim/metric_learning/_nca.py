@@ -13,9 +13,12 @@ to zero) and ``c = colsum(W)``:
 scikit-learn builds the n x n matrices P and W + Wᵀ at once (n = 20,000 needs 3.2 GB per
 copy). Here W is produced one row block at a time and immediately reduced into the d x d
 matrix M and the vector c, so memory is O(block * n + d²). Per block: the squared distances
-in the projected space come from ``pysim.cdist`` (SIMD, threaded, GIL released), the
-softmax is a few in-place numpy passes over a cache-sized block, and ``W_B X`` is
-``pysim.dot``. Because the training rows are sorted by class (see ``_base``), the
+in the projected space come from ``pysim.cdist`` (SIMD, GIL released), the softmax is a few
+in-place numpy passes over a cache-sized block, and ``W_B X`` is ``pysim.dot``. Threads
+take whole groups of blocks from a shared counter (``run_tasks``; the caller works too), so
+a thread the OS leaves waiting on a loaded machine holds up one group, not a fixed share;
+the groups are fixed by the data and summed in order, so the result is the same bits at any
+thread count. Because the training rows are sorted by class (see ``_base``), the
 same-class mask of a block is a handful of column ranges rather than an n-wide comparison.
 
 The optimiser is scipy's L-BFGS-B on ``-f``, with scikit-learn's settings (``tol`` for
@@ -24,7 +27,7 @@ both the gradient and the relative decrease), so iteration counts are comparable
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import functools
 from numbers import Integral, Real
 from typing import Any
 
@@ -42,6 +45,7 @@ from ._base import (
     check_labelled,
     check_n_components,
     initial_components,
+    run_tasks,
 )
 
 
@@ -62,10 +66,12 @@ def nca_loss_grad(
         Training data sorted by class.
     n_components : int
     block : int, optional
-        Rows per block; default keeps a block near 2 MiB.
+        Rows per block; default keeps a block near 2 MiB (and at most n / 8 rows, so that
+        threads have several blocks each).
     threads : int or None, default=1
-        Workers, each taking a contiguous run of blocks (None: every core). The result does
-        not depend on the thread count beyond floating-point summation order.
+        Workers (None: every core). The result does not depend on the thread count: the
+        blocks form a fixed number of groups, each summed in order, and the groups are
+        summed in order whichever thread ran them.
 
     Returns
     -------
@@ -76,30 +82,37 @@ def nca_loss_grad(
     X = data.X
     n, d = X.shape
     L = flat_L.reshape(n_components, d)
-    rows = block or block_rows(n)
-    if rows >= n:
+    if (block or block_rows(n)) >= n:
         return _nca_dense(L, X, data.starts)
+    rows = block or min(block_rows(n), max(_MIN_ROWS, -(-n // _MIN_BLOCKS)))
     Z = np.ascontiguousarray(X @ L.T)
     XT = np.ascontiguousarray(X.T)
     bounds = list(range(0, n, rows))
-    workers = min(resolve_threads(threads), len(bounds))
-    if workers <= 1:
-        total, M, colsum = _nca_blocks(bounds, rows, Z, X, XT, data, None)
-    else:
-        # Contiguous runs of blocks per worker, each running pysim's kernels serially: the
-        # numpy passes between the kernels are single-threaded, so parallelising whole blocks
-        # keeps every core busy (numpy and pysim release the GIL on these array sizes).
-        chunks = np.array_split(np.asarray(bounds), workers)
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(
-                pool.map(lambda c: _nca_blocks(c.tolist(), rows, Z, X, XT, data, 1), chunks)
-            )
-        total = sum(p[0] for p in parts)
-        M = sum(p[1] for p in parts)
-        colsum = sum(p[2] for p in parts)
+    # Groups of consecutive blocks, as many as memory allows (each keeps an n-vector and a
+    # d x d matrix until the end) up to _MAX_GROUPS: their number depends on the data only.
+    n_groups = min(len(bounds), _MAX_GROUPS, max(_MIN_BLOCKS, _GROUP_ELEMS // (n + d * d)))
+    groups = [g.tolist() for g in np.array_split(np.asarray(bounds), n_groups)]
+    # Each group runs pysim's kernels serially: the numpy passes between the kernels are
+    # single-threaded, so parallelising whole groups keeps every core busy (numpy and pysim
+    # release the GIL on these array sizes).
+    parts = run_tasks(
+        lambda g: _nca_blocks(groups[g], rows, Z, X, XT, data), n_groups, resolve_threads(threads)
+    )
+    total = sum(p[0] for p in parts)
+    M = functools.reduce(np.add, (p[1] for p in parts))
+    colsum = functools.reduce(np.add, (p[2] for p in parts))
     inner = M + M.T - (X.T * colsum) @ X
     grad = 2.0 * (L @ inner)
     return -total, -grad.ravel()
+
+
+#: Blocked path: at least this many row blocks (so threads can balance), of at least
+#: _MIN_ROWS rows; at most _MAX_GROUPS groups of blocks, whose partial sums (an n-vector and
+#: a d x d matrix each) hold at most about _GROUP_ELEMS float64 in all.
+_MIN_BLOCKS = 8
+_MIN_ROWS = 64
+_MAX_GROUPS = 32
+_GROUP_ELEMS = 1 << 22
 
 
 def _nca_dense(L: np.ndarray, X: np.ndarray, starts: np.ndarray) -> tuple[float, np.ndarray]:
@@ -129,8 +142,9 @@ def _nca_dense(L: np.ndarray, X: np.ndarray, starts: np.ndarray) -> tuple[float,
     return -float(p.sum()), -grad.ravel()
 
 
-def _nca_blocks(bounds, rows, Z, X, XT, data, threads):
-    """Loss, Σ_B X_Bᵀ (W_B X) and colsum(W) over the row blocks starting at `bounds`."""
+def _nca_blocks(bounds, rows, Z, X, XT, data):
+    """Loss, Σ_B X_Bᵀ (W_B X) and colsum(W) over the row blocks starting at `bounds`, with
+    pysim's kernels on the calling thread (the caller parallelises over groups of blocks)."""
     starts, codes = data.starts, data.codes
     n, d = X.shape
     M = np.zeros((d, d))
@@ -139,7 +153,7 @@ def _nca_blocks(bounds, rows, Z, X, XT, data, threads):
     for b0 in bounds:
         b1 = min(n, b0 + rows)
         m = b1 - b0
-        D = cdist(Z[b0:b1], Z, "sqeuclidean", threads=threads)
+        D = cdist(Z[b0:b1], Z, "sqeuclidean", threads=1)
         D[np.arange(m), np.arange(b0, b1)] = np.inf
         # Shift each row by its minimum before exp: the nearest neighbour gets weight 1, so
         # the normaliser is >= 1 and nothing underflows to an all-zero row.
@@ -162,7 +176,7 @@ def _nca_blocks(bounds, rows, Z, X, XT, data, threads):
             seg /= norm[r0:r1, None]
             D[r0:r1, starts[c] : starts[c + 1]] += seg
         colsum += D.sum(axis=0)
-        A = dot(D, XT, threads=threads)  # W_B X, shape (m, d)
+        A = dot(D, XT, threads=1)  # W_B X, shape (m, d)
         M += X[b0:b1].T @ A
     return total, M, colsum
 
