@@ -115,6 +115,17 @@ _MAX_GROUPS = 32
 _GROUP_ELEMS = 1 << 22
 
 
+#: Softmax exponents below this are raised to it before exp: libm's exp takes a slow path
+#: (several times the cost) where the result underflows to a subnormal or 0, which most
+#: entries do once L has spread the classes apart, and exp(-708) ≈ 3e-308 is far below the
+#: rounding of a row sum that holds its nearest neighbour's 1. The diagonal stays exp(-inf) = 0.
+_MIN_EXPONENT = -708.0
+
+
+def _clip_exponents(E: np.ndarray) -> None:
+    np.maximum(E, _MIN_EXPONENT, out=E)
+
+
 def _nca_dense(L: np.ndarray, X: np.ndarray, starts: np.ndarray) -> tuple[float, np.ndarray]:
     """`nca_loss_grad` when the whole n x n matrix is one block (n <= 512): the same
     formulas in a dozen whole-matrix numpy passes. On small data (wine: 124 x 13) the
@@ -128,6 +139,8 @@ def _nca_dense(L: np.ndarray, X: np.ndarray, starts: np.ndarray) -> tuple[float,
     # Shift each row by its minimum before exp (see _nca_blocks), then normalise: P is the
     # softmax, p_i its same-class mass (the rows are sorted by class: diagonal blocks).
     np.subtract(P.min(axis=1)[:, None], P, out=P)
+    _clip_exponents(P)
+    np.fill_diagonal(P, -np.inf)
     np.exp(P, out=P)
     P /= P.sum(axis=1)[:, None]
     classes = [(int(starts[c]), int(starts[c + 1])) for c in range(len(starts) - 1)]
@@ -158,6 +171,8 @@ def _nca_blocks(bounds, rows, Z, X, XT, data):
         # Shift each row by its minimum before exp: the nearest neighbour gets weight 1, so
         # the normaliser is >= 1 and nothing underflows to an all-zero row.
         np.subtract(D.min(axis=1)[:, None], D, out=D)
+        _clip_exponents(D)
+        D[np.arange(m), np.arange(b0, b1)] = -np.inf
         np.exp(D, out=D)
         norm = D.sum(axis=1)
         # Same-class probability mass of each row, one class run at a time.

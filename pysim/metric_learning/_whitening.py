@@ -90,9 +90,8 @@ class Whitening(MahalanobisMixin):
             return self._fit_serial(X, n, d, k, s)
 
     def _fit_serial(self, X: np.ndarray, n: int, d: int, k: int, s: float) -> Whitening:
-        self.mean_ = X.mean(axis=0)
-        Xc = X - self.mean_
-        C = Xc.T @ Xc / (n - 1)
+        self.mean_ = mean = X.mean(axis=0)
+        C = _centered_gram(X, mean) / (n - 1)
         if s > 0:
             C = (1.0 - s) * C + s * (np.trace(C) / d) * np.eye(d)
         w, V = np.linalg.eigh(C)
@@ -113,3 +112,21 @@ class Whitening(MahalanobisMixin):
         self.components_ = np.ascontiguousarray(L)
         self.explained_variance_ = w.copy()
         return self
+
+
+def _centered_gram(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``(X - mean)ᵀ (X - mean)``.
+
+    As ``Xᵀ X - n mean meanᵀ`` (one symmetric product, no centred copy of X: on 5,000 x 50
+    the copy cost as much as the product) when no feature's mean exceeds its standard
+    deviation, where the subtraction loses at most about one bit more than centring first;
+    otherwise (an offset that would cancel digits) X is centred first.
+    """
+    n = len(X)
+    G = X.T @ X
+    outer = n * np.outer(mean, mean)
+    var = np.diagonal(G) - np.diagonal(outer)  # n x the (biased) variances
+    if np.all(np.diagonal(outer) <= var):
+        return G - outer
+    Xc = X - mean
+    return Xc.T @ Xc
