@@ -521,6 +521,7 @@ def test_constraint_generators(rng):
         members = np.flatnonzero(ch == c)
         assert len(members) == 3 and len(set(data.codes[members])) == 1
     t = knn_triplets(data, 2, 3)
+    assert np.array_equal(t, knn_triplets(data, 2, 3, threads=2))
     assert len(t) == 120 * 2 * 3
     assert (data.codes[t[:, 0]] == data.codes[t[:, 1]]).all()
     assert (data.codes[t[:, 0]] != data.codes[t[:, 2]]).all()

@@ -366,7 +366,7 @@ class SCML_Supervised(_SCMLBase, SupervisedTwinMixin):
         """
         data = self._labelled(X, y)
         rng = rng_of(self.random_state)
-        idx = knn_triplets(data, int(self.k_genuine), int(self.k_impostor))
+        idx = knn_triplets(data, int(self.k_genuine), int(self.k_impostor), threads=None)
         n, d = data.X.shape
         if isinstance(self.basis, np.ndarray):
             B = _normalise(np.asarray(self.basis, dtype=np.float64))
