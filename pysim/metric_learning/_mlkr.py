@@ -71,6 +71,10 @@ def mlkr_loss_grad(
     y = y - y.mean()
     F = np.concatenate([X, X * y[:, None], y[:, None], np.ones((n, 1))], axis=1)
     rows = block or min(block_rows(n), max(_MIN_ROWS, -(-n // _MIN_BLOCKS)))
+    if block is None and block_rows(n) >= n:
+        # One block holds everything (n <= 512): a thread hand-off per evaluation costs
+        # more than it saves on a loaded machine, so small data runs as one block.
+        rows = n
     bounds = list(range(0, n, rows))
     n_groups = min(len(bounds), _MAX_GROUPS)
     groups = [g.tolist() for g in np.array_split(np.asarray(bounds), n_groups)]
