@@ -310,6 +310,28 @@ def test_mlkr_loss_and_gradient(rng, block):
     assert err < 1e-5 * max(1.0, loss)
 
 
+def test_mlkr_and_scml_losses_do_not_depend_on_threads(rng):
+    X = rng.standard_normal((700, 4))  # several row blocks, so threads share the work
+    y = 50.0 + 30.0 * X[:, 0] + rng.standard_normal(700)  # offset targets: centring is exact
+    L = 0.5 * rng.standard_normal((3, 4))
+    one = mlkr_loss_grad(L.ravel(), X, y, 3, threads=1)
+    two = mlkr_loss_grad(L.ravel(), X, y, 3, threads=2)
+    assert one[0] == two[0] and np.array_equal(one[1], two[1])
+    Z = X @ L.T
+    D = ((Z[:, None] - Z[None]) ** 2).sum(-1)
+    np.fill_diagonal(D, np.inf)
+    K = np.exp(-(D - D.min(1)[:, None]))
+    yhat = K @ y / K.sum(1)
+    assert one[0] == pytest.approx(((yhat - y) ** 2).sum(), rel=1e-10)
+    Phi = rng.standard_normal((1000, 30))
+    w = rng.random(30)
+    a, b = scml_loss_grad(w, Phi, 1e-3, threads=1), scml_loss_grad(w, Phi, 1e-3, threads=2)
+    assert a[0] == b[0] and np.array_equal(a[1], b[1])
+    z = 1.0 + Phi @ w
+    dz = np.where(z >= 0.05, 1.0, np.where(z > 0, z / 0.05, 0.0))
+    np.testing.assert_allclose(a[1], Phi.T @ dz / 1000 + 1e-3, rtol=1e-12, atol=1e-14)
+
+
 def test_scml_and_embedding_losses(rng):
     d, K = 3, 5
     Phi = rng.standard_normal((50, K))
@@ -499,6 +521,7 @@ def test_constraint_generators(rng):
         members = np.flatnonzero(ch == c)
         assert len(members) == 3 and len(set(data.codes[members])) == 1
     t = knn_triplets(data, 2, 3)
+    assert np.array_equal(t, knn_triplets(data, 2, 3, threads=2))
     assert len(t) == 120 * 2 * 3
     assert (data.codes[t[:, 0]] == data.codes[t[:, 1]]).all()
     assert (data.codes[t[:, 0]] != data.codes[t[:, 2]]).all()

@@ -6,7 +6,9 @@ is ``Σ_i (ŷ_i - y_i)²``. With ``W_ij = p_ij (ŷ_i - y_i)(y_j - ŷ_i)`` (rows 
 gradient is ``4 L (M + Mᵀ - Xᵀ diag(colsum W) X)``, ``M = Xᵀ W X`` — the same structure as
 NCA's, so the same blocked evaluation applies: W is produced one row block at a time from
 ``pysim.cdist`` in the projected space and reduced at once into the d x d matrix M and the
-vector colsum(W). Memory is O(block x n + d²) where metric-learn holds several n x n
+vector colsum(W) (two BLAS products over the block's exponentials, W itself is never
+formed). Threads take fixed groups of blocks (``run_tasks``), summed in order: the same bits
+at any thread count. Memory is O(block x n + d²) where metric-learn holds several n x n
 matrices. scipy's L-BFGS-B does the optimisation (as metric-learn).
 
 The learned metric is what :class:`pysim.KNeighborsRegressor` (``metric_learner=MLKR()``)
@@ -15,6 +17,7 @@ and kernel regression want.
 
 from __future__ import annotations
 
+import functools
 from numbers import Integral, Real
 from typing import Any
 
@@ -23,8 +26,8 @@ from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from .._distances import cdist, dot
-from .._validation import serial_blas
+from .._distances import cdist
+from .._validation import resolve_threads, serial_blas
 from ._base import (
     IterationReporter,
     SupervisedMahalanobisMixin,
@@ -32,45 +35,101 @@ from ._base import (
     _seed,
     block_rows,
     check_n_components,
+    run_tasks,
 )
 
 
 def mlkr_loss_grad(
-    flat_L: np.ndarray, X: np.ndarray, y: np.ndarray, n_components: int, block: int | None = None
+    flat_L: np.ndarray,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_components: int,
+    block: int | None = None,
+    threads: int | None = 1,
 ) -> tuple[float, np.ndarray]:
-    """MLKR loss ``Σ (ŷ - y)²`` and its gradient in L (flattened), in row blocks."""
+    """MLKR loss ``Σ (ŷ - y)²`` and its gradient in L (flattened), in row blocks.
+
+    Parameters
+    ----------
+    flat_L : ndarray (n_components * n_features,)
+    X : ndarray (n, n_features) float64, C-contiguous
+    y : ndarray (n,) float64
+    n_components : int
+    block : int, optional
+        Rows per block (default: about 2 MiB per block, and at least _MIN_BLOCKS blocks).
+    threads : int or None, default=1
+        Workers (None: every core). The blocks form a fixed number of groups, each summed
+        in order, and the groups are summed in order whichever thread ran them, so the
+        result is the same bits at any thread count.
+    """
     n, d = X.shape
     L = flat_L.reshape(n_components, d)
     Z = np.ascontiguousarray(X @ L.T)
-    XT = np.ascontiguousarray(X.T)
-    rows = block or block_rows(n)
-    # Below ~16M multiply-adds per call the kernels' thread hand-off costs more than it
-    # saves (on a loaded 2-core machine, several times the work itself): run them serially.
-    threads = 1 if n * n * max(d, n_components) < 1 << 24 else None
+    # [X, y X, y, 1]: one product E_B F of the unnormalised softmax block gives the row sums,
+    # ŷ and P_B X, P_B (y X) at once (see _mlkr_blocks). y is centred first (ŷ - y and
+    # y_j - ŷ_i do not change), so E (y X) - ŷ E X cancels little.
+    y = y - y.mean()
+    F = np.concatenate([X, X * y[:, None], y[:, None], np.ones((n, 1))], axis=1)
+    rows = block or min(block_rows(n), max(_MIN_ROWS, -(-n // _MIN_BLOCKS)))
+    if block is None and block_rows(n) >= n:
+        # One block holds everything (n <= 512): a thread hand-off per evaluation costs
+        # more than it saves on a loaded machine, so small data runs as one block.
+        rows = n
+    bounds = list(range(0, n, rows))
+    n_groups = min(len(bounds), _MAX_GROUPS)
+    groups = [g.tolist() for g in np.array_split(np.asarray(bounds), n_groups)]
+    parts = run_tasks(
+        lambda g: _mlkr_blocks(groups[g], rows, Z, X, F, y), n_groups, resolve_threads(threads)
+    )
+    loss = sum(p[0] for p in parts)
+    M = functools.reduce(np.add, (p[1] for p in parts))
+    colsum = functools.reduce(np.add, (p[2] for p in parts))
+    grad = 4.0 * (L @ (M + M.T - (X.T * colsum) @ X))
+    return loss, grad.ravel()
+
+
+#: Row blocks of at least _MIN_ROWS rows (below that numpy's per-call cost outweighs the
+#: passes over a block), at least _MIN_BLOCKS of them when n allows (so that threads can
+#: balance), in at most _MAX_GROUPS groups (each keeps an n-vector and a d x d partial sum).
+_MIN_BLOCKS = 8
+_MIN_ROWS = 128
+_MAX_GROUPS = 32
+
+
+def _mlkr_blocks(bounds, rows, Z, X, F, y):
+    """Loss, Σ_B X_Bᵀ (W_B X) and colsum(W) over the row blocks starting at `bounds`, with
+    pysim's kernels on the calling thread (the caller parallelises over groups of blocks).
+
+    W_B is never formed. With E the shifted exponentials of a block, s their row sums and
+    P = E / s: ``W_ij = P_ij r_i (y_j - ŷ_i)``, so ``W_B X = (r/s) ∘ E (y X) - (r ŷ/s) ∘ E X``
+    and ``colsum(W_B) = y ∘ Eᵀ(r/s) - Eᵀ(r ŷ/s)``: two matrix products over E (BLAS)
+    replace eight numpy passes over the block.
+    """
+    n, d = X.shape
     M = np.zeros((d, d))
     colsum = np.zeros(n)
     loss = 0.0
     # Row blocks of a shifted softmax over squared distances, as in _nca._nca_blocks
-    # (duplicates pairs them): MLKR normalises in place and weights by targets, NCA splits
-    # each block by class, so each keeps the loop that fuses its own in-place updates.
-    for b0 in range(0, n, rows):
+    # (duplicates pairs them): MLKR weights by targets, NCA splits each block by class, so
+    # each keeps the loop that fuses its own updates.
+    for b0 in bounds:
         b1 = min(n, b0 + rows)
         m = b1 - b0
-        D = cdist(Z[b0:b1], Z, "sqeuclidean", threads=threads)
-        D[np.arange(m), np.arange(b0, b1)] = np.inf
-        np.subtract(D.min(axis=1)[:, None], D, out=D)
-        np.exp(D, out=D)
-        D /= D.sum(axis=1)[:, None]  # P_B
-        yhat = D @ y
+        E = cdist(Z[b0:b1], Z, "sqeuclidean", threads=1)
+        E[np.arange(m), np.arange(b0, b1)] = np.inf
+        np.subtract(E.min(axis=1)[:, None], E, out=E)
+        np.exp(E, out=E)
+        G = E @ F  # (m, 2d + 2): E X, E (y X), E y, row sums
+        inv = 1.0 / G[:, -1]
+        yhat = G[:, -2] * inv
         r = yhat - y[b0:b1]
         loss += float(r @ r)
-        # W_B = P_B * r_i * (y_j - ŷ_i), in place.
-        D *= y[None, :] - yhat[:, None]
-        D *= r[:, None]
-        colsum += D.sum(axis=0)
-        M += X[b0:b1].T @ dot(D, XT, threads=threads)
-    grad = 4.0 * (L @ (M + M.T - (X.T * colsum) @ X))
-    return loss, grad.ravel()
+        a = r * inv
+        c = a * yhat
+        M += X[b0:b1].T @ (a[:, None] * G[:, d : 2 * d] - c[:, None] * G[:, :d])
+        H = np.stack([a, c], axis=1).T @ E  # (2, n)
+        colsum += y * H[0] - H[1]
+    return loss, M, colsum
 
 
 class MLKR(SupervisedMahalanobisMixin):
@@ -174,7 +233,7 @@ default="auto"
         scale = float(((y - y.mean()) ** 2).sum()) or 1.0
 
         def fun(flat):
-            loss, grad = mlkr_loss_grad(flat, X, y, k)
+            loss, grad = mlkr_loss_grad(flat, X, y, k, threads=None)
             report.loss = loss
             return loss / scale, grad / scale
 

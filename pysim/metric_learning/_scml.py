@@ -12,7 +12,9 @@ and, once Φ (T x K) is built, every loss/gradient evaluation is two matrix-vect
 metric-learn runs 10,000 AdaGrad steps of batch 10 in Python; here scipy's L-BFGS-B (bounds
 w >= 0, where the L1 term is linear) solves the whole problem. ℓ is the hinge smoothed over a
 width of 0.05 (quadratic near the kink) so the quasi-Newton steps are well defined; Φ is
-capped at 2**22 entries (triplets are subsampled beyond, seeded).
+capped at 2**22 entries (triplets are subsampled beyond, seeded, before their points are
+gathered). Φ's construction, the loss's fixed slices of Φ and the local LDA bases' eigenproblems
+run on pysim's helper threads (``run_tasks``); results do not depend on the thread count.
 
 Bases: "triplet_diffs" (the triplet learner's default) takes, from seeded draws of d
 triplets, the directions where dissimilar differences outweigh similar ones; "lda" (the
@@ -23,6 +25,7 @@ array is used as given.
 
 from __future__ import annotations
 
+import functools
 from numbers import Integral, Real
 from typing import Any
 
@@ -31,8 +34,8 @@ from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._distances import cdist
-from .._validation import serial_blas
-from ._base import LabelledData, _lda_components, components_from_metric
+from .._validation import resolve_threads, serial_blas
+from ._base import LabelledData, _lda_components, components_from_metric, run_tasks
 from ._weakly import (
     PREPROCESSOR_CONSTRAINT,
     SupervisedTwinMixin,
@@ -97,7 +100,9 @@ def _kmeans(X: np.ndarray, k: int, rng: np.random.Generator, iters: int = 10) ->
     return C
 
 
-def lda_basis(data: LabelledData, n_basis: int, rng: np.random.Generator) -> np.ndarray:
+def lda_basis(
+    data: LabelledData, n_basis: int, rng: np.random.Generator, threads: int | None = 1
+) -> np.ndarray:
     """Local discriminant directions around k-means centres (metric-learn's "lda" bases).
 
     Around each centre, every class contributes its nearest members at two scales (10 and
@@ -115,23 +120,52 @@ def lda_basis(data: LabelledData, n_basis: int, rng: np.random.Generator) -> np.
         k = min(e - s, scales[1])
         D = cdist(centres, X[s:e], "sqeuclidean")
         near.append(s + np.argsort(D, axis=1, kind="stable")[:, :k])
-    bases = []
-    for scale in scales:
-        for j in range(n_clusters):
-            idx = np.concatenate([nc[j, : min(scale, nc.shape[1])] for nc in near])
-            local = LabelledData(X[idx], data.codes[idx])
-            if len(local.classes) < 2:
-                continue
-            bases.append(_lda_components(local, min(n_eig, len(local.classes) - 1)))
+    jobs = [(scale, j) for scale in scales for j in range(n_clusters)]
+
+    def local_basis(t: int) -> np.ndarray | None:
+        scale, j = jobs[t]
+        idx = np.concatenate([nc[j, : min(scale, nc.shape[1])] for nc in near])
+        local = LabelledData(X[idx], data.codes[idx])
+        if len(local.classes) < 2:
+            return None
+        return _lda_components(local, min(n_eig, len(local.classes) - 1))
+
+    # Hundreds of independent small eigenproblems (LAPACK releases the GIL): on `threads`
+    # workers, kept in job order.
+    found = run_tasks(local_basis, len(jobs), resolve_threads(threads))
+    bases = [b for b in found if b is not None]
     B = _normalise(np.concatenate(bases)) if bases else np.empty((0, d))
     return B[:n_basis]
 
 
-def scml_loss_grad(w: np.ndarray, Phi: np.ndarray, beta: float) -> tuple[float, np.ndarray]:
-    """Smoothed-hinge SCML objective in the basis weights, and its gradient."""
-    loss, dz = smooth_hinge(1.0 + Phi @ w, _SMOOTH)
-    T = len(dz)
-    return float(loss.sum() / T + beta * w.sum()), Phi.T @ dz / T + beta
+def scml_loss_grad(
+    w: np.ndarray, Phi: np.ndarray, beta: float, threads: int | None = 1
+) -> tuple[float, np.ndarray]:
+    """Smoothed-hinge SCML objective in the basis weights, and its gradient.
+
+    The triplets (rows of Φ) form _GROUPS fixed slices, each giving its margins ``Φ_g w``
+    and its gradient term ``Φ_gᵀ ℓ'``; the slices run on `threads` workers (None: every
+    core; BLAS releases the GIL) and are summed in order, so the result is the same bits
+    at any thread count.
+    """
+    T = len(Phi)
+    bounds = np.linspace(0, T, min(T, _GROUPS) + 1).astype(np.int64)
+
+    def group(g: int) -> tuple[float, np.ndarray]:
+        P = Phi[bounds[g] : bounds[g + 1]]
+        value, dz = smooth_hinge(1.0 + P @ w, _SMOOTH)
+        return float(value.sum()), dz @ P
+
+    parts = run_tasks(group, len(bounds) - 1, resolve_threads(threads))
+    loss = sum(p[0] for p in parts)
+    grad = functools.reduce(np.add, (p[1] for p in parts))
+    return float(loss / T + beta * w.sum()), grad / T + beta
+
+
+#: Fixed slices of Φ per evaluation (the data decides them, not the thread count).
+_GROUPS = 8
+#: Triplets per task when building Φ.
+_PHI_ROWS = 512
 
 
 class _SCMLBase:
@@ -151,20 +185,32 @@ class _SCMLBase:
             return 80 * d
         return max(1, min(20 * d, 2 * n * n_eig - 1))
 
-    def _learn(self, T: np.ndarray, B: np.ndarray, rng: np.random.Generator) -> None:
-        if B.shape[1] != T.shape[2]:
-            raise ValueError(f"basis must have {T.shape[2]} columns, got {B.shape}")
+    def _learn(
+        self, T: np.ndarray, B: np.ndarray, rng: np.random.Generator, X: np.ndarray | None = None
+    ) -> None:
+        """Fit the weights on triplets `T`: points (n, 3, d), or with `X` rows of X (n, 3)."""
+        d = T.shape[2] if X is None else X.shape[1]
+        if B.shape[1] != d:
+            raise ValueError(f"basis must have {d} columns, got {B.shape}")
         if len(T) * len(B) > _MAX_PHI:
             T = T[np.sort(rng.choice(len(T), _MAX_PHI // len(B), replace=False))]
+        if X is not None:  # gather only the kept triplets' points
+            T = X[T]
+        Phi = np.empty((len(T), len(B)))
+        bounds = list(range(0, len(T), _PHI_ROWS))
+
+        def fill(i: int) -> None:
+            t = T[bounds[i] : bounds[i] + _PHI_ROWS]
+            Pab = (t[:, 0] - t[:, 1]) @ B.T
+            Pac = (t[:, 0] - t[:, 2]) @ B.T
+            np.subtract(Pab * Pab, Pac * Pac, out=Phi[bounds[i] : bounds[i] + _PHI_ROWS])
+
         with serial_blas():
-            Pab = (T[:, 0] - T[:, 1]) @ B.T
-            Pac = (T[:, 0] - T[:, 2]) @ B.T
-            Phi = Pab * Pab - Pac * Pac
-            del Pab, Pac
+            run_tasks(fill, len(bounds), resolve_threads(None))  # row chunks, any order
             res = minimize(
                 scml_loss_grad,
                 np.zeros(len(B)),
-                args=(Phi, float(self.beta)),
+                args=(Phi, float(self.beta), None),
                 jac=True,
                 method="L-BFGS-B",
                 bounds=[(0.0, None)] * len(B),
@@ -320,19 +366,18 @@ class SCML_Supervised(_SCMLBase, SupervisedTwinMixin):
         """
         data = self._labelled(X, y)
         rng = rng_of(self.random_state)
-        idx = knn_triplets(data, int(self.k_genuine), int(self.k_impostor))
-        T = data.X[idx]
+        idx = knn_triplets(data, int(self.k_genuine), int(self.k_impostor), threads=None)
         n, d = data.X.shape
         if isinstance(self.basis, np.ndarray):
             B = _normalise(np.asarray(self.basis, dtype=np.float64))
         elif self.basis == "lda":
             n_eig = max(1, min(len(data.classes) - 1, d))
             with serial_blas():  # hundreds of small d x d eigenproblems
-                B = lda_basis(data, self._default_n_basis(d, n, n_eig), rng)
+                B = lda_basis(data, self._default_n_basis(d, n, n_eig), rng, threads=None)
         else:
-            B = triplet_diff_basis(T, self._default_n_basis(d, n), rng)
+            B = triplet_diff_basis(data.X[idx], self._default_n_basis(d, n), rng)
         if len(B) == 0:
             raise ValueError("no usable basis could be formed from the data")
-        self._learn(T, B, rng)
+        self._learn(idx, B, rng, X=data.X)
         self.classes_ = data.classes
         return self

@@ -29,8 +29,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import metrics as _metrics
 from .._distances import cdist, paired_distances
-from .._validation import to_array
-from ._base import LabelledData, MahalanobisMixin, SupervisedMahalanobisMixin, _seed, block_rows
+from .._validation import resolve_threads, to_array
+from ._base import (
+    LabelledData,
+    MahalanobisMixin,
+    SupervisedMahalanobisMixin,
+    _seed,
+    block_rows,
+    run_tasks,
+)
 
 _TUPLE_NAMES = {2: "pairs", 3: "triplets", 4: "quadruplets"}
 
@@ -482,7 +489,9 @@ def chunks_from_labels(
     return out
 
 
-def knn_triplets(data: LabelledData, k_genuine: int, k_impostor: int) -> np.ndarray:
+def knn_triplets(
+    data: LabelledData, k_genuine: int, k_impostor: int, threads: int | None = 1
+) -> np.ndarray:
     """(a, b, c) sorted-row triplets: b one of a's k_genuine nearest same-class rows, c one of
     its k_impostor nearest other-class rows (metric-learn's ``generate_knntriplets``).
 
@@ -497,12 +506,16 @@ def knn_triplets(data: LabelledData, k_genuine: int, k_impostor: int) -> np.ndar
         raise ValueError(
             "cannot form triplets: every class needs at least 2 samples and 2 classes are needed"
         )
-    out = []
     rows = block_rows(n)
     cols = np.arange(n)
-    for b0 in range(0, n, rows):
+    bounds = list(range(0, n, rows))
+
+    # Row blocks are independent: on `threads` workers (cdist serial inside each), kept in
+    # row order, so the triplets are the same at any thread count.
+    def block(t: int) -> np.ndarray:
+        b0 = bounds[t]
         b1 = min(n, b0 + rows)
-        D = cdist(X[b0:b1], X, "sqeuclidean")
+        D = cdist(X[b0:b1], X, "sqeuclidean", threads=1)
         same = (cols >= starts[codes[b0:b1]][:, None]) & (cols < starts[codes[b0:b1] + 1][:, None])
         Dg = np.where(same, D, np.inf)
         Dg[np.arange(b1 - b0), np.arange(b0, b1)] = np.inf
@@ -513,8 +526,9 @@ def knn_triplets(data: LabelledData, k_genuine: int, k_impostor: int) -> np.ndar
         trip = np.stack(
             np.broadcast_arrays(a[:, None, None], gen[:, :, None], imp[:, None, :]), axis=-1
         )
-        out.append(trip.reshape(-1, 3))
-    return np.concatenate(out)
+        return trip.reshape(-1, 3)
+
+    return np.concatenate(run_tasks(block, len(bounds), resolve_threads(threads)))
 
 
 def _smallest_sorted(D: np.ndarray, k: int) -> np.ndarray:
