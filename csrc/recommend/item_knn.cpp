@@ -130,8 +130,8 @@ struct Scratch {
     std::vector<std::uint16_t> cnt16;
     std::vector<std::int32_t> touched;
     std::vector<Cand> cand;
-    std::vector<Cand> cand2;        // the candidates left by the second threshold
-    std::vector<std::uint32_t> pos; // the prefilter's surviving columns
+    std::vector<Cand> cand2;         // the candidates left by the second threshold
+    std::vector<std::uint32_t> pos;  // the prefilter's surviving columns
     std::vector<std::uint64_t> bits; // one bit per column, all zero between rows
     std::vector<float> vals;         // the kept similarities by column (bits set only)
     bool clean = true;
