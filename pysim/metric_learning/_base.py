@@ -43,6 +43,13 @@ def block_rows(n_cols: int, minimum: int = 16) -> int:
     return max(minimum, _BLOCK_ELEMS // max(1, n_cols))
 
 
+#: Exponents below this are raised to it before ``np.exp`` in the softmax / kernel blocks
+#: (NCA, LFDA): libm's exp takes a slow path (several times the cost) where the result
+#: underflows to a subnormal or 0, and exp(-708) ≈ 3e-308 lies far below the rounding of any
+#: sum it joins.
+MIN_EXP_ARGUMENT = -708.0
+
+
 def run_tasks(fn: Callable[[int], Any], n_tasks: int, workers: int) -> list[Any]:
     """``[fn(0), ..., fn(n_tasks - 1)]``, on up to `workers` threads, the caller included.
 
@@ -83,6 +90,23 @@ def run_tasks(fn: Callable[[int], Any], n_tasks: int, workers: int) -> list[Any]
             if not f.cancel():
                 f.result()  # wait for its task; re-raises its exception
     return results
+
+
+def sum_block_groups(
+    n: int, rows: int, n_groups: int, blocks: Callable[[list[int]], tuple], workers: int
+) -> tuple:
+    """Sum ``blocks(starts)`` over groups of consecutive row blocks, threaded, in fixed order.
+
+    The block starts ``0, rows, 2 rows, ...`` below `n` are split into at most `n_groups`
+    groups of consecutive blocks; ``blocks(starts)`` returns a tuple of partial sums (scalars
+    or arrays) for one group. The groups run on `run_tasks` and each tuple entry is summed
+    in group order, so the totals are the same bits at any thread count (the grouping
+    depends on the data only). NCA's and MLKR's blocked loss and gradient share this.
+    """
+    starts = np.arange(0, n, rows)
+    groups = [g.tolist() for g in np.array_split(starts, min(len(starts), n_groups))]
+    parts = run_tasks(lambda g: blocks(groups[g]), len(groups), workers)
+    return tuple(functools.reduce(np.add, column) for column in zip(*parts, strict=True))
 
 
 _pool: ThreadPoolExecutor | None = None

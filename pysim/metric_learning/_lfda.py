@@ -28,6 +28,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._distances import cdist
 from .._validation import resolve_threads, serial_blas
 from ._base import (
+    MIN_EXP_ARGUMENT,
     SupervisedMahalanobisMixin,
     block_rows,
     check_labelled,
@@ -63,7 +64,7 @@ def _class_scatters(Xc: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndar
         # below the rounding of any sum it joins (every row holds A_ii = 1).
         np.divide(D, np.outer(sigma[b : b + rows], sigma), out=D)
         np.negative(D, out=D)
-        np.maximum(D, -708.0, out=D)
+        np.maximum(D, MIN_EXP_ARGUMENT, out=D)
         A = np.exp(D, out=D)
         # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): XᵢᵀXᵢ·rowsum - Xᵢᵀ W Xc,
         # summed over blocks gives Xᵀ(diag(W1) - W)X.

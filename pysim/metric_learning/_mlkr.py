@@ -7,7 +7,7 @@ gradient is ``4 L (M + Mᵀ - Xᵀ diag(colsum W) X)``, ``M = Xᵀ W X`` — the
 NCA's, so the same blocked evaluation applies: W is produced one row block at a time from
 ``pysim.cdist`` in the projected space and reduced at once into the d x d matrix M and the
 vector colsum(W) (two BLAS products over the block's exponentials, W itself is never
-formed). Threads take fixed groups of blocks (``run_tasks``), summed in order: the same bits
+formed). Threads take fixed groups of blocks (``sum_block_groups``), summed in order: the same bits
 at any thread count. Memory is O(block x n + d²) where metric-learn holds several n x n
 matrices. scipy's L-BFGS-B does the optimisation (as metric-learn).
 
@@ -17,7 +17,6 @@ and kernel regression want.
 
 from __future__ import annotations
 
-import functools
 from numbers import Integral, Real
 from typing import Any
 
@@ -35,7 +34,7 @@ from ._base import (
     _seed,
     block_rows,
     check_n_components,
-    run_tasks,
+    sum_block_groups,
 )
 
 
@@ -75,15 +74,13 @@ def mlkr_loss_grad(
         # One block holds everything (n <= 512): a thread hand-off per evaluation costs
         # more than it saves on a loaded machine, so small data runs as one block.
         rows = n
-    bounds = list(range(0, n, rows))
-    n_groups = min(len(bounds), _MAX_GROUPS)
-    groups = [g.tolist() for g in np.array_split(np.asarray(bounds), n_groups)]
-    parts = run_tasks(
-        lambda g: _mlkr_blocks(groups[g], rows, Z, X, F, y), n_groups, resolve_threads(threads)
+    loss, M, colsum = sum_block_groups(
+        n,
+        rows,
+        _MAX_GROUPS,
+        lambda starts: _mlkr_blocks(starts, rows, Z, X, F, y),
+        resolve_threads(threads),
     )
-    loss = sum(p[0] for p in parts)
-    M = functools.reduce(np.add, (p[1] for p in parts))
-    colsum = functools.reduce(np.add, (p[2] for p in parts))
     grad = 4.0 * (L @ (M + M.T - (X.T * colsum) @ X))
     return loss, grad.ravel()
 

@@ -15,7 +15,7 @@ copy). Here W is produced one row block at a time and immediately reduced into t
 matrix M and the vector c, so memory is O(block * n + d²). Per block: the squared distances
 in the projected space come from ``pysim.cdist`` (SIMD, GIL released), the softmax is a few
 in-place numpy passes over a cache-sized block, and ``W_B X`` is ``pysim.dot``. Threads
-take whole groups of blocks from a shared counter (``run_tasks``; the caller works too), so
+take whole groups of blocks from a shared counter (``sum_block_groups``; the caller works too), so
 a thread the OS leaves waiting on a loaded machine holds up one group, not a fixed share;
 the groups are fixed by the data and summed in order, so the result is the same bits at any
 thread count. Because the training rows are sorted by class (see ``_base``), the
@@ -27,7 +27,6 @@ both the gradient and the relative decrease), so iteration counts are comparable
 
 from __future__ import annotations
 
-import functools
 from numbers import Integral, Real
 from typing import Any
 
@@ -38,6 +37,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._distances import cdist, dot
 from .._validation import resolve_threads, serial_blas
 from ._base import (
+    MIN_EXP_ARGUMENT,
     IterationReporter,
     LabelledData,
     SupervisedMahalanobisMixin,
@@ -45,7 +45,7 @@ from ._base import (
     check_labelled,
     check_n_components,
     initial_components,
-    run_tasks,
+    sum_block_groups,
 )
 
 
@@ -87,20 +87,18 @@ def nca_loss_grad(
     rows = block or min(block_rows(n), max(_MIN_ROWS, -(-n // _MIN_BLOCKS)))
     Z = np.ascontiguousarray(X @ L.T)
     XT = np.ascontiguousarray(X.T)
-    bounds = list(range(0, n, rows))
     # Groups of consecutive blocks, as many as memory allows (each keeps an n-vector and a
     # d x d matrix until the end) up to _MAX_GROUPS: their number depends on the data only.
-    n_groups = min(len(bounds), _MAX_GROUPS, max(_MIN_BLOCKS, _GROUP_ELEMS // (n + d * d)))
-    groups = [g.tolist() for g in np.array_split(np.asarray(bounds), n_groups)]
     # Each group runs pysim's kernels serially: the numpy passes between the kernels are
     # single-threaded, so parallelising whole groups keeps every core busy (numpy and pysim
     # release the GIL on these array sizes).
-    parts = run_tasks(
-        lambda g: _nca_blocks(groups[g], rows, Z, X, XT, data), n_groups, resolve_threads(threads)
+    total, M, colsum = sum_block_groups(
+        n,
+        rows,
+        min(_MAX_GROUPS, max(_MIN_BLOCKS, _GROUP_ELEMS // (n + d * d))),
+        lambda starts: _nca_blocks(starts, rows, Z, X, XT, data),
+        resolve_threads(threads),
     )
-    total = sum(p[0] for p in parts)
-    M = functools.reduce(np.add, (p[1] for p in parts))
-    colsum = functools.reduce(np.add, (p[2] for p in parts))
     inner = M + M.T - (X.T * colsum) @ X
     grad = 2.0 * (L @ inner)
     return -total, -grad.ravel()
@@ -115,15 +113,11 @@ _MAX_GROUPS = 32
 _GROUP_ELEMS = 1 << 22
 
 
-#: Softmax exponents below this are raised to it before exp: libm's exp takes a slow path
-#: (several times the cost) where the result underflows to a subnormal or 0, which most
-#: entries do once L has spread the classes apart, and exp(-708) ≈ 3e-308 is far below the
-#: rounding of a row sum that holds its nearest neighbour's 1. The diagonal stays exp(-inf) = 0.
-_MIN_EXPONENT = -708.0
-
-
 def _clip_exponents(E: np.ndarray) -> None:
-    np.maximum(E, _MIN_EXPONENT, out=E)
+    # Most softmax entries underflow once L has spread the classes apart; exp(-708) is far
+    # below the rounding of a row sum that holds its nearest neighbour's 1. Callers set the
+    # diagonal back to -inf after this, so it stays exp(-inf) = 0.
+    np.maximum(E, MIN_EXP_ARGUMENT, out=E)
 
 
 def _nca_dense(L: np.ndarray, X: np.ndarray, starts: np.ndarray) -> tuple[float, np.ndarray]:
