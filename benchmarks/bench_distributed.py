@@ -27,8 +27,7 @@ or a 2-thread index gets no more CPU than one thread, and wall-clock speedups co
 ~1x. ``cores_used`` shows whether a run had the cores it asked for; ``cpu_s`` per query is
 the work itself, independent of the load. ``load`` is the 1-minute load average at the
 end. For the batches, ``busy_cpu_s`` is cpu_s less each process's idle rate (measured for 1 s
-before; the LocalCluster schedulers live in this process and tick during every contender's
-run) over the batch's wall time; for the sharded ones ``worker_cpu_max_s`` is the busiest
+before) over the batch's wall time; for the sharded ones ``worker_cpu_max_s`` is the busiest
 worker's CPU per batch and ``worker_busy_cpu_max_s`` the same less its idle rate: the
 critical path a dedicated core per worker would run.
 
@@ -36,6 +35,11 @@ Workload: 1,000,000 x 128 clustered vectors and 10,000 queries with ``--full``; 
 and 1,000 queries otherwise (under a minute on an idle 2-core machine, two cluster start-ups
 included; at that size Dask's per-call overhead weighs far more than at scale). Any other
 size: ``PYSIM_BENCH_DISTRIBUTED_N=100000`` (with 10,000 queries).
+
+One contender at a time. The tests are grouped by contender (a module-scoped parameter), and
+before a contender starts, every other contender's cluster and index is closed: an idle
+LocalCluster still burns 0.1-0.15 cores (heartbeats, the workers' profiler and memory
+monitor), which on 2 cores took ~5-10% from whichever contender ran beside it.
 """
 
 from __future__ import annotations
@@ -67,6 +71,23 @@ def data() -> dict:
             "gt": exact_knn(base, queries, K, "sqeuclidean"),
         }
     return _cache["data"]
+
+
+def only(contender: str) -> None:
+    """Close the clusters and indexes of every contender but `contender` (see the header)."""
+    keep = (
+        ("cluster", 1 if contender == "sharded-1w" else 2) if contender[:7] == "sharded" else None
+    )
+    for key in list(_cache):
+        if key[0] == "index" and key[1] != contender:
+            index = _cache.pop(key)
+            if hasattr(index, "close"):
+                index.close()
+    for key in list(_cache):
+        if key[0] == "cluster" and key != keep:
+            lc, client = _cache.pop(key)
+            client.close()
+            lc.close()
 
 
 def cluster(workers: int):
@@ -188,6 +209,7 @@ def build(contender: str):
 
 
 def built(contender: str):
+    only(contender)
     key = ("index", contender)
     if key not in _cache:
         _cache[key] = build(contender)
@@ -254,13 +276,14 @@ def search(contender: str, index, Q, ef: int):
     return index.query(Q, K, ef=ef)
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("contender", CONTENDERS, scope="module")
 def test_build(benchmark, contender):
     if contender == "hnswlib-2part":
         peer("hnswlib")
     # The data and its exact neighbours are made before the clock starts: whichever contender
     # ran first used to have them (~10 s at 50,000 points) counted in its build time.
     data()
+    only(contender)
     holder = {}
     client = cluster(1 if contender == "sharded-1w" else 2) if contender[:7] == "sharded" else None
     cpu0 = _cpu_snapshot(client)
@@ -299,7 +322,7 @@ def test_build(benchmark, contender):
     )
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("contender", CONTENDERS, scope="module")
 def test_query_batch(benchmark, contender):
     if contender == "hnswlib-2part":
         peer("hnswlib")
@@ -326,7 +349,7 @@ def test_query_batch(benchmark, contender):
     )
 
 
-@pytest.mark.parametrize("contender", ["sharded-2w", "hnsw-2t"])
+@pytest.mark.parametrize("contender", ["sharded-2w", "hnsw-2t"], scope="module")
 def test_single_query_latency(benchmark, contender):
     d = data()
     ef, _ = tuned_ef(contender)
@@ -347,19 +370,19 @@ def test_single_query_latency(benchmark, contender):
     )
 
 
-def test_merge_share(benchmark):
+@pytest.mark.parametrize("contender", ["sharded-2w"], scope="module")
+def test_merge_share(benchmark, contender):
     """merge_topk of two shards' (NQ, 10) answers, as a share of the batched query time."""
     from pysim.distributed import merge_topk
 
     d = data()
-    ef, _ = tuned_ef("sharded-2w")
-    index = built("hnsw-2t")
-    half = index.query(d["queries"], K, ef=ef, threads=1)
-    other = (half[0] + 1e-3, half[1] + N)
-    benchmark.pedantic(lambda: merge_topk([half, other], K), rounds=5, iterations=3)
+    ef, _ = tuned_ef(contender)
+    index = built(contender)
     t0 = time.perf_counter()
-    search("sharded-2w", built("sharded-2w"), d["queries"], ef)
+    half = search(contender, index, d["queries"], ef)
     batch = time.perf_counter() - t0
+    other = (half[0] + 1e-3, half[1] + N)  # a second shard's answer: same shapes, other ids
+    benchmark.pedantic(lambda: merge_topk([half, other], K), rounds=5, iterations=3)
     record(
         benchmark,
         contender="pysim-merge",
