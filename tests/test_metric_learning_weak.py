@@ -723,6 +723,27 @@ def test_mmc_reaches_the_reference_objective(rng):
     assert mine < 0.9 * ratio(np.eye(X.shape[1]))
 
 
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_mmc_leaves_out_what_no_similar_pair_varies_in(rng, diagonal):
+    # Feature 2 is equal within every similar pair but differs across dissimilar ones: the
+    # unrestricted optimum (f = 0 < g) would measure that feature alone, a metric that
+    # separates the training pairs and nothing else. It is left out instead, and the
+    # informative features 0 and 1 carry the metric.
+    n = 200
+    y = rng.integers(0, 2, n)
+    X = rng.standard_normal((n, 3)) * 0.3
+    X[:, 0] += 3.0 * y
+    pos = np.array([rng.choice(np.flatnonzero(y == c), 2, replace=False) for c in y[:100]])
+    neg = np.array([[i, rng.choice(np.flatnonzero(y != y[i]))] for i in range(100)])
+    pairs = X[np.vstack([pos, neg])].copy()
+    pairs[:100, 1, 2] = pairs[:100, 0, 2]  # no similar pair differs in feature 2
+    labels = np.r_[np.ones(100), -np.ones(100)]
+    M = MMC(diagonal=diagonal).fit(pairs, labels).get_mahalanobis_matrix()
+    assert np.isfinite(M).all()
+    assert abs(M[2, 2]) <= 1e-8 * np.trace(M)
+    assert M[0, 0] > M[1, 1] >= 0  # the class direction counts most (noise may drop out)
+
+
 def test_mmc_supervised_default_draws_pairs_per_sample(rng):
     X, y = noisy_classes(rng, n=150, classes=3)
     mmc = MMC_Supervised(random_state=0)

@@ -11,6 +11,13 @@ dissimilar differences), and L is finally scaled so that ``g = 1``.
 
 Diagonal M (``diagonal=True``): metric-learn's objective
 ``Σ_S w·v² - diagonal_c · log Σ_D sqrt(w·v²)`` over ``w >= 0``, by L-BFGS-B with bounds.
+
+Directions in which no similar pair differs (the null space of C_S) are left out of M. Where a
+dissimilar pair differs along one, f = 0 < g and J reaches 0 there: the "optimum" measures
+only those directions, a degenerate metric that separates the training pairs and nothing
+else (with 300 digits pairs it had an EER of 42% on held-out pairs, the Euclidean 29%).
+Restricted to the similar pairs' span, the same fit gave 21%; with enough pairs to span the
+data (2,000 digits pairs) nothing changes.
 """
 
 from __future__ import annotations
@@ -33,6 +40,23 @@ from ._weakly import (
 )
 
 _EPS = 1e-12
+
+
+#: Eigenvalues of C_S below this fraction of the largest span its null space.
+_NULL_RTOL = 1e-9
+
+
+def similar_span(C_S: np.ndarray, V_D: np.ndarray) -> np.ndarray | None:
+    """Projector onto the span of the similar differences (C_S's range), or None when no
+    dissimilar difference has a component outside it (then nothing needs leaving out)."""
+    w, U = np.linalg.eigh(C_S)
+    null = w <= _NULL_RTOL * max(float(w[-1]), _EPS)
+    if not null.any():
+        return None
+    outside = float(((V_D @ U[:, null]) ** 2).sum())
+    if outside <= _NULL_RTOL * max(float((V_D**2).sum()), _EPS):
+        return None
+    return U[:, ~null] @ U[:, ~null].T
 
 
 #: Dissimilar differences per block of the ratio loss: 4,096 x 50 float64 is 1.6 MB, so the
@@ -107,13 +131,21 @@ class _MMCBase:
         opts = {"maxiter": int(self.max_iter), "gtol": float(self.tol) * 1e-3}
         with serial_blas():
             if self.diagonal:
+                s_sum = (V_S**2).sum(axis=0)
+                # A feature no similar pair differs in is left out (see the module notes).
+                free = s_sum > _NULL_RTOL * max(float(s_sum.max(initial=0.0)), _EPS)
+                # Start at the best multiple of the free features' indicator: along w = t u the
+                # objective t s.u - c log(sqrt(t) g(u)) is least at t = c / (2 s.u). From t = 1
+                # (s.u ~ 10^4 on standardised data) the first L-BFGS-B step overshot to w = 0.
+                w0 = free.astype(float)
+                w0 *= float(self.diagonal_c) / (2.0 * max(float(s_sum @ w0), _EPS))
                 res = minimize(
                     mmc_diag_loss_grad,
-                    np.ones(d),
-                    args=((V_S**2).sum(axis=0), V_D**2, float(self.diagonal_c)),
+                    w0,
+                    args=(s_sum, V_D**2, float(self.diagonal_c)),
                     jac=True,
                     method="L-BFGS-B",
-                    bounds=[(0.0, None)] * d,
+                    bounds=[(0.0, None) if f else (0.0, 0.0) for f in free],
                     options=opts,
                 )
                 L = np.diag(np.sqrt(np.clip(res.x, 0.0, None)))
@@ -121,15 +153,21 @@ class _MMCBase:
                 wants_points = isinstance(self.init, str) and self.init == "covariance"
                 used = points() if wants_points else np.empty((0, d))
                 L0 = components_from_metric(prior_metric(self.init, used, self.random_state))
+                C_S = V_S.T @ V_S
+                span = similar_span(C_S, V_D)
+                if span is not None:  # leave out what no similar pair varies in
+                    L0, V_D = L0 @ span, V_D @ span
                 res = minimize(
                     mmc_ratio_loss_grad,
                     L0.ravel(),
-                    args=(V_S.T @ V_S, V_D),
+                    args=(C_S, V_D),
                     jac=True,
                     method="L-BFGS-B",
                     options=opts,
                 )
                 L = res.x.reshape(d, d)
+                if span is not None:
+                    L = L @ span
                 g = np.sqrt(((V_D @ L.T) ** 2).sum(axis=1)).sum()
                 L = L / np.sqrt(g)  # M = Lᵀ L with sum_D d_M = 1
         if not np.isfinite(L).all():
