@@ -426,12 +426,14 @@ class TwinWorker:
                 return {"error": "the worker process died"}
             self.buffer += chunk
 
-    def run(self, contender: str, dataset: str, split: int, cap: float) -> dict[str, Any]:
+    def run(
+        self, contender: str, dataset: str, split: int, cap: float, kind: str = "table"
+    ) -> dict[str, Any]:
         import json
 
         if self.proc is None or self.proc.poll() is not None:
             self._start()
-        job = {"contender": contender, "dataset": dataset, "split": split}
+        job = {"contender": contender, "dataset": dataset, "split": split, "kind": kind}
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
         self.proc.stdin.flush()
         msg = self._read(900.0)  # imports and data loading (MNIST PCA) come first
@@ -463,7 +465,10 @@ def _twin_worker_main() -> None:
             print("@@" + json.dumps({"status": "fitting"}), flush=True)
 
         try:
-            out = fit_score(job["contender"], job["dataset"], job["split"], started)
+            if job.get("kind") == "pairs":
+                out = fit_eer(job["contender"], job["split"], started)
+            else:
+                out = fit_score(job["contender"], job["dataset"], job["split"], started)
         except BaseException as exc:  # noqa: BLE001 - a peer broken on this scikit-learn
             out = {"error": f"{type(exc).__name__}: {str(exc)[:160]}"}
         print("@@" + json.dumps(out), flush=True)
@@ -479,6 +484,7 @@ def twin_worker():
     _worker.stop()
     if _table_rows and not os.environ.get("PYSIM_BENCH_PROGRESS"):
         print("\n" + table_markdown(_table_rows))
+        print("\n" + verification_markdown(_table_rows))
 
 
 @pytest.mark.parametrize(("learner", "dataset", "contender"), _table_cases())
@@ -588,11 +594,159 @@ def table_markdown(records: list[dict[str, Any]]) -> str:
     )
 
 
+# ------------------------------------------------------------------ verification from pairs
+#
+# The pair learners fitted on labelled pairs (fit(pairs, y), y in {+1, -1}), as verification
+# data arrives, and scored by the equal error rate of their pair scores on pairs of held-out
+# points: digits' first table split (standardised), N_PAIRS same-class and N_PAIRS
+# different-class training pairs drawn from the training rows, 2,000 of each from the test
+# rows, all seeded with TABLE_SEED. The twins run in the capped worker, as in the table.
+
+N_PAIRS = 1000 if full() else 150
+N_TEST_PAIRS = 2000
+
+
+def _pair_contenders() -> dict[str, Callable[[int], Any] | None]:
+    return {
+        "euclidean": None,
+        "pysim-itml": lambda seed: pml().ITML(random_state=seed),
+        "metric-learn-itml": lambda seed: _metric_learn().ITML(random_state=seed),
+        "pysim-sdml": lambda seed: pml().SDML(balance_param=1e-3, random_state=seed),
+        "metric-learn-sdml": lambda seed: _metric_learn().SDML(
+            balance_param=1e-3, prior="identity", random_state=seed
+        ),
+        "pysim-mmc": lambda seed: pml().MMC(random_state=seed),
+        "metric-learn-mmc": lambda seed: _metric_learn().MMC(random_state=seed),
+    }
+
+
+PAIR_CONTENDERS = list(_pair_contenders())
+
+
+def draw_pairs(y: np.ndarray, n_each: int, rng: np.random.Generator) -> np.ndarray:
+    """(2 n_each, 2) row indices: n_each same-class pairs, then n_each different-class ones."""
+    members = {c: np.flatnonzero(y == c) for c in np.unique(y)}
+    classes = [c for c, m in members.items() if len(m) >= 2]
+    weights = np.array([len(members[c]) for c in classes], float)
+    same = []
+    for c in rng.choice(len(classes), size=n_each, p=weights / weights.sum()):
+        same.append(rng.choice(members[classes[c]], size=2, replace=False))
+    diff = np.empty((0, 2), np.int64)
+    while len(diff) < n_each:
+        cand = rng.integers(0, len(y), size=(2 * n_each, 2))
+        diff = np.vstack([diff, cand[y[cand[:, 0]] != y[cand[:, 1]]]])
+    return np.vstack([np.array(same, np.int64), diff[:n_each]])
+
+
+@functools.cache
+def verification_pairs(split: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train pairs (n, 2, d), train labels +-1, test pairs, test same-flags) on digits."""
+    Xtr, ytr, Xte, yte = table_splits("digits")[split]
+    rng = np.random.default_rng(TABLE_SEED + split)
+    tr, te = draw_pairs(ytr, N_PAIRS, rng), draw_pairs(yte, N_TEST_PAIRS, rng)
+    labels = np.r_[np.ones(N_PAIRS), -np.ones(N_PAIRS)].astype(np.int64)
+    same = np.r_[np.ones(N_TEST_PAIRS, bool), np.zeros(N_TEST_PAIRS, bool)]
+    return Xtr[tr], labels, Xte[te], same
+
+
+def fit_eer(contender: str, split: int, on_start=None) -> dict[str, Any]:
+    """Fit one pair learner on the training pairs: fit seconds and the test pairs' EER."""
+    from pysim.metrics import eer
+
+    pairs, labels, test, same = verification_pairs(split)
+    make = _pair_contenders()[contender]
+    if make is None:
+        scores = -np.linalg.norm(test[:, 0] - test[:, 1], axis=1)
+        return {"fit_s": 0.0, "cpu_s": 0.0, "eer": eer(scores, same)}
+    if on_start is not None:
+        on_start()
+    model = make(TABLE_SEED + split)
+    with limit_threads(THREADS):
+        t0, c0 = time.perf_counter(), time.process_time()
+        model.fit(pairs, labels)
+        fit_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        scores = np.asarray(model.pair_score(test), float)
+    if not np.isfinite(scores).all():
+        return {"error": "non-finite pair scores"}
+    return {"fit_s": fit_s, "cpu_s": cpu_s, "eer": eer(scores, same)}
+
+
+@pytest.mark.parametrize("contender", PAIR_CONTENDERS)
+def test_pair_verification(benchmark, twin_worker, contender):
+    """Pair learners fitted on digits verification pairs, scored by EER on held-out pairs."""
+    in_process = contender.startswith("pysim") or contender == "euclidean"
+    result: dict[str, Any] = {}
+
+    def run():
+        if in_process:
+            result.update(fit_eer(contender, 0))
+        else:
+            result.update(twin_worker.run(contender, "digits", 0, TWIN_CAP_S, kind="pairs"))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    if "error" in result and contender.startswith("pysim"):
+        raise AssertionError(f"{contender} failed on the digits pairs: {result['error']}")
+    status = "ok"
+    if result.get("timeout"):
+        status = f"> {TWIN_CAP_S:.0f} s"
+    elif "error" in result:
+        status = "error: " + result["error"]
+    row = {
+        "contender": contender,
+        "dataset": "digits",
+        "case": "verification digits",
+        "status": status,
+        "fit_s": result.get("fit_s"),
+        "cpu_s": result.get("cpu_s"),
+        "eer": result.get("eer"),
+        "pairs": f"{2 * N_PAIRS} train / {2 * N_TEST_PAIRS} test, seed {TABLE_SEED}",
+        "cap_s": TWIN_CAP_S,
+        "threads": THREADS,
+    }
+    _table_rows.append(row)
+    record(benchmark, **{k: v for k, v in row.items() if v is not None})
+    print(f"\nverification {contender:20s} {status:10s} eer {result.get('eer')}")
+
+
+def verification_markdown(records: list[dict[str, Any]]) -> str:
+    """Pair learner beside its twin: test-pair EER and fit time on the digits pairs."""
+    by = {r["contender"]: r for r in records if r.get("case") == "verification digits"}
+    if not by:
+        return ""
+    base = by.get("euclidean", {}).get("eer")
+    lines = [
+        f"Verification on digits pairs ({2 * N_PAIRS} training pairs, half same-class; EER on "
+        f"{2 * N_TEST_PAIRS} pairs of held-out digits; Euclidean EER "
+        + (f"{100 * base:.2f} %" if base is not None else "-")
+        + "):",
+        "",
+        "| learner | pysim EER % | pysim fit (CPU) | twin EER % | twin fit (CPU) | speed-up wall |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in ("itml", "sdml", "mmc"):
+        p, t = by.get(f"pysim-{name}"), by.get(f"metric-learn-{name}")
+
+        def pct(r):
+            return "-" if r is None or r.get("eer") is None else f"{100 * r['eer']:.2f}"
+
+        speed = "-"
+        if p and t and p.get("fit_s") and t.get("status") == "ok" and t.get("fit_s"):
+            speed = f"{t['fit_s'] / p['fit_s']:.1f}×"
+        lines.append(
+            f"| {name.upper()} | {pct(p)} | {_fmt_fit(p)} | {pct(t)} | {_fmt_fit(t)} | {speed} |"
+        )
+    return "\n".join(lines)
+
+
 def report_section(records: list[dict[str, Any]], out: Path) -> tuple[str, list[Path]]:
-    """The target table for ``results/metric.md`` (called by ``report.write_part``)."""
-    if not any(str(r.get("case", "")).startswith("table ") for r in records):
-        return "", []
-    return table_markdown(records), []
+    """The target table and the verification table for ``results/metric.md`` (called by
+    ``report.write_part``)."""
+    parts = []
+    if any(str(r.get("case", "")).startswith("table ") for r in records):
+        parts.append(table_markdown(records))
+    if any(r.get("case") == "verification digits" for r in records):
+        parts.append(verification_markdown(records))
+    return "\n\n".join(parts), []
 
 
 if __name__ == "__main__":
