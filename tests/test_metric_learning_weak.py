@@ -42,7 +42,7 @@ from pysim.metric_learning import (
     TripletEmbedding,
     Whitening,
 )
-from pysim.metric_learning._base import LabelledData
+from pysim.metric_learning._base import LabelledData, _lda_components
 from pysim.metric_learning._embedding import contrastive_loss_grad, triplet_loss_grad
 from pysim.metric_learning._lfda import local_scatters
 from pysim.metric_learning._lsml import lsml_loss_grad
@@ -363,6 +363,28 @@ def test_scml_fused_pass_matches_float64_reference(isa, rng, K):
         zz = 1.0 + rows @ w
         want = np.where(zz >= 0.05, 1.0, np.where(zz > 0, zz / 0.05, 0.0)) @ rows / len(rows)
         np.testing.assert_allclose(got[1], want, rtol=1e-12, atol=1e-14 * scale)
+
+
+def test_lda_components_are_the_generalised_eigenvectors(rng):
+    # SCML's local bases (and the "lda" init): Fisher directions l with l Sw lᵀ = I and
+    # l Sb lᵀ diagonal, by decreasing eigenvalue, from the Cholesky + SVD form.
+    X, y = noisy_classes(rng, n=150)
+    data = LabelledData(X, y)
+    n, d = data.X.shape
+    k = len(data.classes) - 1
+    L = _lda_components(data, k)
+    means = np.stack([data.X[data.codes == c].mean(0) for c in range(k + 1)])
+    within = data.X - means[data.codes]
+    Sw = within.T @ within / n
+    Sw += (1e-8 * np.trace(Sw) / d + 1e-300) * np.eye(d)
+    between = (means - data.X.mean(0)) * np.sqrt(data.counts / n)[:, None]
+    Sb = between.T @ between
+    np.testing.assert_allclose(L @ Sw @ L.T, np.eye(k), atol=1e-10)
+    B = L @ Sb @ L.T
+    np.testing.assert_allclose(B, np.diag(np.diag(B)), atol=1e-10)
+    assert (np.diff(np.diag(B)) <= 1e-12).all()
+    ev = np.sort(np.linalg.eigvals(np.linalg.solve(Sw, Sb)).real)[::-1][:k]
+    np.testing.assert_allclose(np.diag(B), ev, rtol=1e-8)
 
 
 def test_scml_and_embedding_losses(rng):
