@@ -41,6 +41,7 @@ __all__: list[str] = [
     "rec_knn_similarity",
     "rec_recommend_dense",
     "rec_recommend_sparse",
+    "scml_hinge_loss_grad",
     "simd_info",
 ]
 
@@ -600,6 +601,16 @@ def rec_recommend_sparse(
     N: typing.SupportsInt | typing.SupportsIndex,
     threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple: ...
+def scml_hinge_loss_grad(
+    Phi: numpy.typing.NDArray[numpy.float32],
+    w: numpy.typing.NDArray[numpy.float64],
+    width: typing.SupportsFloat | typing.SupportsIndex,
+    groups: typing.SupportsInt | typing.SupportsIndex,
+    threads: typing.SupportsInt | typing.SupportsIndex,
+) -> tuple:
+    """SCML's smoothed-hinge loss sum and gradient sum, one pass over Phi
+    (csrc/metric/scml.hpp); returns (loss, grad)."""
+
 def simd_info() -> dict:
     """
     Which instruction set each kernel dispatches to.

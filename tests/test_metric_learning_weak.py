@@ -42,7 +42,7 @@ from pysim.metric_learning import (
     TripletEmbedding,
     Whitening,
 )
-from pysim.metric_learning._base import LabelledData
+from pysim.metric_learning._base import LabelledData, _lda_components
 from pysim.metric_learning._embedding import contrastive_loss_grad, triplet_loss_grad
 from pysim.metric_learning._lfda import local_scatters
 from pysim.metric_learning._lsml import lsml_loss_grad
@@ -323,13 +323,68 @@ def test_mlkr_and_scml_losses_do_not_depend_on_threads(rng):
     K = np.exp(-(D - D.min(1)[:, None]))
     yhat = K @ y / K.sum(1)
     assert one[0] == pytest.approx(((yhat - y) ** 2).sum(), rel=1e-10)
-    Phi = rng.standard_normal((1000, 30))
+    Phi = rng.standard_normal((1000, 30)).astype(np.float32).astype(np.float64)  # Φ is float32
     w = rng.random(30)
     a, b = scml_loss_grad(w, Phi, 1e-3, threads=1), scml_loss_grad(w, Phi, 1e-3, threads=2)
     assert a[0] == b[0] and np.array_equal(a[1], b[1])
     z = 1.0 + Phi @ w
     dz = np.where(z >= 0.05, 1.0, np.where(z > 0, z / 0.05, 0.0))
     np.testing.assert_allclose(a[1], Phi.T @ dz / 1000 + 1e-3, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("K", [1, 3, 7, 8, 9, 16, 17, 63, 64, 65, 130])
+def test_scml_fused_pass_matches_float64_reference(isa, rng, K):
+    # The compiled pass (dispatched mixed-precision dot per row, then the row added to the
+    # gradient) on a float32 Φ against numpy in float64 on the same values, with margins in all
+    # three parts of the smoothed hinge (satisfied, quadratic band, linear), at every ISA, and
+    # the same bits at 1 and 2 threads.
+    T = 203  # not a multiple of the 8 slices
+    P = rng.standard_normal((T, K))
+    w = 0.5 + rng.random(K)
+    target = rng.uniform(-3.0, 1.0, T)
+    target[:20] = rng.uniform(0.0, 0.05, 20)  # the quadratic band
+    P[:, 0] += (target - 1.0 - P @ w) / w[0]  # margins z = 1 + Φw = target
+    Phi32 = np.empty(T * K + 1, dtype=np.float32)[1:].reshape(T, K)  # misaligned rows
+    Phi32[...] = P
+    Phi = Phi32.astype(np.float64)
+    z = 1.0 + Phi @ w
+    assert (z <= 0).any() and ((z > 0) & (z < 0.05)).any() and (z >= 0.05).any()
+    value = np.where(z >= 0.05, z - 0.025, np.where(z > 0, z * z / 0.1, 0.0))
+    dz = np.where(z >= 0.05, 1.0, np.where(z > 0, z / 0.05, 0.0))
+    one = scml_loss_grad(w, Phi32, 1e-3, threads=1)
+    two = scml_loss_grad(w, Phi32, 1e-3, threads=2)
+    assert one[0] == two[0] and np.array_equal(one[1], two[1])
+    scale = np.abs(Phi).sum() / T
+    assert one[0] == pytest.approx(value.mean() + 1e-3 * w.sum(), rel=1e-12, abs=1e-14 * scale)
+    np.testing.assert_allclose(one[1], Phi.T @ dz / T + 1e-3, rtol=1e-12, atol=1e-14 * scale)
+    # Fewer rows than slices, and a single row.
+    for rows in (Phi[:3], Phi[:1]):
+        got = scml_loss_grad(w, rows.astype(np.float32), 0.0)
+        zz = 1.0 + rows @ w
+        want = np.where(zz >= 0.05, 1.0, np.where(zz > 0, zz / 0.05, 0.0)) @ rows / len(rows)
+        np.testing.assert_allclose(got[1], want, rtol=1e-12, atol=1e-14 * scale)
+
+
+def test_lda_components_are_the_generalised_eigenvectors(rng):
+    # SCML's local bases (and the "lda" init): Fisher directions l with l Sw lᵀ = I and
+    # l Sb lᵀ diagonal, by decreasing eigenvalue, from the Cholesky + SVD form.
+    X, y = noisy_classes(rng, n=150)
+    data = LabelledData(X, y)
+    n, d = data.X.shape
+    k = len(data.classes) - 1
+    L = _lda_components(data, k)
+    means = np.stack([data.X[data.codes == c].mean(0) for c in range(k + 1)])
+    within = data.X - means[data.codes]
+    Sw = within.T @ within / n
+    Sw += (1e-8 * np.trace(Sw) / d + 1e-300) * np.eye(d)
+    between = (means - data.X.mean(0)) * np.sqrt(data.counts / n)[:, None]
+    Sb = between.T @ between
+    np.testing.assert_allclose(L @ Sw @ L.T, np.eye(k), atol=1e-10)
+    B = L @ Sb @ L.T
+    np.testing.assert_allclose(B, np.diag(np.diag(B)), atol=1e-10)
+    assert (np.diff(np.diag(B)) <= 1e-12).all()
+    ev = np.sort(np.linalg.eigvals(np.linalg.solve(Sw, Sb)).real)[::-1][:k]
+    np.testing.assert_allclose(np.diag(B), ev, rtol=1e-8)
 
 
 def test_scml_and_embedding_losses(rng):

@@ -7,6 +7,7 @@
 
 #include "bindings/numpy_utils.hpp"
 #include "metric/itml.hpp"
+#include "metric/scml.hpp"
 
 namespace pysim::bindings {
 
@@ -42,12 +43,33 @@ py::tuple itml_projections(const CArray<double>& A0, const CArray<double>& V,
     return py::make_tuple(A, r.iterations, r.convergence);
 }
 
+py::tuple scml_hinge_loss_grad(const CArray<float>& Phi, const CArray<double>& w, double width,
+                               std::size_t groups, int threads) {
+    const auto [T, K] = matrix_shape(Phi, "Phi");
+    require(w.ndim() == 1 && static_cast<std::size_t>(w.shape(0)) == K,
+            "w must have one entry per column of Phi");
+    require(width > 0.0, "width must be > 0");
+    const std::size_t n_threads = checked_threads(threads);
+    py::array_t<double> grad(static_cast<py::ssize_t>(K));
+    double* g = grad.mutable_data();
+    const float* phi = Phi.data();
+    const double* wp = w.data();
+    double loss = 0.0;
+    {
+        py::gil_scoped_release nogil;
+        loss = metric::scml_hinge_loss_grad(phi, T, K, wp, width, groups, n_threads, g);
+    }
+    return py::make_tuple(loss, grad);
+}
+
 } // namespace
 
 void bind_metric(py::module_& m) {
     m.def("itml_projections", &itml_projections, py::arg("A").noconvert(), py::arg("V").noconvert(),
           py::arg("sign").noconvert(), py::arg("bhat").noconvert(), py::arg("gamma"),
           py::arg("max_iter"), py::arg("tol"));
+    m.def("scml_hinge_loss_grad", &scml_hinge_loss_grad, py::arg("Phi").noconvert(),
+          py::arg("w").noconvert(), py::arg("width"), py::arg("groups"), py::arg("threads"));
 }
 
 } // namespace pysim::bindings

@@ -114,12 +114,26 @@ template <typename T> struct Kernels {
     std::size_t tile_mr = 4; // rows per register block (a hint for blocking)
 };
 
+/// Mixed precision: float32 data, float64 arithmetic (every product and sum in float64, so the
+/// result is the float64 kernel's on the widened values). SCML's triplet feature rows are
+/// stored in float32 to halve the traffic of its memory-bound passes (csrc/metric/scml.cpp).
+///   dot:  returns sum a_j b_j          (a float32, b float64)
+///   axpy: y_j += s a_j for j < dim     (a float32, y float64)
+using WidenDotFn = double (*)(const float* a, const double* b, std::size_t dim) noexcept;
+using WidenAxpyFn = void (*)(double s, const float* a, double* y, std::size_t dim) noexcept;
+
+struct MixedKernels {
+    Slot<WidenDotFn> dot;
+    Slot<WidenAxpyFn> axpy;
+};
+
 /// Extra kernels added by later components (quantized codes and the like) live in their own
 /// structs next to this one; this table holds the float32/float64 primitives.
 struct KernelTable {
     Isa isa = Isa::scalar; // the level this table was built for
     Kernels<float> f32;
     Kernels<double> f64;
+    MixedKernels f32_f64; // float32 data, float64 arithmetic
 };
 
 // Each file in simd/isa/ defines exactly one of these and nothing else with external linkage.

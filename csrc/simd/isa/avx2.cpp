@@ -73,6 +73,12 @@ struct F64 {
     static V load_partial(const T* p, std::size_t c) noexcept {
         return _mm256_maskload_pd(p, mask(c));
     }
+    static V widen(const float* p) noexcept { return _mm256_cvtps_pd(_mm_loadu_ps(p)); }
+    static V widen_partial(const float* p, std::size_t c) noexcept {
+        const __m128i lanes = _mm_setr_epi32(0, 1, 2, 3);
+        const __m128i m = _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(c)), lanes);
+        return _mm256_cvtps_pd(_mm_maskload_ps(p, m));
+    }
     static void store(T* p, V v) noexcept { _mm256_storeu_pd(p, v); }
     static void store_partial(T* p, V v, std::size_t c) noexcept {
         _mm256_maskstore_pd(p, mask(c), v);
@@ -101,6 +107,7 @@ struct F64 {
 void fill_avx2(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::avx2);
     fill_kernels<F64>(t.f64, Isa::avx2);
+    fill_mixed<F64>(t.f32_f64, Isa::avx2);
 }
 
 } // namespace pysim::simd

@@ -62,6 +62,10 @@ struct F64 {
     static V load_partial(const T* p, std::size_t c) noexcept {
         return _mm512_maskz_loadu_pd(mask(c), p);
     }
+    static V widen(const float* p) noexcept { return _mm512_cvtps_pd(_mm256_loadu_ps(p)); }
+    static V widen_partial(const float* p, std::size_t c) noexcept {
+        return _mm512_cvtps_pd(_mm256_maskz_loadu_ps(mask(c), p));
+    }
     static void store(T* p, V v) noexcept { _mm512_storeu_pd(p, v); }
     static void store_partial(T* p, V v, std::size_t c) noexcept {
         _mm512_mask_storeu_pd(p, mask(c), v);
@@ -86,6 +90,7 @@ struct F64 {
 void fill_avx512(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::avx512);
     fill_kernels<F64>(t.f64, Isa::avx512);
+    fill_mixed<F64>(t.f32_f64, Isa::avx512);
 }
 
 } // namespace pysim::simd

@@ -13,6 +13,7 @@
 //   zero(), set1(s), load(p), load_partial(p, count), store(p, v), store_partial(p, v, count)
 //   add, sub, mul, fmadd(a, b, c) = a * b + c, max, min, sqrt, reduce(v) = sum of lanes
 //   lt_mask(a, b)             bit i set when lane i of a < lane i of b (false for NaN)
+//   widen(p), widen_partial(p, count)   (float64 traits only) W floats at p -> W doubles
 //
 // The traits structs of the ISA files (and their F32 / F64 pairs) therefore have the same
 // shape by design: they are each instruction set's few-line vocabulary of intrinsics, the only
@@ -303,6 +304,50 @@ std::size_t scan_lt(const typename X::T* row, const typename X::T* thr, std::siz
         if (row[c] < thr[c])
             hits[count++] = static_cast<std::uint32_t>(c);
     return count;
+}
+
+// Mixed precision (kernels.hpp): X is a float64 traits struct with widen(p) / widen_partial(p,
+// count), W floats -> W doubles. The same accumulator layout as pair_dot.
+template <class X> double widen_dot(const float* a, const double* b, std::size_t dim) noexcept {
+    using V = typename X::V;
+    constexpr std::size_t W = X::W;
+    V acc0 = X::zero(), acc1 = X::zero(), acc2 = X::zero(), acc3 = X::zero();
+    std::size_t i = 0;
+    for (; i + 4 * W <= dim; i += 4 * W) {
+        acc0 = X::fmadd(X::widen(a + i), X::load(b + i), acc0);
+        acc1 = X::fmadd(X::widen(a + i + W), X::load(b + i + W), acc1);
+        acc2 = X::fmadd(X::widen(a + i + 2 * W), X::load(b + i + 2 * W), acc2);
+        acc3 = X::fmadd(X::widen(a + i + 3 * W), X::load(b + i + 3 * W), acc3);
+    }
+    for (; i + W <= dim; i += W)
+        acc0 = X::fmadd(X::widen(a + i), X::load(b + i), acc0);
+    if (i < dim) {
+        acc1 = X::fmadd(X::widen_partial(a + i, dim - i), X::load_partial(b + i, dim - i), acc1);
+    }
+    return X::reduce(X::add(X::add(acc0, acc1), X::add(acc2, acc3)));
+}
+
+template <class X> void widen_axpy(double s, const float* a, double* y, std::size_t dim) noexcept {
+    using V = typename X::V;
+    constexpr std::size_t W = X::W;
+    const V sv = X::set1(s);
+    std::size_t i = 0;
+    for (; i + 2 * W <= dim; i += 2 * W) {
+        const V y0 = X::fmadd(sv, X::widen(a + i), X::load(y + i));
+        const V y1 = X::fmadd(sv, X::widen(a + i + W), X::load(y + i + W));
+        X::store(y + i, y0);
+        X::store(y + i + W, y1);
+    }
+    for (; i < dim; i += W) {
+        const std::size_t c = dim - i < W ? dim - i : W;
+        X::store_partial(y + i, X::fmadd(sv, X::widen_partial(a + i, c), X::load_partial(y + i, c)),
+                         c);
+    }
+}
+
+template <class X> void fill_mixed(MixedKernels& k, Isa isa) noexcept {
+    k.dot = {&widen_dot<X>, isa};
+    k.axpy = {&widen_axpy<X>, isa};
 }
 
 template <class X> void fill_kernels(Kernels<typename X::T>& k, Isa isa) noexcept {

@@ -34,6 +34,13 @@ template <typename Scalar> struct Lanes4 {
             v.x[i] = p[i];
         return v;
     }
+    static V widen(const float* p) noexcept { return V{{T(p[0]), T(p[1]), T(p[2]), T(p[3])}}; }
+    static V widen_partial(const float* p, std::size_t count) noexcept {
+        V v = zero();
+        for (std::size_t i = 0; i < count && i < W; ++i)
+            v.x[i] = T(p[i]);
+        return v;
+    }
     static void store(T* p, V v) noexcept {
         for (std::size_t i = 0; i < W; ++i)
             p[i] = v.x[i];
@@ -86,6 +93,7 @@ using F64 = Lanes4<double>;
 void fill_scalar(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::scalar);
     fill_kernels<F64>(t.f64, Isa::scalar);
+    fill_mixed<F64>(t.f32_f64, Isa::scalar);
 }
 
 } // namespace pysim::simd
