@@ -277,6 +277,36 @@ void check_table(const Kernels<T>& k, const Kernels<T>& scalar, std::mt19937& g)
     check_scan<T>(k, g);
 }
 
+// The mixed-precision kernels (float32 data, float64 arithmetic) against a long double sum.
+void check_mixed(const MixedKernels& k, std::mt19937& g) {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const std::size_t dims[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 65, 129, 257};
+    for (std::size_t dim : dims) {
+        std::vector<float> a(dim);
+        std::vector<double> b(dim), y(dim + 1), y0;
+        for (std::size_t j = 0; j < dim; ++j) {
+            a[j] = float(normal(g));
+            b[j] = normal(g);
+            y[j] = normal(g);
+        }
+        y[dim] = 123.0; // past the end: must stay untouched
+        long double want = 0, scale = 0;
+        for (std::size_t j = 0; j < dim; ++j) {
+            want += (long double)a[j] * b[j];
+            scale += std::fabs((long double)a[j] * b[j]);
+        }
+        expect<double>("widen_dot", dim, 0, k.dot.fn(a.data(), b.data(), dim), double(want),
+                       double(scale));
+        y0 = y;
+        const double s = normal(g);
+        k.axpy.fn(s, a.data(), y.data(), dim);
+        for (std::size_t j = 0; j < dim; ++j)
+            expect<double>("widen_axpy", dim, j, y[j], y0[j] + s * double(a[j]),
+                           std::fabs(y0[j]) + std::fabs(s * a[j]));
+        expect<double>("widen_axpy tail", dim, dim, y[dim], 123.0, 0.0);
+    }
+}
+
 } // namespace
 
 int main() {
@@ -287,6 +317,11 @@ int main() {
     std::mt19937 gen(11);
     check_table<float>(neon.f32, scalar.f32, gen);
     check_table<double>(neon.f64, scalar.f64, gen);
+    if (neon.f32_f64.dot.isa != Isa::neon || neon.f32_f64.axpy.isa != Isa::neon) {
+        std::printf("MISMATCH the mixed-precision kernels are not NEON's\n");
+        ++failures;
+    }
+    check_mixed(neon.f32_f64, gen);
     std::printf("%s (%ld checks, %d mismatches)\n", failures ? "FAIL" : "OK", checks, failures);
     return failures ? 1 : 0;
 }

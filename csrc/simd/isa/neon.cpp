@@ -68,6 +68,14 @@ struct F64 {
         return vld1q_f64(buf);
     }
     static void store(T* p, V v) noexcept { vst1q_f64(p, v); }
+    // Mixed precision (fill_mixed): two floats widened to two doubles.
+    static V widen(const float* p) noexcept { return vcvt_f64_f32(vld1_f32(p)); }
+    static V widen_partial(const float* p, std::size_t c) noexcept {
+        float buf[2] = {0, 0};
+        for (std::size_t i = 0; i < c && i < W; ++i)
+            buf[i] = p[i];
+        return vcvt_f64_f32(vld1_f32(buf));
+    }
     static void store_partial(T* p, V v, std::size_t c) noexcept {
         T buf[2];
         vst1q_f64(buf, v);
@@ -95,6 +103,7 @@ struct F64 {
 void fill_neon(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::neon);
     fill_kernels<F64>(t.f64, Isa::neon);
+    fill_mixed<F64>(t.f32_f64, Isa::neon);
 }
 
 } // namespace pysim::simd
