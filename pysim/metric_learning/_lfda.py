@@ -11,9 +11,10 @@ affinity of two points of one class is ``A_ij = exp(-||x_i - x_j||² / (σ_i σ_
 The "otherwise" part of S_b over all n² pairs is the total scatter minus its same-class part,
 so every sum runs over same-class pairs only, and those one row block of a class at a time
 (``Σ_ij W_ij (x_i - x_j)(x_i - x_j)ᵀ = 2 Xᵀ (diag(W 1) - W) X`` for a symmetric W): memory is
-O(block x class size), never n² (metric-learn builds the n x n affinity). The projection
-solves ``S_b v = λ S_w v`` (scipy's generalised eigh); S_w gets a ridge of 1e-10 of its
-trace so duplicated or constant features do not make it singular.
+O(block x class size) (a class of up to 1,024 rows is one block), never n² (metric-learn
+builds the n x n affinity). The projection solves ``S_b v = λ S_w v`` (scipy's generalised
+eigh); S_w gets a ridge of 1e-10 of its trace so duplicated or constant features do not make
+it singular.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ from ._base import (
     run_tasks,
 )
 
+#: A class up to this size is one row block (its distance matrix at most 8 MiB), so its distances
+#: are computed once; a class in several blocks computes them twice (once for the local scales,
+#: which need whole rows, once for the affinities, which need every scale).
+_WHOLE_CLASS_ROWS = 1024
+
 
 # Walks the classes and their row blocks as _base.same_class_neighbors does (duplicates pairs the
 # loops), but needs every in-class distance for the affinities, not only the neighbours' ids, so it
@@ -43,39 +49,54 @@ from ._base import (
 def _class_scatters(Xc: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One class's share of LFDA's scatters: (its S_w part, its S_b same-class part, its
     scatter n_c S_c). A class that fits one row block computes its distances once (the
-    local scales and the affinities read the same matrix)."""
+    local scales and the affinities read the same matrix).
+
+    Everything runs on the class centred, Z = Xc - mean: distances do not depend on the
+    origin, nor does ``Zᵀ (diag(W1) - W) Z`` (the rows of diag(W1) - W sum to 0), and the
+    kernel's distances ``|a|² + |b|² - 2 a·b`` then round relative to the class's spread
+    instead of its offset from the origin.
+    """
     nc, d = Xc.shape
     kk = min(k, nc - 1)
-    rows = block_rows(nc)
-    Sw = np.zeros((d, d))
-    Sb_same = np.zeros((d, d))
+    rows = nc if nc <= _WHOLE_CLASS_ROWS else block_rows(nc)
+    Z = Xc - Xc.mean(axis=0)
     sigma = np.empty(nc)
     D = None
     for b in range(0, nc, rows):
-        D = cdist(Xc[b : b + rows], Xc, "sqeuclidean", threads=1)
+        D = _sq_distances(Z, b, rows)
         sigma[b : b + rows] = np.sqrt(np.partition(D, kk, axis=1)[:, kk])
     sigma = np.maximum(sigma, 1e-12 * max(1.0, float(sigma.max(initial=0.0))))
+    inv = 1.0 / sigma
+    Sw = np.zeros((d, d))
+    Sb_same = np.zeros((d, d))
     for b in range(0, nc, rows):
         if rows < nc or D is None:
-            D = cdist(Xc[b : b + rows], Xc, "sqeuclidean", threads=1)
+            D = _sq_distances(Z, b, rows)
         # A = exp(-D / (σ_i σ_j)), in place (the distances are not needed again). Exponents
         # below -708 are raised to it: exp there underflows to subnormals or 0 through libm's
         # slow path (4x the time of the whole pass on MNIST), and exp(-708) ≈ 3e-308 lies far
         # below the rounding of any sum it joins (every row holds A_ii = 1).
-        np.divide(D, np.outer(sigma[b : b + rows], sigma), out=D)
-        np.negative(D, out=D)
+        D *= -inv[b : b + rows, None]
+        D *= inv
         np.maximum(D, MIN_EXP_ARGUMENT, out=D)
         A = np.exp(D, out=D)
-        # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): XᵢᵀXᵢ·rowsum - Xᵢᵀ W Xc,
-        # summed over blocks gives Xᵀ(diag(W1) - W)X.
-        deg = A.sum(axis=1)
-        XB = Xc[b : b + rows]
-        part = (XB.T * deg) @ XB - XB.T @ (A @ Xc)
+        # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): Zᵢᵀ(rowsum Zᵢ - W Z),
+        # summed over blocks gives Zᵀ(diag(W1) - W)Z.
+        ZB = Z[b : b + rows]
+        part = ZB.T @ (A.sum(axis=1)[:, None] * ZB - A @ Z)
         Sw += part / nc
         Sb_same += part * (1.0 / n - 1.0 / nc)
         D = None
-    Xm = Xc - Xc.mean(axis=0)
-    return Sw, Sb_same, nc * (Xm.T @ Xm)
+    return Sw, Sb_same, nc * (Z.T @ Z)
+
+
+def _sq_distances(Z: np.ndarray, b: int, rows: int) -> np.ndarray:
+    """Squared distances of rows b:b+rows of Z to every row (pysim's kernel, serial: the
+    classes run in parallel), with the self-distances exactly 0."""
+    D = cdist(Z[b : b + rows], Z, "sqeuclidean", threads=1)
+    m = len(D)
+    D[np.arange(m), np.arange(b, b + m)] = 0.0
+    return D
 
 
 def local_scatters(
