@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._distances import cdist
@@ -60,6 +61,7 @@ def _class_scatters(Xc: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndar
     kk = min(k, nc - 1)
     rows = nc if nc <= _WHOLE_CLASS_ROWS else block_rows(nc)
     Z = Xc - Xc.mean(axis=0)
+    ZtZ = Z.T @ Z
     sigma = np.empty(nc)
     D = None
     for b in range(0, nc, rows):
@@ -83,11 +85,26 @@ def _class_scatters(Xc: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndar
         # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): Zᵢᵀ(rowsum Zᵢ - W Z),
         # summed over blocks gives Zᵀ(diag(W1) - W)Z.
         ZB = Z[b : b + rows]
-        part = ZB.T @ (A.sum(axis=1)[:, None] * ZB - A @ Z)
+        deg = A.sum(axis=1)
+        if len(ZB) == nc:
+            part = (ZB.T * deg) @ ZB - _sandwich(A, Z, ZtZ)
+        else:
+            part = ZB.T @ (deg[:, None] * ZB - A @ Z)
         Sw += part / nc
         Sb_same += part * (1.0 / n - 1.0 / nc)
         D = None
-    return Sw, Sb_same, nc * (Z.T @ Z)
+    return Sw, Sb_same, nc * ZtZ
+
+
+def _sandwich(A: np.ndarray, Z: np.ndarray, ZtZ: np.ndarray) -> np.ndarray:
+    """``Zᵀ A Z`` for a symmetric A with unit diagonal (a whole class's affinities), from A's
+    lower triangle: with ``T = (L + I) Z`` (L the strict lower part; one triangular BLAS
+    product, half the multiply-adds of ``A @ Z``), ``Zᵀ A Z = Zᵀ T + Tᵀ Z - Zᵀ Z``."""
+    # A is C-ordered; its transpose is the Fortran-ordered view BLAS takes without a copy (the
+    # same matrix: A is symmetric up to the rounding of its two triangles).
+    T = scipy.linalg.blas.dtrmm(1.0, A.T, np.asfortranarray(Z), lower=1, diag=1)
+    ZtT = Z.T @ T
+    return ZtT + ZtT.T - ZtZ
 
 
 def _sq_distances(Z: np.ndarray, b: int, rows: int) -> np.ndarray:
