@@ -19,6 +19,7 @@ it singular.
 
 from __future__ import annotations
 
+import threading
 from numbers import Integral
 from typing import Any
 
@@ -44,10 +45,17 @@ from ._base import (
 _WHOLE_CLASS_ROWS = 1024
 
 
+def _block(nc: int) -> int:
+    """Rows per block of a class of nc rows."""
+    return nc if nc <= _WHOLE_CLASS_ROWS else min(nc, block_rows(nc))
+
+
 # Walks the classes and their row blocks as _base.same_class_neighbors does (duplicates pairs the
 # loops), but needs every in-class distance for the affinities, not only the neighbours' ids, so it
 # keeps its own loop.
-def _class_scatters(Xc: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _class_scatters(
+    Xc: np.ndarray, n: int, k: int, scratch: _Scratch
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One class's share of LFDA's scatters: (its S_w part, its S_b same-class part, its
     scatter n_c S_c). A class that fits one row block computes its distances once (the
     local scales and the affinities read the same matrix).
@@ -59,21 +67,24 @@ def _class_scatters(Xc: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndar
     """
     nc, d = Xc.shape
     kk = min(k, nc - 1)
-    rows = nc if nc <= _WHOLE_CLASS_ROWS else block_rows(nc)
+    rows = _block(nc)
     Z = Xc - Xc.mean(axis=0)
     ZtZ = Z.T @ Z
     sigma = np.empty(nc)
     D = None
     for b in range(0, nc, rows):
-        D = _sq_distances(Z, b, rows)
-        sigma[b : b + rows] = np.sqrt(np.partition(D, kk, axis=1)[:, kk])
+        D, P = scratch.matrices(min(rows, nc - b), nc)
+        _sq_distances(Z, b, D)
+        np.copyto(P, D)
+        P.partition(kk, axis=1)
+        sigma[b : b + rows] = np.sqrt(P[:, kk])
     sigma = np.maximum(sigma, 1e-12 * max(1.0, float(sigma.max(initial=0.0))))
     inv = 1.0 / sigma
     Sw = np.zeros((d, d))
     Sb_same = np.zeros((d, d))
     for b in range(0, nc, rows):
         if rows < nc or D is None:
-            D = _sq_distances(Z, b, rows)
+            D = _sq_distances(Z, b, scratch.matrices(min(rows, nc - b), nc)[0])
         # A = exp(-D / (σ_i σ_j)), in place (the distances are not needed again). Exponents
         # below -708 are raised to it: exp there underflows to subnormals or 0 through libm's
         # slow path (4x the time of the whole pass on MNIST), and exp(-708) ≈ 3e-308 lies far
@@ -107,13 +118,29 @@ def _sandwich(A: np.ndarray, Z: np.ndarray, ZtZ: np.ndarray) -> np.ndarray:
     return ZtT + ZtT.T - ZtZ
 
 
-def _sq_distances(Z: np.ndarray, b: int, rows: int) -> np.ndarray:
-    """Squared distances of rows b:b+rows of Z to every row (pysim's kernel, serial: the
-    classes run in parallel), with the self-distances exactly 0."""
-    D = cdist(Z[b : b + rows], Z, "sqeuclidean", threads=1)
-    m = len(D)
-    D[np.arange(m), np.arange(b, b + m)] = 0.0
-    return D
+def _sq_distances(Z: np.ndarray, b: int, out: np.ndarray) -> np.ndarray:
+    """Squared distances of rows b:b+len(out) of Z to every row, into `out` (pysim's kernel,
+    serial: the classes run in parallel), with the self-distances exactly 0."""
+    m = len(out)
+    cdist(Z[b : b + m], Z, "sqeuclidean", threads=1, out=out)
+    out[np.arange(m), np.arange(b, b + m)] = 0.0
+    return out
+
+
+class _Scratch(threading.local):
+    """Each thread's two work matrices (distances, and their copy that the partition
+    reorders) for one local_scatters call: made at its first class, reused for the next.
+    A fresh 2-3 MiB array per class page-faults as it is first written, which was about a
+    third of a first fit on MNIST-PCA50."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.buffers: tuple[np.ndarray, np.ndarray] | None = None
+
+    def matrices(self, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.buffers is None:
+            self.buffers = (np.empty(self.size), np.empty(self.size))
+        return tuple(buf[: rows * cols].reshape(rows, cols) for buf in self.buffers)
 
 
 def local_scatters(
@@ -127,8 +154,10 @@ def local_scatters(
     """
     n, d = X.shape
     n_classes = len(starts) - 1
+    sizes = np.diff(starts)
+    scratch = _Scratch(max(_block(int(m)) * int(m) for m in sizes))
     parts = run_tasks(
-        lambda c: _class_scatters(X[int(starts[c]) : int(starts[c + 1])], n, k),
+        lambda c: _class_scatters(X[int(starts[c]) : int(starts[c + 1])], n, k, scratch),
         n_classes,
         resolve_threads(threads),
     )
