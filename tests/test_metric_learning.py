@@ -397,6 +397,32 @@ def test_whitening_bad_input(rng):
         pysim.Whitening().fit(X)
 
 
+def test_whitening_fast_input_check_matches_validate_data(rng):
+    # A float64 ndarray is checked by its column sums instead of validate_data: the same
+    # errors, attributes and fit as the validated path (float32 and lists take validate_data).
+    X = rng.standard_normal((40, 3)) * [1.0, 5.0, 0.2] + 3.0
+    w = pysim.Whitening(shrinkage=0.2).fit(X)
+    assert w.n_features_in_ == 3 and not hasattr(w, "feature_names_in_")
+    np.testing.assert_allclose(w.mean_, X.mean(axis=0), rtol=1e-14)
+    via_list = pysim.Whitening(shrinkage=0.2).fit(X.tolist())
+    np.testing.assert_allclose(w.components_, via_list.components_, rtol=1e-12)
+    w.feature_names_in_ = np.array(["a", "b", "c"], dtype=object)  # as left by a DataFrame fit
+    assert not hasattr(w.fit(X), "feature_names_in_")
+    for bad, message in [(np.nan, "NaN"), (-np.inf, "infinity")]:
+        Xb = X.copy()
+        Xb[7, 2] = bad
+        with pytest.raises(ValueError, match=message):
+            pysim.Whitening().fit(Xb)
+    # +inf and -inf in one column sum to NaN: still refused, as infinity (scikit-learn's own
+    # first check sums X too, and warns about inf - inf).
+    Xb = X.copy()
+    Xb[1, 0], Xb[2, 0] = np.inf, -np.inf
+    with pytest.raises(ValueError, match="infinity"), np.errstate(invalid="ignore"):
+        pysim.Whitening().fit(Xb)
+    with pytest.raises(ValueError, match="minimum of 2"):
+        pysim.Whitening().fit(X[:1])
+
+
 def test_bad_parameters(rng):
     X, y = noisy_classes(rng, n=30)
     with pytest.raises(ValueError, match="init"):

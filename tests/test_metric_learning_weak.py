@@ -436,6 +436,22 @@ def test_lfda_scatters_match_dense_formula(rng):
     np.testing.assert_allclose(Sb, scatter(Wb), rtol=1e-9, atol=1e-9)
 
 
+def test_lfda_row_blocks_match_whole_classes(rng, monkeypatch):
+    # Classes above _WHOLE_CLASS_ROWS run in row blocks (distances computed twice, A @ Z per
+    # block instead of the triangular product): the same scatters, on 1 or 2 threads.
+    from pysim.metric_learning import _lfda
+
+    X, y = noisy_classes(rng, n=90)
+    data = LabelledData(X, y)
+    whole = local_scatters(data.X, data.starts, 5)
+    monkeypatch.setattr(_lfda, "_WHOLE_CLASS_ROWS", 0)
+    monkeypatch.setattr(_lfda, "block_rows", lambda n_cols: 7)
+    for threads in (1, 2):
+        blocked = local_scatters(data.X, data.starts, 5, threads=threads)
+        for a, b in zip(whole, blocked, strict=True):
+            np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+
+
 def test_rca_is_inverse_sqrt_of_within_chunk_covariance(rng):
     X = rng.standard_normal((60, 3)) * [1.0, 3.0, 0.5]
     chunks = np.repeat(np.arange(20), 3)

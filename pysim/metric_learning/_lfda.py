@@ -11,18 +11,21 @@ affinity of two points of one class is ``A_ij = exp(-||x_i - x_j||² / (σ_i σ_
 The "otherwise" part of S_b over all n² pairs is the total scatter minus its same-class part,
 so every sum runs over same-class pairs only, and those one row block of a class at a time
 (``Σ_ij W_ij (x_i - x_j)(x_i - x_j)ᵀ = 2 Xᵀ (diag(W 1) - W) X`` for a symmetric W): memory is
-O(block x class size), never n² (metric-learn builds the n x n affinity). The projection
-solves ``S_b v = λ S_w v`` (scipy's generalised eigh); S_w gets a ridge of 1e-10 of its
-trace so duplicated or constant features do not make it singular.
+O(block x class size) (a class of up to 1,024 rows is one block), never n² (metric-learn
+builds the n x n affinity). The projection solves ``S_b v = λ S_w v`` (scipy's generalised
+eigh); S_w gets a ridge of 1e-10 of its trace so duplicated or constant features do not make
+it singular.
 """
 
 from __future__ import annotations
 
+import threading
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._distances import cdist
@@ -36,46 +39,112 @@ from ._base import (
     run_tasks,
 )
 
+#: A class up to this size is one row block (its distance matrix at most 8 MiB), so its distances
+#: are computed once; a class in several blocks computes them twice (once for the local scales,
+#: which need whole rows, once for the affinities, which need every scale).
+_WHOLE_CLASS_ROWS = 1024
+
+
+def _block(nc: int) -> int:
+    """Rows per block of a class of nc rows."""
+    return nc if nc <= _WHOLE_CLASS_ROWS else min(nc, block_rows(nc))
+
 
 # Walks the classes and their row blocks as _base.same_class_neighbors does (duplicates pairs the
 # loops), but needs every in-class distance for the affinities, not only the neighbours' ids, so it
 # keeps its own loop.
-def _class_scatters(Xc: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _class_scatters(
+    Xc: np.ndarray, n: int, k: int, scratch: _Scratch
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One class's share of LFDA's scatters: (its S_w part, its S_b same-class part, its
     scatter n_c S_c). A class that fits one row block computes its distances once (the
-    local scales and the affinities read the same matrix)."""
+    local scales and the affinities read the same matrix).
+
+    Everything runs on the class centred, Z = Xc - mean: distances do not depend on the
+    origin, nor does ``Zᵀ (diag(W1) - W) Z`` (the rows of diag(W1) - W sum to 0), and the
+    kernel's distances ``|a|² + |b|² - 2 a·b`` then round relative to the class's spread
+    instead of its offset from the origin.
+    """
     nc, d = Xc.shape
     kk = min(k, nc - 1)
-    rows = block_rows(nc)
-    Sw = np.zeros((d, d))
-    Sb_same = np.zeros((d, d))
+    rows = _block(nc)
+    Z = Xc - Xc.mean(axis=0)
+    ZtZ = Z.T @ Z
     sigma = np.empty(nc)
     D = None
     for b in range(0, nc, rows):
-        D = cdist(Xc[b : b + rows], Xc, "sqeuclidean", threads=1)
-        sigma[b : b + rows] = np.sqrt(np.partition(D, kk, axis=1)[:, kk])
+        D, P = scratch.matrices(min(rows, nc - b), nc)
+        _sq_distances(Z, b, D)
+        np.copyto(P, D)
+        P.partition(kk, axis=1)
+        sigma[b : b + rows] = np.sqrt(P[:, kk])
     sigma = np.maximum(sigma, 1e-12 * max(1.0, float(sigma.max(initial=0.0))))
+    inv = 1.0 / sigma
+    floor = np.full(nc, MIN_EXP_ARGUMENT)
+    Sw = np.zeros((d, d))
+    Sb_same = np.zeros((d, d))
     for b in range(0, nc, rows):
         if rows < nc or D is None:
-            D = cdist(Xc[b : b + rows], Xc, "sqeuclidean", threads=1)
+            D = _sq_distances(Z, b, scratch.matrices(min(rows, nc - b), nc)[0])
         # A = exp(-D / (σ_i σ_j)), in place (the distances are not needed again). Exponents
         # below -708 are raised to it: exp there underflows to subnormals or 0 through libm's
         # slow path (4x the time of the whole pass on MNIST), and exp(-708) ≈ 3e-308 lies far
         # below the rounding of any sum it joins (every row holds A_ii = 1).
-        np.divide(D, np.outer(sigma[b : b + rows], sigma), out=D)
-        np.negative(D, out=D)
-        np.maximum(D, MIN_EXP_ARGUMENT, out=D)
+        D *= -inv[b : b + rows, None]
+        D *= inv
+        np.maximum(D, floor, out=D)  # a row of the floor: numpy's scalar path is 2.5x slower
         A = np.exp(D, out=D)
-        # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): XᵢᵀXᵢ·rowsum - Xᵢᵀ W Xc,
-        # summed over blocks gives Xᵀ(diag(W1) - W)X.
+        # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): Zᵢᵀ(rowsum Zᵢ - W Z),
+        # summed over blocks gives Zᵀ(diag(W1) - W)Z.
+        ZB = Z[b : b + rows]
         deg = A.sum(axis=1)
-        XB = Xc[b : b + rows]
-        part = (XB.T * deg) @ XB - XB.T @ (A @ Xc)
+        if len(ZB) == nc:
+            part = (ZB.T * deg) @ ZB - _sandwich(A, Z, ZtZ)
+        else:
+            part = ZB.T @ (deg[:, None] * ZB - A @ Z)
         Sw += part / nc
         Sb_same += part * (1.0 / n - 1.0 / nc)
         D = None
-    Xm = Xc - Xc.mean(axis=0)
-    return Sw, Sb_same, nc * (Xm.T @ Xm)
+    return Sw, Sb_same, nc * ZtZ
+
+
+def _sandwich(A: np.ndarray, Z: np.ndarray, ZtZ: np.ndarray) -> np.ndarray:
+    """``Zᵀ A Z`` for a symmetric A with unit diagonal (a whole class's affinities), from A's
+    lower triangle: with ``T = (L + I) Z`` (L the strict lower part; one triangular BLAS
+    product, half the multiply-adds of ``A @ Z``), ``Zᵀ A Z = Zᵀ T + Tᵀ Z - Zᵀ Z``."""
+    # A is C-ordered; its transpose is the Fortran-ordered view BLAS takes without a copy (the
+    # same matrix: A is symmetric up to the rounding of its two triangles). scipy's wrapper
+    # holds the GIL for the call (~0.4 ms on a 571-row class; the other classes' threads
+    # stop at their next Python step meanwhile); numpy matmuls on A's lower blocks release
+    # it but do 5/8 of the full product with 4 blocks: 564 against 437 us here.
+    T = scipy.linalg.blas.dtrmm(1.0, A.T, np.asfortranarray(Z), lower=1, diag=1)
+    ZtT = Z.T @ T
+    return ZtT + ZtT.T - ZtZ
+
+
+def _sq_distances(Z: np.ndarray, b: int, out: np.ndarray) -> np.ndarray:
+    """Squared distances of rows b:b+len(out) of Z to every row, into `out` (pysim's kernel,
+    serial: the classes run in parallel), with the self-distances exactly 0."""
+    m = len(out)
+    cdist(Z[b : b + m], Z, "sqeuclidean", threads=1, out=out)
+    out[np.arange(m), np.arange(b, b + m)] = 0.0
+    return out
+
+
+class _Scratch(threading.local):
+    """Each thread's two work matrices (distances, and their copy that the partition
+    reorders) for one local_scatters call: made at its first class, reused for the next.
+    A fresh 2-3 MiB array per class page-faults as it is first written, which was about a
+    third of a first fit on MNIST-PCA50."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.buffers: tuple[np.ndarray, np.ndarray] | None = None
+
+    def matrices(self, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.buffers is None:
+            self.buffers = (np.empty(self.size), np.empty(self.size))
+        return tuple(buf[: rows * cols].reshape(rows, cols) for buf in self.buffers)
 
 
 def local_scatters(
@@ -89,8 +158,10 @@ def local_scatters(
     """
     n, d = X.shape
     n_classes = len(starts) - 1
+    sizes = np.diff(starts)
+    scratch = _Scratch(max(_block(int(m)) * int(m) for m in sizes))
     parts = run_tasks(
-        lambda c: _class_scatters(X[int(starts[c]) : int(starts[c + 1])], n, k),
+        lambda c: _class_scatters(X[int(starts[c]) : int(starts[c + 1])], n, k, scratch),
         n_classes,
         resolve_threads(threads),
     )

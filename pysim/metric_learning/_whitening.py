@@ -81,16 +81,20 @@ class Whitening(MahalanobisMixin):
             NaN/inf in `X`, fewer than 2 samples, `n_components` out of range, a shrinkage
             outside [0, 1], or a singular covariance with ``shrinkage=0``.
         """
-        X = validate_data(self, X, ensure_min_samples=2, dtype=[np.float64, np.float32])
-        n, d = X.shape
-        k = check_n_components(self.n_components, d)
-        s = check_float(self.shrinkage, "shrinkage", 0.0, 1.0)
-        X = X.astype(np.float64, copy=False)
         with serial_blas():  # one (n, d) product and a d x d eigh: BLAS threads only cost here
-            return self._fit_serial(X, n, d, k, s)
+            X, colsum = _checked_rows(self, X)
+            n, d = X.shape
+            k = check_n_components(self.n_components, d)
+            s = check_float(self.shrinkage, "shrinkage", 0.0, 1.0)
+            if colsum is None:
+                X = X.astype(np.float64, copy=False)
+                colsum = np.ones(n) @ X
+            return self._fit_serial(X, colsum / n, n, d, k, s)
 
-    def _fit_serial(self, X: np.ndarray, n: int, d: int, k: int, s: float) -> Whitening:
-        self.mean_ = mean = X.mean(axis=0)
+    def _fit_serial(
+        self, X: np.ndarray, mean: np.ndarray, n: int, d: int, k: int, s: float
+    ) -> Whitening:
+        self.mean_ = mean
         C = _centered_gram(X, mean) / (n - 1)
         if s > 0:
             C = (1.0 - s) * C + s * (np.trace(C) / d) * np.eye(d)
@@ -112,6 +116,34 @@ class Whitening(MahalanobisMixin):
         self.components_ = np.ascontiguousarray(L)
         self.explained_variance_ = w.copy()
         return self
+
+
+def _checked_rows(estimator: Whitening, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``validate_data(estimator, X, ensure_min_samples=2, dtype=[np.float64, np.float32])``,
+    and the column sums of X when they came with the check (else None).
+
+    A 2-D float64 numpy array with 2 or more rows is what validate_data would return as it is,
+    after one pass over X to check that it is finite; here that pass is the column sums (one
+    BLAS product, which fit needs for the mean anyway: a NaN or an infinity in X makes its
+    column's sum NaN or infinite). Other input, or sums that are not finite (bad values, or
+    an overflow), go through validate_data, so every error and conversion is scikit-learn's.
+    """
+    if (
+        type(X) is np.ndarray
+        and X.dtype == np.float64
+        and X.ndim == 2
+        and X.shape[0] >= 2
+        and X.shape[1] >= 1
+    ):
+        with np.errstate(over="ignore", invalid="ignore"):
+            colsum = np.ones(X.shape[0]) @ X
+        if np.isfinite(colsum).all():
+            # What validate_data(reset=True) records for an array without feature names.
+            estimator.n_features_in_ = X.shape[1]
+            if hasattr(estimator, "feature_names_in_"):
+                del estimator.feature_names_in_
+            return X, colsum
+    return validate_data(estimator, X, ensure_min_samples=2, dtype=[np.float64, np.float32]), None
 
 
 def _centered_gram(X: np.ndarray, mean: np.ndarray) -> np.ndarray:
