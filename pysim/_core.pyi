@@ -41,6 +41,7 @@ __all__: list[str] = [
     "rec_knn_similarity",
     "rec_recommend_dense",
     "rec_recommend_sparse",
+    "shifted_exp_rows",
     "simd_info",
 ]
 
@@ -600,6 +601,16 @@ def rec_recommend_sparse(
     N: typing.SupportsInt | typing.SupportsIndex,
     threads: typing.SupportsInt | typing.SupportsIndex,
 ) -> tuple: ...
+def shifted_exp_rows(
+    E: numpy.typing.NDArray[numpy.float64],
+    shifts: numpy.typing.NDArray[numpy.float64],
+    out: typing.Any = None,
+    threads: typing.SupportsInt | typing.SupportsIndex = 1,
+) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    out[i, j] = exp(E[i, j] - shifts[i]) (float64, C-contiguous; out may be E).
+    """
+
 def simd_info() -> dict:
     """
     Which instruction set each kernel dispatches to.

@@ -56,6 +56,7 @@ void bind_simd(py::module_& m) {
             py::dict kernels;
             add_kernels(kernels, t.f32, "f32");
             add_kernels(kernels, t.f64, "f64");
+            kernels["shifted_exp_f64"] = isa_name(t.shifted_exp.isa);
             add_quant_kernel_info(kernels, t);
             info["kernels"] = kernels;
             return info;
