@@ -388,6 +388,37 @@ def test_bad_labels(rng, cls):
         cls().fit(X[:, 0], np.arange(20) % 2)
 
 
+def test_plain_input_fast_path_matches_validated_input(rng):
+    """Finite float64 C-contiguous X with integer y skips validate_data: same fit, same
+    attributes, and the same errors as input that goes through it."""
+    X, y = noisy_classes(rng, n=60)
+    fast = pysim.NCA(max_iter=5).fit(X, y)
+    slow = pysim.NCA(max_iter=5).fit(X.tolist(), y.tolist())
+    np.testing.assert_array_equal(fast.components_, slow.components_)
+    assert fast.n_features_in_ == slow.n_features_in_ == X.shape[1]
+    for bad in (np.inf, np.nan):
+        Xb = X.copy()
+        Xb[4, 2] = bad
+        with pytest.raises(ValueError) as fast_error:
+            pysim.NCA().fit(Xb, y)
+        with pytest.raises(ValueError) as slow_error:
+            pysim.NCA().fit(Xb.tolist(), y)
+        assert str(fast_error.value) == str(slow_error.value)
+    with pytest.raises(ValueError, match="minimum of 2 is required"):
+        pysim.NCA().fit(X[:1], y[:1])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        pysim.NCA().fit(X, y[:-1])
+
+
+def test_plain_input_refit_forgets_feature_names(rng):
+    pd = pytest.importorskip("pandas")
+    X, y = noisy_classes(rng, n=60)
+    model = pysim.NCA(max_iter=3).fit(pd.DataFrame(X, columns=[f"f{i}" for i in range(15)]), y)
+    assert hasattr(model, "feature_names_in_")
+    model.fit(X, y)  # refit on a plain array forgets the names, as validate_data does
+    assert not hasattr(model, "feature_names_in_")
+
+
 def test_whitening_bad_input(rng):
     X = rng.standard_normal((20, 3))
     with pytest.raises(ValueError, match="n_components"):

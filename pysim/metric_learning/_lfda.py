@@ -28,12 +28,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._distances import cdist
 from .._validation import resolve_threads, serial_blas
 from ._base import (
-    MIN_EXP_ARGUMENT,
     SupervisedMahalanobisMixin,
     block_rows,
     check_labelled,
     check_n_components,
     run_tasks,
+    shifted_exp_rows,
 )
 
 
@@ -58,14 +58,11 @@ def _class_scatters(Xc: np.ndarray, n: int, k: int) -> tuple[np.ndarray, np.ndar
     for b in range(0, nc, rows):
         if rows < nc or D is None:
             D = cdist(Xc[b : b + rows], Xc, "sqeuclidean", threads=1)
-        # A = exp(-D / (σ_i σ_j)), in place (the distances are not needed again). Exponents
-        # below -708 are raised to it: exp there underflows to subnormals or 0 through libm's
-        # slow path (4x the time of the whole pass on MNIST), and exp(-708) ≈ 3e-308 lies far
-        # below the rounding of any sum it joins (every row holds A_ii = 1).
+        # A = exp(-D / (σ_i σ_j)), in place (the distances are not needed again); every row
+        # holds A_ii = 1, so the exponentials below -708 that come out as 0 change no sum.
         np.divide(D, np.outer(sigma[b : b + rows], sigma), out=D)
         np.negative(D, out=D)
-        np.maximum(D, MIN_EXP_ARGUMENT, out=D)
-        A = np.exp(D, out=D)
+        A = shifted_exp_rows(D, np.zeros(len(D)))
         # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): XᵢᵀXᵢ·rowsum - Xᵢᵀ W Xc,
         # summed over blocks gives Xᵀ(diag(W1) - W)X.
         deg = A.sum(axis=1)
