@@ -24,7 +24,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import pysim
 from pysim.metric_learning._base import LabelledData, run_tasks, same_class_neighbors
 from pysim.metric_learning._lmnn import ImpostorCache, find_impostors, lmnn_loss_grad
-from pysim.metric_learning._nca import nca_loss_grad
+from pysim.metric_learning._nca import _nca_dense, nca_loss_grad
 
 LEARNERS = [
     lambda: pysim.Whitening(),
@@ -92,6 +92,19 @@ def test_nca_dense_path_matches_blocks(rng):
     blocked = nca_loss_grad(L, data, 3, block=16)
     np.testing.assert_allclose(dense[0], blocked[0], rtol=1e-12)
     np.testing.assert_allclose(dense[1], blocked[1], rtol=1e-10, atol=1e-12)
+
+
+def test_nca_overflowing_distances_take_the_checked_path(rng):
+    """Rows whose squared norms overflow float64 (distances between them do not): the
+    one-block path's unchecked result is not finite, so it is repeated through pysim.cdist's
+    rescaling, exactly as the checked evaluation computes it."""
+    X = 1e154 * (3.0 + 0.01 * rng.standard_normal((60, 4)))
+    data = LabelledData(X, rng.integers(0, 3, 60))
+    L = np.eye(2, 4)
+    loss, grad = nca_loss_grad(L.ravel(), data, 2)
+    want = _nca_dense(L, data, checked=True)
+    assert np.isfinite(loss) and loss == want[0]
+    np.testing.assert_array_equal(grad, want[1])
 
 
 def test_nca_threads_agree(rng):

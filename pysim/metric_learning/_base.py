@@ -56,6 +56,19 @@ def shifted_exp_rows(E: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return _core.shifted_exp_rows(E, shifts, E)
 
 
+def sqeuclidean_block(A: np.ndarray, B: np.ndarray, checked: bool) -> np.ndarray:
+    """Squared distances (float64 C-contiguous A, B) for the softmax blocks of NCA and MLKR.
+
+    ``checked=False`` calls the core kernel directly: on small blocks (wine, diabetes) the
+    wrapper's checks cost more than the kernel. Callers whose loss comes out non-finite
+    (L overflowing in a line search, say) re-run with ``checked=True``: ``pysim.cdist``, with
+    its magnitude rescaling and its error naming a NaN.
+    """
+    if checked:
+        return cdist(A, B, "sqeuclidean", threads=1)
+    return _core.cdist_f64(A, B, _core.Metric.sqeuclidean, 1)
+
+
 def nearest_shifted_exp(D: np.ndarray, first: int) -> np.ndarray:
     """In place: squared distances ``D`` (m, n) of rows ``first .. first + m`` against all n
     rows become ``exp(min_j D_ij - D_ij)`` with the self-pair ``(i, first + i)`` set to 0.
@@ -122,6 +135,8 @@ def sum_block_groups(
     in group order, so the totals are the same bits at any thread count (the grouping
     depends on the data only). NCA's and MLKR's blocked loss and gradient share this.
     """
+    if rows >= n:  # one block: no grouping, no hand-off (the same bits)
+        return tuple(blocks([0]))
     starts = np.arange(0, n, rows)
     groups = [g.tolist() for g in np.array_split(starts, min(len(starts), n_groups))]
     parts = run_tasks(lambda g: blocks(groups[g]), len(groups), workers)

@@ -27,7 +27,6 @@ from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from .._distances import cdist
 from .._validation import resolve_threads, serial_blas
 from ._base import (
     IterationReporter,
@@ -37,6 +36,7 @@ from ._base import (
     block_rows,
     check_n_components,
     nearest_shifted_exp,
+    sqeuclidean_block,
     sum_block_groups,
 )
 
@@ -48,6 +48,7 @@ def mlkr_loss_grad(
     n_components: int,
     block: int | None = None,
     threads: int | None = 1,
+    checked: bool = False,
 ) -> tuple[float, np.ndarray]:
     """MLKR loss ``Σ (ŷ - y)²`` and its gradient in L (flattened), in row blocks.
 
@@ -63,6 +64,9 @@ def mlkr_loss_grad(
         Workers (None: every core). The blocks form a fixed number of groups, each summed
         in order, and the groups are summed in order whichever thread ran them, so the
         result is the same bits at any thread count.
+    checked : bool, default=False
+        Distances through the checked ``pysim.cdist`` (see ``_base.sqeuclidean_block``);
+        an unchecked evaluation that comes out non-finite is repeated checked.
     """
     n, d = X.shape
     L = flat_L.reshape(n_components, d)
@@ -70,8 +74,8 @@ def mlkr_loss_grad(
     # [X, y X, y, 1]: one product E_B F of the unnormalised softmax block gives the row sums,
     # ŷ and P_B X, P_B (y X) at once (see _mlkr_blocks). y is centred first (ŷ - y and
     # y_j - ŷ_i do not change), so E (y X) - ŷ E X cancels little.
-    y = y - y.mean()
-    F = np.concatenate([X, X * y[:, None], y[:, None], np.ones((n, 1))], axis=1)
+    yc = y - y.mean()
+    F = np.concatenate([X, X * yc[:, None], yc[:, None], np.ones((n, 1))], axis=1)
     rows = block or min(block_rows(n), max(_MIN_ROWS, -(-n // _MIN_BLOCKS)))
     if block is None and block_rows(n) >= n:
         # One block holds everything (n <= 512): a thread hand-off per evaluation costs
@@ -81,10 +85,12 @@ def mlkr_loss_grad(
         n,
         rows,
         _MAX_GROUPS,
-        lambda starts: _mlkr_blocks(starts, rows, Z, X, F, y),
+        lambda starts: _mlkr_blocks(starts, rows, Z, X, F, yc, checked),
         resolve_threads(threads),
     )
     grad = 4.0 * (L @ (M + M.T - (X.T * colsum) @ X))
+    if not checked and not (np.isfinite(loss) and np.isfinite(grad).all()):
+        return mlkr_loss_grad(flat_L, X, y, n_components, block, threads, checked=True)
     return loss, grad.ravel()
 
 
@@ -96,7 +102,7 @@ _MIN_ROWS = 128
 _MAX_GROUPS = 32
 
 
-def _mlkr_blocks(bounds, rows, Z, X, F, y):
+def _mlkr_blocks(bounds, rows, Z, X, F, y, checked):
     """Loss, Σ_B X_Bᵀ (W_B X) and colsum(W) over the row blocks starting at `bounds`, with
     pysim's kernels on the calling thread (the caller parallelises over groups of blocks).
 
@@ -114,7 +120,7 @@ def _mlkr_blocks(bounds, rows, Z, X, F, y):
     # each keeps the loop that fuses its own updates.
     for b0 in bounds:
         b1 = min(n, b0 + rows)
-        E = nearest_shifted_exp(cdist(Z[b0:b1], Z, "sqeuclidean", threads=1), b0)
+        E = nearest_shifted_exp(sqeuclidean_block(Z[b0:b1], Z, checked), b0)
         G = E @ F  # (m, 2d + 2): E X, E (y X), E y, row sums
         inv = 1.0 / G[:, -1]
         yhat = G[:, -2] * inv

@@ -36,7 +36,6 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _core
 from .._distances import cdist, dot
 from .._validation import resolve_threads, serial_blas
 from ._base import (
@@ -48,6 +47,7 @@ from ._base import (
     check_n_components,
     initial_components,
     nearest_shifted_exp,
+    sqeuclidean_block,
     sum_block_groups,
 )
 
@@ -128,14 +128,7 @@ def _nca_dense(
     X, X1 = data.X, data.X_ones
     d = X.shape[1]
     Z = X @ L.T
-    # The core's cdist directly: the wrapper's checks cost more than the kernel at this size.
-    # Only a non-finite result (L overflowing in a line search, say) takes the checked path
-    # (its magnitude rescaling, or its error naming the culprit).
-    if checked:
-        D = cdist(Z, Z, "sqeuclidean", threads=1)
-    else:
-        D = _core.cdist_f64(Z, Z, _core.Metric.sqeuclidean, 1)
-    E = nearest_shifted_exp(D, 0)
+    E = nearest_shifted_exp(sqeuclidean_block(Z, Z, checked), 0)
     A = E * data.same_class
     GE = E @ X1  # (n, d + 1): E X, row sums s
     GA = A @ X1  # A X, same-class sums s p
