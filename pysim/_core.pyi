@@ -42,6 +42,7 @@ __all__: list[str] = [
     "rec_recommend_dense",
     "rec_recommend_sparse",
     "scml_hinge_loss_grad",
+    "shifted_exp_rows",
     "simd_info",
 ]
 
@@ -610,6 +611,16 @@ def scml_hinge_loss_grad(
 ) -> tuple:
     """SCML's smoothed-hinge loss sum and gradient sum, one pass over Phi
     (csrc/metric/scml.hpp); returns (loss, grad)."""
+
+def shifted_exp_rows(
+    E: numpy.typing.NDArray[numpy.float64],
+    shifts: numpy.typing.NDArray[numpy.float64],
+    out: typing.Any = None,
+    threads: typing.SupportsInt | typing.SupportsIndex = 1,
+) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    out[i, j] = exp(E[i, j] - shifts[i]) (float64, C-contiguous; out may be E).
+    """
 
 def simd_info() -> dict:
     """

@@ -24,7 +24,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 import pysim
 from pysim.metric_learning._base import LabelledData, run_tasks, same_class_neighbors
 from pysim.metric_learning._lmnn import ImpostorCache, find_impostors, lmnn_loss_grad
-from pysim.metric_learning._nca import nca_loss_grad
+from pysim.metric_learning._nca import _nca_dense, nca_loss_grad
 
 LEARNERS = [
     lambda: pysim.Whitening(),
@@ -92,6 +92,19 @@ def test_nca_dense_path_matches_blocks(rng):
     blocked = nca_loss_grad(L, data, 3, block=16)
     np.testing.assert_allclose(dense[0], blocked[0], rtol=1e-12)
     np.testing.assert_allclose(dense[1], blocked[1], rtol=1e-10, atol=1e-12)
+
+
+def test_nca_overflowing_distances_take_the_checked_path(rng):
+    """Rows whose squared norms overflow float64 (distances between them do not): the
+    one-block path's unchecked result is not finite, so it is repeated through pysim.cdist's
+    rescaling, exactly as the checked evaluation computes it."""
+    X = 1e154 * (3.0 + 0.01 * rng.standard_normal((60, 4)))
+    data = LabelledData(X, rng.integers(0, 3, 60))
+    L = np.eye(2, 4)
+    loss, grad = nca_loss_grad(L.ravel(), data, 2)
+    want = _nca_dense(L, data, checked=True)
+    assert np.isfinite(loss) and loss == want[0]
+    np.testing.assert_array_equal(grad, want[1])
 
 
 def test_nca_threads_agree(rng):
@@ -386,6 +399,37 @@ def test_bad_labels(rng, cls):
         cls().fit(Xn, np.arange(20) % 2)
     with pytest.raises(ValueError, match="Reshape"):
         cls().fit(X[:, 0], np.arange(20) % 2)
+
+
+def test_plain_input_fast_path_matches_validated_input(rng):
+    """Finite float64 C-contiguous X with integer y skips validate_data: same fit, same
+    attributes, and the same errors as input that goes through it."""
+    X, y = noisy_classes(rng, n=60)
+    fast = pysim.NCA(max_iter=5).fit(X, y)
+    slow = pysim.NCA(max_iter=5).fit(X.tolist(), y.tolist())
+    np.testing.assert_array_equal(fast.components_, slow.components_)
+    assert fast.n_features_in_ == slow.n_features_in_ == X.shape[1]
+    for bad in (np.inf, np.nan):
+        Xb = X.copy()
+        Xb[4, 2] = bad
+        with pytest.raises(ValueError) as fast_error:
+            pysim.NCA().fit(Xb, y)
+        with pytest.raises(ValueError) as slow_error:
+            pysim.NCA().fit(Xb.tolist(), y)
+        assert str(fast_error.value) == str(slow_error.value)
+    with pytest.raises(ValueError, match="minimum of 2 is required"):
+        pysim.NCA().fit(X[:1], y[:1])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        pysim.NCA().fit(X, y[:-1])
+
+
+def test_plain_input_refit_forgets_feature_names(rng):
+    pd = pytest.importorskip("pandas")
+    X, y = noisy_classes(rng, n=60)
+    model = pysim.NCA(max_iter=3).fit(pd.DataFrame(X, columns=[f"f{i}" for i in range(15)]), y)
+    assert hasattr(model, "feature_names_in_")
+    model.fit(X, y)  # refit on a plain array forgets the names, as validate_data does
+    assert not hasattr(model, "feature_names_in_")
 
 
 def test_whitening_bad_input(rng):

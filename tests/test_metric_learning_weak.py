@@ -310,6 +310,19 @@ def test_mlkr_loss_and_gradient(rng, block):
     assert err < 1e-5 * max(1.0, loss)
 
 
+def test_mlkr_overflowing_distances_take_the_checked_path(rng):
+    """Rows whose squared norms overflow float64 (distances between them do not): the core
+    kernel's unchecked result is not finite, so the evaluation is repeated through
+    pysim.cdist's rescaling, exactly as `checked=True` computes it."""
+    X = 1e154 * (3.0 + 0.01 * rng.standard_normal((40, 3)))
+    y = rng.standard_normal(40)
+    flat = np.eye(2, 3).ravel()
+    loss, grad = mlkr_loss_grad(flat, X, y, 2)
+    want = mlkr_loss_grad(flat, X, y, 2, checked=True)
+    assert np.isfinite(loss) and loss == want[0]
+    np.testing.assert_array_equal(grad, want[1])
+
+
 def test_mlkr_and_scml_losses_do_not_depend_on_threads(rng):
     X = rng.standard_normal((700, 4))  # several row blocks, so threads share the work
     y = 50.0 + 30.0 * X[:, 0] + rng.standard_normal(700)  # offset targets: centring is exact

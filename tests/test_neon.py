@@ -5,6 +5,7 @@ Two native programs, each built from the NEON unit, the portable unit and a chec
 * tests/native/float_neon_check.cpp: every float32/float64 distance kernel (pair, many, panel,
   pack + tile with each epilogue; all tails and row remainders) against a double / long double
   reference within the contract's tolerances, and the panel kernel bit for bit against scalar;
+  the float64 shifted exponential in ulps against a long double exp, with its edge cases;
 * tests/native/quant_neon_check.cpp: every compressed-code kernel and conversion against the
   portable kernels that test_quant_kernels.py checks against numpy, built without and with the
   Armv8.2 dot-product instructions.

@@ -9,6 +9,7 @@ import reference
 from conftest import rel_tolerance
 
 import pysim
+from pysim import _core
 
 DIMS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 257, 768]
 METRICS = ["sqeuclidean", "euclidean", "cosine", "ip"]
@@ -134,4 +135,89 @@ def test_large_blocks_cross_packing_boundaries(isa, rng, dtype):
     got = pysim.cdist(A, B, "sqeuclidean", threads=2)
     assert_close(
         got, reference.cdist(A, B, "sqeuclidean"), reference.scale(A, B, "sqeuclidean"), dtype
+    )
+
+
+# ---------------------------------------------------------------- shifted exponential
+
+
+def exp_reference(t):
+    """exp of float64 arguments through long double (x87 80-bit / binary128), rounded to
+    float64: a reference within half an ulp or so, as the kernel's contract assumes."""
+    return np.exp(t.astype(np.longdouble)).astype(np.float64)
+
+
+def ulp_error(got, want):
+    """|got - want| in units of the last place of `want` (inf where got is not finite)."""
+    err = np.abs(got - want) / np.spacing(np.abs(want))
+    return np.where(np.isfinite(got), err, np.inf)
+
+
+@pytest.mark.parametrize("cols", [*range(0, 34), 63, 64, 65, 257])
+def test_shifted_exp_rows_matches_exp_within_two_ulp(isa, rng, cols):
+    # Every tail length of every vector width; arguments over the kernel's whole range.
+    E = rng.uniform(-700.0, 700.0, (5, cols))
+    E[1] = rng.standard_normal(cols)  # the softmax range: near 0
+    E[2] = -rng.exponential(30.0, cols)
+    shifts = rng.uniform(-3.0, 3.0, 5)
+    t = E - shifts[:, None]  # the same rounding as the kernel's subtraction
+    got = _core.shifted_exp_rows(E, shifts)
+    assert got.shape == E.shape and got.dtype == np.float64
+    assert ulp_error(got, exp_reference(t)).max(initial=0) <= 2.0
+    assert ulp_error(got, np.exp(t)).max(initial=0) <= 3.0  # numpy's own exp is within ~1 ulp
+
+
+def test_shifted_exp_rows_edge_cases(isa):
+    x = np.array(
+        [-np.inf, -1e300, -746.0, -709.0, -708.5, -708.0, -707.9, -1e-300, 0.0, 5e-324, 1e-10,
+         0.5 * np.log(2.0), 1.0, 700.0, 707.9, 708.0, 708.5, 1e300, np.inf, np.nan, -np.nan]
+    )  # fmt: skip
+    E = np.tile(x, (3, 1))
+    got = _core.shifted_exp_rows(E, np.zeros(3))
+    for row in got:
+        want = exp_reference(np.clip(x, None, 708.0))
+        want[x < -708.0] = 0.0  # below -708 (and -inf) flush to 0, not numpy's subnormals
+        np.testing.assert_array_equal(np.isnan(row), np.isnan(x))  # NaN propagates
+        ok = ~np.isnan(x)
+        assert ulp_error(row[ok], want[ok]).max() <= 2.0
+        assert (row[ok & (x < -708.0)] == 0.0).all()
+        assert row[x == 0.0][0] == 1.0  # exp(0) is exactly 1 (the row maximum's weight)
+        assert np.isfinite(row[ok]).all()  # arguments above 708 saturate at exp(708)
+
+
+def test_shifted_exp_rows_shift_per_row_in_place_and_threads(isa, rng):
+    E = rng.standard_normal((300, 517)) * 20.0
+    shifts = E.max(axis=1)
+    want = _core.shifted_exp_rows(E, shifts)
+    assert (want.max(axis=1) == 1.0).all()  # each row's maximum maps to exactly 1
+    threaded = _core.shifted_exp_rows(E, shifts, None, 2)  # 155k elements: the pool runs it
+    np.testing.assert_array_equal(threaded, want)
+    out = E.copy()
+    assert _core.shifted_exp_rows(out, shifts, out) is out
+    np.testing.assert_array_equal(out, want)
+
+
+def test_shifted_exp_rows_bad_input(rng):
+    E = rng.standard_normal((4, 6))
+    with pytest.raises(ValueError, match="shifts"):
+        _core.shifted_exp_rows(E, np.zeros(3))
+    with pytest.raises(ValueError, match="E must be a 2-D"):
+        _core.shifted_exp_rows(E[0], np.zeros(1))
+    with pytest.raises(ValueError, match="out must have the shape"):
+        _core.shifted_exp_rows(E, np.zeros(4), np.empty((4, 5)))
+    with pytest.raises(TypeError, match="out must be a float64"):
+        _core.shifted_exp_rows(E, np.zeros(4), np.empty((4, 6), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        _core.shifted_exp_rows(E, np.zeros(4), np.empty((6, 4)).T)
+    with pytest.raises(ValueError, match="threads"):
+        _core.shifted_exp_rows(E, np.zeros(4), None, 0)
+    with pytest.raises(TypeError):
+        _core.shifted_exp_rows(E.astype(np.float32), np.zeros(4))  # no silent conversion
+    with pytest.raises(TypeError):
+        _core.shifted_exp_rows(np.asfortranarray(E), np.zeros(4))
+
+
+def test_shifted_exp_slot_reports_the_active_level(isa):
+    assert pysim.simd_info()["kernels"]["shifted_exp_f64"] == (
+        "avx512" if isa.startswith("avx512") else isa
     )

@@ -1,11 +1,12 @@
 // Metric-learning kernels (csrc/metric/): arrays are checked and copied into outputs with the
-// GIL held, the sequential solver runs without it.
+// GIL held, the work (ITML's sequential solver, the softmax exponentials) runs without it.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
 
 #include "bindings/numpy_utils.hpp"
+#include "metric/exp_rows.hpp"
 #include "metric/itml.hpp"
 #include "metric/scml.hpp"
 
@@ -62,6 +63,37 @@ py::tuple scml_hinge_loss_grad(const CArray<float>& Phi, const CArray<double>& w
     return py::make_tuple(loss, grad);
 }
 
+// out = exp(E - shifts[:, None]); `out` may be E itself (in place) or None (a new array).
+py::array_t<double> shifted_exp_rows(const CArray<double>& E, const CArray<double>& shifts,
+                                     py::object out, int threads) {
+    const auto [rows, cols] = matrix_shape(E, "E");
+    require(shifts.ndim() == 1 && static_cast<std::size_t>(shifts.shape(0)) == rows,
+            "shifts must be 1-D with one entry per row of E");
+    const std::size_t nt = checked_threads(threads);
+    py::array_t<double> result;
+    if (out.is_none()) {
+        result = py::array_t<double>({rows, cols});
+    } else {
+        if (!py::isinstance<py::array_t<double>>(out))
+            throw py::type_error("out must be a float64 array");
+        auto arr = out.cast<py::array>();
+        require(arr.ndim() == 2 && static_cast<std::size_t>(arr.shape(0)) == rows &&
+                    static_cast<std::size_t>(arr.shape(1)) == cols,
+                "out must have the shape of E");
+        require((arr.flags() & py::array::c_style) != 0, "out must be C-contiguous");
+        require(arr.writeable(), "out must be writeable");
+        result = py::reinterpret_borrow<py::array_t<double>>(arr);
+    }
+    const double* x = E.data();
+    const double* s = shifts.data();
+    double* o = result.mutable_data();
+    {
+        py::gil_scoped_release nogil;
+        metric::shifted_exp_rows(x, rows, cols, s, o, nt);
+    }
+    return result;
+}
+
 } // namespace
 
 void bind_metric(py::module_& m) {
@@ -70,6 +102,9 @@ void bind_metric(py::module_& m) {
           py::arg("max_iter"), py::arg("tol"));
     m.def("scml_hinge_loss_grad", &scml_hinge_loss_grad, py::arg("Phi").noconvert(),
           py::arg("w").noconvert(), py::arg("width"), py::arg("groups"), py::arg("threads"));
+    m.def("shifted_exp_rows", &shifted_exp_rows, py::arg("E").noconvert(),
+          py::arg("shifts").noconvert(), py::arg("out") = py::none(), py::arg("threads") = 1,
+          "out[i, j] = exp(E[i, j] - shifts[i]) (float64, C-contiguous; out may be E).");
 }
 
 } // namespace pysim::bindings

@@ -58,6 +58,7 @@ void bind_simd(py::module_& m) {
             add_kernels(kernels, t.f64, "f64");
             kernels["widen_dot_f32_f64"] = isa_name(t.f32_f64.dot.isa);
             kernels["widen_axpy_f32_f64"] = isa_name(t.f32_f64.axpy.isa);
+            kernels["shifted_exp_f64"] = isa_name(t.shifted_exp.isa);
             add_quant_kernel_info(kernels, t);
             info["kernels"] = kernels;
             return info;

@@ -92,6 +92,11 @@ template <typename T>
 using ScanLtFn = std::size_t (*)(const T* row, const T* thr, std::size_t n,
                                  std::uint32_t* hits) noexcept;
 
+/// out[j] = exp(x[j] - shift) for j in [0, n), float64 (isa/exp_kernels.inl): the argument is
+/// clamped to [-708, 708] (so the result is a normal number, exp(708) at most), arguments below
+/// -708 (-inf included) give 0, NaN stays NaN; within 2 ulp of exp. `out` may be `x`.
+using ShiftedExpFn = void (*)(const double* x, std::size_t n, double shift, double* out) noexcept;
+
 /// A kernel and the ISA that provided it; the ISA is what pysim.simd_info() reports.
 template <typename Fn> struct Slot {
     Fn fn = nullptr;
@@ -133,7 +138,8 @@ struct KernelTable {
     Isa isa = Isa::scalar; // the level this table was built for
     Kernels<float> f32;
     Kernels<double> f64;
-    MixedKernels f32_f64; // float32 data, float64 arithmetic
+    MixedKernels f32_f64;           // float32 data, float64 arithmetic
+    Slot<ShiftedExpFn> shifted_exp; // float64 only: the softmax blocks of NCA / MLKR
 };
 
 // Each file in simd/isa/ defines exactly one of these and nothing else with external linkage.

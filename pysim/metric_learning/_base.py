@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .. import _core
 from .._distances import cdist, paired_distances
 
 # Entries of one row block of a dense (rows x n) work matrix: 2**18 float64 = 2 MiB, which
@@ -44,11 +45,42 @@ def block_rows(n_cols: int, minimum: int = 16) -> int:
     return max(minimum, _BLOCK_ELEMS // max(1, n_cols))
 
 
-#: Exponents below this are raised to it before ``np.exp`` in the softmax / kernel blocks
-#: (NCA, LFDA): libm's exp takes a slow path (several times the cost) where the result
-#: underflows to a subnormal or 0, and exp(-708) ≈ 3e-308 lies far below the rounding of any
-#: sum it joins.
-MIN_EXP_ARGUMENT = -708.0
+def shifted_exp_rows(E: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """In place: ``E[i, j] = exp(E[i, j] - shifts[i])`` (E float64 C-contiguous).
+
+    pysim's SIMD exponential (``_core.shifted_exp_rows``) instead of ``np.exp``, which was
+    most of an NCA / MLKR evaluation (scalar libm on most CPUs). Within 2 ulp of ``np.exp``;
+    arguments below -708 give 0 instead of a subnormal below 3.3e-308 (far below the rounding
+    of any sum they join), -inf gives 0, NaN stays NaN. The softmax and kernel blocks of NCA,
+    MLKR and LFDA all take their exponentials here.
+    """
+    return _core.shifted_exp_rows(E, shifts, E)
+
+
+def sqeuclidean_block(A: np.ndarray, B: np.ndarray, checked: bool) -> np.ndarray:
+    """Squared distances (float64 C-contiguous A, B) for the softmax blocks of NCA and MLKR.
+
+    ``checked=False`` calls the core kernel directly: on small blocks (wine, diabetes) the
+    wrapper's checks cost more than the kernel. Callers whose loss comes out non-finite
+    (L overflowing in a line search, say) re-run with ``checked=True``: ``pysim.cdist``, with
+    its magnitude rescaling and its error naming a NaN.
+    """
+    if checked:
+        return cdist(A, B, "sqeuclidean", threads=1)
+    return _core.cdist_f64(A, B, _core.Metric.sqeuclidean, 1)
+
+
+def nearest_shifted_exp(D: np.ndarray, first: int) -> np.ndarray:
+    """In place: squared distances ``D`` (m, n) of rows ``first .. first + m`` against all n
+    rows become ``exp(min_j D_ij - D_ij)`` with the self-pair ``(i, first + i)`` set to 0.
+
+    The unnormalised softmax of NCA and MLKR. Shifting each row by its smallest off-diagonal
+    distance gives the nearest neighbour weight 1, so a row sum is >= 1 and no row
+    underflows to all zeros.
+    """
+    np.negative(D, out=D)
+    D.flat[first :: D.shape[1] + 1] = -np.inf  # exactly the m self-pairs (first + m <= n)
+    return shifted_exp_rows(D, D.max(axis=1))
 
 
 def run_tasks(fn: Callable[[int], Any], n_tasks: int, workers: int) -> list[Any]:
@@ -104,6 +136,8 @@ def sum_block_groups(
     in group order, so the totals are the same bits at any thread count (the grouping
     depends on the data only). NCA's and MLKR's blocked loss and gradient share this.
     """
+    if rows >= n:  # one block: no grouping, no hand-off (the same bits)
+        return tuple(blocks([0]))
     starts = np.arange(0, n, rows)
     groups = [g.tolist() for g in np.array_split(starts, min(len(starts), n_groups))]
     parts = run_tasks(lambda g: blocks(groups[g]), len(groups), workers)
@@ -308,6 +342,17 @@ class LabelledData:
         that needs only a few rows takes them with ``rows``)."""
         return np.ascontiguousarray(self._source[self.order], dtype=np.float64)
 
+    @functools.cached_property
+    def X_ones(self) -> np.ndarray:
+        """``[X, 1]`` (n, d + 1): one product with it gives a matrix's ``· X`` and row sums."""
+        return np.hstack([self.X, np.ones((len(self.codes), 1))])
+
+    @functools.cached_property
+    def same_class(self) -> np.ndarray:
+        """(n, n) float64, 1 where sorted rows i and j share a class, else 0 (block diagonal;
+        for NCA's one-block path, n <= 512)."""
+        return (self.codes[:, None] == self.codes[None, :]).astype(np.float64)
+
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """``X[idx]`` (sorted-row indices) without gathering every row."""
         if "X" in self.__dict__:
@@ -317,7 +362,14 @@ class LabelledData:
 
 def check_labelled(estimator: BaseEstimator, X: Any, y: Any) -> LabelledData:
     """Validate (X, y) for a supervised metric learner; raise ValueError on unusable labels."""
-    X, y = validate_data(estimator, X, y, ensure_min_samples=2, dtype=[np.float64, np.float32])
+    if _plain_labelled(X, y):
+        # What validate_data(reset=True) leaves on the estimator for such input (its checks
+        # would all pass, at ~0.1 ms: a tenth of a small NCA fit).
+        estimator.n_features_in_ = X.shape[1]
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+    else:
+        X, y = validate_data(estimator, X, y, ensure_min_samples=2, dtype=[np.float64, np.float32])
     # A 1-D integer (or bool) y is always "binary" or "multiclass" for scikit-learn: skip the
     # check there (type_of_target costs ~0.5 ms, a tenth of a small NCA fit).
     if not (y.ndim == 1 and y.dtype.kind in "biu"):
@@ -335,6 +387,24 @@ def check_labelled(estimator: BaseEstimator, X: Any, y: Any) -> LabelledData:
             f"{single[0]!r} has one sample (drop it, or merge it into another class)"
         )
     return data
+
+
+def _plain_labelled(X: Any, y: Any) -> bool:
+    """True for input that scikit-learn's validation would pass through unchanged: finite
+    float64 C-contiguous 2-D numpy X (>= 2 rows, >= 1 column) and 1-D integer / bool numpy y
+    of the same length. Anything else takes validate_data (and its errors)."""
+    return (
+        type(X) is np.ndarray
+        and type(y) is np.ndarray
+        and X.dtype == np.float64
+        and X.ndim == 2
+        and X.flags.c_contiguous
+        and y.ndim == 1
+        and y.dtype.kind in "biu"
+        and X.shape[0] == y.shape[0] >= 2
+        and X.shape[1] >= 1
+        and bool(np.isfinite(X).all())
+    )
 
 
 def initial_components(

@@ -31,12 +31,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._distances import cdist
 from .._validation import resolve_threads, serial_blas
 from ._base import (
-    MIN_EXP_ARGUMENT,
     SupervisedMahalanobisMixin,
     block_rows,
     check_labelled,
     check_n_components,
     run_tasks,
+    shifted_exp_rows,
 )
 
 #: A class up to this size is one row block (its distance matrix at most 8 MiB), so its distances
@@ -80,20 +80,17 @@ def _class_scatters(
         sigma[b : b + rows] = np.sqrt(P[:, kk])
     sigma = np.maximum(sigma, 1e-12 * max(1.0, float(sigma.max(initial=0.0))))
     inv = 1.0 / sigma
-    floor = np.full(nc, MIN_EXP_ARGUMENT)
+    zero_shift = np.zeros(nc)
     Sw = np.zeros((d, d))
     Sb_same = np.zeros((d, d))
     for b in range(0, nc, rows):
         if rows < nc or D is None:
             D = _sq_distances(Z, b, scratch.matrices(min(rows, nc - b), nc)[0])
-        # A = exp(-D / (σ_i σ_j)), in place (the distances are not needed again). Exponents
-        # below -708 are raised to it: exp there underflows to subnormals or 0 through libm's
-        # slow path (4x the time of the whole pass on MNIST), and exp(-708) ≈ 3e-308 lies far
-        # below the rounding of any sum it joins (every row holds A_ii = 1).
+        # A = exp(-D / (σ_i σ_j)), in place (the distances are not needed again); every row
+        # holds A_ii = 1, so the exponentials below -708 that come out as 0 change no sum.
         D *= -inv[b : b + rows, None]
         D *= inv
-        np.maximum(D, floor, out=D)  # a row of the floor: numpy's scalar path is 2.5x slower
-        A = np.exp(D, out=D)
+        A = shifted_exp_rows(D, zero_shift[: len(D)])
         # ½ Σ_ij W_ij Δ Δᵀ over this block's rows i (W symmetric): Zᵢᵀ(rowsum Zᵢ - W Z),
         # summed over blocks gives Zᵀ(diag(W1) - W)Z.
         ZB = Z[b : b + rows]

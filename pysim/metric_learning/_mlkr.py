@@ -7,8 +7,10 @@ gradient is ``4 L (M + Mᵀ - Xᵀ diag(colsum W) X)``, ``M = Xᵀ W X`` — the
 NCA's, so the same blocked evaluation applies: W is produced one row block at a time from
 ``pysim.cdist`` in the projected space and reduced at once into the d x d matrix M and the
 vector colsum(W) (two BLAS products over the block's exponentials, W itself is never
-formed). Threads take fixed groups of blocks (``sum_block_groups``), summed in order: the same bits
-at any thread count. Memory is O(block x n + d²) where metric-learn holds several n x n
+formed). The exponentials come from pysim's SIMD kernel (``_base.nearest_shifted_exp``):
+numpy's float64 exp, scalar libm on most CPUs, was ~60% of an evaluation. Threads take
+fixed groups of blocks (``sum_block_groups``), summed in order: the same bits at any thread
+count. Memory is O(block x n + d²) where metric-learn holds several n x n
 matrices. scipy's L-BFGS-B does the optimisation (as metric-learn).
 
 The learned metric is what :class:`pysim.KNeighborsRegressor` (``metric_learner=MLKR()``)
@@ -25,7 +27,6 @@ from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from .._distances import cdist
 from .._validation import resolve_threads, serial_blas
 from ._base import (
     IterationReporter,
@@ -34,6 +35,8 @@ from ._base import (
     _seed,
     block_rows,
     check_n_components,
+    nearest_shifted_exp,
+    sqeuclidean_block,
     sum_block_groups,
 )
 
@@ -45,6 +48,7 @@ def mlkr_loss_grad(
     n_components: int,
     block: int | None = None,
     threads: int | None = 1,
+    checked: bool = False,
 ) -> tuple[float, np.ndarray]:
     """MLKR loss ``Σ (ŷ - y)²`` and its gradient in L (flattened), in row blocks.
 
@@ -60,6 +64,9 @@ def mlkr_loss_grad(
         Workers (None: every core). The blocks form a fixed number of groups, each summed
         in order, and the groups are summed in order whichever thread ran them, so the
         result is the same bits at any thread count.
+    checked : bool, default=False
+        Distances through the checked ``pysim.cdist`` (see ``_base.sqeuclidean_block``);
+        an unchecked evaluation that comes out non-finite is repeated checked.
     """
     n, d = X.shape
     L = flat_L.reshape(n_components, d)
@@ -67,8 +74,8 @@ def mlkr_loss_grad(
     # [X, y X, y, 1]: one product E_B F of the unnormalised softmax block gives the row sums,
     # ŷ and P_B X, P_B (y X) at once (see _mlkr_blocks). y is centred first (ŷ - y and
     # y_j - ŷ_i do not change), so E (y X) - ŷ E X cancels little.
-    y = y - y.mean()
-    F = np.concatenate([X, X * y[:, None], y[:, None], np.ones((n, 1))], axis=1)
+    yc = y - y.mean()
+    F = np.concatenate([X, X * yc[:, None], yc[:, None], np.ones((n, 1))], axis=1)
     rows = block or min(block_rows(n), max(_MIN_ROWS, -(-n // _MIN_BLOCKS)))
     if block is None and block_rows(n) >= n:
         # One block holds everything (n <= 512): a thread hand-off per evaluation costs
@@ -78,10 +85,12 @@ def mlkr_loss_grad(
         n,
         rows,
         _MAX_GROUPS,
-        lambda starts: _mlkr_blocks(starts, rows, Z, X, F, y),
+        lambda starts: _mlkr_blocks(starts, rows, Z, X, F, yc, checked),
         resolve_threads(threads),
     )
     grad = 4.0 * (L @ (M + M.T - (X.T * colsum) @ X))
+    if not checked and not (np.isfinite(loss) and np.isfinite(grad).all()):
+        return mlkr_loss_grad(flat_L, X, y, n_components, block, threads, checked=True)
     return loss, grad.ravel()
 
 
@@ -93,7 +102,7 @@ _MIN_ROWS = 128
 _MAX_GROUPS = 32
 
 
-def _mlkr_blocks(bounds, rows, Z, X, F, y):
+def _mlkr_blocks(bounds, rows, Z, X, F, y, checked):
     """Loss, Σ_B X_Bᵀ (W_B X) and colsum(W) over the row blocks starting at `bounds`, with
     pysim's kernels on the calling thread (the caller parallelises over groups of blocks).
 
@@ -111,11 +120,7 @@ def _mlkr_blocks(bounds, rows, Z, X, F, y):
     # each keeps the loop that fuses its own updates.
     for b0 in bounds:
         b1 = min(n, b0 + rows)
-        m = b1 - b0
-        E = cdist(Z[b0:b1], Z, "sqeuclidean", threads=1)
-        E[np.arange(m), np.arange(b0, b1)] = np.inf
-        np.subtract(E.min(axis=1)[:, None], E, out=E)
-        np.exp(E, out=E)
+        E = nearest_shifted_exp(sqeuclidean_block(Z[b0:b1], Z, checked), b0)
         G = E @ F  # (m, 2d + 2): E X, E (y X), E y, row sums
         inv = 1.0 / G[:, -1]
         yhat = G[:, -2] * inv

@@ -14,7 +14,9 @@ scikit-learn builds the n x n matrices P and W + Wᵀ at once (n = 20,000 needs 
 copy). Here W is produced one row block at a time and immediately reduced into the d x d
 matrix M and the vector c, so memory is O(block * n + d²). Per block: the squared distances
 in the projected space come from ``pysim.cdist`` (SIMD, GIL released), the softmax is a few
-in-place numpy passes over a cache-sized block, and ``W_B X`` is ``pysim.dot``. Threads
+in-place passes over a cache-sized block with pysim's SIMD exponential
+(``_base.nearest_shifted_exp``; numpy's float64 exp is scalar libm on most CPUs), and
+``W_B X`` is ``pysim.dot``. Threads
 take whole groups of blocks from a shared counter (``sum_block_groups``; the caller works too), so
 a thread the OS leaves waiting on a loaded machine holds up one group, not a fixed share;
 the groups are fixed by the data and summed in order, so the result is the same bits at any
@@ -37,7 +39,6 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from .._distances import cdist, dot
 from .._validation import resolve_threads, serial_blas
 from ._base import (
-    MIN_EXP_ARGUMENT,
     IterationReporter,
     LabelledData,
     SupervisedMahalanobisMixin,
@@ -45,6 +46,8 @@ from ._base import (
     check_labelled,
     check_n_components,
     initial_components,
+    nearest_shifted_exp,
+    sqeuclidean_block,
     sum_block_groups,
 )
 
@@ -83,7 +86,7 @@ def nca_loss_grad(
     n, d = X.shape
     L = flat_L.reshape(n_components, d)
     if (block or block_rows(n)) >= n:
-        return _nca_dense(L, X, data.starts)
+        return _nca_dense(L, data)
     rows = block or min(block_rows(n), max(_MIN_ROWS, -(-n // _MIN_BLOCKS)))
     Z = np.ascontiguousarray(X @ L.T)
     XT = np.ascontiguousarray(X.T)
@@ -113,40 +116,34 @@ _MAX_GROUPS = 32
 _GROUP_ELEMS = 1 << 22
 
 
-def _clip_exponents(E: np.ndarray) -> None:
-    # Most softmax entries underflow once L has spread the classes apart; exp(-708) is far
-    # below the rounding of a row sum that holds its nearest neighbour's 1. Callers set the
-    # diagonal back to -inf after this, so it stays exp(-inf) = 0.
-    np.maximum(E, MIN_EXP_ARGUMENT, out=E)
-
-
-def _nca_dense(L: np.ndarray, X: np.ndarray, starts: np.ndarray) -> tuple[float, np.ndarray]:
-    """`nca_loss_grad` when the whole n x n matrix is one block (n <= 512): the same
-    formulas in a dozen whole-matrix numpy passes. On small data (wine: 124 x 13) the
-    arithmetic is microseconds and the per-call overhead of the blocked path (segment
-    copies, kernel dispatch, per-block bookkeeping) was most of each evaluation.
+def _nca_dense(
+    L: np.ndarray, data: LabelledData, checked: bool = False
+) -> tuple[float, np.ndarray]:
+    """`nca_loss_grad` when the whole n x n matrix is one block (n <= 512), in a few
+    whole-matrix calls. On small data (wine: 124 x 13) the arithmetic is microseconds and
+    per-call overhead is most of an evaluation, so W is never formed: with E the shifted
+    exponentials, s their row sums and A = E ∘ same-class, ``W = diag(1/s) A - diag(p/s) E``,
+    and two products ``E [X, 1]``, ``A [X, 1]`` give ``W X``, the row sums and p at once.
     """
-    n = len(X)
-    Z = np.ascontiguousarray(X @ L.T)
-    P = cdist(Z, Z, "sqeuclidean", threads=1)
-    np.fill_diagonal(P, np.inf)
-    # Shift each row by its minimum before exp (see _nca_blocks), then normalise: P is the
-    # softmax, p_i its same-class mass (the rows are sorted by class: diagonal blocks).
-    np.subtract(P.min(axis=1)[:, None], P, out=P)
-    _clip_exponents(P)
-    np.fill_diagonal(P, -np.inf)
-    np.exp(P, out=P)
-    P /= P.sum(axis=1)[:, None]
-    classes = [(int(starts[c]), int(starts[c + 1])) for c in range(len(starts) - 1)]
-    p = np.concatenate([P[a:b, a:b].sum(axis=1) for a, b in classes])
-    # W_ij = P_ij ([same] - p_i); ∂f/∂L = 2 L Xᵀ (W + Wᵀ - diag(colsum W)) X.
-    W = P * (-p)[:, None]
-    for a, b in classes:
-        W[a:b, a:b] += P[a:b, a:b]
-    S = W + W.T
-    S.flat[:: n + 1] -= W.sum(axis=0)
-    grad = 2.0 * (L @ (X.T @ (S @ X)))
-    return -float(p.sum()), -grad.ravel()
+    X, X1 = data.X, data.X_ones
+    d = X.shape[1]
+    Z = X @ L.T
+    E = nearest_shifted_exp(sqeuclidean_block(Z, Z, checked), 0)
+    A = E * data.same_class
+    GE = E @ X1  # (n, d + 1): E X, row sums s
+    GA = A @ X1  # A X, same-class sums s p
+    inv = 1.0 / GE[:, d]
+    p = GA[:, d] * inv
+    q = p * inv
+    WX = inv[:, None] * GA[:, :d] - q[:, None] * GE[:, :d]
+    colsum = inv @ A - q @ E
+    M = X.T @ WX
+    # ∂f/∂L = 2 L (M + Mᵀ - Xᵀ diag(colsum W) X), as the blocked path.
+    grad = 2.0 * (L @ (M + M.T - (X.T * colsum) @ X))
+    loss = -float(p.sum())
+    if not checked and not (np.isfinite(loss) and np.isfinite(grad).all()):
+        return _nca_dense(L, data, checked=True)
+    return loss, -grad.ravel()
 
 
 def _nca_blocks(bounds, rows, Z, X, XT, data):
@@ -160,14 +157,7 @@ def _nca_blocks(bounds, rows, Z, X, XT, data):
     for b0 in bounds:
         b1 = min(n, b0 + rows)
         m = b1 - b0
-        D = cdist(Z[b0:b1], Z, "sqeuclidean", threads=1)
-        D[np.arange(m), np.arange(b0, b1)] = np.inf
-        # Shift each row by its minimum before exp: the nearest neighbour gets weight 1, so
-        # the normaliser is >= 1 and nothing underflows to an all-zero row.
-        np.subtract(D.min(axis=1)[:, None], D, out=D)
-        _clip_exponents(D)
-        D[np.arange(m), np.arange(b0, b1)] = -np.inf
-        np.exp(D, out=D)
+        D = nearest_shifted_exp(cdist(Z[b0:b1], Z, "sqeuclidean", threads=1), b0)
         norm = D.sum(axis=1)
         # Same-class probability mass of each row, one class run at a time.
         segments = []

@@ -7,6 +7,7 @@
 // aarch64 Linux). Tolerances are the contract's, relative to the norms: 1e-5 for float32,
 // 1e-12 for float64 (sqrt outputs are compared through |sqrt x - sqrt y| <= sqrt |x - y|).
 // l2sq_panel promises the same bits on every ISA, so it is compared with the scalar table's.
+// The float64 shifted exponential is checked in ulps against a long double exp.
 //
 //   aarch64-linux-gnu-g++ -std=c++17 -O2 -static -ffp-contract=off -Icsrc
 //       tests/native/float_neon_check.cpp csrc/simd/isa/scalar.cpp csrc/simd/isa/neon.cpp
@@ -307,6 +308,71 @@ void check_mixed(const MixedKernels& k, std::mt19937& g) {
     }
 }
 
+// shifted_exp: within 2 ulp of a long double exp (rounded to double) over every tail length,
+// and the contract's edge cases: below -708 and -inf give 0, above 708 saturates at exp(708),
+// NaN stays NaN, exp(0) is exactly 1.
+double ulps(double got, double want) {
+    if (!std::isfinite(got))
+        return std::numeric_limits<double>::infinity();
+    const double a = std::fabs(want);
+    const double spacing = std::nextafter(a, std::numeric_limits<double>::infinity()) - a;
+    return std::fabs(got - want) / spacing;
+}
+
+double exp_want(double t) {
+    if (t < -708.0)
+        return 0.0;
+    return double(std::exp(static_cast<long double>(t > 708.0 ? 708.0 : t)));
+}
+
+void check_shifted_exp(const KernelTable& t, std::mt19937& g) {
+    ++checks;
+    if (t.shifted_exp.isa != Isa::neon && ++failures <= 20)
+        std::printf("MISMATCH the shifted_exp slot is not NEON's\n");
+    std::uniform_real_distribution<double> u(-700.0, 700.0);
+    for (std::size_t n = 0; n < 40; ++n) {
+        std::vector<double> x(n), out(n + 1, -7.0);
+        for (auto& v : x)
+            v = u(g);
+        const double shift = 1.25;
+        t.shifted_exp.fn(x.data(), n, shift, out.data());
+        for (std::size_t i = 0; i < n; ++i) {
+            ++checks;
+            const double want = exp_want(x[i] - shift);
+            if (!(ulps(out[i], want) <= 2.0) && ++failures <= 20)
+                std::printf("MISMATCH shifted_exp n=%zu x=%.17g got=%.17g want=%.17g\n", n, x[i],
+                            out[i], want);
+        }
+        ++checks;
+        if (out[n] != -7.0 && ++failures <= 20)
+            std::printf("MISMATCH shifted_exp wrote past the end n=%zu\n", n);
+    }
+    const double inf = std::numeric_limits<double>::infinity();
+    const double edge[] = {-inf,  -1e300, -746.0, -709.0, -708.0, -707.9, 0.0,
+                           1e-10, 1.0,    707.9,  708.0,  708.5,  1e300,  inf};
+    const std::size_t m = sizeof(edge) / sizeof(edge[0]);
+    std::vector<double> out(m);
+    t.shifted_exp.fn(edge, m, 0.0, out.data());
+    for (std::size_t i = 0; i < m; ++i) {
+        ++checks;
+        const double want = exp_want(edge[i]);
+        const bool ok = want == 0.0 ? out[i] == 0.0 : ulps(out[i], want) <= 2.0;
+        if (!ok && ++failures <= 20)
+            std::printf("MISMATCH shifted_exp edge x=%.17g got=%.17g want=%.17g\n", edge[i], out[i],
+                        want);
+    }
+    ++checks;
+    if (out[6] != 1.0 && ++failures <= 20)
+        std::printf("MISMATCH shifted_exp exp(0) = %.17g\n", out[6]);
+    const double nan_in[3] = {std::nan(""), 1.0, std::nan("")};
+    double nan_out[3];
+    t.shifted_exp.fn(nan_in, 3, 0.0, nan_out);
+    ++checks;
+    if (!(std::isnan(nan_out[0]) && std::isnan(nan_out[2]) && !std::isnan(nan_out[1])) &&
+        ++failures <= 20)
+        std::printf("MISMATCH shifted_exp NaN does not propagate\n");
+}
+
 } // namespace
 
 int main() {
@@ -322,6 +388,7 @@ int main() {
         ++failures;
     }
     check_mixed(neon.f32_f64, gen);
+    check_shifted_exp(neon, gen);
     std::printf("%s (%ld checks, %d mismatches)\n", failures ? "FAIL" : "OK", checks, failures);
     return failures ? 1 : 0;
 }

@@ -98,8 +98,18 @@ struct F64 {
         s = _mm_add_sd(s, _mm_unpackhi_pd(s, s));
         return _mm_cvtsd_f64(s);
     }
+    // exp_kernels.inl: 2^k from s = k + 1.5 * 2^52 (k's bits moved into the exponent field),
+    // and v where !(a < b), 0 elsewhere.
+    static V pow2_bits(V s) noexcept {
+        const __m256i b = _mm256_add_epi64(_mm256_castpd_si256(s), _mm256_set1_epi64x(1023));
+        return _mm256_castsi256_pd(_mm256_slli_epi64(b, 52));
+    }
+    static V zero_where_lt(V v, V a, V b) noexcept {
+        return _mm256_andnot_pd(_mm256_cmp_pd(a, b, _CMP_LT_OQ), v);
+    }
 };
 
+#include "simd/isa/exp_kernels.inl"
 #include "simd/isa/generic_kernels.inl"
 
 } // namespace
@@ -108,6 +118,7 @@ void fill_avx2(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::avx2);
     fill_kernels<F64>(t.f64, Isa::avx2);
     fill_mixed<F64>(t.f32_f64, Isa::avx2);
+    t.shifted_exp = {&shifted_exp<F64>, Isa::avx2};
 }
 
 } // namespace pysim::simd

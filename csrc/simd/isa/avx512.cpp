@@ -81,8 +81,18 @@ struct F64 {
         return static_cast<std::uint32_t>(_mm512_cmp_pd_mask(a, b, _CMP_LT_OQ));
     }
     static T reduce(V v) noexcept { return _mm512_reduce_add_pd(v); }
+    // exp_kernels.inl: 2^k from s = k + 1.5 * 2^52 (k's bits moved into the exponent field),
+    // and v where !(a < b), 0 elsewhere.
+    static V pow2_bits(V s) noexcept {
+        const __m512i b = _mm512_add_epi64(_mm512_castpd_si512(s), _mm512_set1_epi64(1023));
+        return _mm512_castsi512_pd(_mm512_slli_epi64(b, 52));
+    }
+    static V zero_where_lt(V v, V a, V b) noexcept {
+        return _mm512_maskz_mov_pd(static_cast<__mmask8>(~_mm512_cmp_pd_mask(a, b, _CMP_LT_OQ)), v);
+    }
 };
 
+#include "simd/isa/exp_kernels.inl"
 #include "simd/isa/generic_kernels.inl"
 
 } // namespace
@@ -91,6 +101,7 @@ void fill_avx512(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::avx512);
     fill_kernels<F64>(t.f64, Isa::avx512);
     fill_mixed<F64>(t.f32_f64, Isa::avx512);
+    t.shifted_exp = {&shifted_exp<F64>, Isa::avx512};
 }
 
 } // namespace pysim::simd

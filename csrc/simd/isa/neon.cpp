@@ -94,8 +94,18 @@ struct F64 {
         return static_cast<std::uint32_t>(vaddvq_u64(vandq_u64(vcltq_f64(a, b), bits)));
     }
     static T reduce(V v) noexcept { return vaddvq_f64(v); }
+    // exp_kernels.inl: 2^k from s = k + 1.5 * 2^52 (k's bits moved into the exponent field),
+    // and v where !(a < b), 0 elsewhere.
+    static V pow2_bits(V s) noexcept {
+        const int64x2_t b = vaddq_s64(vreinterpretq_s64_f64(s), vdupq_n_s64(1023));
+        return vreinterpretq_f64_s64(vshlq_n_s64(b, 52));
+    }
+    static V zero_where_lt(V v, V a, V b) noexcept {
+        return vreinterpretq_f64_u64(vbicq_u64(vreinterpretq_u64_f64(v), vcltq_f64(a, b)));
+    }
 };
 
+#include "simd/isa/exp_kernels.inl"
 #include "simd/isa/generic_kernels.inl"
 
 } // namespace
@@ -104,6 +114,7 @@ void fill_neon(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::neon);
     fill_kernels<F64>(t.f64, Isa::neon);
     fill_mixed<F64>(t.f32_f64, Isa::neon);
+    t.shifted_exp = {&shifted_exp<F64>, Isa::neon};
 }
 
 } // namespace pysim::simd

@@ -11,6 +11,8 @@
 // one instruction set's vocabulary, here the portable one); the kernels built on them are
 // written once in the .inl files (duplicates pairs the traits by shape).
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "simd/kernels.hpp"
 
@@ -75,6 +77,24 @@ template <typename Scalar> struct Lanes4 {
         return r;
     }
     static T reduce(V a) noexcept { return (a.x[0] + a.x[1]) + (a.x[2] + a.x[3]); }
+    // exp_kernels.inl (double only): 2^k from s = k + 1.5 * 2^52 (k's bits moved into the
+    // exponent field), and v where !(a < b), 0 elsewhere.
+    static V pow2_bits(V s) noexcept {
+        V r;
+        for (std::size_t i = 0; i < W; ++i) {
+            std::uint64_t b;
+            std::memcpy(&b, &s.x[i], sizeof b);
+            b = (b + 1023u) << 52;
+            std::memcpy(&r.x[i], &b, sizeof b);
+        }
+        return r;
+    }
+    static V zero_where_lt(V v, V a, V b) noexcept {
+        V r;
+        for (std::size_t i = 0; i < W; ++i)
+            r.x[i] = a.x[i] < b.x[i] ? T(0) : v.x[i];
+        return r;
+    }
     static std::uint32_t lt_mask(V a, V b) noexcept {
         std::uint32_t m = 0;
         for (std::size_t i = 0; i < W; ++i)
@@ -86,6 +106,7 @@ template <typename Scalar> struct Lanes4 {
 using F32 = Lanes4<float>;
 using F64 = Lanes4<double>;
 
+#include "simd/isa/exp_kernels.inl"
 #include "simd/isa/generic_kernels.inl"
 
 } // namespace
@@ -94,6 +115,7 @@ void fill_scalar(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::scalar);
     fill_kernels<F64>(t.f64, Isa::scalar);
     fill_mixed<F64>(t.f32_f64, Isa::scalar);
+    t.shifted_exp = {&shifted_exp<F64>, Isa::scalar};
 }
 
 } // namespace pysim::simd
