@@ -603,11 +603,14 @@ def table_markdown(records: list[dict[str, Any]]) -> str:
                     f"| {learner} | {ds} | {_fmt_score(p, kind)} | {twin} | "
                     f"{_fmt_score(t, kind)} | {delta} | {_fmt_fit(p)} | {_fmt_fit(t)} | {speed} |"
                 )
+    # The cap the rows were measured with (report.py builds this table in another process,
+    # whose quick-mode constants need not be the run's).
+    cap = max((float(r.get("cap_s", TWIN_CAP_S)) for r in rows), default=TWIN_CAP_S)
     return (
         "3-NN test accuracy in % (regression sets: 3-NN regression RMSE, Δ = twin − pysim, "
         "so positive = pysim better), median fit time (wall, and CPU seconds of the fitting "
         "process in brackets: on a loaded machine the CPU ratio is the steadier one), same "
-        f"run, 2 threads; a twin past {TWIN_CAP_S:.0f} s (wall) is stopped.\n\n" + "\n".join(lines)
+        f"run, 2 threads; a twin past {cap:.0f} s (wall) is stopped.\n\n" + "\n".join(lines)
     )
 
 
@@ -732,9 +735,10 @@ def verification_markdown(records: list[dict[str, Any]]) -> str:
     if not by:
         return ""
     base = by.get("euclidean", {}).get("eer")
+    sizes = next(iter(by.values())).get("pairs", "")  # as measured (see table_markdown)
     lines = [
-        f"Verification on digits pairs ({2 * N_PAIRS} training pairs, half same-class; EER on "
-        f"{2 * N_TEST_PAIRS} pairs of held-out digits; Euclidean EER "
+        f"Verification on digits pairs ({sizes}; half of each same-class; EER on the pairs of "
+        "held-out digits; Euclidean EER "
         + (f"{100 * base:.2f} %" if base is not None else "-")
         + "):",
         "",
