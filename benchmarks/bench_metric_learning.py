@@ -529,13 +529,7 @@ def test_target_table(benchmark, twin_worker, learner, dataset, contender):
         result["score"] = float(np.mean(scores))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    if "error" in result and contender.startswith("pysim"):
-        raise AssertionError(f"{contender} failed on {dataset}: {result['error']}")
-    status = "ok"
-    if result.get("timeout"):
-        status = f"> {TWIN_CAP_S:.0f} s"
-    elif "error" in result:
-        status = "error: " + result["error"]
+    status = _status(result, contender, dataset)
     kind = "rmse" if dataset in ("diabetes", "friedman1") else "accuracy"
     row = {
         "contender": contender,
@@ -556,6 +550,17 @@ def test_target_table(benchmark, twin_worker, learner, dataset, contender):
         f"\n{dataset:12s} {contender:24s} {status:10s} {result.get('score')} {result.get('fit_s')}"
         f" cpu {result.get('cpu_s')}"
     )
+
+
+def _status(result: dict[str, Any], contender: str, where: str) -> str:
+    """A row's status: "ok", "> cap s" or "error: ..."; a pysim contender may not fail."""
+    if "error" in result and contender.startswith("pysim"):
+        raise AssertionError(f"{contender} failed on {where}: {result['error']}")
+    if result.get("timeout"):
+        return f"> {TWIN_CAP_S:.0f} s"
+    if "error" in result:
+        return "error: " + result["error"]
+    return "ok"
 
 
 def _fmt_fit(r: dict[str, Any] | None) -> str:
@@ -705,13 +710,7 @@ def test_pair_verification(benchmark, twin_worker, contender):
             result.update(twin_worker.run(contender, "digits", 0, TWIN_CAP_S, kind="pairs"))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    if "error" in result and contender.startswith("pysim"):
-        raise AssertionError(f"{contender} failed on the digits pairs: {result['error']}")
-    status = "ok"
-    if result.get("timeout"):
-        status = f"> {TWIN_CAP_S:.0f} s"
-    elif "error" in result:
-        status = "error: " + result["error"]
+    status = _status(result, contender, "the digits pairs")
     row = {
         "contender": contender,
         "dataset": "digits",
