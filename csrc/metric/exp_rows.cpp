@@ -1,3 +1,4 @@
+// See exp_rows.hpp: rows split over the pool, each through the dispatched shifted_exp kernel.
 #include "metric/exp_rows.hpp"
 
 #include "common/parallel.hpp"
