@@ -877,3 +877,20 @@ def test_mlkr_tolerance_is_relative_to_the_target_scale(rng):
     assert m.n_iter_ < 1000  # converges instead of running out of iterations
     M = m.get_mahalanobis_matrix()
     assert M[0, 0] > 5 * max(abs(M[1, 1]), abs(M[2, 2]), abs(M[3, 3]))
+
+
+@pytest.mark.parametrize("n", [40, 600, 2100])  # every pair; sampled from the Gram; chunked
+def test_itml_default_bounds_match_the_direct_distances(rng, n):
+    from pysim.metric_learning._itml import _MAX_BOUND_PAIRS, default_bounds
+    from pysim.metric_learning._weakly import rng_of
+
+    X = rng.standard_normal((n, 9)) * 3.0 + 5.0  # off-centre: the Gram form's cancellation
+    got = default_bounds(X, 7)
+    r = rng_of(7)  # the same draw as default_bounds'
+    if n * (n - 1) // 2 <= _MAX_BOUND_PAIRS:
+        i, j = np.triu_indices(n, 1)
+    else:
+        i, j = r.integers(0, n, _MAX_BOUND_PAIRS), r.integers(0, n, _MAX_BOUND_PAIRS)
+        i, j = i[i != j], j[i != j]
+    want = np.percentile(np.sqrt(((X[i] - X[j]) ** 2).sum(axis=1)), (5, 95))
+    np.testing.assert_allclose(got, want, rtol=1e-9)
