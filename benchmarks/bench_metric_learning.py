@@ -360,6 +360,12 @@ def table_splits(name: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 #: Seconds to wait before a timed fit (see settle_blas).
 BLAS_SETTLE_S = 0.3
+#: A fit shorter than SHORT_FIT_S is timed SHORT_FIT_REPEATS times (fresh estimators, both
+#: sides alike) and its median reported: one cold millisecond fit is mostly the process
+#: waking up (OpenBLAS threads, first-touch pages), and a twin's single Covariance fit took
+#: 3.4, 145 and 3.9 ms in three runs. The first fit's time is kept as ``first_fit_s``.
+SHORT_FIT_S = 0.1
+SHORT_FIT_REPEATS = 5
 
 
 def settle_blas() -> None:
@@ -386,15 +392,26 @@ def fit_score(contender: str, dataset: str, split: int, on_start=None) -> dict[s
         t0, c0 = time.perf_counter(), time.process_time()
         model.fit(Xtr, ytr)
         fit_s, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+        times = {"first_fit_s": fit_s}
+        if fit_s < SHORT_FIT_S:  # a millisecond fit: the median of SHORT_FIT_REPEATS fits
+            fits, cpus = [fit_s], [cpu_s]
+            for _ in range(SHORT_FIT_REPEATS - 1):
+                again = _contenders()[contender](TABLE_SEED + split)
+                t0, c0 = time.perf_counter(), time.process_time()
+                again.fit(Xtr, ytr)
+                fits.append(time.perf_counter() - t0)
+                cpus.append(time.process_time() - c0)
+            fit_s, cpu_s = statistics.median(fits), statistics.median(cpus)
         Ztr, Zte = model.transform(Xtr), model.transform(Xte)
+    times.update(fit_s=fit_s, cpu_s=cpu_s)
     if not (np.isfinite(Ztr).all() and np.isfinite(Zte).all()):
         return {"error": "non-finite transform"}
     if dataset in REGRESS_SETS or dataset in ("diabetes", "friedman1"):
         from sklearn.neighbors import KNeighborsRegressor
 
         pred = KNeighborsRegressor(3).fit(Ztr, ytr).predict(Zte)
-        return {"fit_s": fit_s, "cpu_s": cpu_s, "rmse": float(np.sqrt(np.mean((pred - yte) ** 2)))}
-    return {"fit_s": fit_s, "cpu_s": cpu_s, "accuracy": knn3_accuracy(Ztr, ytr, Zte, yte)}
+        return {**times, "rmse": float(np.sqrt(np.mean((pred - yte) ** 2)))}
+    return {**times, "accuracy": knn3_accuracy(Ztr, ytr, Zte, yte)}
 
 
 class TwinWorker:
@@ -512,7 +529,7 @@ def test_target_table(benchmark, twin_worker, learner, dataset, contender):
     result: dict[str, Any] = {}
 
     def run():
-        fits, cpus, scores = [], [], []
+        fits, cpus, scores, firsts = [], [], [], []
         for split in range(n):
             if in_process:
                 out = fit_score(contender, dataset, split)
@@ -523,9 +540,11 @@ def test_target_table(benchmark, twin_worker, learner, dataset, contender):
                 return  # a twin past the cap (or broken) is not retried on the other splits
             fits.append(out["fit_s"])
             cpus.append(out["cpu_s"])
+            firsts.append(out.get("first_fit_s", out["fit_s"]))
             scores.append(out.get("accuracy", out.get("rmse")))
         result["fit_s"] = statistics.median(fits)
         result["cpu_s"] = statistics.median(cpus)
+        result["first_fit_s"] = statistics.median(firsts)
         result["score"] = float(np.mean(scores))
 
     benchmark.pedantic(run, rounds=1, iterations=1)
@@ -539,6 +558,7 @@ def test_target_table(benchmark, twin_worker, learner, dataset, contender):
         "status": status,
         "fit_s": result.get("fit_s"),
         "cpu_s": result.get("cpu_s"),
+        "first_fit_s": result.get("first_fit_s"),
         kind: result.get("score"),
         "split": f"{n} split(s), seed {TABLE_SEED}",
         "cap_s": TWIN_CAP_S,
@@ -614,8 +634,9 @@ def table_markdown(records: list[dict[str, Any]]) -> str:
     return (
         "3-NN test accuracy in % (regression sets: 3-NN regression RMSE, Δ = twin − pysim, "
         "so positive = pysim better), median fit time (wall, and CPU seconds of the fitting "
-        "process in brackets: on a loaded machine the CPU ratio is the steadier one), same "
-        f"run, 2 threads; a twin past {cap:.0f} s (wall) is stopped.\n\n" + "\n".join(lines)
+        "process in brackets: on a loaded machine the CPU ratio is the steadier one; a fit "
+        f"under {SHORT_FIT_S:g} s is the median of {SHORT_FIT_REPEATS} fits), same run, 2 "
+        f"threads; a twin past {cap:.0f} s (wall) is stopped.\n\n" + "\n".join(lines)
     )
 
 
