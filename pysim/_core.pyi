@@ -34,6 +34,7 @@ __all__: list[str] = [
     "dot_f32",
     "dot_f64",
     "itml_projections",
+    "nca_dense_objective",
     "paired_f32",
     "paired_f64",
     "rec_ease_weights",
@@ -531,6 +532,18 @@ def itml_projections(
     tol: typing.SupportsFloat | typing.SupportsIndex,
 ) -> tuple:
     """ITML's cyclic Bregman projections (csrc/metric/itml.hpp); returns (A, passes, conv)."""
+
+def nca_dense_objective(
+    X: numpy.typing.NDArray[numpy.float64],
+    XT: numpy.typing.NDArray[numpy.float64],
+    L: numpy.typing.NDArray[numpy.float64],
+    starts: numpy.typing.NDArray[numpy.int64],
+    threads: typing.SupportsInt | typing.SupportsIndex = 1,
+) -> tuple[float, numpy.typing.NDArray[numpy.float64]]:
+    """
+    NCA's objective sum_i p_i and its gradient (k, d) for rows sorted by class
+    (csrc/metric/nca.hpp; X (n, d), XT its transpose, L (k, d), starts the class bounds).
+    """
 
 def paired_f32(
     xa: numpy.typing.NDArray[numpy.float32],

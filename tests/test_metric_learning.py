@@ -22,9 +22,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import pysim
+from pysim import _core
 from pysim.metric_learning._base import LabelledData, run_tasks, same_class_neighbors
 from pysim.metric_learning._lmnn import ImpostorCache, find_impostors, lmnn_loss_grad
-from pysim.metric_learning._nca import _nca_dense, nca_loss_grad
+from pysim.metric_learning._nca import _nca_dense, _nca_dense_checked, nca_loss_grad
 
 LEARNERS = [
     lambda: pysim.Whitening(),
@@ -102,9 +103,45 @@ def test_nca_overflowing_distances_take_the_checked_path(rng):
     data = LabelledData(X, rng.integers(0, 3, 60))
     L = np.eye(2, 4)
     loss, grad = nca_loss_grad(L.ravel(), data, 2)
-    want = _nca_dense(L, data, checked=True)
+    want = _nca_dense_checked(L, data)
     assert np.isfinite(loss) and loss == want[0]
     np.testing.assert_array_equal(grad, want[1])
+
+
+@pytest.mark.parametrize(
+    ("n", "d", "k", "n_classes"), [(2, 1, 1, 1), (37, 5, 2, 3), (200, 9, 9, 7)]
+)
+def test_nca_compiled_dense_path_matches_numpy_and_finite_differences(isa, rng, n, d, k, n_classes):
+    """The one-call C++ evaluation (n <= 512), on every kernel level, against the numpy
+    formulas and against central differences of its own loss."""
+    X = rng.standard_normal((n, d))
+    data = LabelledData(X, rng.integers(0, n_classes, n))
+    L = 0.7 * rng.standard_normal((k, d))
+    loss, grad = _nca_dense(L, data)
+    want = _nca_dense_checked(L, data)
+    np.testing.assert_allclose(loss, want[0], rtol=1e-12)
+    np.testing.assert_allclose(grad, want[1], rtol=1e-10, atol=1e-12)
+    eps = 1e-6
+    for idx in [(0, 0), (k - 1, d - 1)]:
+        E = np.zeros_like(L)
+        E[idx] = eps
+        fd = (_nca_dense(L + E, data)[0] - _nca_dense(L - E, data)[0]) / (2 * eps)
+        np.testing.assert_allclose(grad[idx[0] * d + idx[1]], fd, rtol=1e-5, atol=1e-7)
+
+
+def test_nca_dense_binding_checks_its_arrays(rng):
+    X = rng.standard_normal((10, 3))
+    XT = np.ascontiguousarray(X.T)
+    L = np.eye(3)
+    starts = np.array([0, 4, 10], dtype=np.int64)
+    with pytest.raises(ValueError, match="starts"):
+        _core.nca_dense_objective(X, XT, L, np.array([0, 4, 9], dtype=np.int64))
+    with pytest.raises(ValueError, match="starts"):
+        _core.nca_dense_objective(X, XT, L, np.array([0, 6, 4, 10], dtype=np.int64))
+    with pytest.raises(ValueError, match="XT"):
+        _core.nca_dense_objective(X, X.copy(), L, starts)
+    with pytest.raises(ValueError, match="L"):
+        _core.nca_dense_objective(X, XT, np.eye(2), starts)
 
 
 def test_nca_threads_agree(rng):

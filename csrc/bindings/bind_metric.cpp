@@ -8,6 +8,7 @@
 #include "bindings/numpy_utils.hpp"
 #include "metric/exp_rows.hpp"
 #include "metric/itml.hpp"
+#include "metric/nca.hpp"
 #include "metric/scml.hpp"
 
 namespace pysim::bindings {
@@ -63,6 +64,37 @@ py::tuple scml_hinge_loss_grad(const CArray<float>& Phi, const CArray<double>& w
     return py::make_tuple(loss, grad);
 }
 
+// NCA's objective and gradient for n <= 512 rows sorted by class (pysim.metric_learning._nca).
+py::tuple nca_dense_objective(const CArray<double>& X, const CArray<double>& XT,
+                              const CArray<double>& L, const CArray<std::int64_t>& starts,
+                              int threads) {
+    const auto [n, d] = matrix_shape(X, "X");
+    const auto [dt, nt] = matrix_shape(XT, "XT");
+    require(dt == d && nt == n, "XT must be the transpose of X");
+    const auto [k, dl] = matrix_shape(L, "L");
+    require(dl == d, "L must have as many columns as X");
+    require(n >= 2 && k >= 1, "X needs 2 rows or more and L one row or more");
+    require(starts.ndim() == 1 && starts.shape(0) >= 2, "starts must be 1-D with 2+ entries");
+    const std::size_t n_classes = static_cast<std::size_t>(starts.shape(0)) - 1;
+    const std::int64_t* s = starts.data();
+    require(s[0] == 0 && s[n_classes] == static_cast<std::int64_t>(n),
+            "starts must run from 0 to the number of rows");
+    for (std::size_t c = 0; c < n_classes; ++c)
+        require(s[c] <= s[c + 1], "starts must be non-decreasing");
+    const std::size_t n_threads = checked_threads(threads);
+    py::array_t<double> grad({k, d});
+    double* g = grad.mutable_data();
+    const double* x = X.data();
+    const double* xt = XT.data();
+    const double* l = L.data();
+    double f = 0.0;
+    {
+        py::gil_scoped_release nogil;
+        f = metric::nca_dense_objective(x, xt, n, d, l, k, s, n_classes, n_threads, g);
+    }
+    return py::make_tuple(f, grad);
+}
+
 // out = exp(E - shifts[:, None]); `out` may be E itself (in place) or None (a new array).
 py::array_t<double> shifted_exp_rows(const CArray<double>& E, const CArray<double>& shifts,
                                      py::object out, int threads) {
@@ -102,6 +134,10 @@ void bind_metric(py::module_& m) {
           py::arg("max_iter"), py::arg("tol"));
     m.def("scml_hinge_loss_grad", &scml_hinge_loss_grad, py::arg("Phi").noconvert(),
           py::arg("w").noconvert(), py::arg("width"), py::arg("groups"), py::arg("threads"));
+    m.def("nca_dense_objective", &nca_dense_objective, py::arg("X").noconvert(),
+          py::arg("XT").noconvert(), py::arg("L").noconvert(), py::arg("starts").noconvert(),
+          py::arg("threads") = 1,
+          "NCA's objective sum_i p_i and its gradient (k, d) for rows sorted by class.");
     m.def("shifted_exp_rows", &shifted_exp_rows, py::arg("E").noconvert(),
           py::arg("shifts").noconvert(), py::arg("out") = py::none(), py::arg("threads") = 1,
           "out[i, j] = exp(E[i, j] - shifts[i]) (float64, C-contiguous; out may be E).");

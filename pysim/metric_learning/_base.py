@@ -343,6 +343,11 @@ class LabelledData:
         return np.ascontiguousarray(self._source[self.order], dtype=np.float64)
 
     @functools.cached_property
+    def XT(self) -> np.ndarray:
+        """``X.T`` as a C-contiguous (d, n) float64 array (the products ``W X`` read it)."""
+        return np.ascontiguousarray(self.X.T)
+
+    @functools.cached_property
     def X_ones(self) -> np.ndarray:
         """``[X, 1]`` (n, d + 1): one product with it gives a matrix's ``· X`` and row sums."""
         return np.hstack([self.X, np.ones((len(self.codes), 1))])

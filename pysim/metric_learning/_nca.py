@@ -22,6 +22,8 @@ a thread the OS leaves waiting on a loaded machine holds up one group, not a fix
 the groups are fixed by the data and summed in order, so the result is the same bits at any
 thread count. Because the training rows are sorted by class (see ``_base``), the
 same-class mask of a block is a handful of column ranges rather than an n-wide comparison.
+Up to 512 rows the whole evaluation is one compiled call (csrc/metric/nca.hpp): on data like
+wine (124 x 13) a dozen numpy calls cost more in overhead than their arithmetic.
 
 The optimiser is scipy's L-BFGS-B on ``-f``, with scikit-learn's settings (``tol`` for
 both the gradient and the relative decrease), so iteration counts are comparable.
@@ -36,6 +38,7 @@ import numpy as np
 from scipy.optimize import minimize
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from .. import _core
 from .._distances import cdist, dot
 from .._validation import resolve_threads, serial_blas
 from ._base import (
@@ -86,10 +89,10 @@ def nca_loss_grad(
     n, d = X.shape
     L = flat_L.reshape(n_components, d)
     if (block or block_rows(n)) >= n:
-        return _nca_dense(L, data)
+        return _nca_dense(L, data, threads)
     rows = block or min(block_rows(n), max(_MIN_ROWS, -(-n // _MIN_BLOCKS)))
     Z = np.ascontiguousarray(X @ L.T)
-    XT = np.ascontiguousarray(X.T)
+    XT = data.XT
     # Groups of consecutive blocks, as many as memory allows (each keeps an n-vector and a
     # d x d matrix until the end) up to _MAX_GROUPS: their number depends on the data only.
     # Each group runs pysim's kernels serially: the numpy passes between the kernels are
@@ -117,18 +120,31 @@ _GROUP_ELEMS = 1 << 22
 
 
 def _nca_dense(
-    L: np.ndarray, data: LabelledData, checked: bool = False
+    L: np.ndarray, data: LabelledData, threads: int | None = 1
 ) -> tuple[float, np.ndarray]:
-    """`nca_loss_grad` when the whole n x n matrix is one block (n <= 512), in a few
-    whole-matrix calls. On small data (wine: 124 x 13) the arithmetic is microseconds and
-    per-call overhead is most of an evaluation, so W is never formed: with E the shifted
-    exponentials, s their row sums and A = E ∘ same-class, ``W = diag(1/s) A - diag(p/s) E``,
-    and two products ``E [X, 1]``, ``A [X, 1]`` give ``W X``, the row sums and p at once.
+    """`nca_loss_grad` when the whole n x n matrix is one block (n <= 512): one compiled call
+    (``_core.nca_dense_objective``, csrc/metric/nca.hpp). On small data (wine: 124 x 13) the
+    arithmetic is microseconds and per-call overhead was most of a numpy evaluation. A loss
+    or gradient that comes out non-finite (L overflowing in a line search) is recomputed by
+    `_nca_dense_checked`, whose distances go through ``pysim.cdist`` (magnitude rescaling,
+    and an error naming a NaN).
     """
+    f, grad = _core.nca_dense_objective(
+        data.X, data.XT, np.ascontiguousarray(L), data.starts, resolve_threads(threads)
+    )
+    if not (np.isfinite(f) and np.isfinite(grad).all()):
+        return _nca_dense_checked(L, data)
+    return -f, -grad.ravel()
+
+
+def _nca_dense_checked(L: np.ndarray, data: LabelledData) -> tuple[float, np.ndarray]:
+    """`_nca_dense` in numpy with checked distances. With E the shifted exponentials, s their
+    row sums and A = E ∘ same-class, ``W = diag(1/s) A - diag(p/s) E``, and two products
+    ``E [X, 1]``, ``A [X, 1]`` give ``W X``, the row sums and p at once."""
     X, X1 = data.X, data.X_ones
     d = X.shape[1]
     Z = X @ L.T
-    E = nearest_shifted_exp(sqeuclidean_block(Z, Z, checked), 0)
+    E = nearest_shifted_exp(sqeuclidean_block(Z, Z, True), 0)
     A = E * data.same_class
     GE = E @ X1  # (n, d + 1): E X, row sums s
     GA = A @ X1  # A X, same-class sums s p
@@ -140,10 +156,7 @@ def _nca_dense(
     M = X.T @ WX
     # ∂f/∂L = 2 L (M + Mᵀ - Xᵀ diag(colsum W) X), as the blocked path.
     grad = 2.0 * (L @ (M + M.T - (X.T * colsum) @ X))
-    loss = -float(p.sum())
-    if not checked and not (np.isfinite(loss) and np.isfinite(grad).all()):
-        return _nca_dense(L, data, checked=True)
-    return loss, -grad.ravel()
+    return -float(p.sum()), -grad.ravel()
 
 
 def _nca_blocks(bounds, rows, Z, X, XT, data):

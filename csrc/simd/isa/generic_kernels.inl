@@ -188,10 +188,20 @@ void tile_block(const typename X::T* a, std::size_t lda, const typename X::T* pa
     using V = typename X::V;
     constexpr std::size_t W = X::W;
     constexpr std::size_t NR = 2 * W;
+    // The accumulators start from the k = 0 products (dim >= 1; the same bits as fmadd onto
+    // zero), not from zero: zero-initialised arrays became two memsets of the stack copies
+    // per block, which at small dim (d = 16) cost as much as the block's arithmetic.
     V acc0[MR_], acc1[MR_];
-    for (std::size_t r = 0; r < MR_; ++r)
-        acc0[r] = acc1[r] = X::zero();
-    for (std::size_t k = 0; k < dim; ++k) {
+    {
+        const V b0 = X::load(panel);
+        const V b1 = X::load(panel + W);
+        for (std::size_t r = 0; r < MR_; ++r) {
+            const V ar = X::set1(a[r * lda]);
+            acc0[r] = X::mul(ar, b0);
+            acc1[r] = X::mul(ar, b1);
+        }
+    }
+    for (std::size_t k = 1; k < dim; ++k) {
         const V b0 = X::load(panel + k * NR);
         const V b1 = X::load(panel + k * NR + W);
         for (std::size_t r = 0; r < MR_; ++r) {
