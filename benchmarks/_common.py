@@ -17,6 +17,7 @@ import importlib
 import json
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,22 @@ def limit_threads(n: int):
         finally:
             if faiss is not None and old is not None:
                 faiss.omp_set_num_threads(old)
+
+
+#: Seconds to wait before a contender is timed (see settle_threads).
+SETTLE_S = 0.3
+
+
+def settle_threads() -> None:
+    """Let the previous contender's worker threads go idle before the next one is timed.
+
+    OpenBLAS's (and OpenMP's) worker threads spin for a while after a threaded call: one
+    2-thread 600 x 600 product left a worker burning 106 ms of CPU over the next 0.3 s. A
+    contender timed right after a BLAS one shares its 2 cores with that spin (pysim's
+    1000 x 10000 x 128 cdist took 21 ms in the kernel table's order against 11.5 ms alone).
+    Every contender waits the same before its warm-up call.
+    """
+    time.sleep(SETTLE_S)
 
 
 def record(benchmark, **info: Any) -> None:

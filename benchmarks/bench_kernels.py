@@ -32,7 +32,16 @@ import time
 
 import numpy as np
 import pytest
-from _common import adaptive_rounds, full, limit_threads, peer, record, rounds, threads
+from _common import (
+    adaptive_rounds,
+    full,
+    limit_threads,
+    peer,
+    record,
+    rounds,
+    settle_threads,
+    threads,
+)
 
 import pysim
 from pysim import _core
@@ -267,6 +276,7 @@ def timed_rows(fn, X: np.ndarray, Y: np.ndarray) -> int:
 
 
 def run_timed(benchmark, contender: str, fn, X, Y, metric: str, t: int, *, L=None, **info):
+    settle_threads()  # the previous contender's BLAS / OpenMP threads stop spinning first
     rows = timed_rows(fn, X, Y)
     Xr = X[:rows]
     t0 = time.perf_counter()

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _common import full, limit_threads, peer, read_idx, record, require_data
+from _common import full, limit_threads, peer, read_idx, record, require_data, settle_threads
 
 THREADS = 2
 N_SPLITS = 5
@@ -358,8 +358,6 @@ def table_splits(name: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np
     return out
 
 
-#: Seconds to wait before a timed fit (see settle_blas).
-BLAS_SETTLE_S = 0.3
 #: A fit shorter than SHORT_FIT_S is timed SHORT_FIT_REPEATS times (fresh estimators, both
 #: sides alike) and its median reported: one cold millisecond fit is mostly the process
 #: waking up (OpenBLAS threads, first-touch pages), and a twin's single Covariance fit took
@@ -368,24 +366,12 @@ SHORT_FIT_S = 0.1
 SHORT_FIT_REPEATS = 5
 
 
-def settle_blas() -> None:
-    """Let the previous case's BLAS threads go idle before the next fit is timed.
-
-    OpenBLAS's worker threads spin for a while after a threaded call (one 2-thread 600 x 600
-    product left a worker burning 106 ms of CPU over the next 0.3 s), and each case ends with
-    the transform and the 3-NN scoring, so a fit started right after shared its 2 cores with
-    that spin: a 25 ms fit then used 2x its wall time in CPU. Both processes (this one and
-    the twins' worker) wait the same before every fit.
-    """
-    time.sleep(BLAS_SETTLE_S)
-
-
 def fit_score(contender: str, dataset: str, split: int, on_start=None) -> dict[str, Any]:
     """Fit one contender on one table split: fit seconds and 3-NN test accuracy (regression
     sets: 3-NN regression RMSE)."""
     Xtr, ytr, Xte, yte = table_splits(dataset)[split]
     model = _contenders()[contender](TABLE_SEED + split)
-    settle_blas()
+    settle_threads()
     if on_start is not None:
         on_start()
     with limit_threads(THREADS):
@@ -704,7 +690,7 @@ def fit_eer(contender: str, split: int, on_start=None) -> dict[str, Any]:
     if make is None:
         scores = -np.linalg.norm(test[:, 0] - test[:, 1], axis=1)
         return {"fit_s": 0.0, "cpu_s": 0.0, "eer": eer(scores, same)}
-    settle_blas()
+    settle_threads()
     if on_start is not None:
         on_start()
     model = make(TABLE_SEED + split)

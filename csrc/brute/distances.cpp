@@ -2,10 +2,11 @@
 // (engine.hpp) with matrix sinks: the engine's tiles and one-to-many chunks are written in place
 // into the caller's output; this file chooses the blocking and does the fix-ups.
 //
-// cdist tiles: the output is cut into tasks of (up to kRowsPerTask rows of A) x (one block of
-// B rows). A block of B is packed into the tile kernel's panel layout in a per-thread scratch
-// buffer sized to stay in L2 (about 256 KiB), then every row of the task's A slice is run
-// against it. Repacking a B block once per task costs under 1% of the task's arithmetic.
+// cdist tiles: the output is cut into tasks of (a split of A's rows) x (one block of B rows). A
+// block of B is packed into the tile kernel's panel layout in a per-thread scratch buffer sized
+// to stay in L2 (about 256 KiB), then every row of the task's A split is run against it, 128
+// rows per tile call. The packing is repeated per task, so the splits are as few as still give
+// every thread several tasks.
 // Norms (squared for L2, inverse for cosine) are computed once per operand before the tiles,
 // so the epilogue only reads them.
 //
@@ -32,6 +33,7 @@ using engine::clamp_cosine;
 using simd::Epilogue;
 
 constexpr std::size_t kRowsPerTask = 128;
+constexpr std::size_t kTasksPerThread = 8; // tile tasks per thread at least (load balance)
 constexpr std::size_t kPackedBytes = 256 * 1024;
 constexpr std::size_t kManyMaxRows = 2; // A rows at or below this use the one-to-many path
 // Streaming loops (one-to-many, norms, paired) read at most this much per chunk: a chunk is
@@ -206,8 +208,16 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
     op.a_aux = a_aux.empty() ? nullptr : a_aux.data();
     op.b_aux = b_aux.empty() ? nullptr : b_aux.data();
     engine::TilePlan plan;
+    // As few A splits as keep every thread fed (kTasksPerThread tasks each): each task repacks
+    // its B block, and the packing is a scalar transpose that costs about as much per element
+    // as a few hundred multiply-adds, so one split per 128 A rows spent over a third of a
+    // 1000 x 10000 x 768 call packing. A task walks its split kRowsPerTask rows per tile call.
+    const std::size_t b_blocks = engine::div_up(n, block);
+    const std::size_t most_splits = engine::div_up(m, kRowsPerTask);
+    const std::size_t splits = std::min(
+        most_splits, engine::div_up(kTasksPerThread * std::max<std::size_t>(1, threads), b_blocks));
     plan.b_block = block;
-    plan.a_split = kRowsPerTask;
+    plan.a_split = engine::div_up(m, splits);
     plan.a_chunk = kRowsPerTask;
     plan.b_major = false;     // consecutive tasks reuse the A rows (in L2), repack B
     plan.keep_scratch = true; // one packed block per thread, reused by later calls
