@@ -76,18 +76,35 @@ typename X::T pair_norm2(const typename X::T* a, const typename X::T*, std::size
     return pair_dot<X>(a, a, dim);
 }
 
+// The many kernels stream rows once, so one core is bound by how many cache-line misses it
+// keeps in flight, and the hardware prefetcher alone kept too few: each row is requested
+// kManyAheadBytes before it is scored (software prefetch, a hint that never faults past the
+// end). On one query x 10^6 x 128 float32 rows (Zen 5): 26.7 -> 37.5 GB/s on one core, 38.8 ->
+// 51 GB/s on two; 2 and 4 KiB ahead gave 31-37 GB/s on one core.
+inline constexpr std::size_t kManyAheadBytes = 8192;
+template <class T> inline void prefetch_ahead(const T* row, std::size_t bytes) noexcept {
+    // Integer arithmetic: the address may lie past the end of the rows (no pointer is formed).
+    const std::uintptr_t p = reinterpret_cast<std::uintptr_t>(row) + kManyAheadBytes;
+    for (std::size_t off = 0; off < bytes; off += 64)
+        __builtin_prefetch(reinterpret_cast<const void*>(p + off), 0, 0);
+}
+
 template <class X>
 void many_dot(const typename X::T* q, const typename X::T* rows, std::size_t n, std::size_t dim,
               typename X::T* out) noexcept {
-    for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t r = 0; r < n; ++r) {
+        prefetch_ahead(rows + r * dim, dim * sizeof(typename X::T));
         out[r] = pair_dot<X>(q, rows + r * dim, dim);
+    }
 }
 
 template <class X>
 void many_l2sq(const typename X::T* q, const typename X::T* rows, std::size_t n, std::size_t dim,
                typename X::T* out) noexcept {
-    for (std::size_t r = 0; r < n; ++r)
+    for (std::size_t r = 0; r < n; ++r) {
+        prefetch_ahead(rows + r * dim, dim * sizeof(typename X::T));
         out[r] = pair_l2sq<X>(q, rows + r * dim, dim);
+    }
 }
 
 // Dimension-major panel (coordinate j of row i at rows[j * n + i]): W rows per vector, no
@@ -134,6 +151,7 @@ void many_dot_norm(const typename X::T* q, const typename X::T* rows, std::size_
     constexpr std::size_t W = X::W;
     for (std::size_t r = 0; r < n; ++r) {
         const typename X::T* b = rows + r * dim;
+        prefetch_ahead(b, dim * sizeof(typename X::T));
         V d0 = X::zero(), d1 = X::zero(), n0 = X::zero(), n1 = X::zero();
         std::size_t i = 0;
         for (; i + 2 * W <= dim; i += 2 * W) {
