@@ -33,6 +33,8 @@ __all__: list[str] = [
     "cdist_f64",
     "dot_f32",
     "dot_f64",
+    "gram_f32",
+    "gram_f64",
     "itml_projections",
     "nca_dense_objective",
     "paired_f32",
@@ -522,6 +524,20 @@ def dot_f64(
     threads: typing.SupportsInt | typing.SupportsIndex,
     out: typing.Any = None,
 ) -> numpy.typing.NDArray[numpy.float64]: ...
+def gram_f32(
+    X: numpy.typing.NDArray[numpy.float32], threads: typing.SupportsInt | typing.SupportsIndex = 1
+) -> tuple:
+    """
+    (X.T @ X, X.sum(axis=0)) for a C-contiguous float32 X, one pass over X.
+    """
+
+def gram_f64(
+    X: numpy.typing.NDArray[numpy.float64], threads: typing.SupportsInt | typing.SupportsIndex = 1
+) -> tuple:
+    """
+    (X.T @ X, X.sum(axis=0)) for a C-contiguous float64 X, one pass over X.
+    """
+
 def itml_projections(
     A: numpy.typing.NDArray[numpy.float64],
     V: numpy.typing.NDArray[numpy.float64],
@@ -539,7 +555,7 @@ def nca_dense_objective(
     L: numpy.typing.NDArray[numpy.float64],
     starts: numpy.typing.NDArray[numpy.int64],
     threads: typing.SupportsInt | typing.SupportsIndex = 1,
-) -> tuple[float, numpy.typing.NDArray[numpy.float64]]:
+) -> tuple:
     """
     NCA's objective sum_i p_i and its gradient (k, d) for rows sorted by class
     (csrc/metric/nca.hpp; X (n, d), XT its transpose, L (k, d), starts the class bounds).

@@ -328,6 +328,40 @@ def test_whitening_is_inverse_covariance(rng):
     np.testing.assert_allclose(np.cov(w2.transform(X).T), np.eye(2), atol=1e-9)
 
 
+def test_whitening_full_rank_is_the_inverse_cholesky_factor(rng):
+    """Every direction kept: L is the inverse of C's lower Cholesky factor (no eigh in fit), the
+    spectrum is computed on first access, and pickling / cloning keep working."""
+    X = rng.standard_normal((400, 6)) @ rng.standard_normal((6, 6)) + 2.0
+    w = pysim.Whitening(shrinkage=0.05).fit(X)
+    L = w.components_
+    np.testing.assert_array_equal(L, np.tril(L))
+    assert (np.diagonal(L) > 0).all()
+    C = np.cov(X.T)
+    C = 0.95 * C + 0.05 * np.trace(C) / 6 * np.eye(6)
+    np.testing.assert_allclose(w.covariance_, C, rtol=1e-12)
+    np.testing.assert_allclose(L @ C @ L.T, np.eye(6), atol=1e-10)
+    assert "_explained_variance" in vars(w) and w._explained_variance is None
+    np.testing.assert_allclose(w.explained_variance_, np.linalg.eigvalsh(C)[::-1], rtol=1e-10)
+    again = pickle.loads(pickle.dumps(w))
+    np.testing.assert_array_equal(again.explained_variance_, w.explained_variance_)
+    with pytest.raises(AttributeError):
+        pysim.Whitening().explained_variance_  # noqa: B018 - unfitted
+    assert not hasattr(clone(w), "covariance_")
+
+
+def test_whitening_nearly_singular_covariance_is_refused(rng):
+    """A feature that is another one plus 1e-9 noise: positive definite in floating point,
+    but its condition number is past 1 / (d eps), so the full-rank path refuses it, and
+    shrinkage makes it usable."""
+    X = rng.standard_normal((200, 4))
+    X[:, 3] = X[:, 0] + 1e-9 * rng.standard_normal(200)
+    with pytest.raises(ValueError, match="singular"):
+        pysim.Whitening().fit(X)
+    with pytest.raises(ValueError, match="singular"):
+        pysim.Whitening().fit(X.copy(order="F"))  # the validate_data path
+    assert np.isfinite(pysim.Whitening(shrinkage=0.01).fit(X).components_).all()
+
+
 def test_whitening_shrinkage(rng):
     X = rng.standard_normal((5, 8))  # fewer samples than features: singular covariance
     with pytest.raises(ValueError, match="shrinkage"):

@@ -221,3 +221,47 @@ def test_shifted_exp_slot_reports_the_active_level(isa):
     assert pysim.simd_info()["kernels"]["shifted_exp_f64"] == (
         "avx512" if isa.startswith("avx512") else isa
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 31, 33, 50, 64, 65, 129])
+def test_gram_matches_reference(isa, rng, dtype, dim):
+    """The Gram kernel on every level: Xᵀ X and the column sums against float64, for row
+    counts that leave ragged blocks, a misaligned X, and any thread count giving the same bits
+    (the row groups are fixed by the shape). Its blocks read past each row's end (into the
+    next row, and a padded copy after the last one), so a tail of NaN after X must not leak."""
+    for n in (1, 2, 13, 300, 2600):
+        buf = np.full(n * dim + 64, np.nan, dtype=dtype)
+        X = buf[1 : 1 + n * dim].reshape(n, dim)
+        X[...] = rng.standard_normal((n, dim))
+        G, colsum = getattr(_core, f"gram_{np.dtype(dtype).name.replace('float', 'f')}")(X, 1)
+        X64 = X.astype(np.float64)
+        want = X64.T @ X64
+        scale = np.sqrt(np.outer(np.diagonal(want), np.diagonal(want))) + 1e-300
+        assert G.dtype == dtype and G.shape == (dim, dim)
+        np.testing.assert_array_equal(G, G.T)
+        assert (np.abs(G - want) / scale).max() <= rel_tolerance(dtype) * max(1, n / 100)
+        assert_close(colsum, X64.sum(axis=0), np.abs(X64).sum(axis=0) + 1e-300, dtype)
+        G2, c2 = getattr(_core, f"gram_{np.dtype(dtype).name.replace('float', 'f')}")(X, 3)
+        np.testing.assert_array_equal(G2, G)
+        np.testing.assert_array_equal(c2, colsum)
+
+
+def test_gram_bad_input(rng):
+    with pytest.raises(ValueError, match="X must be a 2-D"):
+        _core.gram_f64(np.ones(3))
+    with pytest.raises(ValueError, match="threads"):
+        _core.gram_f64(np.ones((3, 2)), 0)
+    with pytest.raises(TypeError):
+        _core.gram_f64(np.ones((3, 2), np.float32))  # no silent conversion
+    with pytest.raises(TypeError):
+        _core.gram_f64(np.asfortranarray(rng.standard_normal((3, 2))))
+    G, c = _core.gram_f64(np.empty((0, 3)))
+    np.testing.assert_array_equal(G, np.zeros((3, 3)))
+    np.testing.assert_array_equal(c, np.zeros(3))
+
+
+def test_gram_slot_reports_the_active_level(isa):
+    level = "avx512" if isa.startswith("avx512") else isa
+    assert pysim.simd_info()["kernels"]["gram_f64"] == level
+    assert pysim.simd_info()["kernels"]["gram_f32"] == level

@@ -7,6 +7,7 @@
 
 #include "bindings/numpy_utils.hpp"
 #include "metric/exp_rows.hpp"
+#include "metric/gram.hpp"
 #include "metric/itml.hpp"
 #include "metric/nca.hpp"
 #include "metric/scml.hpp"
@@ -62,6 +63,23 @@ py::tuple scml_hinge_loss_grad(const CArray<float>& Phi, const CArray<double>& w
         loss = metric::scml_hinge_loss_grad(phi, T, K, wp, width, groups, n_threads, g);
     }
     return py::make_tuple(loss, grad);
+}
+
+// Xᵀ X and the column sums of a C-contiguous X (csrc/metric/gram.hpp).
+template <typename T> py::tuple gram(const CArray<T>& X, int threads) {
+    const auto [n, d] = matrix_shape(X, "X");
+    require(d >= 1, "X must have at least one column");
+    const std::size_t n_threads = checked_threads(threads);
+    py::array_t<T> G({d, d});
+    py::array_t<T> colsum(static_cast<py::ssize_t>(d));
+    T* g = G.mutable_data();
+    T* c = colsum.mutable_data();
+    const T* x = X.data();
+    {
+        py::gil_scoped_release nogil;
+        metric::gram(x, n, d, n_threads, g, c);
+    }
+    return py::make_tuple(G, colsum);
 }
 
 // NCA's objective and gradient for n <= 512 rows sorted by class (pysim.metric_learning._nca).
@@ -134,6 +152,10 @@ void bind_metric(py::module_& m) {
           py::arg("max_iter"), py::arg("tol"));
     m.def("scml_hinge_loss_grad", &scml_hinge_loss_grad, py::arg("Phi").noconvert(),
           py::arg("w").noconvert(), py::arg("width"), py::arg("groups"), py::arg("threads"));
+    m.def("gram_f32", &gram<float>, py::arg("X").noconvert(), py::arg("threads") = 1,
+          "(X.T @ X, X.sum(axis=0)) for a C-contiguous float32 X, one pass over X.");
+    m.def("gram_f64", &gram<double>, py::arg("X").noconvert(), py::arg("threads") = 1,
+          "(X.T @ X, X.sum(axis=0)) for a C-contiguous float64 X, one pass over X.");
     m.def("nca_dense_objective", &nca_dense_objective, py::arg("X").noconvert(),
           py::arg("XT").noconvert(), py::arg("L").noconvert(), py::arg("starts").noconvert(),
           py::arg("threads") = 1,

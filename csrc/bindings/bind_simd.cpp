@@ -28,6 +28,7 @@ void add_kernels(py::dict& out, const simd::Kernels<T>& k, const char* suffix) {
     out[py::str("pack_" + s)] = isa_name(k.pack.isa);
     out[py::str("tile_" + s)] = isa_name(k.tile.isa);
     out[py::str("scan_lt_" + s)] = isa_name(k.scan_lt.isa);
+    out[py::str("gram_" + s)] = isa_name(k.gram.isa);
 }
 
 py::list names(const std::vector<simd::Isa>& isas) {

@@ -97,6 +97,16 @@ using ScanLtFn = std::size_t (*)(const T* row, const T* thr, std::size_t n,
 /// -708 (-inf included) give 0, NaN stays NaN; within 2 ulp of exp. `out` may be `x`.
 using ShiftedExpFn = void (*)(const double* x, std::size_t n, double shift, double* out) noexcept;
 
+/// Gram blocks: G (row stride ldg, accumulated into) += xᵀ x over `rows` rows of stride ld, for
+/// the entries G[a, b] with b >= a rounded down to a's row block (the upper triangle and the
+/// diagonal blocks; the caller mirrors the upper triangle), and colsum[j] += sum of column j.
+/// Blocks are always tile_nr columns wide: each row of x is read up to tile_nr - 1 elements
+/// past `dim` (the next row, or padding the caller provides after the last row), and G needs
+/// ldg >= dim + tile_nr - 1 (its columns past dim receive junk and are ignored).
+template <typename T>
+using GramFn = void (*)(const T* x, std::size_t ld, std::size_t rows, std::size_t dim, T* G,
+                        std::size_t ldg, T* colsum) noexcept;
+
 /// A kernel and the ISA that provided it; the ISA is what pysim.simd_info() reports.
 template <typename Fn> struct Slot {
     Fn fn = nullptr;
@@ -115,6 +125,7 @@ template <typename T> struct Kernels {
     Slot<PackFn<T>> pack;
     Slot<TileFn<T>> tile;
     Slot<ScanLtFn<T>> scan_lt;
+    Slot<GramFn<T>> gram;
     std::size_t tile_nr = 4; // panel width the pack/tile pair was built for
     std::size_t tile_mr = 4; // rows per register block (a hint for blocking)
 };

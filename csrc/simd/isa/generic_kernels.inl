@@ -373,6 +373,100 @@ template <class X> void widen_axpy(double s, const float* a, double* y, std::siz
     }
 }
 
+// Gram of row-major rows, upper triangle: x[k, a0 .. a0 + R) are broadcast (contiguous in a
+// row) against two vectors of x[k, b0 .. b0 + NR), so no operand is packed or transposed. Every
+// block is a full R x NR one: the columns past dim read the next row's first values (or the
+// caller's padding) into G's padding columns, which the caller ignores. (A masked-load variant
+// for the last columns made GCC keep the accumulators on the stack: twice the time at d = 50.)
+// G's block is loaded, accumulated over the rows in order and stored back; the caller hands the
+// rows over in L1-sized blocks.
+template <class X, std::size_t R, bool Two>
+void gram_block(const typename X::T* x, std::size_t ld, std::size_t rows, std::size_t a0,
+                std::size_t b0, typename X::T* G, std::size_t ldg) noexcept {
+    using V = typename X::V;
+    constexpr std::size_t W = X::W;
+    V acc0[R], acc1[R];
+    for (std::size_t r = 0; r < R; ++r) {
+        acc0[r] = X::load(G + (a0 + r) * ldg + b0);
+        if (Two)
+            acc1[r] = X::load(G + (a0 + r) * ldg + b0 + W);
+    }
+    for (std::size_t k = 0; k < rows; ++k) {
+        const typename X::T* xk = x + k * ld;
+        const V b0v = X::load(xk + b0);
+        const V b1v = Two ? X::load(xk + b0 + W) : b0v;
+        for (std::size_t r = 0; r < R; ++r) {
+            const V ar = X::set1(xk[a0 + r]);
+            acc0[r] = X::fmadd(ar, b0v, acc0[r]);
+            if (Two)
+                acc1[r] = X::fmadd(ar, b1v, acc1[r]);
+        }
+    }
+    for (std::size_t r = 0; r < R; ++r) {
+        X::store(G + (a0 + r) * ldg + b0, acc0[r]);
+        if (Two)
+            X::store(G + (a0 + r) * ldg + b0 + W, acc1[r]);
+    }
+}
+
+// R x 2W blocks while more than W columns remain, then one R x W block.
+template <class X, std::size_t R>
+void gram_row_block(const typename X::T* x, std::size_t ld, std::size_t rows, std::size_t a0,
+                    std::size_t dim, typename X::T* G, std::size_t ldg) noexcept {
+    constexpr std::size_t W = X::W;
+    for (std::size_t b0 = a0; b0 < dim; b0 += 2 * W) {
+        if (dim - b0 > W) {
+            gram_block<X, R, true>(x, ld, rows, a0, b0, G, ldg);
+        } else {
+            gram_block<X, R, false>(x, ld, rows, a0, b0, G, ldg);
+        }
+    }
+}
+
+template <class X, std::size_t R>
+void gram_rows_rest(std::size_t rest, const typename X::T* x, std::size_t ld, std::size_t rows,
+                    std::size_t a0, std::size_t dim, typename X::T* G, std::size_t ldg) noexcept {
+    if constexpr (R > 0) {
+        if (rest == R) {
+            gram_row_block<X, R>(x, ld, rows, a0, dim, G, ldg);
+        } else {
+            gram_rows_rest<X, R - 1>(rest, x, ld, rows, a0, dim, G, ldg);
+        }
+    }
+}
+
+// See GramFn (kernels.hpp). Each entry is one fmadd chain over the rows in order, so a call
+// split into consecutive row blocks gives the same bits as one call.
+template <class X>
+void gram_upper(const typename X::T* x, std::size_t ld, std::size_t rows, std::size_t dim,
+                typename X::T* G, std::size_t ldg, typename X::T* colsum) noexcept {
+    constexpr std::size_t W = X::W;
+    constexpr std::size_t MR = X::MR;
+    for (std::size_t j = 0; j < dim; j += W) { // four chains: one would be add-latency bound
+        const std::size_t c = dim - j < W ? dim - j : W;
+        typename X::V s0 = X::load_partial(colsum + j, c), s1 = X::zero(), s2 = X::zero(),
+                      s3 = X::zero();
+        std::size_t k = 0;
+        for (; k + 4 <= rows; k += 4) {
+            s0 = X::add(s0, X::load_partial(x + k * ld + j, c));
+            s1 = X::add(s1, X::load_partial(x + (k + 1) * ld + j, c));
+            s2 = X::add(s2, X::load_partial(x + (k + 2) * ld + j, c));
+            s3 = X::add(s3, X::load_partial(x + (k + 3) * ld + j, c));
+        }
+        for (; k < rows; ++k)
+            s0 = X::add(s0, X::load_partial(x + k * ld + j, c));
+        X::store_partial(colsum + j, X::add(X::add(s0, s1), X::add(s2, s3)), c);
+    }
+    for (std::size_t a0 = 0; a0 < dim; a0 += MR) {
+        const std::size_t ra = dim - a0 < MR ? dim - a0 : MR;
+        if (ra == MR) {
+            gram_row_block<X, MR>(x, ld, rows, a0, dim, G, ldg);
+        } else {
+            gram_rows_rest<X, MR - 1>(ra, x, ld, rows, a0, dim, G, ldg);
+        }
+    }
+}
+
 template <class X> void fill_mixed(MixedKernels& k, Isa isa) noexcept {
     k.dot = {&widen_dot<X>, isa};
     k.axpy = {&widen_axpy<X>, isa};
@@ -390,6 +484,7 @@ template <class X> void fill_kernels(Kernels<typename X::T>& k, Isa isa) noexcep
     k.pack = {&pack_panels<X>, isa};
     k.tile = {&tile<X>, isa};
     k.scan_lt = {&scan_lt<X>, isa};
+    k.gram = {&gram_upper<X>, isa};
     k.tile_nr = 2 * X::W;
     k.tile_mr = X::MR;
 }
