@@ -309,10 +309,19 @@ TABLE: dict[str, tuple[str, list[str]]] = {
     "TripletEmbedding": ("pysim-triplet", ["metric-learn-lmnn", "pysim-lmnn"]),
     "ContrastiveEmbedding": ("pysim-contrastive", ["metric-learn-lmnn", "pysim-lmnn"]),
 }
-CLASSIFY_SETS = ["wine"] + (["digits", "mnist-pca50"] if full() else [])
+CLASSIFY_SETS = ["wine"] + (["iris", "breast-cancer", "digits", "mnist-pca50"] if full() else [])
 REGRESS_SETS = ["diabetes"] + (["friedman1"] if full() else [])
-#: Splits per dataset: quick mode 2 on wine; --full 5 (wine, diabetes), 3 (digits), 1 (MNIST).
-TABLE_SPLITS = {"wine": 5, "digits": 3, "mnist-pca50": 1, "diabetes": 5, "friedman1": 1}
+#: Splits per dataset: quick mode 2 on wine; --full 5 (iris, wine, breast cancer, diabetes),
+#: 3 (digits), 1 (MNIST).
+TABLE_SPLITS = {
+    "iris": 5,
+    "wine": 5,
+    "breast-cancer": 5,
+    "digits": 3,
+    "mnist-pca50": 1,
+    "diabetes": 5,
+    "friedman1": 1,
+}
 
 
 def _table_cases() -> list[tuple[str, str, str]]:
@@ -348,7 +357,13 @@ def table_splits(name: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np
         sss = ShuffleSplit(n_splits=n_splits, test_size=0.3, random_state=TABLE_SEED)
         parts = sss.split(X)
     else:
-        X, y = {"wine": datasets.load_wine, "digits": datasets.load_digits}[name](return_X_y=True)
+        loader = {
+            "iris": datasets.load_iris,
+            "wine": datasets.load_wine,
+            "breast-cancer": datasets.load_breast_cancer,
+            "digits": datasets.load_digits,
+        }[name]
+        X, y = loader(return_X_y=True)
         sss = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.3, random_state=TABLE_SEED)
         parts = sss.split(X, y)
     out = []
