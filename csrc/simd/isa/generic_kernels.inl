@@ -186,14 +186,21 @@ void pack_panels(const typename X::T* b, std::size_t ldb, std::size_t n, std::si
     for (std::size_t j0 = 0; j0 < n; j0 += NR) {
         typename X::T* panel = packed + j0 * dim; // panels are NR * dim apart
         const std::size_t cols = n - j0 < NR ? n - j0 : NR;
-        for (std::size_t j = 0; j < cols; ++j) {
-            const typename X::T* row = b + (j0 + j) * ldb;
-            for (std::size_t k = 0; k < dim; ++k)
-                panel[k * NR + j] = row[k];
+        // A blocked transpose, KB dimensions at a time: the KB x NR slab of the panel being
+        // written stays in L1 while each of the NR rows is read KB values at a time (row by
+        // row over the whole dimension wrote each value to a different cache line).
+        constexpr std::size_t KB = 16;
+        for (std::size_t k0 = 0; k0 < dim; k0 += KB) {
+            const std::size_t k1 = dim - k0 < KB ? dim : k0 + KB;
+            for (std::size_t j = 0; j < cols; ++j) {
+                const typename X::T* row = b + (j0 + j) * ldb;
+                for (std::size_t k = k0; k < k1; ++k)
+                    panel[k * NR + j] = row[k];
+            }
+            for (std::size_t j = cols; j < NR; ++j)
+                for (std::size_t k = k0; k < k1; ++k)
+                    panel[k * NR + j] = 0;
         }
-        for (std::size_t j = cols; j < NR; ++j)
-            for (std::size_t k = 0; k < dim; ++k)
-                panel[k * NR + j] = 0;
     }
 }
 
