@@ -259,11 +259,43 @@ template <typename T> void check_scan(const Kernels<T>& k, std::mt19937& g) {
     }
 }
 
+// The Gram kernel: the upper triangle of xᵀ x and the column sums against long double, rows
+// given in two calls (accumulation across calls), x padded after its last row as the kernel's
+// contract asks (it reads up to tile_nr - 1 values past a row).
+template <typename T> void check_gram(const Kernels<T>& k, std::size_t dim, std::mt19937& g) {
+    std::normal_distribution<double> normal(0.0, 1.0);
+    const std::size_t rows = 37, nr = k.tile_nr, ldg = dim + nr;
+    std::vector<T> x(rows * dim + nr, T(0));
+    for (std::size_t i = 0; i < rows * dim; ++i)
+        x[i] = T(normal(g));
+    std::vector<T> G(dim * ldg, T(0)), colsum(dim, T(0));
+    k.gram.fn(x.data(), dim, 20, dim, G.data(), ldg, colsum.data());
+    k.gram.fn(x.data() + 20 * dim, dim, rows - 20, dim, G.data(), ldg, colsum.data());
+    for (std::size_t a = 0; a < dim; ++a) {
+        long double sum = 0, abs_sum = 0;
+        for (std::size_t r = 0; r < rows; ++r) {
+            sum += x[r * dim + a];
+            abs_sum += std::fabs((long double)x[r * dim + a]);
+        }
+        expect<T>("gram.colsum", dim, a, double(colsum[a]), double(sum), double(abs_sum));
+        for (std::size_t b = a; b < dim; ++b) {
+            long double want = 0, scale = 0;
+            for (std::size_t r = 0; r < rows; ++r) {
+                const long double p = (long double)x[r * dim + a] * x[r * dim + b];
+                want += p;
+                scale += std::fabs(p);
+            }
+            expect<T>("gram", dim, a * dim + b, double(G[a * ldg + b]), double(want),
+                      double(scale));
+        }
+    }
+}
+
 template <typename T>
 void check_table(const Kernels<T>& k, const Kernels<T>& scalar, std::mt19937& g) {
     const Isa isas[] = {k.dot.isa,       k.l2sq.isa,       k.norm2.isa,         k.dot_many.isa,
                         k.l2sq_many.isa, k.l2sq_panel.isa, k.dot_norm_many.isa, k.norms.isa,
-                        k.pack.isa,      k.tile.isa,       k.scan_lt.isa};
+                        k.pack.isa,      k.tile.isa,       k.scan_lt.isa,       k.gram.isa};
     for (Isa isa : isas) {
         ++checks;
         if (isa != Isa::neon && ++failures <= 20)
@@ -274,6 +306,7 @@ void check_table(const Kernels<T>& k, const Kernels<T>& scalar, std::mt19937& g)
     for (std::size_t dim : dims) {
         check_vectors<T>(k, scalar, dim, g);
         check_tile<T>(k, dim, g);
+        check_gram<T>(k, dim, g);
     }
     check_scan<T>(k, g);
 }
