@@ -34,7 +34,7 @@ using simd::Epilogue;
 
 constexpr std::size_t kRowsPerTask = 128;
 constexpr std::size_t kTasksPerThread = 8; // tile tasks per thread at least (load balance)
-constexpr std::size_t kMaxTaskMacs = std::size_t(1) << 25; // a tile task's work at most
+constexpr std::size_t kMaxTaskMacs = std::size_t(1) << 25; // per 8 panel columns (see tiled)
 constexpr std::size_t kPackedBytes = 256 * 1024;
 constexpr std::size_t kManyMaxRows = 2; // A rows at or below this use the one-to-many path
 // Streaming loops (one-to-many, norms, paired) read at most this much per chunk: a chunk is
@@ -213,13 +213,15 @@ void tiled(const T* a, std::size_t m, const T* b, std::size_t n, std::size_t dim
     // its B block, and the packing is a scalar transpose that costs about as much per element
     // as a few hundred multiply-adds, so one split per 128 A rows spent over a third of a
     // 1000 x 10000 x 768 call packing. A task walks its split kRowsPerTask rows per tile call.
-    // A task stays under kMaxTaskMacs multiply-adds, though: the pool polls for Ctrl-C between
-    // tasks, and one split of 3000 rows against a 32-row block at d = 2048 was seconds on the
-    // scalar kernels.
+    // A task stays under a time budget, though: the pool polls for Ctrl-C between tasks, and
+    // one split of 3000 rows against a 32-row block at d = 2048 was seconds on the scalar
+    // kernels under ASan. The budget is kMaxTaskMacs multiply-adds per 8 columns of the tile
+    // kernel's panel (its vector width: wider kernels do proportionally more in the same time).
     const std::size_t b_blocks = engine::div_up(n, block);
     const std::size_t most_splits = engine::div_up(m, kRowsPerTask);
+    const std::size_t task_macs = kMaxTaskMacs * std::max<std::size_t>(1, nr / 8);
     const std::size_t max_split_rows =
-        std::max(kRowsPerTask, kMaxTaskMacs / std::max<std::size_t>(1, block * dim));
+        std::max(kRowsPerTask, task_macs / std::max<std::size_t>(1, block * dim));
     const std::size_t splits = std::min(
         most_splits,
         std::max(engine::div_up(m, max_split_rows),
