@@ -135,6 +135,19 @@ SMALL = ["iris", "wine", "breast-cancer", "digits"]
 DATASETS = SMALL + (["mnist-pca50"] if full() else [])
 
 
+def load_small(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of one of scikit-learn's bundled classification sets (SMALL)."""
+    from sklearn import datasets
+
+    loader = {
+        "iris": datasets.load_iris,
+        "wine": datasets.load_wine,
+        "breast-cancer": datasets.load_breast_cancer,
+        "digits": datasets.load_digits,
+    }[name]
+    return loader(return_X_y=True)
+
+
 @functools.cache
 def splits(name: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """[(X_train, y_train, X_test, y_test)], standardised (small sets) or PCA-50 (MNIST)."""
@@ -146,17 +159,10 @@ def splits(name: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
         y = read_idx(root / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
         pca = PCA(50, random_state=0).fit(X[:5000])
         return [(pca.transform(X[:5000]), y[:5000], pca.transform(X[5000:]), y[5000:])]
-    from sklearn import datasets
     from sklearn.model_selection import StratifiedShuffleSplit
     from sklearn.preprocessing import StandardScaler
 
-    loader = {
-        "iris": datasets.load_iris,
-        "wine": datasets.load_wine,
-        "breast-cancer": datasets.load_breast_cancer,
-        "digits": datasets.load_digits,
-    }[name]
-    X, y = loader(return_X_y=True)
+    X, y = load_small(name)
     out = []
     sss = StratifiedShuffleSplit(n_splits=N_SPLITS, test_size=0.3, random_state=0)
     for tr, te in sss.split(X, y):
@@ -357,13 +363,7 @@ def table_splits(name: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np
         sss = ShuffleSplit(n_splits=n_splits, test_size=0.3, random_state=TABLE_SEED)
         parts = sss.split(X)
     else:
-        loader = {
-            "iris": datasets.load_iris,
-            "wine": datasets.load_wine,
-            "breast-cancer": datasets.load_breast_cancer,
-            "digits": datasets.load_digits,
-        }[name]
-        X, y = loader(return_X_y=True)
+        X, y = load_small(name)
         sss = StratifiedShuffleSplit(n_splits=n_splits, test_size=0.3, random_state=TABLE_SEED)
         parts = sss.split(X, y)
     out = []

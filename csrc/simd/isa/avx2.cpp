@@ -112,10 +112,9 @@ struct F64 {
 #include "simd/isa/exp_kernels.inl"
 #include "simd/isa/generic_kernels.inl"
 
-// float32 panel packing with 8 x 8 register transposes (unpack, shuffle, then a 128-bit lane
-// permute: 24 shuffles per 64 values) in place of generic_kernels.inl's element-by-element
-// transpose (as avx512.cpp does with 16 x 16). Partial panels and the last dim % 8 dimensions
-// take the generic code. Same values, same layout.
+// The float32 panel packing's 8 x 8 register transpose (unpack, shuffle, then a 128-bit lane
+// permute: 24 shuffles per 64 values) for generic_kernels.inl's pack_panels_transposed, in
+// place of its element-by-element transpose (as avx512.cpp does with 16 x 16).
 void transpose8(const float* src, std::size_t ld, float* dst, std::size_t ldd) noexcept {
     __m256 r[8], t[8], u[8];
     for (int i = 0; i < 8; ++i)
@@ -137,32 +136,11 @@ void transpose8(const float* src, std::size_t ld, float* dst, std::size_t ldd) n
     }
 }
 
-void pack_panels_f32(const float* b, std::size_t ldb, std::size_t n, std::size_t dim,
-                     float* packed) noexcept {
-    constexpr std::size_t NR = 2 * F32::W;
-    for (std::size_t j0 = 0; j0 < n; j0 += NR) {
-        float* panel = packed + j0 * dim;
-        if (n - j0 < NR) {
-            pack_panels<F32>(b + j0 * ldb, ldb, n - j0, dim, panel);
-            continue;
-        }
-        const std::size_t body = dim / 8 * 8;
-        for (std::size_t h = 0; h < NR; h += 8) {
-            const float* rows = b + (j0 + h) * ldb;
-            for (std::size_t k = 0; k < body; k += 8)
-                transpose8(rows + k, ldb, panel + k * NR + h, NR);
-            for (std::size_t k = body; k < dim; ++k)
-                for (std::size_t i = 0; i < 8; ++i)
-                    panel[k * NR + h + i] = rows[i * ldb + k];
-        }
-    }
-}
-
 } // namespace
 
 void fill_avx2(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::avx2);
-    t.f32.pack = {&pack_panels_f32, Isa::avx2};
+    t.f32.pack = {&pack_panels_transposed<F32, 8, &transpose8>, Isa::avx2};
     fill_kernels<F64>(t.f64, Isa::avx2);
     fill_mixed<F64>(t.f32_f64, Isa::avx2);
     t.shifted_exp = {&shifted_exp<F64>, Isa::avx2};

@@ -95,10 +95,9 @@ struct F64 {
 #include "simd/isa/exp_kernels.inl"
 #include "simd/isa/generic_kernels.inl"
 
-// float32 panel packing with 16 x 16 register transposes (unpack, shuffle, then two 128-bit lane
-// shuffles: 64 shuffles per 256 values) in place of generic_kernels.inl's element-by-element
-// transpose, which was about 5% of a 1000 x 10000 x 768 cdist. Partial panels and the last
-// dim % 16 dimensions take the generic code. Same values, same layout.
+// The float32 panel packing's 16 x 16 register transpose (unpack, shuffle, then two 128-bit lane
+// shuffles: 64 shuffles per 256 values) for generic_kernels.inl's pack_panels_transposed, in
+// place of its element-by-element transpose, which was about 5% of a 1000 x 10000 x 768 cdist.
 void transpose16(const float* src, std::size_t ld, float* dst, std::size_t ldd) noexcept {
     __m512 r[16], t[16], u[16];
     for (int i = 0; i < 16; ++i)
@@ -126,32 +125,11 @@ void transpose16(const float* src, std::size_t ld, float* dst, std::size_t ldd) 
     }
 }
 
-void pack_panels_f32(const float* b, std::size_t ldb, std::size_t n, std::size_t dim,
-                     float* packed) noexcept {
-    constexpr std::size_t NR = 2 * F32::W;
-    for (std::size_t j0 = 0; j0 < n; j0 += NR) {
-        float* panel = packed + j0 * dim;
-        if (n - j0 < NR) {
-            pack_panels<F32>(b + j0 * ldb, ldb, n - j0, dim, panel);
-            continue;
-        }
-        const std::size_t body = dim / 16 * 16;
-        for (std::size_t h = 0; h < NR; h += 16) {
-            const float* rows = b + (j0 + h) * ldb;
-            for (std::size_t k = 0; k < body; k += 16)
-                transpose16(rows + k, ldb, panel + k * NR + h, NR);
-            for (std::size_t k = body; k < dim; ++k)
-                for (std::size_t i = 0; i < 16; ++i)
-                    panel[k * NR + h + i] = rows[i * ldb + k];
-        }
-    }
-}
-
 } // namespace
 
 void fill_avx512(KernelTable& t) noexcept {
     fill_kernels<F32>(t.f32, Isa::avx512);
-    t.f32.pack = {&pack_panels_f32, Isa::avx512};
+    t.f32.pack = {&pack_panels_transposed<F32, 16, &transpose16>, Isa::avx512};
     fill_kernels<F64>(t.f64, Isa::avx512);
     fill_mixed<F64>(t.f32_f64, Isa::avx512);
     t.shifted_exp = {&shifted_exp<F64>, Isa::avx512};

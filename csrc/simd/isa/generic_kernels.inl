@@ -204,6 +204,34 @@ void pack_panels(const typename X::T* b, std::size_t ldb, std::size_t n, std::si
     }
 }
 
+// pack_panels with an ISA's register transpose: Transpose(src, ld, dst, ldd) writes the TB x TB
+// block of rows src[i * ld + k] (i, k < TB) as dst[k * ldd + i]. Full panels go through it
+// TB rows and TB dimensions at a time, the last dim % TB dimensions element by element; a
+// partial panel (fewer than NR rows left) takes pack_panels. Same values, same layout.
+template <class X, std::size_t TB,
+          void (*Transpose)(const typename X::T*, std::size_t, typename X::T*, std::size_t)>
+void pack_panels_transposed(const typename X::T* b, std::size_t ldb, std::size_t n, std::size_t dim,
+                            typename X::T* packed) noexcept {
+    constexpr std::size_t NR = 2 * X::W;
+    static_assert(NR % TB == 0, "the transpose block must divide the panel width");
+    for (std::size_t j0 = 0; j0 < n; j0 += NR) {
+        typename X::T* panel = packed + j0 * dim;
+        if (n - j0 < NR) {
+            pack_panels<X>(b + j0 * ldb, ldb, n - j0, dim, panel);
+            continue;
+        }
+        const std::size_t body = dim / TB * TB;
+        for (std::size_t h = 0; h < NR; h += TB) {
+            const typename X::T* rows = b + (j0 + h) * ldb;
+            for (std::size_t k = 0; k < body; k += TB)
+                Transpose(rows + k, ldb, panel + k * NR + h, NR);
+            for (std::size_t k = body; k < dim; ++k)
+                for (std::size_t i = 0; i < TB; ++i)
+                    panel[k * NR + h + i] = rows[i * ldb + k];
+        }
+    }
+}
+
 // One MR_ x NR block: rows a[0..MR_) against one packed panel, `cols` valid columns.
 template <class X, std::size_t MR_>
 void tile_block(const typename X::T* a, std::size_t lda, const typename X::T* panel,
